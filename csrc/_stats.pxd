@@ -1,0 +1,25 @@
+# cython: language_level=3
+"""C-level interface of spinfast._stats: the Welford accumulator state and kernels."""
+
+cdef struct acc_t:
+    # count, mean, sum of squared deviations (M2), min, max; all float64.
+    # Empty: (0, 0, 0, +inf, -inf), the identity of merge.
+    double n
+    double mean
+    double m2
+    double lo
+    double hi
+
+cdef void acc_reset(acc_t* a) noexcept nogil
+cdef void acc_push(acc_t* a, double x) noexcept nogil
+cdef void acc_merge(acc_t* a, const acc_t* b) noexcept nogil
+
+
+cdef class Welford:
+    cdef acc_t acc
+    cdef int push_object(self, object value, object key) except -1
+
+
+cdef class EpochStats:
+    cdef dict _accs
+    cdef Welford _get_or_create(self, object key)

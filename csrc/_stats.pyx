@@ -1,0 +1,610 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: embedsignature=True, initializedcheck=False
+"""Streaming statistics (private): Welford accumulators and the key table of EpochLogger.
+
+An accumulator holds five float64: count, mean, M2 (sum of squared deviations from the mean),
+min and max. Single values use Welford's update (Welford 1962). Arrays are consumed in blocks:
+two tight passes over a block, shifted by the running mean so that the subtraction is exact for
+data far from zero, then merged with Chan, Golub & LeVeque's pairwise formula (1979), which is
+also the merge of two accumulators (local, or gathered from MPI ranks).
+
+NaN and +/-inf follow numpy's mean/std/min/max of the same values: once a non-finite value is
+seen the mean becomes the IEEE sum of the non-finite values seen (inf, -inf or nan) and M2
+becomes nan; min and max propagate nan.
+"""
+
+from cpython.buffer cimport (
+    PyBUF_ANY_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release, PyObject_CheckBuffer,
+    PyObject_GetBuffer,
+)
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_AsDouble
+from libc.math cimport INFINITY, NAN, isfinite, isnan, sqrt
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+import numpy as np
+
+cdef enum:
+    # Values per block of the array kernel: small enough to stay in L1 for the second pass.
+    BLOCK = 2048
+    # Arrays at least this long are consumed with the GIL released.
+    NOGIL_MIN = 16384
+
+cdef enum kind_t:
+    K_NONE, K_F32, K_F64, K_I8, K_I16, K_I32, K_I64, K_U8, K_U16, K_U32, K_U64
+
+ctypedef fused num_t:
+    float
+    double
+    int8_t
+    int16_t
+    int32_t
+    int64_t
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+
+
+cdef extern from "block_kernels.h" nogil:
+    double sf_sum_f32(const float*, Py_ssize_t, double)
+    double sf_sqdev_f32(const float*, Py_ssize_t, double, double)
+    void sf_minmax_f32(const float*, Py_ssize_t, double*, double*)
+    double sf_sum_f64(const double*, Py_ssize_t, double)
+    double sf_sqdev_f64(const double*, Py_ssize_t, double, double)
+    void sf_minmax_f64(const double*, Py_ssize_t, double*, double*)
+    double sf_sum_i8(const int8_t*, Py_ssize_t, double)
+    double sf_sqdev_i8(const int8_t*, Py_ssize_t, double, double)
+    void sf_minmax_i8(const int8_t*, Py_ssize_t, double*, double*)
+    double sf_sum_i16(const int16_t*, Py_ssize_t, double)
+    double sf_sqdev_i16(const int16_t*, Py_ssize_t, double, double)
+    void sf_minmax_i16(const int16_t*, Py_ssize_t, double*, double*)
+    double sf_sum_i32(const int32_t*, Py_ssize_t, double)
+    double sf_sqdev_i32(const int32_t*, Py_ssize_t, double, double)
+    void sf_minmax_i32(const int32_t*, Py_ssize_t, double*, double*)
+    double sf_sum_i64(const int64_t*, Py_ssize_t, double)
+    double sf_sqdev_i64(const int64_t*, Py_ssize_t, double, double)
+    void sf_minmax_i64(const int64_t*, Py_ssize_t, double*, double*)
+    double sf_sum_u8(const uint8_t*, Py_ssize_t, double)
+    double sf_sqdev_u8(const uint8_t*, Py_ssize_t, double, double)
+    void sf_minmax_u8(const uint8_t*, Py_ssize_t, double*, double*)
+    double sf_sum_u16(const uint16_t*, Py_ssize_t, double)
+    double sf_sqdev_u16(const uint16_t*, Py_ssize_t, double, double)
+    void sf_minmax_u16(const uint16_t*, Py_ssize_t, double*, double*)
+    double sf_sum_u32(const uint32_t*, Py_ssize_t, double)
+    double sf_sqdev_u32(const uint32_t*, Py_ssize_t, double, double)
+    void sf_minmax_u32(const uint32_t*, Py_ssize_t, double*, double*)
+    double sf_sum_u64(const uint64_t*, Py_ssize_t, double)
+    double sf_sqdev_u64(const uint64_t*, Py_ssize_t, double, double)
+    void sf_minmax_u64(const uint64_t*, Py_ssize_t, double*, double*)
+
+
+cdef inline double _sum(const num_t* x, Py_ssize_t m, double K) noexcept nogil:
+    if num_t is float:
+        return sf_sum_f32(x, m, K)
+    elif num_t is double:
+        return sf_sum_f64(x, m, K)
+    elif num_t is int8_t:
+        return sf_sum_i8(x, m, K)
+    elif num_t is int16_t:
+        return sf_sum_i16(x, m, K)
+    elif num_t is int32_t:
+        return sf_sum_i32(x, m, K)
+    elif num_t is int64_t:
+        return sf_sum_i64(x, m, K)
+    elif num_t is uint8_t:
+        return sf_sum_u8(x, m, K)
+    elif num_t is uint16_t:
+        return sf_sum_u16(x, m, K)
+    elif num_t is uint32_t:
+        return sf_sum_u32(x, m, K)
+    else:
+        return sf_sum_u64(x, m, K)
+
+
+cdef inline double _sqdev(const num_t* x, Py_ssize_t m, double K, double ybar) noexcept nogil:
+    if num_t is float:
+        return sf_sqdev_f32(x, m, K, ybar)
+    elif num_t is double:
+        return sf_sqdev_f64(x, m, K, ybar)
+    elif num_t is int8_t:
+        return sf_sqdev_i8(x, m, K, ybar)
+    elif num_t is int16_t:
+        return sf_sqdev_i16(x, m, K, ybar)
+    elif num_t is int32_t:
+        return sf_sqdev_i32(x, m, K, ybar)
+    elif num_t is int64_t:
+        return sf_sqdev_i64(x, m, K, ybar)
+    elif num_t is uint8_t:
+        return sf_sqdev_u8(x, m, K, ybar)
+    elif num_t is uint16_t:
+        return sf_sqdev_u16(x, m, K, ybar)
+    elif num_t is uint32_t:
+        return sf_sqdev_u32(x, m, K, ybar)
+    else:
+        return sf_sqdev_u64(x, m, K, ybar)
+
+
+cdef inline void _minmax(const num_t* x, Py_ssize_t m, double* lo, double* hi) noexcept nogil:
+    if num_t is float:
+        sf_minmax_f32(x, m, lo, hi)
+    elif num_t is double:
+        sf_minmax_f64(x, m, lo, hi)
+    elif num_t is int8_t:
+        sf_minmax_i8(x, m, lo, hi)
+    elif num_t is int16_t:
+        sf_minmax_i16(x, m, lo, hi)
+    elif num_t is int32_t:
+        sf_minmax_i32(x, m, lo, hi)
+    elif num_t is int64_t:
+        sf_minmax_i64(x, m, lo, hi)
+    elif num_t is uint8_t:
+        sf_minmax_u8(x, m, lo, hi)
+    elif num_t is uint16_t:
+        sf_minmax_u16(x, m, lo, hi)
+    elif num_t is uint32_t:
+        sf_minmax_u32(x, m, lo, hi)
+    else:
+        sf_minmax_u64(x, m, lo, hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels on acc_t
+
+cdef void acc_reset(acc_t* a) noexcept nogil:
+    a.n = 0.0
+    a.mean = 0.0
+    a.m2 = 0.0
+    a.lo = INFINITY
+    a.hi = -INFINITY
+
+
+cdef inline double _nonfinite_part(double x) noexcept nogil:
+    return 0.0 if isfinite(x) else x
+
+
+cdef inline void _acc_minmax(acc_t* a, double lo, double hi) noexcept nogil:
+    # nan wins, as in numpy's min/max.
+    if lo < a.lo or isnan(lo):
+        if not isnan(a.lo):
+            a.lo = lo
+    if hi > a.hi or isnan(hi):
+        if not isnan(a.hi):
+            a.hi = hi
+
+
+cdef void acc_push(acc_t* a, double x) noexcept nogil:
+    cdef double n = a.n + 1.0
+    cdef double d
+    if isfinite(x) and isfinite(a.mean):
+        d = x - a.mean
+        a.mean += d / n
+        a.m2 += d * (x - a.mean)
+    else:
+        a.mean = _nonfinite_part(a.mean) + _nonfinite_part(x)
+        a.m2 = NAN
+    a.n = n
+    _acc_minmax(a, x, x)
+
+
+cdef void acc_merge(acc_t* a, const acc_t* b) noexcept nogil:
+    cdef double n, delta
+    if b.n == 0.0:
+        return
+    if a.n == 0.0:
+        a[0] = b[0]
+        return
+    n = a.n + b.n
+    if isfinite(a.mean) and isfinite(b.mean):
+        delta = b.mean - a.mean
+        a.mean += delta * (b.n / n)
+        a.m2 += b.m2 + delta * delta * (a.n * b.n / n)
+    else:
+        a.mean = _nonfinite_part(a.mean) + _nonfinite_part(b.mean)
+        a.m2 = NAN
+    a.n = n
+    _acc_minmax(a, b.lo, b.hi)
+
+
+cdef void _push_each(acc_t* a, const num_t* x, Py_ssize_t m) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(m):
+        acc_push(a, <double>x[i])
+
+
+cdef void _push_chunk(acc_t* a, const num_t* x, Py_ssize_t m) noexcept nogil:
+    # One block of m > 0 values, shifted by K = the running mean so that x - K is small and
+    # exact for data far from zero; non-finite data takes the scalar path (numpy semantics).
+    cdef double K, s, lo, hi, q, ybar, n
+    if a.n > 0.0:
+        K = a.mean
+    else:
+        K = <double>x[0]
+    if not isfinite(K):
+        _push_each(a, x, m)
+        return
+    s = _sum(x, m, K)
+    if not isfinite(s):
+        _push_each(a, x, m)
+        return
+    ybar = s / m
+    q = _sqdev(x, m, K, ybar)
+    _minmax(x, m, &lo, &hi)
+    # Chan et al. with delta = ybar, computed from the shifted data (a.mean == K when a.n > 0).
+    n = a.n + m
+    if a.n > 0.0:
+        a.m2 += q + ybar * ybar * (a.n * m / n)
+        a.mean = K + ybar * (m / n)
+    else:
+        a.m2 = q
+        a.mean = K + ybar
+    a.n = n
+    _acc_minmax(a, lo, hi)
+
+
+cdef void _push_array(acc_t* a, const num_t* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t start = 0
+    while start < n:
+        _push_chunk(a, x + start, min(<Py_ssize_t>BLOCK, n - start))
+        start += BLOCK
+
+
+# ---------------------------------------------------------------------------------------------
+# Python values -> kernels
+
+# numpy scalar types that convert exactly through __float__ (bool, ints, floats).
+cdef frozenset _NUMPY_SCALARS = frozenset(
+    t for t in set(np.sctypeDict.values())
+    if issubclass(t, (np.bool_, np.integer, np.floating)) and t is not np.longdouble
+)
+
+cdef str _EXPECTED = ("expected a number, a numpy array or list/tuple of numbers "
+                      "(bool, int, float), or a TensorFlow/PyTorch tensor")
+
+
+cdef str _where(object key):
+    return "Welford.push()" if key is None else f"EpochLogger.store(): key {key!r}"
+
+
+cdef bint _LITTLE = np.little_endian
+
+
+cdef kind_t _view_kind(const Py_buffer* v) noexcept:
+    # Native-endian single-letter numeric formats; K_NONE sends the value through numpy.
+    cdef const char* f = b"B"
+    cdef char c
+    if v.format != NULL:
+        f = v.format
+    cdef Py_ssize_t size = v.itemsize
+    if f[0] == b"@" or f[0] == b"=" or f[0] == b"|" or (f[0] == b"<" and _LITTLE):
+        f += 1
+    c = f[0]
+    if c == 0 or f[1] != 0:
+        return K_NONE
+    if c == b"f" and size == 4:
+        return K_F32
+    if c == b"d" and size == 8:
+        return K_F64
+    if c in b"bhilq":
+        if size == 1:
+            return K_I8
+        if size == 2:
+            return K_I16
+        if size == 4:
+            return K_I32
+        if size == 8:
+            return K_I64
+    if c in b"BHILQ?":
+        if size == 1:
+            return K_U8
+        if size == 2:
+            return K_U16
+        if size == 4:
+            return K_U32
+        if size == 8:
+            return K_U64
+    return K_NONE
+
+
+cdef void _push_kind(acc_t* a, kind_t kind, const void* p, Py_ssize_t n) noexcept nogil:
+    if kind == K_F32:
+        _push_array(a, <const float*>p, n)
+    elif kind == K_F64:
+        _push_array(a, <const double*>p, n)
+    elif kind == K_I8:
+        _push_array(a, <const int8_t*>p, n)
+    elif kind == K_I16:
+        _push_array(a, <const int16_t*>p, n)
+    elif kind == K_I32:
+        _push_array(a, <const int32_t*>p, n)
+    elif kind == K_I64:
+        _push_array(a, <const int64_t*>p, n)
+    elif kind == K_U8:
+        _push_array(a, <const uint8_t*>p, n)
+    elif kind == K_U16:
+        _push_array(a, <const uint16_t*>p, n)
+    elif kind == K_U32:
+        _push_array(a, <const uint32_t*>p, n)
+    elif kind == K_U64:
+        _push_array(a, <const uint64_t*>p, n)
+
+
+cdef int _push_buffer(acc_t* a, object value, bint dry_run=False) except -1:
+    # 1: consumed (or, with dry_run, would be); 0: a buffer the fast path does not take.
+    cdef Py_buffer view
+    cdef kind_t kind
+    cdef Py_ssize_t n
+    if isinstance(value, (bytes, bytearray, str)):
+        return 0
+    try:
+        PyObject_GetBuffer(value, &view, PyBUF_ANY_CONTIGUOUS | PyBUF_FORMAT)
+    except (BufferError, ValueError, TypeError):
+        return 0
+    try:
+        kind = _view_kind(&view)
+        if kind == K_NONE:
+            return 0
+        n = view.len // view.itemsize if view.itemsize > 0 else 0
+        if dry_run or n == 0:
+            pass
+        elif n < NOGIL_MIN:
+            _push_kind(a, kind, view.buf, n)
+        else:
+            with nogil:
+                _push_kind(a, kind, view.buf, n)
+    finally:
+        PyBuffer_Release(&view)
+    return 1
+
+
+cdef object _as_numeric_array(object value, object key):
+    # Slow path: anything numpy can turn into a real numeric array (framework tensors included).
+    cdef object arr
+    if isinstance(value, (str, bytes, bytearray, dict, set, frozenset)) or value is None:
+        raise TypeError(f"{_where(key)}: got a value of type {type(value).__name__}; {_EXPECTED}")
+    detach = getattr(value, "detach", None)
+    if detach is not None and callable(detach) and not isinstance(value, np.ndarray):
+        value = detach().cpu()  # a PyTorch tensor: leave the autograd graph, move to host
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:
+        raise TypeError(
+            f"{_where(key)}: cannot convert a value of type {type(value).__name__} to numbers "
+            f"({exc}); {_EXPECTED}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{_where(key)}: got a value of type {type(value).__name__} with dtype "
+            f"{arr.dtype}; {_EXPECTED}")
+    if arr.dtype.kind == "f" and arr.dtype.itemsize != 4 and arr.dtype.itemsize != 8:
+        arr = arr.astype(np.float64)  # float16, longdouble
+    elif not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return np.ascontiguousarray(arr)
+
+
+cdef inline int _push_value(acc_t* a, object value, object key) except -1:
+    cdef type t = type(value)
+    if t is float:
+        acc_push(a, PyFloat_AS_DOUBLE(value))
+    elif t is int or t is bool or t in _NUMPY_SCALARS:
+        acc_push(a, PyFloat_AsDouble(value))
+    elif not (PyObject_CheckBuffer(value) and _push_buffer(a, value)):
+        if not _push_buffer(a, _as_numeric_array(value, key)):
+            raise TypeError(f"{_where(key)}: unsupported buffer of type {t.__name__}; {_EXPECTED}")
+    return 0
+
+
+cdef inline bint _is_plain_number(object value):
+    cdef type t = type(value)
+    return t is float or t is int or t is bool or t in _NUMPY_SCALARS
+
+
+# ---------------------------------------------------------------------------------------------
+# Python API
+
+cdef class Welford:
+    """Accumulate count, mean, M2, min and max of a stream of numbers in float64, in O(1) memory.
+
+    ``Welford()`` is empty; ``Welford.from_state(state)`` rebuilds one from :attr:`state`.
+    Pickles through its state.
+    """
+
+    def __cinit__(self):
+        acc_reset(&self.acc)
+
+    cdef int push_object(self, object value, object key) except -1:
+        return _push_value(&self.acc, value, key)
+
+    def push(self, value):
+        """Add a number, or every element of an array/list/tensor of numbers, to the statistics.
+
+        Arrays of any shape and memory order are read in place (C- or Fortran-contiguous
+        float32/float64/int/uint/bool) with the GIL released for large ones; other layouts and
+        dtypes (float16, non-native byte order, strided views) go through one numpy copy.
+
+        Raises:
+            TypeError: the value is not numeric (str, None, dict, object or complex arrays).
+        """
+        _push_value(&self.acc, value, None)
+
+    def merge(self, Welford other not None):
+        """Fold ``other``'s values into this accumulator (Chan et al.); ``other`` is unchanged."""
+        acc_merge(&self.acc, &other.acc)
+
+    def reset(self):
+        """Forget every value: count 0, statistics NaN."""
+        acc_reset(&self.acc)
+
+    @property
+    def state(self):
+        """The state as a tuple of five float64: ``(count, mean, M2, min, max)``."""
+        return (self.acc.n, self.acc.mean, self.acc.m2, self.acc.lo, self.acc.hi)
+
+    @state.setter
+    def state(self, value):
+        n, mean, m2, lo, hi = value
+        n = float(n)
+        if not n >= 0.0:
+            raise ValueError(f"Welford.state: count must be >= 0, got {n!r}")
+        if n == 0.0:
+            acc_reset(&self.acc)
+            return
+        self.acc.n = n
+        self.acc.mean = float(mean)
+        self.acc.m2 = float(m2)
+        self.acc.lo = float(lo)
+        self.acc.hi = float(hi)
+
+    @staticmethod
+    def from_state(state):
+        """Return a new accumulator holding ``state`` (a 5-sequence as given by :attr:`state`)."""
+        cdef Welford w = Welford()
+        w.state = state
+        return w
+
+    def __reduce__(self):
+        return (Welford.from_state, (self.state,))
+
+    @property
+    def count(self):
+        """Number of values pushed (a float64, exact up to 2**53)."""
+        return self.acc.n
+
+    @property
+    def mean(self):
+        """Mean of the values; NaN when empty."""
+        return self.acc.mean if self.acc.n > 0 else NAN
+
+    @property
+    def var(self):
+        """Population variance (ddof=0); NaN when empty."""
+        return self.acc.m2 / self.acc.n if self.acc.n > 0 else NAN
+
+    @property
+    def std(self):
+        """Population standard deviation (ddof=0), as ``np.std``; NaN when empty."""
+        return sqrt(self.acc.m2 / self.acc.n) if self.acc.n > 0 else NAN
+
+    @property
+    def min(self):
+        """Smallest value (NaN if any value was NaN, or when empty)."""
+        return self.acc.lo if self.acc.n > 0 else NAN
+
+    @property
+    def max(self):
+        """Largest value (NaN if any value was NaN, or when empty)."""
+        return self.acc.hi if self.acc.n > 0 else NAN
+
+    def __len__(self):
+        return <Py_ssize_t>self.acc.n
+
+    def __repr__(self):
+        return (f"Welford(count={self.acc.n:g}, mean={self.mean!r}, std={self.std!r}, "
+                f"min={self.min!r}, max={self.max!r})")
+
+
+def stats_of_states(states):
+    """Return ``(mean, std, min, max)`` float64 arrays of shape (k,) for a (k, 5) state array.
+
+    Empty rows (count 0) give NaN.
+    """
+    s = np.asarray(states, dtype=np.float64).reshape(-1, 5)
+    n = s[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        empty = n == 0
+        mean = np.where(empty, np.nan, s[:, 1])
+        std = np.where(empty, np.nan, np.sqrt(s[:, 2] / n))
+        lo = np.where(empty, np.nan, s[:, 3])
+        hi = np.where(empty, np.nan, s[:, 4])
+    return mean, std, lo, hi
+
+
+def merge_states(const double[:, :, ::1] gathered not None):
+    """Merge states gathered from ranks: (r, k, 5) float64 → (k, 5), rank 0 first.
+
+    Every rank merging the same gathered array gets bit-identical results.
+    """
+    cdef Py_ssize_t r, k, nr = gathered.shape[0], nk = gathered.shape[1]
+    if gathered.shape[2] != 5:
+        raise ValueError(f"merge_states(): expected shape (ranks, keys, 5), got "
+                         f"{tuple(gathered.shape)!r}")
+    out = np.empty((nk, 5), dtype=np.float64)
+    cdef double[:, ::1] o = out
+    cdef acc_t acc, b
+    with nogil:
+        for k in range(nk):
+            acc_reset(&acc)
+            for r in range(nr):
+                b.n = gathered[r, k, 0]
+                b.mean = gathered[r, k, 1]
+                b.m2 = gathered[r, k, 2]
+                b.lo = gathered[r, k, 3]
+                b.hi = gathered[r, k, 4]
+                acc_merge(&acc, &b)
+            o[k, 0] = acc.n
+            o[k, 1] = acc.mean
+            o[k, 2] = acc.m2
+            o[k, 3] = acc.lo
+            o[k, 4] = acc.hi
+    return out
+
+
+cdef class EpochStats:
+    """The key → accumulator table behind ``EpochLogger.store`` (a base class, no files)."""
+
+    def __cinit__(self, *args, **kwargs):
+        self._accs = {}
+
+    cdef Welford _get_or_create(self, object key):
+        cdef object found = self._accs.get(key)
+        cdef Welford w
+        if found is not None:
+            return <Welford>found
+        w = Welford()
+        self._accs[key] = w
+        return w
+
+    def store(self, **kwargs):
+        """Save something into the epoch logger's current state.
+
+        Provide an arbitrary number of keyword arguments with numerical values (numbers, numpy
+        arrays of any shape, lists/tuples of numbers, TensorFlow/PyTorch tensors). Every element
+        is added to the key's running statistics at once: later changes to a stored array do
+        not affect them.
+
+        Raises:
+            TypeError: a value is not numeric; the message names the key. Nothing of that call
+                is stored, and everything stored before stays.
+        """
+        cdef object key, value
+        cdef list prepared
+        cdef Welford w
+        for value in kwargs.values():
+            if not _is_plain_number(value):
+                break
+        else:
+            for key, value in kwargs.items():
+                w = self._get_or_create(key)
+                _push_value(&w.acc, value, key)
+            return
+        # Some value needs conversion: convert all first so that a bad one stores nothing.
+        prepared = []
+        for key, value in kwargs.items():
+            if not _is_plain_number(value) and not _push_buffer(NULL, value, True):
+                value = _as_numeric_array(value, key)
+            prepared.append((key, value))
+        for key, value in prepared:
+            w = self._get_or_create(key)
+            _push_value(&w.acc, value, key)
+
+    def stats_accumulator(self, key):
+        """Return the live accumulator of ``key``; KeyError listing the stored keys if none."""
+        w = self._accs.get(key)
+        if w is None:
+            raise KeyError(
+                f"EpochLogger: key {key!r} was never stored; stored keys: "
+                f"{sorted(map(str, self._accs))!r}. Call store({key}=...) first.")
+        return w
+
+    def stored_keys(self):
+        """Keys ever stored, in first-store order."""
+        return list(self._accs)
