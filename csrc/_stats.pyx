@@ -211,41 +211,50 @@ cdef void _push_each(acc_t* a, const num_t* x, Py_ssize_t m) noexcept nogil:
         acc_push(a, <double>x[i])
 
 
-cdef void _push_chunk(acc_t* a, const num_t* x, Py_ssize_t m) noexcept nogil:
-    # One block of m > 0 values, shifted by K = the running mean so that x - K is small and
-    # exact for data far from zero; non-finite data takes the scalar path (numpy semantics).
-    cdef double K, s, lo, hi, q, ybar, n
-    if a.n > 0.0:
-        K = a.mean
-    else:
-        K = <double>x[0]
-    if not isfinite(K):
-        _push_each(a, x, m)
-        return
-    s = _sum(x, m, K)
-    if not isfinite(s):
-        _push_each(a, x, m)
-        return
-    ybar = s / m
-    q = _sqdev(x, m, K, ybar)
-    _minmax(x, m, &lo, &hi)
-    # Chan et al. with delta = ybar, computed from the shifted data (a.mean == K when a.n > 0).
-    n = a.n + m
-    if a.n > 0.0:
-        a.m2 += q + ybar * ybar * (a.n * m / n)
-        a.mean = K + ybar * (m / n)
-    else:
-        a.m2 = q
-        a.mean = K + ybar
-    a.n = n
-    _acc_minmax(a, lo, hi)
-
-
 cdef void _push_array(acc_t* a, const num_t* x, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t start = 0
+    # All blocks are summarised relative to one shift K (the running mean, or the first value),
+    # so that x - K is small and exact for data far from zero and the block means combine
+    # without rounding; the running mean is rounded once per call. Non-finite data leaves the
+    # fast path for the scalar update, which follows numpy's semantics.
+    cdef double K, s, q, ybar, bn = 0.0, bmean = 0.0, bm2 = 0.0, delta, nn
+    cdef double lo = INFINITY, hi = -INFINITY, blo, bhi
+    cdef Py_ssize_t start = 0, m
+    if n <= 0:
+        return
+    K = a.mean if a.n > 0.0 else <double>x[0]
+    if not isfinite(K):
+        _push_each(a, x, n)
+        return
     while start < n:
-        _push_chunk(a, x + start, min(<Py_ssize_t>BLOCK, n - start))
-        start += BLOCK
+        m = min(<Py_ssize_t>BLOCK, n - start)
+        s = _sum(x + start, m, K)
+        if not isfinite(s):
+            break
+        ybar = s / m
+        q = _sqdev(x + start, m, K, ybar)
+        _minmax(x + start, m, &blo, &bhi)
+        lo = blo if blo < lo else lo
+        hi = bhi if bhi > hi else hi
+        # Chan et al. in the shifted frame
+        nn = bn + m
+        delta = ybar - bmean
+        bmean += delta * (m / nn)
+        bm2 += q + delta * delta * (bn * m / nn)
+        bn = nn
+        start += m
+    if bn > 0.0:
+        # Chan et al. against the accumulator, whose mean is K when it is not empty
+        nn = a.n + bn
+        if a.n > 0.0:
+            a.m2 += bm2 + bmean * bmean * (a.n * bn / nn)
+            a.mean = K + bmean * (bn / nn)
+        else:
+            a.m2 = bm2
+            a.mean = K + bmean
+        a.n = nn
+        _acc_minmax(a, lo, hi)
+    if start < n:
+        _push_each(a, x + start, n - start)
 
 
 # ---------------------------------------------------------------------------------------------
