@@ -20,6 +20,14 @@ cdef class Welford:
     cdef int push_object(self, object value, object key) except -1
 
 
+cdef struct key_slot_t:
+    # Identity cache of store()'s keyword names (interned by the caller's code object).
+    void* key     # strong reference to the key string, or NULL
+    void* acc     # the key's Welford, owned by EpochStats._accs
+
+
 cdef class EpochStats:
     cdef dict _accs
+    cdef key_slot_t _slots[64]
     cdef Welford _get_or_create(self, object key)
+    cdef acc_t* _lookup(self, object key) except NULL

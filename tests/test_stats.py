@@ -275,3 +275,24 @@ def test_store_memory_is_constant():
     tracemalloc.stop()
     assert grown < 1024
     assert t.stats_accumulator("V").count == 100_001
+
+
+def test_store_key_cache_with_many_and_dynamic_keys():
+    t = EpochStats()
+    keys = [f"key{i}" for i in range(300)]  # more keys than cache slots: collisions
+    for rep in range(3):
+        for i, k in enumerate(keys):
+            t.store(**{"".join(list(k)): float(i + rep)})  # a new str object every time
+    for i, k in enumerate(keys):
+        acc = t.stats_accumulator(k)
+        assert acc.count == 3 and acc.mean == i + 1.0
+    assert t.stored_keys() == keys
+
+
+def test_store_rejects_positional_arguments():
+    t = EpochStats()
+    with pytest.raises(TypeError, match=r"store\(\) takes keyword arguments only"):
+        t.store(1.0)
+    t.store()  # nothing to store is fine
+    assert t.stored_keys() == []
+    assert "Save something" in EpochStats.store.__doc__

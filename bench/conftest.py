@@ -1,0 +1,70 @@
+"""Side-by-side benchmarks: each group holds a spinfast run and a plain reference run.
+
+Mark a benchmark with ``pair(benchmark, group, impl, target)``: ``impl`` is ``"spinfast"`` or
+``"reference"`` and ``target`` the minimum speed-up (reference median / spinfast median) the
+spinfast side must reach. After the run a table of the measured ratios is printed; with
+``--check-targets`` a ratio below its target fails the session.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+_TARGETS: dict[str, float] = {}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--check-targets", action="store_true",
+                     help="fail the run when a measured speed-up is below its target")
+
+
+def pair(benchmark, group: str, impl: str, target: float | None = None):
+    """Tag ``benchmark`` as the ``impl`` side of ``group`` (with the group's target)."""
+    benchmark.group = group
+    benchmark.extra_info["impl"] = impl
+    if target is not None:
+        _TARGETS[group] = target
+
+
+def _ratios(config):
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or session.disabled:
+        return []
+    by_group: dict[str, dict[str, float]] = {}
+    for bench in session.benchmarks:
+        impl = bench.extra_info.get("impl")
+        if impl and bench.stats is not None:
+            by_group.setdefault(bench.group, {})[impl] = bench.stats.median
+    rows = []
+    for group, sides in sorted(by_group.items()):
+        if {"spinfast", "reference"} <= sides.keys():
+            ratio = sides["reference"] / sides["spinfast"]
+            rows.append((group, sides["spinfast"], sides["reference"], ratio,
+                         _TARGETS.get(group)))
+    return rows
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    rows = _ratios(config)
+    if not rows:
+        return
+    tr = terminalreporter
+    tr.section("speed-up over the plain reference (median times)")
+    tr.write_line(f"{'group':<34}{'spinfast':>14}{'reference':>14}{'ratio':>9}{'target':>9}")
+    for group, ours, ref, ratio, target in rows:
+        verdict = "" if target is None else (" ok" if ratio >= target else " BELOW TARGET")
+        tgt = "" if target is None else f">={target:g}x"
+        tr.write_line(f"{group:<34}{ours * 1e6:>12.3f}us{ref * 1e6:>12.3f}us{ratio:>8.1f}x"
+                      f"{tgt:>9}{verdict}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if session.config.getoption("--check-targets"):
+        low = [r for r in _ratios(session.config) if r[4] is not None and r[3] < r[4]]
+        if low:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def paired():
+    return pair

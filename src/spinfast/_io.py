@@ -1,0 +1,33 @@
+"""Crash-safe file writes: write beside the target, then rename over it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+
+__all__ = ["atomic_path"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary file name beside ``path`` to write; on success move it over ``path``.
+
+    The rename is atomic on POSIX, so readers (and a crash at any moment) see either the old
+    file or the complete new one, never a truncated mix. If the body raises, the temporary
+    file is removed and ``path`` is left untouched.
+    """
+    path = os.fspath(path)
+    head, tail = os.path.split(path)
+    # Not created here, so the writer creates it with the usual permissions (umask).
+    tmp = os.path.join(head, f".{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

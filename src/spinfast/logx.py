@@ -1,0 +1,347 @@
+"""Logging, as ``spinup.utils.logx``: progress.txt, config.json, vars*.pkl and model savers.
+
+:class:`Logger` writes a tab-separated ``progress.txt`` with a header row, prints each row as
+a table, saves configs and state. :class:`EpochLogger` adds :meth:`~EpochLogger.store`: values
+stored during an epoch feed a compiled streaming accumulator per key (count, mean, M2, min,
+max in float64, O(1) memory), summarised by :meth:`~EpochLogger.log_tabular`. Across MPI ranks
+all keys of a row are merged with one collective in :meth:`~Logger.dump_tabular`.
+
+Importing this module loads neither TensorFlow nor PyTorch and does not initialise MPI.
+"""
+
+from __future__ import annotations
+
+import os
+import os.path as osp
+import time
+import warnings
+import weakref
+
+import joblib
+import numpy as np
+
+from spinfast import mpi_tools
+from spinfast._io import atomic_path
+from spinfast._stats import EpochStats, stats_of_states
+from spinfast.serialization_utils import convert_json, dumps_config
+
+__all__ = ["Logger", "EpochLogger", "colorize", "color2num", "restore_tf_graph"]
+
+color2num = dict(gray=30, red=31, green=32, yellow=33, blue=34, magenta=35, cyan=36,
+                 white=37, crimson=38)
+
+DEFAULT_ROOT = "/tmp/experiments"
+
+
+def colorize(string, color, bold=False, highlight=False):
+    """Return ``string`` wrapped in ANSI escape codes for ``color`` (see ``color2num``).
+
+    Raises:
+        ValueError: unknown color.
+    """
+    try:
+        num = color2num[color]
+    except (KeyError, TypeError):
+        raise ValueError(f"colorize(): unknown color {color!r}; use one of "
+                         f"{', '.join(color2num)}") from None
+    attr = [str(num + 10 if highlight else num)]
+    if bold:
+        attr.append("1")
+    return "\x1b[%sm%s\x1b[0m" % (";".join(attr), string)
+
+
+def restore_tf_graph(sess, fpath):
+    """Load a TF1 graph saved by :meth:`Logger.setup_tf_saver` (not available yet).
+
+    Raises:
+        NotImplementedError: TensorFlow savers are not part of this spinfast version.
+    """
+    raise NotImplementedError(
+        "restore_tf_graph(): TensorFlow model saving/restoring is not implemented in this "
+        "spinfast version yet; it arrives with the TensorFlow savers")
+
+
+def _unique_default_dir() -> str:
+    base = osp.join(DEFAULT_ROOT, str(int(time.time())))
+    candidate, k = base, 0
+    while True:
+        try:
+            os.makedirs(candidate)
+            return candidate
+        except FileExistsError:
+            k += 1
+            candidate = f"{base}_{k}"
+
+
+def _format_cell(val) -> str:
+    """The value as shown in the stdout table (Spinning Up's ``%8.3g`` for numbers)."""
+    if isinstance(val, np.ndarray) and val.size != 1:
+        return str(val)
+    if hasattr(val, "__float__") and not isinstance(val, (str, bytes)):
+        try:
+            return "%8.3g" % val
+        except TypeError:
+            return str(val)
+    return str(val)
+
+
+class _Pending:
+    """Placeholder of a statistic whose value is known once the row's states are merged."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<pending: resolved at dump_tabular>"
+
+
+_PENDING = _Pending()
+
+
+class Logger:
+    """A general-purpose logger: save configs, diagnostics and state to ``output_dir``.
+
+    Only MPI rank 0 prints and writes files.
+
+    Args:
+        output_dir: folder for the outputs; created if missing (a warning if it exists).
+            Default: a new ``/tmp/experiments/<seconds since epoch>`` (made unique).
+        output_fname: name of the tab-separated diagnostics file.
+        exp_name: experiment name, added to ``config.json``.
+    """
+
+    def __init__(self, output_dir=None, output_fname="progress.txt", exp_name=None):
+        if mpi_tools.proc_id() == 0:
+            if output_dir is None:
+                output_dir = _unique_default_dir()
+            elif osp.exists(output_dir):
+                print("Warning: Log dir %s already exists! Storing info there anyway."
+                      % output_dir)
+            else:
+                os.makedirs(output_dir, exist_ok=True)
+            self.output_dir = output_dir
+            self.output_file = open(osp.join(output_dir, output_fname), "w")
+            self._finalizer = weakref.finalize(self, self.output_file.close)
+            print(colorize("Logging data to %s" % self.output_file.name, "green", bold=True))
+        else:
+            self.output_dir = None
+            self.output_file = None
+        self.first_row = True
+        self.log_headers = []
+        self.log_current_row = {}
+        self.exp_name = exp_name
+
+    def close(self):
+        """Close ``progress.txt`` (also done when the logger is garbage collected)."""
+        if self.output_file is not None:
+            self._finalizer()
+
+    def log(self, msg, color="green"):
+        """Print a colorized, bold message to stdout (rank 0 only)."""
+        if mpi_tools.proc_id() == 0:
+            print(colorize(msg, color, bold=True))
+
+    def log_tabular(self, key, val):
+        """Log a value of some diagnostic for the current row.
+
+        Call once per key per row; the first row fixes the columns (in call order).
+
+        Raises:
+            ValueError: a key not in the first row, or a key set twice in one row.
+        """
+        if self.first_row:
+            if key not in self.log_headers:
+                self.log_headers.append(key)
+        elif key not in self.log_headers:
+            raise ValueError(
+                "Trying to introduce a new key %s that you didn't include in the first "
+                "iteration" % key)
+        if key in self.log_current_row:
+            raise ValueError(
+                "You already set %s this iteration. Maybe you forgot to call dump_tabular()"
+                % key)
+        self.log_current_row[key] = val
+
+    def _resolve_row(self):
+        """Fill in statistics whose values wait for the row's cross-rank merge (hook)."""
+
+    def dump_tabular(self):
+        """Write all diagnostics of the current row to stdout (a table) and ``progress.txt``.
+
+        Header keys not set in this row are written as empty fields. With nothing logged,
+        warns and writes no row.
+        """
+        self._resolve_row()
+        if not self.log_current_row:
+            if mpi_tools.proc_id() == 0:
+                warnings.warn("dump_tabular(): nothing was logged since the last dump; no row "
+                              "written. Call log_tabular() first.", RuntimeWarning, stacklevel=2)
+            return
+        if mpi_tools.proc_id() == 0:
+            width = max(15, max(len(k) for k in self.log_headers))
+            fmt = "| %" + str(width) + "s | %15s |"
+            lines = ["-" * (22 + width)]
+            fields = []
+            for key in self.log_headers:
+                val = self.log_current_row.get(key, "")
+                lines.append(fmt % (key, _format_cell(val)))
+                fields.append(self._field(key, val))
+            lines.append("-" * (22 + width))
+            print("\n".join(lines), flush=True)
+            if self.output_file is not None:
+                out = "\t".join(fields) + "\n"
+                if self.first_row:
+                    out = "\t".join(self._field(k, k) for k in self.log_headers) + "\n" + out
+                self.output_file.write(out)
+                self.output_file.flush()
+        self.log_current_row.clear()
+        self.first_row = False
+
+    @staticmethod
+    def _field(key, val) -> str:
+        s = str(val)
+        if "\t" in s or "\n" in s or "\r" in s:
+            warnings.warn(f"dump_tabular(): value of {key!r} holds tabs or line breaks, which "
+                          f"would corrupt progress.txt; they are written as spaces",
+                          RuntimeWarning, stacklevel=3)
+            s = s.replace("\r\n", " ").replace("\t", " ").replace("\n", " ").replace("\r", " ")
+        return s
+
+    def save_config(self, config):
+        """Save an experiment configuration as ``config.json`` (and print it), rank 0 only.
+
+        Values that JSON cannot hold are converted (see
+        :func:`spinfast.serialization_utils.convert_json`); this never raises on odd values.
+        ``exp_name`` is added to the saved copy; the caller's dict is not modified.
+        """
+        config_json = convert_json(config)
+        if self.exp_name is not None and isinstance(config_json, dict):
+            config_json = {**config_json, "exp_name": self.exp_name}
+        if mpi_tools.proc_id() == 0:
+            output = dumps_config(config_json)
+            print(colorize("Saving config:\n", color="cyan", bold=True))
+            print(output)
+            with atomic_path(osp.join(self.output_dir, "config.json")) as tmp:
+                with open(tmp, "w") as out:
+                    out.write(output)
+
+    def save_state(self, state_dict, itr=None):
+        """Save ``state_dict`` with joblib as ``vars.pkl`` (``itr`` None) or ``vars<itr>.pkl``.
+
+        Then saves the framework model if a saver is set up. Files are written to a temporary
+        name and renamed, so a crash or an unpicklable state never leaves a truncated file;
+        an unpicklable state logs a red warning and the run goes on.
+        """
+        if mpi_tools.proc_id() == 0:
+            fname = "vars.pkl" if itr is None else f"vars{itr}.pkl"
+            try:
+                with atomic_path(osp.join(self.output_dir, fname)) as tmp:
+                    joblib.dump(state_dict, tmp)
+            except Exception:
+                self.log("Warning: could not pickle state_dict.", color="red")
+            if hasattr(self, "tf_saver_elements"):
+                self._tf_simple_save(itr)
+            if hasattr(self, "pytorch_saver_elements"):
+                self._pytorch_simple_save(itr)
+
+    def setup_tf_saver(self, sess, inputs, outputs):
+        """Set up TF1 graph saving (not available yet).
+
+        Raises:
+            NotImplementedError: TensorFlow savers are not part of this spinfast version.
+        """
+        raise NotImplementedError(
+            "Logger.setup_tf_saver(): TensorFlow model saving is not implemented in this "
+            "spinfast version yet; it arrives with the TensorFlow savers")
+
+    def setup_pytorch_saver(self, what_to_save):
+        """Save ``what_to_save`` (a module or any torch-picklable object) with each save_state.
+
+        Files go to ``<output_dir>/pyt_save/model.pt`` (or ``model<itr>.pt``).
+        """
+        self.pytorch_saver_elements = what_to_save
+
+    def _pytorch_simple_save(self, itr=None):
+        if mpi_tools.proc_id() != 0:
+            return
+        import torch
+
+        fpath = osp.join(self.output_dir, "pyt_save")
+        os.makedirs(fpath, exist_ok=True)
+        fname = osp.join(fpath, "model" + ("%d" % itr if itr is not None else "") + ".pt")
+        with warnings.catch_warnings():
+            # torch warns about source files of saved modules; Spinning Up silences it too.
+            warnings.simplefilter("ignore")
+            with atomic_path(fname) as tmp:
+                torch.save(self.pytorch_saver_elements, tmp)
+
+
+class EpochLogger(Logger, EpochStats):
+    """A Logger that also averages diagnostics stored over an epoch.
+
+    ``store(**kwargs)`` feeds each key's streaming accumulator; ``log_tabular(key)`` logs
+    ``Average<key>`` and ``Std<key>`` (optionally ``Max``/``Min``) of the values stored since
+    the last ``log_tabular(key)``, over all MPI ranks, then resets the key.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pending = []  # (stat key, state tuple, output names), merged at dump
+
+    def log_tabular(self, key, val=None, with_min_and_max=False, average_only=False):
+        """Log a value, or statistics of the values stored under ``key`` this epoch.
+
+        Args:
+            key: diagnostic name.
+            val: a value to log directly, as :meth:`Logger.log_tabular`. If None, log
+                ``Average<key>`` (or ``key`` with ``average_only``), ``Std<key>`` (unless
+                ``average_only``), then ``Max<key>``, ``Min<key>`` (``with_min_and_max``).
+            with_min_and_max: also log the max and min.
+            average_only: log only the average, under the plain key.
+
+        Raises:
+            KeyError: ``key`` was never stored (the message lists the stored keys).
+        """
+        if val is not None:
+            return super().log_tabular(key, val)
+        acc = self.stats_accumulator(key)
+        # (column name, index into stats_of_states: 0 mean, 1 std, 2 min, 3 max)
+        columns = [(key if average_only else "Average" + key, 0)]
+        if not average_only:
+            columns.append(("Std" + key, 1))
+        if with_min_and_max:
+            columns += [("Max" + key, 3), ("Min" + key, 2)]
+        for name, _ in columns:
+            super().log_tabular(name, _PENDING)
+        self._pending.append((key, acc.state, columns))
+        acc.reset()
+        if mpi_tools.num_procs() == 1:
+            self._resolve_row()
+
+    def _resolve_row(self):
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        states = np.array([state for _, state, _ in pending], dtype=np.float64)
+        if mpi_tools.num_procs() > 1:
+            states = mpi_tools.reduce_stat_states([key for key, _, _ in pending], states)
+        stats = stats_of_states(states)
+        for i, (key, _, columns) in enumerate(pending):
+            if states[i, 0] == 0 and mpi_tools.proc_id() == 0:
+                warnings.warn(f"log_tabular(): no values stored for {key!r} since it was last "
+                              f"logged; its statistics are NaN", RuntimeWarning, stacklevel=3)
+            for name, which in columns:
+                self.log_current_row[name] = float(stats[which][i])
+
+    def get_stats(self, key):
+        """Return ``[mean, std]`` of the values stored under ``key`` this epoch (all ranks).
+
+        Does not reset the key.
+
+        Raises:
+            KeyError: ``key`` was never stored.
+        """
+        states = np.array([self.stats_accumulator(key).state], dtype=np.float64)
+        if mpi_tools.num_procs() > 1:
+            states = mpi_tools.reduce_stat_states([key], states)
+        mean, std, _, _ = stats_of_states(states)
+        return [float(mean[0]), float(std[0])]

@@ -1,0 +1,293 @@
+"""Logger / EpochLogger: stdout table, progress.txt, config.json and vars*.pkl formats."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import joblib
+import numpy as np
+import pytest
+
+from spinfast import logx
+from spinfast.logx import EpochLogger, Logger, colorize
+from spinfast.serialization_utils import convert_json
+
+DOCS_TABLE = """\
+-------------------------------------
+|     AverageTest |             4.5 |
+|         StdTest |            2.87 |
+|         MaxTest |               9 |
+|         MinTest |               0 |
+-------------------------------------
+"""
+
+
+def read_progress(path):
+    lines = (path / "progress.txt").read_text().split("\n")
+    assert lines[-1] == ""  # every line ends with a newline
+    return [line.split("\t") for line in lines[:-1]]
+
+
+def test_docs_example_table_and_progress(tmp_path, capsys):
+    logger = EpochLogger(output_dir=str(tmp_path))
+    assert f"Logging data to {tmp_path}/progress.txt" in capsys.readouterr().out
+    for i in range(10):
+        logger.store(Test=i)
+    logger.log_tabular("Test", with_min_and_max=True)
+    logger.dump_tabular()
+    assert capsys.readouterr().out == DOCS_TABLE
+    rows = read_progress(tmp_path)
+    assert rows[0] == ["AverageTest", "StdTest", "MaxTest", "MinTest"]
+    values = [float(v) for v in rows[1]]
+    assert values[0] == 4.5
+    assert values[1] == pytest.approx(np.std(np.arange(10)), rel=1e-15)
+    assert values[2:] == [9.0, 0.0]
+    assert len(rows) == 2
+
+
+def test_logging_message_is_green_bold(tmp_path, capsys):
+    Logger(output_dir=str(tmp_path / "new"))
+    out = capsys.readouterr().out
+    assert out == f"\x1b[32;1mLogging data to {tmp_path}/new/progress.txt\x1b[0m\n"
+    Logger(output_dir=str(tmp_path / "new"))
+    out = capsys.readouterr().out
+    assert out.startswith(f"Warning: Log dir {tmp_path}/new already exists! Storing info there "
+                          "anyway.\n")
+
+
+def test_colorize_codes():
+    assert colorize("x", "red") == "\x1b[31mx\x1b[0m"
+    assert colorize("x", "crimson", bold=True) == "\x1b[38;1mx\x1b[0m"
+    assert colorize("x", "gray", bold=True, highlight=True) == "\x1b[40;1mx\x1b[0m"
+    with pytest.raises(ValueError, match="unknown color 'pink'"):
+        colorize("x", "pink")
+
+
+def test_rows_columns_and_empty_fields(tmp_path, capsys):
+    logger = Logger(output_dir=str(tmp_path))
+    logger.log_tabular("Epoch", 0)
+    logger.log_tabular("Loss", 0.25)
+    logger.log_tabular("Name", "run-a")
+    logger.dump_tabular()
+    logger.log_tabular("Loss", np.float32(0.5))
+    logger.log_tabular("Epoch", 1)  # order of calls does not matter after the first row
+    logger.dump_tabular()
+    rows = read_progress(tmp_path)
+    assert rows == [["Epoch", "Loss", "Name"], ["0", "0.25", "run-a"], ["1", "0.5", ""]]
+    out = capsys.readouterr().out
+    assert "|           Epoch |               1 |" in out
+    assert "|            Name |                 |" in out
+
+
+def test_long_keys_widen_table(tmp_path, capsys):
+    logger = Logger(output_dir=str(tmp_path))
+    capsys.readouterr()
+    key = "AVeryLongDiagnosticNameIndeed"  # 29 characters
+    logger.log_tabular(key, 1234567.0)
+    logger.dump_tabular()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "-" * (22 + len(key))
+    assert out[1] == f"| {key} | {'%8.3g' % 1234567.0:>15} |"
+
+
+def test_key_errors(tmp_path):
+    logger = Logger(output_dir=str(tmp_path))
+    logger.log_tabular("A", 1)
+    with pytest.raises(ValueError, match="You already set A this iteration. Maybe you forgot "
+                                         r"to call dump_tabular\(\)"):
+        logger.log_tabular("A", 2)
+    logger.dump_tabular()
+    with pytest.raises(ValueError, match="Trying to introduce a new key B that you didn't "
+                                         "include in the first iteration"):
+        logger.log_tabular("B", 1)
+    logger.log_tabular("A", 3)
+    logger.dump_tabular()
+    assert read_progress(tmp_path) == [["A"], ["1"], ["3"]]  # nothing logged was lost
+
+
+def test_dump_with_nothing_logged_warns(tmp_path):
+    logger = Logger(output_dir=str(tmp_path))
+    with pytest.warns(RuntimeWarning, match="nothing was logged"):
+        logger.dump_tabular()
+    logger.log_tabular("A", 1)
+    logger.dump_tabular()
+    assert read_progress(tmp_path) == [["A"], ["1"]]
+
+
+def test_arrays_and_unsafe_strings(tmp_path, capsys):
+    logger = Logger(output_dir=str(tmp_path))
+    logger.log_tabular("Vec", np.array([1.0, 2.0]))
+    logger.log_tabular("Text", "a\tb\nc\rd")
+    with pytest.warns(RuntimeWarning, match="'Text' holds tabs or line breaks"):
+        logger.dump_tabular()
+    assert read_progress(tmp_path) == [["Vec", "Text"], ["[1. 2.]", "a b c d"]]
+    assert "|             Vec |         [1. 2.] |" in capsys.readouterr().out
+
+
+def test_epoch_logger_column_order_and_average_only(tmp_path):
+    logger = EpochLogger(output_dir=str(tmp_path))
+    logger.store(EpRet=[1.0, 3.0], Q=np.array([[1.0, 2.0], [3.0, 4.0]]), V=5)
+    logger.log_tabular("Epoch", 7)
+    logger.log_tabular("EpRet", with_min_and_max=True)
+    logger.log_tabular("Q", average_only=True)
+    logger.log_tabular("V", average_only=True, with_min_and_max=True)
+    row = dict(logger.log_current_row)
+    logger.dump_tabular()
+    header, values = read_progress(tmp_path)
+    assert header == ["Epoch", "AverageEpRet", "StdEpRet", "MaxEpRet", "MinEpRet", "Q", "V",
+                      "MaxV", "MinV"]
+    assert [float(v) for v in values] == [7, 2.0, 1.0, 3.0, 1.0, 2.5, 5.0, 5.0, 5.0]
+    assert row["Q"] == 2.5  # every element of a 2-D array counts (Spinning Up: 5.0 by rows)
+
+
+def test_log_tabular_resets_and_empty_epoch_is_nan(tmp_path):
+    logger = EpochLogger(output_dir=str(tmp_path))
+    logger.store(L=2.0)
+    logger.log_tabular("L")
+    logger.dump_tabular()
+    with pytest.warns(RuntimeWarning, match="no values stored for 'L'"):
+        logger.log_tabular("L")
+    assert math.isnan(logger.log_current_row["AverageL"])
+    logger.dump_tabular()
+    logger.store(L=4.0)
+    logger.store(L=6.0)
+    assert logger.get_stats("L") == [5.0, 1.0]
+    assert logger.get_stats("L") == [5.0, 1.0]  # no reset
+    logger.log_tabular("L")
+    logger.dump_tabular()
+    rows = read_progress(tmp_path)
+    assert rows[2] == ["nan", "nan"] and rows[3] == ["5.0", "1.0"]
+
+
+def test_unknown_key_raises_keyerror_listing_keys(tmp_path):
+    logger = EpochLogger(output_dir=str(tmp_path))
+    logger.store(EpRet=1.0)
+    with pytest.raises(KeyError, match=r"'EpLen' was never stored.*\['EpRet'\]"):
+        logger.log_tabular("EpLen")
+    with pytest.raises(KeyError):
+        logger.get_stats("EpLen")
+
+
+def test_store_type_error_keeps_earlier_values(tmp_path):
+    logger = EpochLogger(output_dir=str(tmp_path))
+    logger.store(X=1.0)
+    for bad in ("text", None, {"a": 1}, np.array(["x"], dtype=object)):
+        with pytest.raises(TypeError, match=r"store\(\): key 'X'"):
+            logger.store(X=bad)
+    logger.store(X=3.0)
+    logger.log_tabular("X")
+    assert logger.log_current_row == {"AverageX": 2.0, "StdX": 1.0}
+
+
+def test_save_config_format(tmp_path, capsys):
+    logger = Logger(output_dir=str(tmp_path), exp_name="exp")
+    capsys.readouterr()
+    config = {"lr": 1e-3, "hid": (64, 64), "fn": np.tanh, "name": "x", "arr": np.arange(2)}
+    logger.save_config(config)
+    assert "exp_name" not in config  # the caller's dict is untouched
+    text = (tmp_path / "config.json").read_text()
+    expected = {"arr": "[0 1]", "exp_name": "exp", "fn": "tanh", "hid": [64, 64],
+                "lr": 0.001, "name": "x"}
+    assert json.loads(text) == expected
+    assert text == json.dumps(expected, separators=(",", ":\t"), indent=4, sort_keys=True)
+    assert not text.endswith("\n")
+    assert capsys.readouterr().out == ("\x1b[36;1mSaving config:\n\x1b[0m\n" + text + "\n")
+
+
+class _Obj:
+    def __init__(self):
+        self.a = 1
+        self.f = lambda x: x
+
+
+class _Empty:
+    pass
+
+
+def test_convert_json_rules():
+    lam = lambda: None  # noqa: E731
+    assert convert_json({"a": 1, 2: [1, 2]}) == {"a": 1, 2: [1, 2]}
+    assert convert_json(np.tanh) == "tanh"
+    assert convert_json(_Obj) == "_Obj"
+    assert convert_json(lam) == str(lam)
+    obj = _Obj()
+    assert convert_json(obj) == {str(obj): {"a": 1, "f": str(obj.f)}}
+    empty = _Empty()
+    assert convert_json(empty) == str(empty)
+    assert convert_json((1, np.float32(2))) == (1, "2.0")
+    assert convert_json({1, 2}) == "{1, 2}"
+    assert convert_json([np.int64(3), "s"]) == ["3", "s"]
+
+
+def test_save_config_never_raises(tmp_path):
+    logger = Logger(output_dir=str(tmp_path))
+    logger.save_config({"t": (1, object()), "s": {1}, "l": lambda: 0, "e": _Empty()})
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["t"][0] == 1 and isinstance(saved["t"][1], str)
+
+
+def test_save_state_files(tmp_path):
+    logger = Logger(output_dir=str(tmp_path))
+    logger.save_state({"x": 1, "arr": np.arange(3)})
+    logger.save_state({"x": 2}, itr=3)
+    assert joblib.load(tmp_path / "vars.pkl")["x"] == 1
+    np.testing.assert_array_equal(joblib.load(tmp_path / "vars.pkl")["arr"], np.arange(3))
+    assert joblib.load(tmp_path / "vars3.pkl") == {"x": 2}
+
+
+def test_unpicklable_state_keeps_previous_file(tmp_path, capsys):
+    logger = Logger(output_dir=str(tmp_path))
+    logger.save_state({"good": 1})
+    capsys.readouterr()
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise TypeError("nope")
+
+    logger.save_state({"good": 2, "bad": Unpicklable()})
+    assert capsys.readouterr().out == colorize("Warning: could not pickle state_dict.", "red",
+                                               bold=True) + "\n"
+    assert joblib.load(tmp_path / "vars.pkl") == {"good": 1}
+    assert sorted(os.listdir(tmp_path)) == ["progress.txt", "vars.pkl"]  # no temp file left
+
+
+def test_default_output_dir_is_unique(tmp_path, monkeypatch):
+    monkeypatch.setattr(logx, "DEFAULT_ROOT", str(tmp_path))
+    dirs = {Logger().output_dir for _ in range(3)}
+    assert len(dirs) == 3
+    assert all(os.path.isfile(os.path.join(d, "progress.txt")) for d in dirs)
+
+
+def test_pytorch_saver(tmp_path):
+    import torch
+    logger = EpochLogger(output_dir=str(tmp_path))
+    model = torch.nn.Linear(3, 2)
+    logger.setup_pytorch_saver(model)
+    logger.save_state({"env": "none"})
+    logger.save_state({"env": "none"}, itr=5)
+    x = torch.ones(1, 3)
+    for name in ("model.pt", "model5.pt"):
+        loaded = torch.load(tmp_path / "pyt_save" / name, weights_only=False)
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_tf_savers_say_not_implemented(tmp_path):
+    logger = Logger(output_dir=str(tmp_path))
+    with pytest.raises(NotImplementedError, match="setup_tf_saver"):
+        logger.setup_tf_saver(None, {}, {})
+    with pytest.raises(NotImplementedError, match="restore_tf_graph"):
+        logx.restore_tf_graph(None, str(tmp_path))
+
+
+def test_import_is_light():
+    code = ("import sys, spinfast.logx\n"
+            "heavy = [m for m in ('tensorflow', 'torch', 'pandas', 'seaborn', 'mpi4py') "
+            "if m in sys.modules]\n"
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "[]"
