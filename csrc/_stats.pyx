@@ -530,20 +530,20 @@ cdef class Welford:
                 f"min={self.min!r}, max={self.max!r})")
 
 
-def stats_of_states(states):
-    """Return ``(mean, std, min, max)`` float64 arrays of shape (k,) for a (k, 5) state array.
+cdef inline tuple _stats_tuple(double n, double mean, double m2, double lo, double hi):
+    if n > 0.0:
+        return (mean, sqrt(m2 / n), lo, hi)
+    return (NAN, NAN, NAN, NAN)
 
-    Empty rows (count 0) give NaN.
+
+def stats_of_states(states):
+    """Return ``[(mean, std, min, max), ...]``, one tuple of floats per state.
+
+    ``states`` is an iterable of 5-sequences ``(count, mean, M2, min, max)`` (a (k, 5) array
+    works); std is the population std (ddof=0); an empty state (count 0) gives NaNs.
     """
-    s = np.asarray(states, dtype=np.float64).reshape(-1, 5)
-    n = s[:, 0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        empty = n == 0
-        mean = np.where(empty, np.nan, s[:, 1])
-        std = np.where(empty, np.nan, np.sqrt(s[:, 2] / n))
-        lo = np.where(empty, np.nan, s[:, 3])
-        hi = np.where(empty, np.nan, s[:, 4])
-    return mean, std, lo, hi
+    return [_stats_tuple(float(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]))
+            for r in states]
 
 
 def merge_states(const double[:, :, ::1] gathered not None):

@@ -158,8 +158,9 @@ def test_empty_accumulator_is_nan():
     assert all(math.isnan(v) for v in (w.mean, w.std, w.var, w.min, w.max))
     w.push(np.array([], dtype=np.float32))
     assert w.count == 0
-    mean, std, lo, hi = stats_of_states([w.state])
-    assert np.isnan([mean[0], std[0], lo[0], hi[0]]).all()
+    assert all(math.isnan(v) for v in stats_of_states([w.state])[0])
+    w.push([1.0, 3.0])
+    assert stats_of_states(np.array([w.state, Welford().state]))[0] == (2.0, 1.0, 1.0, 3.0)
 
 
 def test_state_pickle_and_reset_round_trip():

@@ -32,9 +32,8 @@ class Welford:
     def __len__(self) -> int: ...
 
 def stats_of_states(
-    states: npt.ArrayLike,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64],
-           npt.NDArray[np.float64]]: ...
+    states: Iterable[Sequence[float]],
+) -> list[tuple[float, float, float, float]]: ...  # (mean, std, min, max) per state
 def merge_states(gathered: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...  # (r,k,5) C-contiguous double -> (k,5)
 
 class EpochStats:

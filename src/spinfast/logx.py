@@ -321,16 +321,16 @@ class EpochLogger(Logger, EpochStats):
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        states = np.array([state for _, state, _ in pending], dtype=np.float64)
+        states = [state for _, state, _ in pending]
         if mpi_tools.num_procs() > 1:
-            states = mpi_tools.reduce_stat_states([key for key, _, _ in pending], states)
-        stats = stats_of_states(states)
-        for i, (key, _, columns) in enumerate(pending):
-            if states[i, 0] == 0 and mpi_tools.proc_id() == 0:
+            states = mpi_tools.reduce_stat_states([key for key, _, _ in pending],
+                                                  np.array(states, dtype=np.float64))
+        for (key, _, columns), state, stats in zip(pending, states, stats_of_states(states)):
+            if state[0] == 0 and mpi_tools.proc_id() == 0:
                 warnings.warn(f"log_tabular(): no values stored for {key!r} since it was last "
                               f"logged; its statistics are NaN", RuntimeWarning, stacklevel=3)
             for name, which in columns:
-                self.log_current_row[name] = float(stats[which][i])
+                self.log_current_row[name] = stats[which]
 
     def get_stats(self, key):
         """Return ``[mean, std]`` of the values stored under ``key`` this epoch (all ranks).
@@ -340,8 +340,8 @@ class EpochLogger(Logger, EpochStats):
         Raises:
             KeyError: ``key`` was never stored.
         """
-        states = np.array([self.stats_accumulator(key).state], dtype=np.float64)
+        states = [self.stats_accumulator(key).state]
         if mpi_tools.num_procs() > 1:
-            states = mpi_tools.reduce_stat_states([key], states)
-        mean, std, _, _ = stats_of_states(states)
-        return [float(mean[0]), float(std[0])]
+            states = mpi_tools.reduce_stat_states([key], np.array(states, dtype=np.float64))
+        mean, std, _, _ = stats_of_states(states)[0]
+        return [mean, std]
