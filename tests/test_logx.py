@@ -275,14 +275,6 @@ def test_pytorch_saver(tmp_path):
         assert torch.equal(loaded(x), model(x))
 
 
-def test_tf_savers_say_not_implemented(tmp_path):
-    logger = Logger(output_dir=str(tmp_path))
-    with pytest.raises(NotImplementedError, match="setup_tf_saver"):
-        logger.setup_tf_saver(None, {}, {})
-    with pytest.raises(NotImplementedError, match="restore_tf_graph"):
-        logx.restore_tf_graph(None, str(tmp_path))
-
-
 def test_import_is_light():
     code = ("import sys, spinfast.logx\n"
             "heavy = [m for m in ('tensorflow', 'torch', 'pandas', 'seaborn', 'mpi4py') "

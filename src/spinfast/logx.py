@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import shutil
 import time
 import warnings
 import weakref
@@ -25,7 +26,8 @@ from spinfast._io import atomic_path
 from spinfast._stats import EpochStats, stats_of_states
 from spinfast.serialization_utils import convert_json, dumps_config
 
-__all__ = ["Logger", "EpochLogger", "colorize", "color2num", "restore_tf_graph"]
+__all__ = ["Logger", "EpochLogger", "colorize", "color2num", "restore_tf_graph",
+           "restore_tf2_model"]
 
 color2num = dict(gray=30, red=31, green=32, yellow=33, blue=34, magenta=35, cyan=36,
                  white=37, crimson=38)
@@ -51,14 +53,57 @@ def colorize(string, color, bold=False, highlight=False):
 
 
 def restore_tf_graph(sess, fpath):
-    """Load a TF1 graph saved by :meth:`Logger.setup_tf_saver` (not available yet).
+    """Load a TF1 graph saved by :meth:`Logger.setup_tf_saver` into ``sess``.
+
+    Args:
+        sess: a ``tf.compat.v1.Session`` whose graph receives the saved model.
+        fpath: a ``tf1_save`` (or ``tf1_save<itr>``) folder.
+
+    Returns:
+        ``{key: tensor}`` for every input and output given to ``setup_tf_saver``.
 
     Raises:
-        NotImplementedError: TensorFlow savers are not part of this spinfast version.
+        FileNotFoundError: ``fpath`` holds no saved model.
     """
-    raise NotImplementedError(
-        "restore_tf_graph(): TensorFlow model saving/restoring is not implemented in this "
-        "spinfast version yet; it arrives with the TensorFlow savers")
+    import tensorflow as tf
+
+    info_path = osp.join(fpath, "model_info.pkl")
+    if not osp.isfile(info_path):
+        raise FileNotFoundError(f"restore_tf_graph(): no model_info.pkl in {fpath!r}; pass a "
+                                f"tf1_save folder written by Logger.setup_tf_saver")
+    tf1 = tf.compat.v1
+    with sess.graph.as_default():
+        tf1.saved_model.loader.load(sess, [tf1.saved_model.tag_constants.SERVING], fpath)
+    model_info = joblib.load(info_path)
+    graph = sess.graph
+    model = {k: graph.get_tensor_by_name(v) for k, v in model_info["inputs"].items()}
+    model.update({k: graph.get_tensor_by_name(v) for k, v in model_info["outputs"].items()})
+    return model
+
+
+def restore_tf2_model(fpath):
+    """Load a TF2 model saved by :meth:`Logger.setup_tf2_saver` (``tf.saved_model.load``).
+
+    Returns the restored object: its ``tf.function`` methods (``__call__`` of a Keras model or
+    any ``tf.Module`` method decorated with an input signature) can be called directly.
+    """
+    import tensorflow as tf
+
+    if not osp.isfile(osp.join(fpath, "saved_model.pb")):
+        raise FileNotFoundError(f"restore_tf2_model(): no saved_model.pb in {fpath!r}; pass a "
+                                f"tf2_save folder written by Logger.setup_tf2_saver")
+    return tf.saved_model.load(fpath)
+
+
+def _replace_dir(tmp_dir: str, final_dir: str) -> None:
+    """Move the finished ``tmp_dir`` to ``final_dir``, keeping the old one until it is in place."""
+    old = None
+    if osp.exists(final_dir):
+        old = f"{final_dir}.old-{os.getpid()}"
+        os.rename(final_dir, old)
+    os.rename(tmp_dir, final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _unique_default_dir() -> str:
@@ -240,18 +285,66 @@ class Logger:
                 self.log("Warning: could not pickle state_dict.", color="red")
             if hasattr(self, "tf_saver_elements"):
                 self._tf_simple_save(itr)
+            if hasattr(self, "tf2_saver_elements"):
+                self._tf2_simple_save(itr)
             if hasattr(self, "pytorch_saver_elements"):
                 self._pytorch_simple_save(itr)
 
     def setup_tf_saver(self, sess, inputs, outputs):
-        """Set up TF1 graph saving (not available yet).
+        """Save a TF1 graph (through ``tf.compat.v1``) with each :meth:`save_state`.
 
-        Raises:
-            NotImplementedError: TensorFlow savers are not part of this spinfast version.
+        Writes ``tf1_save`` (or ``tf1_save<itr>``) with ``simple_save``, plus
+        ``model_info.pkl`` mapping the keys of ``inputs``/``outputs`` to tensor names, which
+        :func:`restore_tf_graph` reads back.
+
+        Args:
+            sess: the ``tf.compat.v1.Session`` holding the variables.
+            inputs: ``{key: tensor}`` of the model's inputs (placeholders).
+            outputs: ``{key: tensor}`` of the model's outputs.
         """
-        raise NotImplementedError(
-            "Logger.setup_tf_saver(): TensorFlow model saving is not implemented in this "
-            "spinfast version yet; it arrives with the TensorFlow savers")
+        self.tf_saver_elements = dict(session=sess, inputs=inputs, outputs=outputs)
+        self.tf_saver_info = {"inputs": {k: v.name for k, v in inputs.items()},
+                              "outputs": {k: v.name for k, v in outputs.items()}}
+
+    def _tf_simple_save(self, itr=None):
+        if mpi_tools.proc_id() != 0:
+            return
+        import tensorflow as tf
+
+        fpath = osp.join(self.output_dir, "tf1_save" + ("%d" % itr if itr is not None else ""))
+        tmp = osp.join(self.output_dir, f".{osp.basename(fpath)}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)  # simple_save needs a fresh folder
+        try:
+            with self.tf_saver_elements["session"].graph.as_default():
+                tf.compat.v1.saved_model.simple_save(export_dir=tmp, **self.tf_saver_elements)
+            joblib.dump(self.tf_saver_info, osp.join(tmp, "model_info.pkl"))
+            _replace_dir(tmp, fpath)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def setup_tf2_saver(self, model):
+        """Save a TF2 model (a ``tf.Module`` or Keras model) with each :meth:`save_state`.
+
+        Writes a SavedModel to ``tf2_save`` (or ``tf2_save<itr>``); load it with
+        :func:`restore_tf2_model`.
+        """
+        self.tf2_saver_elements = model
+
+    def _tf2_simple_save(self, itr=None):
+        if mpi_tools.proc_id() != 0:
+            return
+        import tensorflow as tf
+
+        fpath = osp.join(self.output_dir, "tf2_save" + ("%d" % itr if itr is not None else ""))
+        tmp = osp.join(self.output_dir, f".{osp.basename(fpath)}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            tf.saved_model.save(self.tf2_saver_elements, tmp)
+            _replace_dir(tmp, fpath)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     def setup_pytorch_saver(self, what_to_save):
         """Save ``what_to_save`` (a module or any torch-picklable object) with each save_state.
