@@ -283,3 +283,9 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert out.strip() == "[]"
+
+
+def test_empty_state_constant_matches_compiled_empty_state():
+    from spinfast._stats import Welford
+
+    assert logx._EMPTY_STATE == Welford().state

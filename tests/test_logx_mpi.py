@@ -82,3 +82,21 @@ def test_keys_differing_between_ranks_raise_everywhere(run_mpi):
     proc = run_mpi(code, n=2, timeout=60)
     assert "rank 0 ValueError" in proc.stdout and "rank 1 ValueError" in proc.stdout
     assert "'B'" in proc.stdout
+
+
+def test_key_never_stored_anywhere_raises_keyerror_everywhere(run_mpi):
+    code = """
+    from spinfast.logx import EpochLogger
+    from spinfast.mpi_tools import proc_id
+    logger = EpochLogger(output_dir="out")
+    logger.store(A=float(proc_id()))
+    logger.log_tabular("A")
+    logger.log_tabular("Typo")
+    try:
+        logger.dump_tabular()
+    except KeyError as exc:
+        print(f"rank {proc_id()} KeyError: {exc}", flush=True)
+    """
+    proc = run_mpi(code, n=2, timeout=60)
+    for rank in (0, 1):
+        assert f"rank {rank} KeyError: \"EpochLogger: key 'Typo' was never stored" in proc.stdout

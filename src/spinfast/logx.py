@@ -140,6 +140,7 @@ class _Pending:
 
 
 _PENDING = _Pending()
+_EMPTY_STATE = (0.0, 0.0, 0.0, float("inf"), float("-inf"))  # Welford().state
 
 
 class Logger:
@@ -391,12 +392,16 @@ class EpochLogger(Logger, EpochStats):
             with_min_and_max: also log the max and min.
             average_only: log only the average, under the plain key.
 
+        Under MPI the statistics cover every rank's values; they are merged for all keys of the
+        row with one collective in :meth:`dump_tabular` (so ``log_current_row`` holds them from
+        then on), and every rank must make the same calls in the same order.
+
         Raises:
             KeyError: ``key`` was never stored (the message lists the stored keys).
         """
         if val is not None:
             return super().log_tabular(key, val)
-        acc = self.stats_accumulator(key)
+        state, known = self._local_state(key, reset=True)
         # (column name, index into stats_of_states: 0 mean, 1 std, 2 min, 3 max)
         columns = [(key if average_only else "Average" + key, 0)]
         if not average_only:
@@ -405,20 +410,48 @@ class EpochLogger(Logger, EpochStats):
             columns += [("Max" + key, 3), ("Min" + key, 2)]
         for name, _ in columns:
             super().log_tabular(name, _PENDING)
-        self._pending.append((key, acc.state, columns))
-        acc.reset()
+        self._pending.append((key, state, known, columns))
         if mpi_tools.num_procs() == 1:
             self._resolve_row()
+
+    def _local_state(self, key, reset):
+        """This rank's ``(state, known)`` of ``key``; under MPI an unknown key is empty here.
+
+        Single process: KeyError for a key never stored. Under MPI the decision waits for
+        the merge (:meth:`_merged`), since other ranks may hold values for it.
+        """
+        try:
+            acc = self.stats_accumulator(key)
+        except KeyError:
+            if mpi_tools.num_procs() == 1:
+                raise
+            return _EMPTY_STATE, False
+        state = acc.state
+        if reset:
+            acc.reset()
+        return state, True
+
+    def _merged(self, entries):
+        """Merge ``(key, state, known)`` entries over ranks (one collective); return the states.
+
+        Raises:
+            KeyError: a key that no rank has values for and this rank never stored.
+        """
+        states = [state for _, state, _ in entries]
+        if mpi_tools.num_procs() > 1:
+            states = mpi_tools.reduce_stat_states([key for key, _, _ in entries],
+                                                  np.array(states, dtype=np.float64))
+        for (key, _, known), state in zip(entries, states):
+            if state[0] == 0 and not known:
+                self.stats_accumulator(key)  # raises KeyError listing this rank's keys
+        return states
 
     def _resolve_row(self):
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        states = [state for _, state, _ in pending]
-        if mpi_tools.num_procs() > 1:
-            states = mpi_tools.reduce_stat_states([key for key, _, _ in pending],
-                                                  np.array(states, dtype=np.float64))
-        for (key, _, columns), state, stats in zip(pending, states, stats_of_states(states)):
+        states = self._merged([entry[:3] for entry in pending])
+        for (key, _, _, columns), state, stats in zip(pending, states, stats_of_states(states)):
             if state[0] == 0 and mpi_tools.proc_id() == 0:
                 warnings.warn(f"log_tabular(): no values stored for {key!r} since it was last "
                               f"logged; its statistics are NaN", RuntimeWarning, stacklevel=3)
@@ -428,13 +461,11 @@ class EpochLogger(Logger, EpochStats):
     def get_stats(self, key):
         """Return ``[mean, std]`` of the values stored under ``key`` this epoch (all ranks).
 
-        Does not reset the key.
+        Does not reset the key. Under MPI every rank must call it (one collective).
 
         Raises:
             KeyError: ``key`` was never stored.
         """
-        states = [self.stats_accumulator(key).state]
-        if mpi_tools.num_procs() > 1:
-            states = mpi_tools.reduce_stat_states([key], np.array(states, dtype=np.float64))
-        mean, std, _, _ = stats_of_states(states)[0]
+        state, known = self._local_state(key, reset=False)
+        mean, std, _, _ = stats_of_states(self._merged([(key, state, known)]))[0]
         return [mean, std]

@@ -1,0 +1,153 @@
+"""PyTorch + MPI, as ``spinup.utils.mpi_pytorch``, on spinfast's flat-buffer engine.
+
+``mpi_avg_grads(module)`` and ``sync_params(module)`` move all of a module's small tensors
+with one collective (packed into a persistent buffer by compiled code) and reduce large ones
+in place on their own memory: never one collective per tensor. :class:`FlatGrads` goes
+further: the module's gradients become views into one flat buffer, so averaging them is a
+single in-place Allreduce with no copies.
+
+Tensors must live on the CPU (MPI here moves host memory). PyTorch is imported by the
+functions that need it, not by ``import spinfast``.
+"""
+
+from __future__ import annotations
+
+from spinfast import mpi_tools
+from spinfast._flat import FlatBuffer
+
+__all__ = ["setup_pytorch_for_mpi", "mpi_avg_grads", "sync_params", "FlatGrads"]
+
+_GRADS = FlatBuffer()
+_PARAMS = FlatBuffer()
+
+
+def setup_pytorch_for_mpi():
+    """Avoid slowdowns caused by each rank using all cores: threads = max(1, threads // procs)."""
+    import torch
+
+    if torch.get_num_threads() == 1:
+        return
+    fair = max(int(torch.get_num_threads() / mpi_tools.num_procs()), 1)
+    torch.set_num_threads(fair)
+
+
+def _host_array(tensor, what: str, index: int):
+    if tensor.device.type != "cpu":
+        raise ValueError(f"{what}: parameter {index} is on {tensor.device}; spinfast averages "
+                         f"CPU tensors only, move the module to the CPU first")
+    return tensor.detach().numpy()
+
+
+def _trainable(module):
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def mpi_avg_grads(module):
+    """Average the gradients of ``module``'s trainable parameters over MPI ranks, in place.
+
+    A parameter whose ``grad`` is None counts as zeros, so that every rank passes the same
+    layout; afterwards it holds the average if any rank had a gradient for it, and stays None
+    if none had. One flat collective for all small tensors (the presence flags of the None
+    gradients ride along in it), large tensors reduced in place.
+
+    Raises:
+        ValueError: a parameter is not on the CPU, or the modules differ between ranks.
+    """
+    if mpi_tools.num_procs() == 1:
+        return
+    import torch
+
+    params = _trainable(module)
+    arrays, missing = [], []
+    for i, p in enumerate(params):
+        if p.grad is None:
+            missing.append(i)
+            arrays.append(torch.zeros_like(p).numpy())
+        else:
+            if not p.grad.is_contiguous():
+                p.grad = p.grad.contiguous()
+            arrays.append(_host_array(p.grad, "mpi_avg_grads()", i))
+    # Which parameters had a gradient on some rank: summed with the rest in one collective.
+    present = torch.ones(len(params), dtype=torch.float32)
+    present[missing] = 0.0
+    arrays.append(present.numpy())
+    mpi_tools.allreduce_arrays(arrays, op="mean", engine=_GRADS)
+    for i in missing:
+        if present[i] > 0:
+            params[i].grad = torch.from_numpy(arrays[i])
+
+
+def sync_params(module):
+    """Copy the parameters of ``module`` on rank 0 into the same module on every other rank.
+
+    Raises:
+        ValueError: a parameter is not on the CPU, or the modules differ between ranks.
+    """
+    if mpi_tools.num_procs() == 1:
+        return
+    arrays = [_host_array(p, "sync_params()", i) for i, p in enumerate(module.parameters())]
+    mpi_tools.broadcast_arrays(arrays, root=0, engine=_PARAMS)
+
+
+class FlatGrads:
+    """Keep ``module``'s gradients as views into one flat buffer; average them with no copies.
+
+    ``FlatGrads(module)`` allocates one contiguous tensor per dtype and points every trainable
+    parameter's ``grad`` at its slice. Backward passes accumulate into the views, and
+    :meth:`average` is one in-place Allreduce of the whole buffer (SUM, then divided by the
+    number of ranks).
+
+    ``optimizer.zero_grad()`` sets gradients to None by default, which drops the views; call
+    ``optimizer.zero_grad(set_to_none=False)`` (or :meth:`zero`) to keep them. If a view was
+    dropped or replaced anyway, :meth:`average` copies the new gradient into the buffer and
+    re-binds the view, so results stay right (at the cost of that copy).
+    """
+
+    def __init__(self, module):
+        import torch
+
+        self.params = _trainable(module)
+        by_dtype: dict = {}
+        for p in self.params:
+            if p.device.type != "cpu":
+                raise ValueError(f"FlatGrads(): a parameter is on {p.device}; spinfast "
+                                 f"averages CPU tensors only, move the module to the CPU first")
+            by_dtype.setdefault(p.dtype, []).append(p)
+        self.buffers = []
+        self.views = {}
+        for dtype, ps in by_dtype.items():
+            flat = torch.zeros(sum(p.numel() for p in ps), dtype=dtype)
+            offset = 0
+            for p in ps:
+                view = flat[offset:offset + p.numel()].view_as(p)
+                if p.grad is not None:
+                    view.copy_(p.grad)
+                p.grad = view
+                self.views[p] = view
+                offset += p.numel()
+            self.buffers.append(flat)
+        self._arrays = [b.numpy() for b in self.buffers]
+        self._engine = FlatBuffer(fusion_threshold=0)  # whole buffers, reduced in place
+
+    def _rebind(self):
+        for p in self.params:
+            view = self.views[p]
+            if p.grad is None:
+                view.zero_()
+            elif p.grad.data_ptr() != view.data_ptr():
+                view.copy_(p.grad)
+            else:
+                continue
+            p.grad = view
+
+    def zero(self):
+        """Set every gradient to zero, keeping the views."""
+        for b in self.buffers:
+            b.zero_()
+        self._rebind()
+
+    def average(self):
+        """Average the gradients over MPI ranks in place (one Allreduce per dtype buffer)."""
+        self._rebind()
+        if mpi_tools.num_procs() > 1:
+            mpi_tools.allreduce_arrays(self._arrays, op="mean", engine=self._engine)
