@@ -1,0 +1,168 @@
+"""mpi_tf under real mpiexec: TF1 graphs and TF2 eager/tf.function, against one process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.mpi
+
+COMMON = """
+import numpy as np
+import tensorflow as tf
+tf1 = tf.compat.v1
+
+def data(rank):
+    rng = np.random.default_rng(rank)
+    return (rng.normal(size=(16, 3)).astype(np.float32),
+            rng.normal(size=(16, 1)).astype(np.float32))
+
+def init(seed):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(3, 8)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
+"""
+
+TF1_PROGRAM = COMMON + """
+import sys
+from spinfast.mpi_tf import MpiAdamOptimizer, sync_all_params
+from spinfast.mpi_tools import proc_id
+
+rank = proc_id()
+sync_every = int(sys.argv[1])
+graph = tf.Graph()
+with graph.as_default():
+    x = tf1.placeholder(tf.float32, [None, 3])
+    y = tf1.placeholder(tf.float32, [None, 1])
+    w0, w1 = init(seed=rank)                      # different per rank until synced
+    W0, W1 = tf1.Variable(w0), tf1.Variable(w1)
+    unused = tf1.Variable(np.zeros(2, np.float32))  # gradient None on every rank
+    loss = tf.reduce_mean((tf.matmul(tf.tanh(tf.matmul(x, W0)), W1) - y) ** 2) + 0 * tf.reduce_sum(W0[:1])
+    opt = MpiAdamOptimizer(learning_rate=0.05, sync_every=sync_every)
+    train = opt.minimize(loss, var_list=[W0, W1, unused])
+    sess = tf1.Session(graph=graph)
+    sess.run(tf1.global_variables_initializer())
+    sess.run(sync_all_params())
+    X, Y = data(rank)
+    for step in range(6):
+        sess.run(train, {x: X, y: Y})
+    np.save(f"tf1_rank{rank}.npy", np.concatenate([v.ravel() for v in sess.run([W0, W1])]))
+    if sync_every > 1 and rank == 1:
+        sess.run(W1.assign(W1 + 1.0))             # diverge on purpose
+    try:
+        for step in range(sync_every):
+            sess.run(train, {x: X, y: Y})
+    except tf.errors.OpError as exc:
+        print(f"rank {rank} diverged: {'differ between MPI ranks' in str(exc)}", flush=True)
+"""
+
+TF2_PROGRAM = COMMON + """
+import sys
+from spinfast.mpi_tf import MpiAdam, sync_all_params
+from spinfast.mpi_tools import proc_id
+
+rank = proc_id()
+mode = sys.argv[1]
+w0, w1 = init(seed=rank)
+W0, W1 = tf.Variable(w0), tf.Variable(w1)
+extra = tf.Variable(np.zeros(2, np.float32))
+sync_all_params([W0, W1, extra])
+opt = MpiAdam(learning_rate=0.05)
+X, Y = data(rank)
+
+def step():
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean((tf.matmul(tf.tanh(tf.matmul(X, W0)), W1) - Y) ** 2)
+    grads = tape.gradient(loss, [W0, W1, extra])
+    opt.apply_gradients(zip(grads, [W0, W1, extra]))
+
+if mode == "function":
+    step = tf.function(step)
+for _ in range(6):
+    step()
+np.save(f"tf2_{mode}_rank{rank}.npy", np.concatenate([W0.numpy().ravel(), W1.numpy().ravel()]))
+"""
+
+
+def reference(size):
+    import tensorflow as tf
+
+    namespace = {}
+    exec(COMMON, namespace)
+    w0, w1 = namespace["init"](seed=0)
+    W0, W1 = tf.Variable(w0), tf.Variable(w1)
+    opt = tf.keras.optimizers.Adam(learning_rate=0.05)
+    for _ in range(6):
+        grads = []
+        for rank in range(size):
+            X, Y = namespace["data"](rank)
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean((tf.matmul(tf.tanh(tf.matmul(X, W0)), W1) - Y) ** 2)
+            grads.append(tape.gradient(loss, [W0, W1]))
+        mean = [sum(g[i] for g in grads) / size for i in range(2)]
+        opt.apply_gradients(zip(mean, [W0, W1]))
+    return np.concatenate([W0.numpy().ravel(), W1.numpy().ravel()])
+
+
+def reference_tf1(size):
+    """One process, TF1 graph: per-rank gradients averaged by hand, then plain TF1 Adam."""
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    namespace = {}
+    exec(COMMON, namespace)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None, 3])
+        y = tf1.placeholder(tf.float32, [None, 1])
+        w0, w1 = namespace["init"](seed=0)
+        W0, W1 = tf1.Variable(w0), tf1.Variable(w1)
+        loss = tf.reduce_mean((tf.matmul(tf.tanh(tf.matmul(x, W0)), W1) - y) ** 2)
+        grads = tf.gradients(loss, [W0, W1])
+        g_in = [tf1.placeholder(tf.float32, g.shape) for g in grads]
+        opt = tf1.train.AdamOptimizer(learning_rate=0.05)
+        train = opt.apply_gradients(zip(g_in, [W0, W1]))
+        sess = tf1.Session(graph=graph)
+        sess.run(tf1.global_variables_initializer())
+        for _ in range(6):
+            per_rank = [sess.run(grads, dict(zip((x, y), namespace["data"](r))))
+                        for r in range(size)]
+            mean = [sum(g[i] for g in per_rank) / size for i in range(2)]
+            sess.run(train, dict(zip(g_in, mean)))
+        return np.concatenate([v.ravel() for v in sess.run([W0, W1])])
+
+
+@pytest.mark.parametrize("sync_every", [1, 3])
+def test_tf1_graph_training_matches_single_process(run_mpi, tmp_path, sync_every):
+    proc = run_mpi(TF1_PROGRAM, n=2, args=[sync_every], timeout=180)
+    r0, r1 = (np.load(tmp_path / f"tf1_rank{r}.npy") for r in range(2))
+    np.testing.assert_array_equal(r0, r1)
+    np.testing.assert_allclose(r0, reference_tf1(2), rtol=1e-5, atol=1e-6)
+    if sync_every > 1:
+        assert "rank 0 diverged: True" in proc.stdout and "rank 1 diverged: True" in proc.stdout
+
+
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_tf2_training_matches_single_process(run_mpi, tmp_path, mode):
+    run_mpi(TF2_PROGRAM, n=2, args=[mode], timeout=180)
+    r0, r1 = (np.load(tmp_path / f"tf2_{mode}_rank{r}.npy") for r in range(2))
+    np.testing.assert_array_equal(r0, r1)
+    np.testing.assert_allclose(r0, reference(2), rtol=1e-5, atol=1e-6)
+
+
+def test_single_process_optimizers_are_plain_adam():
+    import tensorflow as tf
+
+    from spinfast.mpi_tf import MpiAdam, sync_all_params
+
+    v = tf.Variable([1.0, 2.0])
+    plain = tf.Variable([1.0, 2.0])
+    opt, ref = MpiAdam(learning_rate=0.1), tf.keras.optimizers.Adam(learning_rate=0.1)
+    for _ in range(3):
+        opt.apply_gradients([(tf.constant([0.5, -1.0]), v)])
+        ref.apply_gradients([(tf.constant([0.5, -1.0]), plain)])
+    np.testing.assert_array_equal(v.numpy(), plain.numpy())
+    assert sync_all_params([v]) is None
+    with pytest.raises(ValueError, match="sync_every must be an int >= 0"):
+        MpiAdam(sync_every=-1)
+    with pytest.raises(ValueError, match="in eager mode pass the variables"):
+        sync_all_params()
