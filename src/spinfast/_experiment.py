@@ -1,0 +1,67 @@
+"""Run one experiment written by :func:`spinfast.run_utils.call_experiment`.
+
+Usage (internal): ``python -m spinfast._experiment PAYLOAD``. ``PAYLOAD`` is a file holding
+a plain pickle of launch metadata (the launcher's ``sys.path``, whether
+:func:`spinfast.compat.install` was active) followed by a cloudpickle of
+``dict(thunk=..., kwargs=..., num_cpu=...)``. The experiment splits into ``num_cpu`` MPI
+processes with :func:`spinfast.mpi_tools.mpi_fork` (which relaunches this file with the same
+payload), then every process calls ``thunk(**kwargs)``.
+"""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    # Relaunched by mpi_fork as a script, Python puts this package folder first on sys.path,
+    # where our module names (plot, run, ...) could shadow top-level ones. Drop it.
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+
+import pickle
+
+
+def _load(path):
+    with open(path, "rb") as f:
+        meta = pickle.load(f)
+        for entry in meta.get("sys_path", []):
+            if entry not in sys.path:
+                sys.path.append(entry)
+        if meta.get("compat"):
+            from spinfast import compat
+
+            compat.install()
+        import cloudpickle
+
+        return cloudpickle.load(f)
+
+
+def main(argv=None):
+    """Load the payload named in ``argv`` (default ``sys.argv[1:]``) and run it.
+
+    Returns:
+        0 when the thunk returns (an exception propagates: exit status 1).
+
+    Raises:
+        SystemExit: wrong usage (status 2).
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m spinfast._experiment PAYLOAD", file=sys.stderr)
+        raise SystemExit(2)
+    job = _load(argv[0])
+    thunk, kwargs, num_cpu = job["thunk"], dict(job["kwargs"]), job["num_cpu"]
+    if "env_name" in kwargs:
+        import gymnasium as gym
+
+        env_name = kwargs.pop("env_name")
+        kwargs["env_fn"] = lambda: gym.make(env_name)
+    if num_cpu > 1:
+        from spinfast.mpi_tools import mpi_fork
+
+        mpi_fork(num_cpu)
+    thunk(**kwargs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

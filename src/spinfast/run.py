@@ -1,0 +1,482 @@
+"""The spinfast command line: ``python -m spinfast.run COMMAND ...`` (also ``spinfast ...``).
+
+Commands: ``plot``, ``test_policy``, ``demo``, and ``MODULE:FUNCTION`` (or a registered name)
+to run any function over a grid of hyperparameters, as ``python -m spinup.run`` does for
+Spinning Up's algorithms. ``python -m spinfast.run --help`` lists them with examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import importlib
+import inspect
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+
+__all__ = ["main", "parse_grid_args", "REGISTRY", "SUBSTITUTIONS", "RUN_KEYS"]
+
+PROG = "python -m spinfast.run"
+
+#: Names usable as COMMAND, besides MODULE:FUNCTION (more come from the entry point group
+#: ``spinfast.experiments`` of installed packages).
+REGISTRY = {"corridor_pg": "spinfast.examples_demo:train"}
+
+#: Spinning Up's shortcuts for flag names.
+SUBSTITUTIONS = {"env": "env_name", "hid": "ac_kwargs:hidden_sizes",
+                 "act": "ac_kwargs:activation", "cpu": "num_cpu", "dt": "datestamp"}
+
+#: Flags that configure :meth:`ExperimentGrid.run` rather than the function (one value each).
+RUN_KEYS = ("num_cpu", "data_dir", "datestamp", "parallel", "skip_finished")
+
+COMMANDS = {
+    "plot": "plot learning curves from experiment folders (PNG/SVG/PDF with --save)",
+    "test_policy": "run a saved policy (PyTorch or TF1) in its saved gymnasium environment",
+    "demo": "train a small numpy policy-gradient example as a 2-variant grid on 2 MPI "
+            "ranks each, then plot it",
+}
+
+# Dotted values whose first part is one of these are resolved to Python objects
+# (e.g. --act torch.nn.Tanh), as Spinning Up's eval did; everything else stays a string.
+_OBJECT_ROOTS = {"torch": "torch", "tf": "tensorflow", "tensorflow": "tensorflow",
+                 "np": "numpy", "numpy": "numpy", "math": "math"}
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+
+HELP = f"""\
+usage: {PROG} COMMAND [ARGS...]        (the console script 'spinfast' is the same)
+
+commands:
+  plot           {COMMANDS['plot']}
+  test_policy    {COMMANDS['test_policy']}
+  demo           {COMMANDS['demo']}
+  MODULE:FUNC    run FUNC of MODULE (importable, or a .py module in the current folder)
+                 once per combination of the values given to its parameters
+  NAME           a registered experiment: {', '.join(f'{k} ({v})' for k, v in REGISTRY.items())}
+                 and entry points of the group 'spinfast.experiments'
+
+Each command takes --help (for MODULE:FUNC it shows FUNC's docstring).
+
+grid flags (MODULE:FUNC and NAME):
+  --KEY V1 V2 ...     values of parameter KEY, read as Python literals (1, 0.5, [64,64],
+                      True, None...); anything else is a string. Several values make a grid.
+  --KEY[SH] V ...     the same, with SH as KEY's shorthand in experiment names
+  --a:b:c V           nested parameter: a={{'b': {{'c': V}}}}
+  --FLAG              alone means True
+  --exp_name NAME     grid name (default cmd_FUNC)
+  --cpu N             MPI processes per variant, or auto (also --num_cpu)
+  --data_dir DIR      where results go (default $SPINFAST_DATA_DIR, else ./data)
+  --datestamp         date and time in folder names (also --dt)
+  --parallel K        run K variants at once (or auto), logs in <run folder>.log, summary
+  --skip_finished     skip variants whose folder already holds a finished run
+  --env E             --env_name E: the function gets env_fn making gymnasium env E
+  --hid H / --act A   --ac_kwargs:hidden_sizes H / --ac_kwargs:activation A
+                      (A may be a dotted name such as torch.nn.ReLU)
+
+examples:
+  {PROG} demo
+  {PROG} plot data/demo -s 3 --save demo.png
+  {PROG} test_policy data/ppo/ppo_s0 -n 10 -nr
+  {PROG} spinfast.examples_demo:train --lr 0.1 0.5 --seed 0 1 --epochs 20 --cpu 2
+  {PROG} corridor_pg --length 6 10 --exp_name corridor --parallel 2
+  {PROG} mypkg.algos:ppo --env CartPole-v1 --hid "[64,64]" --act torch.nn.Tanh
+"""
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as ``spinfast: error: ...`` with exit status 2."""
+
+
+def _suggest(name, candidates):
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    return ("; did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Subcommands with fixed flags
+# ---------------------------------------------------------------------------------------------
+
+def _check_flags(parser, argv, command):
+    """Raise UsageError for an option ``parser`` does not know, naming the closest ones."""
+    known = [s for s in parser._option_string_actions if s.startswith("-")]
+    for arg in argv:
+        if arg == "--":
+            break
+        if not arg.startswith("-") or re.fullmatch(r"-\d+(\.\d*)?([eE][-+]?\d+)?", arg):
+            continue
+        flag = arg.split("=", 1)[0]
+        if flag in known or (flag.startswith("--") and sum(k.startswith(flag)
+                                                          for k in known) == 1):
+            continue
+        raise UsageError(f"unknown option {flag!r} for {command}"
+                         + _suggest(flag, known)
+                         + f" (see {PROG} {command} --help)")
+
+
+def _run_plot(argv):
+    from spinfast import plot
+
+    _check_flags(plot.build_parser(), argv, "plot")
+    try:
+        return plot.main(argv, prog=f"{PROG} plot")
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"spinfast: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run_test_policy(argv):
+    from spinfast import test_policy
+
+    _check_flags(test_policy.build_parser(), argv, "test_policy")
+    try:
+        return test_policy.main(argv, prog=f"{PROG} test_policy")
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"spinfast: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _mpi_available():
+    try:
+        importlib.import_module("mpi4py")
+    except ImportError:
+        return False
+    beside = osp.join(osp.dirname(sys.executable), "mpiexec")
+    return osp.exists(beside) or shutil.which("mpiexec") is not None \
+        or shutil.which("mpirun") is not None
+
+
+DEMO_EXAMPLES = f"""\
+The demo trains spinfast.examples_demo.train (REINFORCE on a slippery corridor, numpy only)
+for two learning rates, each on --cpu MPI ranks whose gradients are averaged with mpi_avg,
+logging with an EpochLogger; then it plots AverageEpRet against TotalEnvInteracts.
+
+examples:
+  {PROG} demo
+  {PROG} demo --data_dir /tmp/spinfast-demo --epochs 50 --save demo.svg
+  {PROG} demo --cpu 1
+"""
+
+
+def _demo_parser():
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} demo", description=COMMANDS["demo"] + ".", epilog=DEMO_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", default=None,
+                        help="where results go (default $SPINFAST_DATA_DIR, else ./data)")
+    parser.add_argument("--cpu", type=int, default=2, help="MPI ranks per variant (default 2)")
+    parser.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
+    parser.add_argument("--lr", type=float, nargs="+", default=[2.0, 10.0],
+                        help="learning rates, one variant each (default 2 10)")
+    parser.add_argument("--save", default=None, metavar="FILE",
+                        help="plot file (default <data_dir>/demo.png)")
+    return parser
+
+
+def _run_demo(argv):
+    from spinfast import examples_demo, user_config
+    from spinfast.run_utils import ExperimentGrid
+
+    parser = _demo_parser()
+    _check_flags(parser, argv, "demo")
+    args = parser.parse_args(argv)
+    if args.cpu < 1 or args.epochs < 1:
+        parser.error("--cpu and --epochs must be >= 1")
+    data_dir = osp.abspath(args.data_dir or user_config.DEFAULT_DATA_DIR)
+    cpu = args.cpu
+    if cpu > 1 and not _mpi_available():
+        print(f"Note: MPI is not available (pip install 'spinfast[mpi]'); running the demo "
+              f"with 1 process instead of {cpu}.")
+        cpu = 1
+    grid = ExperimentGrid(name="demo")
+    grid.add("lr", list(args.lr))
+    grid.add("epochs", args.epochs)
+    grid.add("seed", 0)
+    saved_wait = user_config.WAIT_BEFORE_LAUNCH
+    user_config.WAIT_BEFORE_LAUNCH = 0  # nothing to review in a demo
+    try:
+        results = grid.run(examples_demo.train, num_cpu=cpu, data_dir=data_dir, parallel="auto")
+    finally:
+        user_config.WAIT_BEFORE_LAUNCH = saved_wait
+    failed = [r for r in results if r.status == "failed"]
+    for r in results:
+        if r.status == "ok":
+            _print_progress_summary(r.name, osp.join(r.output_dir, "progress.txt"))
+    if failed:
+        print(f"spinfast demo: {len(failed)} variant(s) failed; see "
+              f"{', '.join(str(r.log_path) for r in failed)}", file=sys.stderr)
+        return 1
+    try:
+        from spinfast.plot import make_plots
+
+        figs = make_plots([osp.dirname(r.output_dir) + os.sep for r in results],
+                          xaxis="TotalEnvInteracts", values=["AverageEpRet"], smooth=3,
+                          save=args.save or osp.join(data_dir, "demo.png"))
+    except ImportError as exc:
+        print(f"spinfast demo: plotting needs pandas, seaborn and matplotlib ({exc}); "
+              f"install them with pip install 'spinfast[plot]'", file=sys.stderr)
+        return 1
+    print(f"\nDemo done. Learning curves: {figs[0].path}")
+    print(f"Plot again with: {PROG} plot {osp.join(data_dir, 'demo')} -x TotalEnvInteracts "
+          f"-y AverageEpRet -s 3")
+    return 0
+
+
+def _print_progress_summary(name, path):
+    try:
+        with open(path) as f:
+            rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+        col = rows[0].index("AverageEpRet")
+        first, last = float(rows[1][col]), float(rows[-1][col])
+    except (OSError, ValueError, IndexError):
+        return
+    print(f"{name}: AverageEpRet {first:.2f} (epoch 0) -> {last:.2f} (epoch {len(rows) - 2})")
+
+
+# ---------------------------------------------------------------------------------------------
+# MODULE:FUNCTION grids
+# ---------------------------------------------------------------------------------------------
+
+def parse_value(text):
+    """Turn one command-line value into a Python object.
+
+    Python literals (numbers, strings in quotes, lists, tuples, dicts, True/False/None) are
+    evaluated safely with :func:`ast.literal_eval`; dotted names rooted at torch, tf,
+    tensorflow, np, numpy or math (e.g. ``torch.nn.ReLU``) are imported and looked up;
+    anything else is kept as the string.
+    """
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    if _DOTTED.match(text) and text.split(".")[0] in _OBJECT_ROOTS:
+        parts = text.split(".")
+        try:
+            obj = importlib.import_module(_OBJECT_ROOTS[parts[0]])
+        except ImportError as exc:
+            raise UsageError(f"value {text!r} names an object of {parts[0]!r}, which cannot "
+                             f"be imported ({exc}); install it or quote a plain string") from None
+        for i, attr in enumerate(parts[1:], start=1):
+            if hasattr(obj, attr):
+                obj = getattr(obj, attr)
+                continue
+            try:
+                obj = importlib.import_module(_OBJECT_ROOTS[parts[0]] + "."
+                                              + ".".join(parts[1:i + 1]))
+            except ImportError:
+                raise UsageError(f"value {text!r}: {'.'.join(parts[:i])} has no attribute "
+                                 f"{attr!r}") from None
+        return obj
+    return text
+
+
+def parse_grid_args(args):
+    """Parse ``--key v1 v2 ...`` flags as Spinning Up's command line does.
+
+    Returns:
+        ``(arg_dict, shorthands)``: key -> list of values (after :data:`SUBSTITUTIONS`; a flag
+        without values gets ``[True]``), and key -> shorthand given as ``--key[sh]``.
+
+    Raises:
+        UsageError: a value before the first flag, or a malformed flag.
+    """
+    arg_dict, order = {}, []
+    key = None
+    for arg in args:
+        if arg.startswith("--"):
+            key = arg[2:]
+            if not key:
+                raise UsageError("empty flag '--'; flags look like --key value ...")
+            if "=" in key:
+                key, value = key.split("=", 1)
+                arg_dict.setdefault(key, []).append(parse_value(value))
+            else:
+                arg_dict.setdefault(key, [])
+            if key not in order:
+                order.append(key)
+        elif key is None:
+            raise UsageError(f"value {arg!r} comes before any flag; start with a flag, e.g. "
+                             f"--seed 0 1 2")
+        else:
+            arg_dict[key].append(parse_value(arg))
+    shorthands, result = {}, {}
+    for k in order:
+        vals = arg_dict[k] or [True]
+        m = re.fullmatch(r"([^\[\]]+)\[([^\[\]]*)\]", k)
+        if m:
+            k, shorthands[m.group(1)] = m.group(1), m.group(2)
+        elif "[" in k or "]" in k:
+            raise UsageError(f"malformed flag '--{k}'; a shorthand is written --key[sh]")
+        if k in SUBSTITUTIONS:
+            if k in shorthands:
+                shorthands[SUBSTITUTIONS[k]] = shorthands.pop(k)
+            k = SUBSTITUTIONS[k]
+        if k in result:
+            raise UsageError(f"flag '--{k}' given twice (or through a shortcut); give all its "
+                             f"values after one flag")
+        result[k] = vals
+    return result, shorthands
+
+
+def _entry_point_registry():
+    try:
+        from importlib.metadata import entry_points
+
+        return {ep.name: ep.value for ep in entry_points(group="spinfast.experiments")}
+    except Exception:  # a broken installed distribution must not break the command line
+        return {}
+
+
+def _all_registered():
+    return {**_entry_point_registry(), **REGISTRY}
+
+
+def _load_function(spec):
+    """Import ``module:attr.path``; the current folder is importable, as with ``python -m``."""
+    module_name, _, attr_path = spec.partition(":")
+    if not module_name or not attr_path:
+        raise UsageError(f"{spec!r} is not MODULE:FUNCTION; write e.g. mypkg.algos:train")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UsageError(f"cannot import module {module_name!r} ({exc}); check the name "
+                             f"and that it is installed or in the current folder") from None
+        raise
+    for attr in attr_path.split("."):
+        if not hasattr(obj, attr):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            raise UsageError(f"{module_name!r} has no attribute {attr!r}"
+                             + _suggest(attr, names))
+        obj = getattr(obj, attr)
+    if not callable(obj):
+        raise UsageError(f"{spec!r} is not callable ({type(obj).__name__}); name a function")
+    return obj
+
+
+def _check_function_flags(func, arg_dict, spec):
+    """Raise UsageError for a flag that is neither a run key nor a parameter of ``func``."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    # env_name becomes env_fn in the experiment process.
+    accepted = set(valid) | ({"env_name"} if "env_fn" in valid else set())
+    for key in arg_dict:
+        top = key.split(":")[0]
+        if top in accepted or key in RUN_KEYS or key == "exp_name":
+            continue
+        flags = ["--" + n for n in valid] + ["--" + k for k in RUN_KEYS] + [
+            "--exp_name", *("--" + k for k in SUBSTITUTIONS)]
+        raise UsageError(f"unknown flag '--{key}' for {spec}: {getattr(func, '__name__', spec)}"
+                         f"() has no parameter {top!r}" + _suggest("--" + key, flags))
+
+
+def _check_env_names(names):
+    try:
+        import gymnasium as gym
+    except ImportError:
+        raise UsageError("--env/--env_name needs gymnasium: pip install 'spinfast[gym]'") \
+            from None
+    registry = list(gym.envs.registry.keys())
+    for name in names:
+        if not isinstance(name, str) or name not in gym.envs.registry:
+            raise UsageError(f"{name!r} is not a registered gymnasium environment"
+                             + _suggest(str(name), registry))
+
+
+def _run_grid(spec, func, args):
+    from spinfast.run_utils import ExperimentGrid
+
+    if any(a in ("-h", "--help", "help") for a in args):
+        print(f"\nShowing docstring for {spec}:\n")
+        print(inspect.getdoc(func) or "(no docstring)")
+        print(f"\nRun it over a grid with {PROG} {spec} --param v1 v2 ... "
+              f"(see {PROG} --help for the grid flags).")
+        return 0
+    arg_dict, shorthands = parse_grid_args(args)
+    _check_function_flags(func, arg_dict, spec)
+    run_kwargs = {}
+    for k in RUN_KEYS:
+        if k in arg_dict:
+            vals = arg_dict.pop(k)
+            if len(vals) != 1:
+                raise UsageError(f"you can only provide one value for --{k}, got {vals!r}")
+            run_kwargs[k] = vals[0]
+    if "exp_name" in arg_dict:
+        vals = arg_dict.pop("exp_name")
+        if len(vals) != 1:
+            raise UsageError(f"you can only provide one value for --exp_name, got {vals!r}")
+        exp_name = str(vals[0])
+    else:
+        exp_name = "cmd_" + getattr(func, "__name__", "experiment")
+    if "env_name" in arg_dict:
+        _check_env_names(arg_dict["env_name"])
+    grid = ExperimentGrid(name=exp_name)
+    for k, v in arg_dict.items():
+        grid.add(k, v, shorthand=shorthands.get(k))
+    try:
+        results = grid.run(func, **run_kwargs)
+    except subprocess.CalledProcessError as exc:
+        print(f"spinfast: an experiment failed with exit status {exc.returncode}",
+              file=sys.stderr)
+        return 1
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+
+def _dispatch(argv):
+    if not argv:
+        print(HELP, file=sys.stderr)
+        return 2
+    cmd, rest = argv[0], list(argv[1:])
+    if cmd in ("-h", "--help", "help"):
+        print(HELP)
+        return 0
+    if cmd == "plot":
+        return _run_plot(rest)
+    if cmd == "test_policy":
+        return _run_test_policy(rest)
+    if cmd == "demo":
+        return _run_demo(rest)
+    registered = _all_registered()
+    if ":" in cmd:
+        return _run_grid(cmd, _load_function(cmd), rest)
+    if cmd in registered:
+        return _run_grid(cmd, _load_function(registered[cmd]), rest)
+    if cmd.startswith("-"):
+        raise UsageError(f"expected a command before {cmd!r}; commands: "
+                         f"{', '.join([*COMMANDS, *registered])}, or MODULE:FUNCTION")
+    raise UsageError(f"unknown command {cmd!r}" + _suggest(cmd, [*COMMANDS, *registered])
+                     + f" Commands: {', '.join([*COMMANDS, *registered])}, or "
+                     f"MODULE:FUNCTION (see {PROG} --help)")
+
+
+def main(argv=None):
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    Status 0 on success, 1 when an experiment failed, 2 for a usage error (printed as
+    ``spinfast: error: ...`` with the closest valid names).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _dispatch(argv)
+    except UsageError as exc:
+        print(f"spinfast: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The command line: python -m spinfast.run, real processes and files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from spinfast.run import UsageError, parse_grid_args, parse_value
+from spinfast.run_utils import ExperimentGrid
+
+
+def cli(*args, cwd=None, timeout=120, env=None):
+    """Run ``python -m spinfast.run ARGS``; return the CompletedProcess."""
+    full_env = dict(os.environ, SPINFAST_WAIT_BEFORE_LAUNCH="0", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "spinfast.run", *map(str, args)], cwd=cwd,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_commands_with_examples():
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for word in ("plot", "test_policy", "demo", "MODULE:FUNC", "corridor_pg", "--parallel",
+                 "examples:", "python -m spinfast.run demo",
+                 "python -m spinfast.run spinfast.examples_demo:train --lr 0.1 0.5"):
+        assert word in proc.stdout
+    for sub in ("plot", "test_policy", "demo"):
+        proc = cli(sub, "--help")
+        assert proc.returncode == 0, proc.stderr
+        assert "examples:" in proc.stdout and f"python -m spinfast.run {sub}" in proc.stdout
+    proc = cli("spinfast.examples_demo:train", "--help")
+    assert proc.returncode == 0
+    assert "Train a tabular softmax policy" in proc.stdout
+    proc = cli()
+    assert proc.returncode == 2 and "usage:" in proc.stderr
+
+
+def test_python_dash_m_spinfast_and_console_script():
+    proc = subprocess.run([sys.executable, "-m", "spinfast", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and "commands:" in proc.stdout
+    script = Path(sys.executable).parent / "spinfast"
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "commands:" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["plto"], "unknown command 'plto'; did you mean 'plot'?"),
+    (["test_polciy", "x"], "did you mean 'test_policy'?"),
+    (["dmeo"], "did you mean 'demo'?"),
+    (["plot", "data", "--smoth", "3"], "unknown option '--smoth' for plot; did you mean "
+                                       "'--smooth'"),
+    (["plot", "data", "--svae=x.png"], "did you mean '--save'"),
+    (["test_policy", "d", "--episode", "3", "--norendr"],
+     "unknown option '--norendr' for test_policy; did you mean '--norender'"),
+    (["demo", "--epohcs", "3"], "unknown option '--epohcs' for demo; did you mean '--epochs'"),
+    (["spinfast.examples_demo:train", "--lrate", "0.1"],
+     "unknown flag '--lrate' for spinfast.examples_demo:train: train() has no parameter "
+     "'lrate'; did you mean '--lr'"),
+    (["spinfast.examples_demo:trian"], "'spinfast.examples_demo' has no attribute 'trian'; "
+                                       "did you mean 'train'?"),
+    (["no_such_module_xyz:f"], "cannot import module 'no_such_module_xyz'"),
+    (["corridor_pg", "0.1"], "value '0.1' comes before any flag"),
+    (["corridor_pg", "--exp_name", "a", "b"], "only provide one value for --exp_name"),
+    (["corridor_pg", "--cpu", "1", "2"], "only provide one value for --num_cpu"),
+    (["--lr"], "expected a command before '--lr'"),
+])
+def test_unknown_names_suggest_closest(args, message):
+    proc = cli(*args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("spinfast: error: ")
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_env_name_checked_against_gymnasium(tmp_path):
+    (tmp_path / "envmod.py").write_text("def f(env_fn, seed=0, logger_kwargs=None):\n    pass\n")
+    proc = cli("envmod:f", "--env", "CartPol-v1", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "'CartPol-v1' is not a registered gymnasium environment; did you mean" in proc.stderr
+    assert "'CartPole-v1'" in proc.stderr
+
+
+def test_parse_value_literals_and_dotted_names():
+    assert parse_value("3") == 3 and parse_value("0.5") == 0.5
+    assert parse_value("[64,64]") == [64, 64] and parse_value("(32,)") == (32,)
+    assert parse_value("True") is True and parse_value("None") is None
+    assert parse_value("{'a': 1}") == {"a": 1}
+    assert parse_value("CartPole-v1") == "CartPole-v1"
+    assert parse_value("'quoted'") == "quoted"
+    assert parse_value("np.tanh") is np.tanh
+    assert parse_value("numpy.linalg.norm") is np.linalg.norm
+    assert parse_value("os.system") == "os.system"  # only whitelisted roots are looked up
+    assert parse_value("__import__('os')") == "__import__('os')"  # never evaluated
+    with pytest.raises(UsageError, match="has no attribute 'tanhh'"):
+        parse_value("np.tanhh")
+
+
+def test_parse_grid_args_docs_example():
+    """Spinning Up's docs example: ppo_ant with --hid[h], --act, --dt and --data_dir."""
+    args = ["--exp_name", "ppo_ant", "--env", "Ant-v2", "--clip_ratio", "0.1", "0.2",
+            "--hid[h]", "[32,32]", "[64,32]", "--act", "np.tanh", "--seed", "0", "10", "20",
+            "--dt", "--data_dir", "path/to/data"]
+    arg_dict, shorthands = parse_grid_args(args)
+    assert arg_dict == {"exp_name": ["ppo_ant"], "env_name": ["Ant-v2"],
+                        "clip_ratio": [0.1, 0.2], "ac_kwargs:hidden_sizes": [[32, 32], [64, 32]],
+                        "ac_kwargs:activation": [np.tanh], "seed": [0, 10, 20],
+                        "datestamp": [True], "data_dir": ["path/to/data"]}
+    assert shorthands == {"ac_kwargs:hidden_sizes": "h"}
+    eg = ExperimentGrid("ppo_ant")
+    for k in ("env_name", "clip_ratio", "ac_kwargs:hidden_sizes", "ac_kwargs:activation",
+              "seed"):
+        eg.add(k, arg_dict[k], shorthand=shorthands.get(k))
+    names = sorted({eg.variant_name(v) for v in eg.variants()})
+    assert names == ["ppo_ant_cli0-1_h32-32", "ppo_ant_cli0-1_h64-32", "ppo_ant_cli0-2_h32-32",
+                     "ppo_ant_cli0-2_h64-32"]
+    assert len(eg.variants()) == 12
+    with pytest.raises(UsageError, match="given twice"):
+        parse_grid_args(["--env", "a", "--env_name", "b"])
+
+
+GRID_MODULE = textwrap.dedent('''
+    import json
+    import os
+
+
+    from spinfast.logx import EpochLogger
+
+
+    def exp(lr=0.1, flag=False, ac_kwargs=None, seed=0, logger_kwargs=None):
+        """Record the arguments; fail when lr is negative."""
+        logger = EpochLogger(**logger_kwargs)
+        logger.log_tabular("lr", lr)
+        logger.dump_tabular()
+        with open(os.path.join(logger_kwargs["output_dir"], "args.json"), "w") as f:
+            json.dump(dict(lr=lr, flag=flag, ac_kwargs=ac_kwargs, seed=seed,
+                           exp_name=logger_kwargs["exp_name"]), f)
+        if lr < 0:
+            raise ValueError("negative lr")
+''')
+
+
+def test_module_function_grid(tmp_path):
+    (tmp_path / "gridmod.py").write_text(GRID_MODULE)
+    data = tmp_path / "data"
+    proc = cli("gridmod:exp", "--lr", "0.1", "0.2", "--flag", "--hid[h]", "[32,32]",
+               "--seed", "0", "1", "--exp_name", "g", "--data_dir", data, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for lr in (0.1, 0.2):
+        name = "g_lr" + str(lr).replace(".", "-")
+        for seed in (0, 1):
+            args = json.loads((data / name / f"{name}_s{seed}" / "args.json").read_text())
+            assert args == dict(lr=lr, flag=True, ac_kwargs={"hidden_sizes": [32, 32]},
+                                seed=seed, exp_name=name)
+    assert "python -m spinfast.run plot " + str(data / "g_lr0-2" / "g_lr0-2_s1") in proc.stdout
+
+
+def test_module_function_grid_parallel_with_a_failure(tmp_path):
+    (tmp_path / "gridmod.py").write_text(GRID_MODULE)
+    data = tmp_path / "data"
+    proc = cli("gridmod:exp", "--lr", "-1", "0.5", "--data_dir", data, "--parallel", "2",
+               cwd=tmp_path)
+    assert proc.returncode == 1  # one variant failed; the other ran to the end
+    assert "1 ok, 1 failed, 0 skipped" in proc.stdout
+    assert json.loads((data / "cmd_exp_lr0-5" / "cmd_exp_lr0-5_s0" / "args.json")
+                      .read_text())["lr"] == 0.5
+    log = (data / "cmd_exp_lr-1" / "cmd_exp_lr-1_s0.log").read_text()
+    assert "ValueError: negative lr" in log
+    # Re-run skipping what finished: only the failed variant runs again.
+    proc = cli("gridmod:exp", "--lr", "-1", "0.5", "--data_dir", data, "--parallel", "2",
+               "--skip_finished", cwd=tmp_path)
+    assert proc.returncode == 1 and "0 ok, 1 failed, 1 skipped" in proc.stdout
+
+
+@pytest.mark.mpi
+def test_demo_end_to_end_with_two_mpi_ranks(tmp_path):
+    proc = cli("demo", "--data_dir", tmp_path / "d", timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    png = tmp_path / "d" / "demo.png"
+    assert f"Learning curves: {png}" in proc.stdout
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    img = mpimg.imread(png)
+    assert img.shape[0] > 100 and img[..., :3].std() > 0.01
+    assert "2 ok, 0 failed, 0 skipped" in proc.stdout
+    finals = {}
+    for name in ("demo_lr2-0", "demo_lr10-0"):
+        run = tmp_path / "d" / name / f"{name}_s0"
+        config = json.loads((run / "config.json").read_text())
+        assert config["num_procs"] == 2 and config["exp_name"] == name
+        lines = (run / "progress.txt").read_text().splitlines()
+        header = lines[0].split("\t")
+        rows = np.array([[float(v) for v in line.split("\t")] for line in lines[1:]])
+        assert rows.shape == (30, len(header))
+        col = {k: i for i, k in enumerate(header)}
+        np.testing.assert_array_equal(rows[:, col["TotalEnvInteracts"]],
+                                      800.0 * np.arange(1, 31))  # 2 ranks x 400 steps
+        ret = rows[:, col["AverageEpRet"]]
+        finals[name] = ret[-5:].mean()
+        assert ret[-5:].mean() > ret[:5].mean() + 5, (name, ret)  # it learns
+        assert (ret >= -40).all() and (ret <= -7).all()  # corridor bounds
+    assert finals["demo_lr10-0"] > finals["demo_lr2-0"]

@@ -1,0 +1,193 @@
+"""spinfast.compat: code written for Spinning Up runs unchanged after install()."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+INSTALL = "import spinfast.compat\nspinfast.compat.install()\n"
+
+
+def run_python(code_or_file, cwd, args=(), timeout=120):
+    """Run a program in a fresh interpreter (no launch wait); fail with its output."""
+    env = dict(os.environ, SPINFAST_WAIT_BEFORE_LAUNCH="0")
+    cmd = [sys.executable, *(["-c", code_or_file] if "\n" in code_or_file else [code_or_file])]
+    proc = subprocess.run([*cmd, *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    return proc
+
+
+def test_aliases_are_spinfast_modules_and_lazy(tmp_path):
+    code = INSTALL + textwrap.dedent("""
+        import sys
+        heavy = ("torch", "tensorflow", "pandas", "seaborn", "matplotlib", "gymnasium")
+        assert "spinfast.logx" not in sys.modules  # install() itself imports nothing
+
+        import spinup.utils.logx
+        import spinfast.logx
+        assert spinup.utils.logx is spinfast.logx
+        from spinup.utils.logx import EpochLogger
+        assert EpochLogger is spinfast.logx.EpochLogger
+        from spinup.utils.mpi_tools import mpi_avg, proc_id
+        import spinfast.mpi_tools
+        assert mpi_avg is spinfast.mpi_tools.mpi_avg
+        from spinup.utils import run_utils, serialization_utils
+        import spinfast.run_utils, spinfast.serialization_utils
+        assert run_utils is spinfast.run_utils
+        assert serialization_utils is spinfast.serialization_utils
+        import spinup.utils.plot, spinup.utils.test_policy, spinup.user_config
+        import spinfast.plot, spinfast.test_policy, spinfast.user_config
+        assert spinup.utils.plot is spinfast.plot
+        assert spinup.utils.test_policy is spinfast.test_policy
+        assert spinup.user_config is spinfast.user_config
+        import spinup
+        assert spinup.utils.logx is spinfast.logx
+        assert [m for m in heavy if m in sys.modules] == []
+
+        import spinup.utils.mpi_pytorch  # PyTorch loads on first use, not on import
+        assert spinup.utils.mpi_pytorch is sys.modules["spinfast.mpi_pytorch"]
+        assert "torch" not in sys.modules
+
+        spinfast.compat.uninstall()
+        assert not any(m == "spinup" or m.startswith("spinup.") for m in sys.modules)
+        try:
+            import spinup.utils.logx
+        except ModuleNotFoundError:
+            pass
+        else:
+            raise AssertionError("spinup still importable after uninstall()")
+        spinfast.compat.install()
+        spinfast.compat.install()  # idempotent
+        from spinup.utils.logx import Logger
+        assert Logger is spinfast.logx.Logger
+        print("ok")
+    """)
+    assert run_python(code, tmp_path).stdout.strip().endswith("ok")
+
+
+def test_real_spinup_folders_stay_reachable_without_its_init(tmp_path):
+    pkg = tmp_path / "spinup"
+    (pkg / "utils").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise RuntimeError('the real spinup/__init__.py ran')\n")
+    (pkg / "utils" / "__init__.py").write_text("")
+    (pkg / "utils" / "logx.py").write_text("raise RuntimeError('the real logx ran')\n")
+    (pkg / "extra.py").write_text("from spinup.utils.logx import EpochLogger\nVALUE = 42\n")
+    code = INSTALL + textwrap.dedent("""
+        import spinup.extra, spinfast.logx
+        assert spinup.extra.VALUE == 42
+        assert spinup.extra.EpochLogger is spinfast.logx.EpochLogger
+        print("ok")
+    """)
+    assert run_python(code, tmp_path).stdout.strip().endswith("ok")
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["spinup"] = type(sys)("spinup")  # as if the real one were imported
+        import spinfast.compat
+        try:
+            spinfast.compat.install()
+        except ImportError as exc:
+            assert "install(): the real module 'spinup' is already imported" in str(exc)
+            print("refused")
+    """)
+    assert run_python(code, tmp_path).stdout.strip() == "refused"
+
+
+SU_ALGO = '''\
+import numpy as np
+
+from spinup.utils.logx import EpochLogger
+from spinup.utils.mpi_tools import mpi_avg, num_procs, proc_id
+
+
+def linreg(seed=0, epochs=3, lr=0.1, logger_kwargs=dict()):
+    """Least squares by gradient descent, gradients averaged over MPI ranks."""
+    logger = EpochLogger(**logger_kwargs)
+    logger.save_config(locals())
+    rng = np.random.RandomState(seed + 1000 * proc_id())
+    true_w = np.array([1.0, -2.0, 0.5])
+    w = np.zeros(3)
+    for epoch in range(epochs):
+        x = rng.randn(64, 3)
+        y = x @ true_w
+        grad = mpi_avg(2 * x.T @ (x @ w - y) / len(x))
+        w -= lr * grad
+        logger.store(Loss=np.mean((x @ w - y) ** 2))
+        logger.log_tabular('Epoch', epoch)
+        logger.log_tabular('Loss', average_only=True)
+        logger.log_tabular('NumProcs', num_procs())
+        logger.dump_tabular()
+'''
+
+SU_SCRIPT = INSTALL + '''\
+# ---- everything below is written for Spinning Up and left unchanged ----
+import argparse
+
+from spinup.utils.run_utils import ExperimentGrid
+from su_algo import linreg
+
+if __name__ == '__main__':
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cpu', type=int, default=2)
+    parser.add_argument('--data_dir', type=str)
+    args = parser.parse_args()
+
+    eg = ExperimentGrid(name='su-style')
+    eg.add('seed', [0])
+    eg.add('epochs', 4)
+    eg.add('lr', [0.05, 0.2], '')
+    eg.run(linreg, num_cpu=args.cpu, data_dir=args.data_dir)
+'''
+
+
+@pytest.mark.mpi
+def test_spinning_up_style_grid_script_runs_unchanged(tmp_path):
+    (tmp_path / "su_algo.py").write_text(SU_ALGO)
+    (tmp_path / "script.py").write_text(SU_SCRIPT)
+    run_python("script.py", tmp_path, args=["--data_dir", tmp_path / "data"])
+    losses = {}
+    for name in ("su-style_0-05", "su-style_0-2"):
+        run = tmp_path / "data" / name / f"{name}_s0"
+        config = json.loads((run / "config.json").read_text())
+        assert config["exp_name"] == name and config["epochs"] == 4
+        lines = (run / "progress.txt").read_text().splitlines()
+        assert lines[0] == "Epoch\tLoss\tNumProcs"
+        rows = [line.split("\t") for line in lines[1:]]
+        assert [r[0] for r in rows] == ["0", "1", "2", "3"]
+        assert {r[2] for r in rows} == {"2"}  # two MPI ranks
+        losses[name] = [float(r[1]) for r in rows]
+    # Gradient descent on a noiseless least-squares problem: the loss goes down.
+    for name, loss in losses.items():
+        assert loss[-1] < loss[0], (name, loss)
+    assert losses["su-style_0-2"][-1] < losses["su-style_0-05"][-1]
+
+
+@pytest.mark.mpi
+def test_spinning_up_style_mpi_fork_script(tmp_path):
+    script = INSTALL + textwrap.dedent("""
+        import sys
+        from spinup.utils.mpi_tools import mpi_fork, proc_id
+        from spinup.utils.logx import EpochLogger
+        from spinup.utils.run_utils import setup_logger_kwargs
+
+        mpi_fork(2)  # relaunches this very script under mpiexec
+        logger = EpochLogger(**setup_logger_kwargs('direct', seed=0, data_dir=sys.argv[1]))
+        for i in range(10):
+            logger.store(Test=i + 10 * proc_id())
+        logger.log_tabular('Test', with_min_and_max=True)
+        logger.dump_tabular()
+    """)
+    (tmp_path / "direct.py").write_text(script)
+    run_python("direct.py", tmp_path, args=[tmp_path / "d"])
+    header, row = (tmp_path / "d" / "direct" / "direct_s0" / "progress.txt").read_text() \
+        .splitlines()
+    assert header == "AverageTest\tStdTest\tMaxTest\tMinTest"
+    values = np.arange(20.0)  # the union of both ranks' values
+    assert [float(v) for v in row.split("\t")] == pytest.approx(
+        [values.mean(), values.std(), values.max(), values.min()], rel=1e-12)

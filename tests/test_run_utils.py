@@ -1,0 +1,423 @@
+"""run_utils: names and variants against hand-written expectations; real experiment processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from spinfast import user_config
+from spinfast.run_utils import (
+    STATUS_FILE,
+    ExperimentGrid,
+    call_experiment,
+    is_finished,
+    setup_logger_kwargs,
+    valid_str,
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_launch_wait(monkeypatch):
+    monkeypatch.setattr(user_config, "WAIT_BEFORE_LAUNCH", 0)
+
+
+def relu(x):
+    """A named function, as an activation passed in a grid."""
+    return np.maximum(x, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# setup_logger_kwargs and user_config
+# ---------------------------------------------------------------------------------------------
+
+def test_setup_logger_kwargs_layouts(tmp_path):
+    d = str(tmp_path)
+    assert setup_logger_kwargs("exp", data_dir=d) == dict(output_dir=f"{d}/exp", exp_name="exp")
+    assert setup_logger_kwargs("exp", seed=3, data_dir=d) == dict(
+        output_dir=f"{d}/exp/exp_s3", exp_name="exp")
+    out = setup_logger_kwargs("exp", seed=3, data_dir=d, datestamp=True)["output_dir"]
+    assert re.fullmatch(re.escape(d) + r"/\d{4}-\d\d-\d\d_exp/"
+                        r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-exp_s3", out), out
+    out = setup_logger_kwargs("exp", data_dir=d, datestamp=True)["output_dir"]
+    assert re.fullmatch(re.escape(d) + r"/\d{4}-\d\d-\d\d_exp", out), out
+
+
+def test_setup_logger_kwargs_defaults_from_user_config(monkeypatch, tmp_path):
+    monkeypatch.setattr(user_config, "DEFAULT_DATA_DIR", str(tmp_path / "dd"))
+    assert setup_logger_kwargs("e", 0)["output_dir"] == str(tmp_path / "dd" / "e" / "e_s0")
+    monkeypatch.setattr(user_config, "FORCE_DATESTAMP", True)
+    assert re.search(r"/\d{4}-\d\d-\d\d_e/", setup_logger_kwargs("e", 0)["output_dir"])
+    with pytest.raises(TypeError, match=r"setup_logger_kwargs\(\): exp_name must be a string"):
+        setup_logger_kwargs(5)
+
+
+def test_user_config_environment_variables(tmp_path):
+    code = ("import spinfast.user_config as u; print(u.DEFAULT_DATA_DIR, u.FORCE_DATESTAMP, "
+            "u.DEFAULT_SHORTHAND, u.WAIT_BEFORE_LAUNCH)")
+    env = dict(os.environ, SPINFAST_DATA_DIR=str(tmp_path / "x"), SPINFAST_FORCE_DATESTAMP="yes",
+               SPINFAST_DEFAULT_SHORTHAND="0", SPINFAST_WAIT_BEFORE_LAUNCH="1.5")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert out == [str(tmp_path / "x"), "True", "False", "1.5"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPINFAST_")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    assert out == [str(tmp_path / "data"), "False", "True", "5"]
+    env["SPINFAST_FORCE_DATESTAMP"] = "maybe"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0
+    assert "SPINFAST_FORCE_DATESTAMP is 'maybe'" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Names and variants (pure)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    ("CartPole-v1", "cartpole-v1"),
+    (0.001, "0-001"),
+    (3e-4, "0-0003"),
+    ([64, 64], "64-64"),
+    ((32,), "32"),
+    ([[1, 2], 3], "1-2-3"),
+    (relu, "relu"),
+    (np.tanh, "tanh"),
+    (ExperimentGrid, "experimentgrid"),
+    (None, "none"),
+    (True, "true"),
+    ("a b/c:d.e", "a-b-c-d-e"),
+    ("Ünï", "-n-"),
+    ({"k": 1}, "--k---1-"),
+])
+def test_valid_str(value, expected):
+    assert valid_str(value) == expected
+
+
+@pytest.mark.parametrize("key, expected", [
+    ("steps_per_epoch", "ste"),
+    ("ac_kwargs:hidden_sizes", "ac-hid"),
+    ("env_name", "env"),
+    ("lr", "lr"),
+    ("_x:y_z", "x-yz"),  # first three characters, then only letters and digits kept
+    ("a.b", "ab"),
+    ("pi_lr:x:y", "pi-x-y"),
+])
+def test_default_shorthand(key, expected):
+    grid = ExperimentGrid()
+    grid.add(key, [1, 2])
+    assert grid.shs == [expected]
+
+
+def _docs_grid():
+    """The benchmark grid of Spinning Up's docs, with numpy functions for the activations."""
+    eg = ExperimentGrid(name="ppo-tf1-bench")
+    eg.add("env_name", "CartPole-v0", "", True)
+    eg.add("seed", [0, 10, 20])
+    eg.add("epochs", 10)
+    eg.add("steps_per_epoch", 4000)
+    eg.add("ac_kwargs:hidden_sizes", [(32,), (64, 64)], "hid")
+    eg.add("ac_kwargs:activation", [np.tanh, relu], "")
+    return eg
+
+
+def test_docs_grid_variants_and_names():
+    eg = _docs_grid()
+    variants = eg.variants()
+    assert len(variants) == 12
+    assert variants[0] == {"env_name": "CartPole-v0", "seed": 0, "epochs": 10,
+                           "steps_per_epoch": 4000,
+                           "ac_kwargs": {"hidden_sizes": (32,), "activation": np.tanh}}
+    assert variants[1] == {"env_name": "CartPole-v0", "seed": 0, "epochs": 10,
+                           "steps_per_epoch": 4000,
+                           "ac_kwargs": {"hidden_sizes": (32,), "activation": relu}}
+    assert variants[4]["seed"] == 10  # the first key added varies slowest
+    names = [eg.variant_name(v) for v in variants]
+    expected = ["ppo-tf1-bench_cartpole-v0_hid32_tanh", "ppo-tf1-bench_cartpole-v0_hid32_relu",
+                "ppo-tf1-bench_cartpole-v0_hid64-64_tanh",
+                "ppo-tf1-bench_cartpole-v0_hid64-64_relu"]
+    assert names == expected * 3  # seeds never appear in names
+
+
+def test_booleans_seed_in_name_and_stripping():
+    eg = ExperimentGrid()  # no name: the leading '_' goes
+    eg.add("use_gae", [True, False])
+    eg.add("seed", [0, 1], in_name=True)  # seed is never in the name, even when asked
+    eg.add("render", False, in_name=True)
+    eg.add("mixed", [True, 0])  # not all booleans: the value is written
+    eg.add("lr", 0.5, shorthand="LR", in_name=True)  # shorthands pass through valid_str
+    names = [eg.variant_name(v) for v in eg.variants()]
+    assert names == ["use_mixtrue_lr0-5", "use_mix0_lr0-5"] * 2 + ["mixtrue_lr0-5",
+                                                                    "mix0_lr0-5"] * 2
+
+
+def test_nested_keys_three_levels():
+    eg = ExperimentGrid("n")
+    eg.add("a:b:c", [1, 2])
+    eg.add("a:b:d", "x")
+    eg.add("a:e", [None])
+    eg.add("f", 3)
+    assert eg.variants() == [{"a": {"b": {"c": 1, "d": "x"}, "e": None}, "f": 3},
+                             {"a": {"b": {"c": 2, "d": "x"}, "e": None}, "f": 3}]
+    assert [eg.variant_name(v) for v in eg.variants()] == ["n_a-b-c1", "n_a-b-c2"]
+
+
+def test_shorthand_disabled_uses_key(monkeypatch):
+    monkeypatch.setattr(user_config, "DEFAULT_SHORTHAND", False)
+    eg = ExperimentGrid("g")
+    eg.add("ac_kwargs:hidden_sizes", [[8], [16, 16]])
+    assert eg.shs == [None]
+    assert [eg.variant_name(v) for v in eg.variants()] == ["g_ac_kwargs-hidden_sizes8",
+                                                          "g_ac_kwargs-hidden_sizes16-16"]
+
+
+def test_grid_errors():
+    eg = ExperimentGrid()
+    with pytest.raises(TypeError, match=r"ExperimentGrid.add\(\): key must be a string"):
+        eg.add(1, [1])
+    with pytest.raises(TypeError, match="shorthand must be a string"):
+        eg.add("k", [1], shorthand=3)
+    with pytest.raises(ValueError, match=r"no values given for key 'k'"):
+        eg.add("k", [])
+    eg.add("a", 1)
+    with pytest.raises(ValueError, match=r"key 'a' is already in the grid"):
+        eg.add("a", 2)
+    eg.add("a:b", 2)
+    with pytest.raises(ValueError, match=r"can't assign multiple values to the same key"):
+        eg.variants()
+    with pytest.raises(TypeError, match="name must be a string"):
+        ExperimentGrid(name=None)
+    with pytest.raises(TypeError, match=r"thunk 'nope' is not a grid key"):
+        ExperimentGrid("x").run("nope")
+
+
+def test_print_report(capsys):
+    _docs_grid().print()
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "=" * 80 and lines[-1] == "=" * 80
+    assert "ExperimentGrid [ppo-tf1-bench] runs over parameters:" in out
+    assert "ac_kwargs:hidden_sizes".ljust(40) in out and "[hid]" in out
+    assert "\t(32,)\n\t(64, 64)\n" in out and "\ttanh\n\trelu\n" in out
+    assert " Variants, counting seeds: ".ljust(40) + " 12" in out
+    assert " Variants, not counting seeds: ".ljust(40) + " 4" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Real experiment processes. Thunks live at module level: the experiment process imports this
+# module through the launcher's sys.path, which call_experiment passes along.
+# ---------------------------------------------------------------------------------------------
+
+def record_kwargs(seed, logger_kwargs, out_file=None, blob=None, **kwargs):
+    """Write what the experiment process received to ``out_file`` (default: in output_dir)."""
+    from spinfast.mpi_tools import num_procs, proc_id
+
+    if out_file is None:
+        os.makedirs(logger_kwargs["output_dir"], exist_ok=True)
+        out_file = os.path.join(logger_kwargs["output_dir"], "rec")
+    info = dict(seed=seed, logger_kwargs=logger_kwargs, pid=os.getpid(), rank=proc_id(),
+                size=num_procs(), blob_len=None if blob is None else len(blob),
+                kwargs=sorted(kwargs))
+    if "env_fn" in kwargs:
+        info["env_id"] = kwargs["env_fn"]().spec.id
+    with open(f"{out_file}.{proc_id()}", "w") as f:
+        json.dump(info, f)
+
+
+def log_progress(seed, logger_kwargs, lr=0.1, fail=False, epochs=2, counter=None):
+    """A tiny experiment writing config.json and progress.txt; fails when asked."""
+    from spinfast.logx import EpochLogger
+
+    if counter is not None:
+        with open(counter, "a") as f:
+            f.write(logger_kwargs["exp_name"] + "\n")
+    logger = EpochLogger(**logger_kwargs)
+    logger.save_config(dict(seed=seed, lr=lr, fail=fail))
+    for epoch in range(epochs):
+        logger.store(Loss=[lr * epoch, seed])
+        logger.log_tabular("Epoch", epoch)
+        logger.log_tabular("Loss")
+        logger.dump_tabular()
+    if fail:
+        raise RuntimeError(f"variant {logger_kwargs['exp_name']} fails on purpose")
+
+
+def test_call_experiment_runs_in_a_fresh_process(tmp_path, capfd):
+    out = tmp_path / "rec"
+    blob = "x" * (300 * 1024)  # far above the 128 KiB argv limit of Spinning Up's way
+    call_experiment("ce", record_kwargs, seed=7, data_dir=str(tmp_path / "d"),
+                    out_file=str(out), blob=blob, extra=[1, 2])
+    info = json.loads((tmp_path / "rec.0").read_text())
+    assert info["pid"] != os.getpid()
+    assert info["seed"] == 7 and info["blob_len"] == len(blob)
+    assert info["logger_kwargs"] == dict(output_dir=str(tmp_path / "d" / "ce" / "ce_s7"),
+                                         exp_name="ce")
+    assert info["kwargs"] == ["extra"] and (info["rank"], info["size"]) == (0, 1)
+    printed = capfd.readouterr().out
+    assert "Running experiment:" in printed and "\nce\n" in printed
+    assert '"extra":\t[\n        1,\n        2\n    ],' in printed  # save_config's JSON style
+    assert "python -m spinfast.run plot " + str(tmp_path / "d" / "ce" / "ce_s7") in printed
+    assert "python -m spinfast.run test_policy " + str(tmp_path / "d" / "ce" / "ce_s7") in printed
+
+
+def test_call_experiment_env_name_becomes_env_fn(tmp_path):
+    call_experiment("envx", record_kwargs, data_dir=str(tmp_path), out_file=str(tmp_path / "r"),
+                    env_name="CartPole-v1")
+    info = json.loads((tmp_path / "r.0").read_text())
+    assert info["env_id"] == "CartPole-v1" and info["kwargs"] == ["env_fn"]
+
+
+def test_call_experiment_failure_raises_and_records_status(tmp_path, capfd):
+    with pytest.raises(subprocess.CalledProcessError):
+        call_experiment("bad", log_progress, data_dir=str(tmp_path), fail=True)
+    out_dir = tmp_path / "bad" / "bad_s0"
+    status = json.loads((out_dir / STATUS_FILE).read_text())
+    assert status["exit_status"] == 1 and status["exp_name"] == "bad"
+    assert not is_finished(out_dir)
+    captured = capfd.readouterr()
+    assert "fails on purpose" in captured.err
+    assert "There appears to have been an error in your experiment." in captured.out
+
+
+def test_call_experiment_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match=r"call_experiment\(\): num_cpu must be"):
+        call_experiment("x", log_progress, num_cpu=0, data_dir=str(tmp_path))
+    with pytest.raises(TypeError, match=r"call_experiment\(\): thunk must be callable"):
+        call_experiment("x", 3, data_dir=str(tmp_path))
+    with pytest.raises(TypeError, match="could not serialize"):
+        call_experiment("x", log_progress, data_dir=str(tmp_path), lock=__import__(
+            "threading").Lock())
+
+
+@pytest.mark.mpi
+def test_call_experiment_forks_mpi_ranks(tmp_path):
+    call_experiment("mpi", record_kwargs, seed=1, num_cpu=2, data_dir=str(tmp_path),
+                    out_file=str(tmp_path / "r"))
+    infos = [json.loads((tmp_path / f"r.{i}").read_text()) for i in range(2)]
+    assert sorted((i["rank"], i["size"]) for i in infos) == [(0, 2), (1, 2)]
+    assert infos[0]["pid"] != infos[1]["pid"]
+    assert all(i["seed"] == 1 for i in infos)
+
+
+def test_grid_run_sequential_writes_expected_folders(tmp_path):
+    eg = ExperimentGrid("seq")
+    eg.add("lr", [0.1, 0.2])
+    eg.add("seed", [0, 1])
+    results = eg.run(log_progress, data_dir=str(tmp_path))
+    assert [(r.name, r.status) for r in results] == [("seq_lr0-1", "ok")] * 2 + [
+        ("seq_lr0-2", "ok")] * 2
+    for lr in ("0-1", "0-2"):
+        for seed in (0, 1):
+            run = tmp_path / f"seq_lr{lr}" / f"seq_lr{lr}_s{seed}"
+            config = json.loads((run / "config.json").read_text())
+            assert config == dict(seed=seed, lr=float(lr.replace("-", ".")), fail=False,
+                                  exp_name=f"seq_lr{lr}")
+            rows = (run / "progress.txt").read_text().splitlines()
+            assert rows[0] == "Epoch\tAverageLoss\tStdLoss" and len(rows) == 3
+            assert is_finished(run)
+
+
+def test_grid_thunk_given_as_key(tmp_path):
+    eg = ExperimentGrid("fn")
+    eg.add("thunk", [log_progress, record_kwargs], shorthand="f")
+    eg.add("epochs", 1)
+    results = eg.run("thunk", data_dir=str(tmp_path))
+    assert [r.name for r in results] == ["fn_flog_progress", "fn_frecord_kwargs"]
+    rows = (tmp_path / "fn_flog_progress" / "fn_flog_progress_s0" / "progress.txt").read_text()
+    assert len(rows.splitlines()) == 2
+    info = json.loads((tmp_path / "fn_frecord_kwargs" / "fn_frecord_kwargs_s0" / "rec.0")
+                      .read_text())
+    assert info["kwargs"] == ["epochs"]  # the thunk key itself is not passed on
+
+
+def test_parallel_failure_does_not_stop_others_then_skip(tmp_path, capsys):
+    counter = tmp_path / "runs.txt"
+    eg = ExperimentGrid("par")
+    eg.add("lr", [0.1, 0.2, 0.3])
+    eg.add("fail", [False, True])
+    eg.add("counter", str(counter))
+    start = time.time()
+    results = eg.run(log_progress, data_dir=str(tmp_path), parallel=2)
+    assert time.time() - start < 60
+    by_name = {r.name: r for r in results}
+    assert [r.name for r in results] == ["par_lr0-1", "par_lr0-1_fai", "par_lr0-2",
+                                         "par_lr0-2_fai", "par_lr0-3", "par_lr0-3_fai"]
+    for name, r in by_name.items():
+        run = tmp_path / name / f"{name}_s0"
+        assert r.output_dir == str(run)
+        assert r.log_path == str(run) + ".log"
+        log = open(r.log_path).read()
+        assert "Running experiment:" in log and "|           Epoch |" in log
+        if name.endswith("_fai"):
+            assert (r.status, r.returncode) == ("failed", 1)
+            assert "RuntimeError: variant %s fails on purpose" % name in log
+            assert not is_finished(run)
+        else:
+            assert (r.status, r.returncode) == ("ok", 0) and r.seconds > 0
+            assert is_finished(run)
+    out = capsys.readouterr().out
+    summary = out[out.index("Summary of the experiment grid"):]
+    assert re.search(r"par_lr0-1_s0 +\d+\.\d  ok \(exit 0\)", summary)
+    assert re.search(r"par_lr0-2_fai_s0 +\d+\.\d  .*failed \(exit 1\)", summary)
+    assert "3 ok, 3 failed, 0 skipped" in summary
+    assert sorted(counter.read_text().split()) == sorted(by_name)
+
+    # A re-run skips the three finished variants and runs the failed ones again.
+    results = eg.run(log_progress, data_dir=str(tmp_path), parallel=2, skip_finished=True)
+    assert [r.status for r in results] == ["skipped", "failed"] * 3
+    assert sorted(counter.read_text().split()) == sorted(list(by_name) + [
+        n for n in by_name if n.endswith("_fai")])
+    assert "0 ok, 3 failed, 3 skipped" in capsys.readouterr().out
+
+
+def test_skip_finished_sequential_and_datestamp_refused(tmp_path):
+    counter = tmp_path / "runs.txt"
+    eg = ExperimentGrid("sk")
+    eg.add("lr", [0.1, 0.2])
+    eg.add("counter", str(counter))
+    assert [r.status for r in eg.run(log_progress, data_dir=str(tmp_path))] == ["ok", "ok"]
+    # Interrupted run: a status file from an older success must not count once a run starts.
+    (tmp_path / "sk_lr0-2" / "sk_lr0-2_s0" / STATUS_FILE).unlink()
+    results = eg.run(log_progress, data_dir=str(tmp_path), skip_finished=True)
+    assert [r.status for r in results] == ["skipped", "ok"]
+    assert counter.read_text().split() == ["sk_lr0-1", "sk_lr0-2", "sk_lr0-2"]
+    with pytest.raises(ValueError, match="skip_finished=True cannot find earlier runs"):
+        eg.run(log_progress, data_dir=str(tmp_path), datestamp=True, skip_finished=True)
+    with pytest.raises(ValueError, match="parallel must be None, an int >= 1 or 'auto'"):
+        eg.run(log_progress, data_dir=str(tmp_path), parallel=0)
+
+
+def test_is_finished_definition(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    assert not is_finished(run)
+    (run / "progress.txt").write_text("Epoch\tLoss\n0\t1.5\n")
+    assert not is_finished(run)  # no status file: never known to have ended
+    (run / STATUS_FILE).write_text(json.dumps(dict(exit_status=0)))
+    assert is_finished(run)
+    (run / "progress.txt").write_text("Epoch\tLoss\n")
+    assert not is_finished(run)  # header only
+    (run / "progress.txt").write_text("Epoch\tLoss\n0\t1.5")
+    assert not is_finished(run)  # the only row is cut short
+    (run / "progress.txt").write_text("Epoch\tLoss\n0\t1.5\n")
+    (run / STATUS_FILE).write_text(json.dumps(dict(exit_status=3)))
+    assert not is_finished(run)
+    (run / STATUS_FILE).write_text("{not json")
+    assert not is_finished(run)
+
+
+@pytest.mark.mpi
+def test_failure_under_mpi_ends_the_job(tmp_path):
+    start = time.time()
+    with pytest.raises(subprocess.CalledProcessError):
+        call_experiment("mpifail", log_progress, num_cpu=2, data_dir=str(tmp_path), fail=True)
+    assert time.time() - start < 60  # every rank ended; nothing hangs
+    status = json.loads((tmp_path / "mpifail" / "mpifail_s0" / STATUS_FILE).read_text())
+    assert status["exit_status"] != 0
