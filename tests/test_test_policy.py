@@ -160,3 +160,27 @@ def test_command_line(tmp_path, policies):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("EpLen 25") == 2
     assert f"| {'AverageEpRet':>15} | {'25':>15} |" in proc.stdout
+
+
+def test_saved_tf1_policy_runs_cartpole(tmp_path):
+    import tensorflow as tf
+
+    from spinfast.logx import Logger
+
+    tf1 = tf.compat.v1
+    run = tmp_path / "tfrun"
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf1.Variable([[0.0], [0.0], [1.0], [1.0]])
+        pi = tf.cast(tf.squeeze(tf.matmul(x, w), -1) > 0, tf.int64, name="pi")
+        sess = tf1.Session(graph=graph)
+        sess.run(tf1.global_variables_initializer())
+    logger = Logger(output_dir=str(run))
+    logger.setup_tf_saver(sess, inputs={"x": x}, outputs={"pi": pi})
+    logger.save_state({"env": gym.make("CartPole-v1")})
+    env, get_action = load_policy_and_env(str(run))
+    obs = np.array([0.0, 0.0, 0.05, 0.0], dtype=np.float32)
+    assert get_action(obs) == 1 and get_action(-obs) == 0
+    stats = run_policy(env, get_action, max_ep_len=60, num_episodes=2, render=False)
+    np.testing.assert_array_equal(stats["EpLen"], [60, 60])
