@@ -11,8 +11,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
-
 from reference import ReferenceEpochLogger
+
 from spinfast._stats import Welford
 from spinfast.logx import EpochLogger
 

@@ -31,7 +31,7 @@ class ReferenceEpochLogger:
 
     def store(self, **kwargs):
         for k, v in kwargs.items():
-            if not (k in self.epoch_dict.keys()):
+            if not (k in self.epoch_dict.keys()):  # noqa: E713, SIM118 (Spinning Up verbatim)
                 self.epoch_dict[k] = []
             self.epoch_dict[k].append(v)
 

@@ -9,7 +9,6 @@ on a generated digits-like dataset (no download), each MPI rank on its own data.
 ``<data_dir>/<exp_name>/<exp_name>_s<seed>``.
 """
 
-import argparse
 import os
 import time
 
@@ -36,8 +35,8 @@ def mlp(x, hidden_sizes, activation):
 def train_mnist(steps_per_epoch=100, epochs=5, lr=1e-3, layers=2, hidden_size=64,
                 logger_kwargs=dict(), save_freq=1, seed=0):
     import tensorflow as tf
+    from _common import make_digits
 
-    from _digits import make_digits
     from spinfast.logx import EpochLogger
     from spinfast.mpi_tf import MpiAdamOptimizer, sync_all_params
     from spinfast.mpi_tools import proc_id
@@ -86,18 +85,6 @@ def train_mnist(steps_per_epoch=100, epochs=5, lr=1e-3, layers=2, hidden_size=64
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cpu", type=int, default=1, help="MPI processes")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--steps_per_epoch", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--exp_name", default="train_mnist_tf1")
-    parser.add_argument("--data_dir", default=None)
-    args = parser.parse_args()
+    from _common import main
 
-    from spinfast.mpi_tools import mpi_fork
-    from spinfast.run_utils import setup_logger_kwargs
-
-    mpi_fork(args.cpu)
-    train_mnist(steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, seed=args.seed,
-                logger_kwargs=setup_logger_kwargs(args.exp_name, args.seed, args.data_dir))
+    main(train_mnist, __doc__.splitlines()[0], "train_mnist_tf1")

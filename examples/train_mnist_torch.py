@@ -8,7 +8,6 @@ parameters synced once with ``sync_params``. Logs with :class:`spinfast.logx.Epo
 the same columns as the docs' example and saves the model with ``setup_pytorch_saver``.
 """
 
-import argparse
 import time
 
 import numpy as np
@@ -17,9 +16,9 @@ import numpy as np
 def train_mnist(steps_per_epoch=100, epochs=5, lr=1e-3, layers=2, hidden_size=64,
                 logger_kwargs=dict(), save_freq=1, seed=0):
     import torch
+    from _common import make_digits
     from torch import nn
 
-    from _digits import make_digits
     from spinfast.logx import EpochLogger
     from spinfast.mpi_pytorch import mpi_avg_grads, setup_pytorch_for_mpi, sync_params
     from spinfast.mpi_tools import proc_id
@@ -69,18 +68,6 @@ def train_mnist(steps_per_epoch=100, epochs=5, lr=1e-3, layers=2, hidden_size=64
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cpu", type=int, default=1, help="MPI processes")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--steps_per_epoch", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--exp_name", default="train_mnist_torch")
-    parser.add_argument("--data_dir", default=None)
-    args = parser.parse_args()
+    from _common import main
 
-    from spinfast.mpi_tools import mpi_fork
-    from spinfast.run_utils import setup_logger_kwargs
-
-    mpi_fork(args.cpu)
-    train_mnist(steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, seed=args.seed,
-                logger_kwargs=setup_logger_kwargs(args.exp_name, args.seed, args.data_dir))
+    main(train_mnist, __doc__.splitlines()[0], "train_mnist_torch")

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import mpi_env
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -36,7 +36,7 @@ with graph.as_default():
     w0, w1 = init(seed=rank)                      # different per rank until synced
     W0, W1 = tf1.Variable(w0), tf1.Variable(w1)
     unused = tf1.Variable(np.zeros(2, np.float32))  # gradient None on every rank
-    loss = tf.reduce_mean((tf.matmul(tf.tanh(tf.matmul(x, W0)), W1) - y) ** 2) + 0 * tf.reduce_sum(W0[:1])
+    loss = tf.reduce_mean((tf.matmul(tf.tanh(tf.matmul(x, W0)), W1) - y) ** 2)
     opt = MpiAdamOptimizer(learning_rate=0.05, sync_every=sync_every)
     train = opt.minimize(loss, var_list=[W0, W1, unused])
     sess = tf1.Session(graph=graph)

@@ -7,7 +7,6 @@ import os
 import joblib
 import numpy as np
 import pytest
-
 import tensorflow as tf  # noqa: E402  (CI installs the tf extra; a missing TF must fail)
 
 from spinfast.logx import EpochLogger, restore_tf2_model, restore_tf_graph  # noqa: E402

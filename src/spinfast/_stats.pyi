@@ -34,7 +34,8 @@ class Welford:
 def stats_of_states(
     states: Iterable[Sequence[float]],
 ) -> list[tuple[float, float, float, float]]: ...  # (mean, std, min, max) per state
-def merge_states(gathered: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...  # (r,k,5) C-contiguous double -> (k,5)
+# gathered: (ranks, keys, 5) C-contiguous double; returns (keys, 5)
+def merge_states(gathered: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
 
 class EpochStats:
     def store(self, **kwargs: Any) -> None: ...

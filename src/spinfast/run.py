@@ -117,23 +117,14 @@ def _check_flags(parser, argv, command):
                          + f" (see {PROG} {command} --help)")
 
 
-def _run_plot(argv):
-    from spinfast import plot
+def _run_module_command(command, argv):
+    """Run the ``plot`` or ``test_policy`` command: the module's own parser and main."""
+    import importlib
 
-    _check_flags(plot.build_parser(), argv, "plot")
+    module = importlib.import_module(f"spinfast.{command}")
+    _check_flags(module.build_parser(), argv, command)
     try:
-        return plot.main(argv, prog=f"{PROG} plot")
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"spinfast: error: {exc}", file=sys.stderr)
-        return 1
-
-
-def _run_test_policy(argv):
-    from spinfast import test_policy
-
-    _check_flags(test_policy.build_parser(), argv, "test_policy")
-    try:
-        return test_policy.main(argv, prog=f"{PROG} test_policy")
+        return module.main(argv, prog=f"{PROG} {command}")
     except (FileNotFoundError, ValueError) as exc:
         print(f"spinfast: error: {exc}", file=sys.stderr)
         return 1
@@ -445,10 +436,8 @@ def _dispatch(argv):
     if cmd in ("-h", "--help", "help"):
         print(HELP)
         return 0
-    if cmd == "plot":
-        return _run_plot(rest)
-    if cmd == "test_policy":
-        return _run_test_policy(rest)
+    if cmd in ("plot", "test_policy"):
+        return _run_module_command(cmd, rest)
     if cmd == "demo":
         return _run_demo(rest)
     registered = _all_registered()
