@@ -3,23 +3,41 @@
 """Flat-buffer engine (private): reduce or broadcast many float arrays with few MPI collectives.
 
 A :class:`FlatBuffer` takes a list of writable, contiguous float32/float64 arrays (numpy arrays,
-or views of framework parameter/gradient memory) and works on them in place:
+or numpy views of framework parameter/gradient memory) and works on them in place:
 
 * arrays smaller than the fusion threshold are packed into one persistent contiguous buffer per
   dtype (copies with the GIL released), reduced or broadcast with ONE collective per dtype, and
-  unpacked back (scaled by 1/size on the way out for a mean);
-* arrays at or above the threshold (and a lone small array of its dtype) are reduced in place on
-  their own memory, in chunks of ``chunk_bytes`` so that the 1/size scaling of a mean runs on
-  data still in cache right after its collective.
+  unpacked back (divided by the number of ranks on the way out for a mean);
+* arrays at or above the threshold are reduced in place on their own memory, with no copy
+  (a copy costs about a fifth of an Allreduce of the same bytes);
+* a mean is divided by the number of ranks after the last collective, in the unpacking copy for
+  packed arrays and in one pass for the others (work between collectives would delay every
+  rank's next collective).
+
+The packed buffer follows Horovod's fusion buffer and DDP's buckets, inside one process.
 
 MPI is reached only through mpi4py's buffer calls (``Allreduce``/``Bcast`` with ``IN_PLACE``,
 which release the GIL), so this module links to no MPI library and works with whichever MPI
 mpi4py was built for. Buffers are allocated when the layout changes, never in steady state.
 
-Every rank must pass arrays of the same dtypes and shapes in the same order. A 64-bit hash of
-the layout (with the operation, root, threshold and chunk size) is checked across ranks by a
-two-integer ``Iallreduce(MAX)`` that overlaps the packing; on a mismatch, or when a rank got
-invalid input, every rank raises the same clear error instead of corrupting memory or hanging.
+Layout agreement. Every rank must pass arrays of the same dtypes and shapes in the same order.
+Each instance keeps, identically on every rank, the 64-bit hash of the last layout all ranks
+agreed on (dtypes, shapes, memory order, operation, root, fusion threshold):
+
+* not agreed (first call, or after a change): a two-integer ``Iallreduce(MAX)`` of
+  ``[hash, -hash]``, overlapped with the packing, tells every rank whether all hashes are equal;
+* agreed: the first collective of the call carries one flag element, at the front of the
+  packed buffer of a reduction (no extra collective), or alone in a one-element buffer when
+  nothing is packed and for a broadcast (one tiny extra collective). Ranks whose layout is
+  unchanged pack their data and send the neutral value; a rank whose layout changed (or whose
+  input is invalid) sends the buffer of the agreed size with the flag set, using the agreed
+  operation. Every rank sees the same reduced flag; if it is set, everyone discards that
+  collective (arrays are written only when unpacking) and falls back to the hash exchange.
+
+On disagreement every rank gathers the others' layouts and raises the same ValueError naming
+the first differing index (a rank with invalid input raises its own TypeError/ValueError), so a
+mistake never corrupts memory or hangs. All ranks must still make the same calls in the same
+order on the same instance, as for any MPI collective.
 """
 
 from cpython.buffer cimport (
@@ -45,14 +63,18 @@ cdef enum opcode_t:
     OP_PROD = 4
     OP_BCAST = 5
 
+cdef enum fgroup_t:
+    FG_F32 = 0      # the flag is element 0 of the packed float32 buffer
+    FG_F64 = 1      # ... of the packed float64 buffer
+    FG_ALONE = 2    # a separate one-element float64 buffer
+
 cdef tuple _OP_NAMES = ("sum", "mean", "min", "max", "prod")
 cdef tuple _KIND_NAMES = ("?", "float32", "float64")
 
-# Header marker of a rank whose input was rejected: never a valid layout hash (those are < 2**62).
+# Header of a rank whose input was rejected: never a valid layout hash (those are < 2**62).
 cdef int64_t _BAD_INPUT = (<int64_t>1) << 62
 
 DEFAULT_FUSION_THRESHOLD = 1 << 16
-DEFAULT_CHUNK_BYTES = 1 << 20
 
 
 cdef struct slot_t:
@@ -60,35 +82,28 @@ cdef struct slot_t:
     Py_ssize_t n          # elements
     Py_ssize_t nbytes
     int kind              # dkind_t
-    bint packed           # copied through the packed buffer of its dtype
+    bint packed           # goes through the packed buffer of its dtype
     Py_ssize_t offset     # byte offset in that buffer
-    Py_ssize_t plan_n     # n and kind the plan was made for
+    Py_ssize_t plan_n     # n and kind the current plan was made for
     int plan_kind
 
 
 # ---------------------------------------------------------------------------------------------
 # Kernels (no GIL)
 
-cdef inline void _div_f32(float* dst, const float* src, Py_ssize_t n, float d) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        dst[i] = src[i] / d
+cdef extern from "_flat.h" nogil:
+    void sff_scale_f32(float* x, Py_ssize_t n, int size)
+    void sff_scale_f64(double* x, Py_ssize_t n, int size)
+    void sff_copy_scale_f32(float* dst, const float* src, Py_ssize_t n, int size)
+    void sff_copy_scale_f64(double* dst, const double* src, Py_ssize_t n, int size)
 
 
-cdef inline void _div_f64(double* dst, const double* src, Py_ssize_t n,
-                          double d) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        dst[i] = src[i] / d
-
-
-cdef inline void _divide(int kind, char* dst, const char* src, Py_ssize_t n,
-                         int size) noexcept nogil:
-    # dst = src / size elementwise (dst may be src): the mean of a SUM, as numpy's x / size.
+cdef inline void _scale(int kind, char* x, Py_ssize_t n, int size) noexcept nogil:
+    # The mean of a SUM, as numpy's x / size in the array's dtype.
     if kind == DK_F32:
-        _div_f32(<float*>dst, <const float*>src, n, <float>size)
+        sff_scale_f32(<float*>x, n, size)
     else:
-        _div_f64(<double*>dst, <const double*>src, n, <double>size)
+        sff_scale_f64(<double*>x, n, size)
 
 
 cdef void _pack(const slot_t* s, Py_ssize_t count, char* b32, char* b64) noexcept nogil:
@@ -105,8 +120,10 @@ cdef void _unpack(const slot_t* s, Py_ssize_t count, const char* b32, const char
     for i in range(count):
         if s[i].packed:
             src = (b32 if s[i].kind == DK_F32 else b64) + s[i].offset
-            if divide_by > 1:
-                _divide(s[i].kind, s[i].ptr, src, s[i].n, divide_by)
+            if divide_by > 1 and s[i].kind == DK_F32:
+                sff_copy_scale_f32(<float*>s[i].ptr, <const float*>src, s[i].n, divide_by)
+            elif divide_by > 1:
+                sff_copy_scale_f64(<double*>s[i].ptr, <const double*>src, s[i].n, divide_by)
             else:
                 memcpy(s[i].ptr, src, s[i].nbytes)
 
@@ -121,8 +138,21 @@ cdef inline uint64_t _fnv(uint64_t h, int64_t word) noexcept nogil:
     return h
 
 
+cdef inline double _flag_ok(int code) noexcept nogil:
+    # Neutral flag value of a reduction (changed ranks send _flag_set).
+    return 1.0 if code == OP_PROD else 0.0
+
+
+cdef inline double _flag_set(int code) noexcept nogil:
+    if code == OP_PROD:
+        return 2.0
+    if code == OP_MIN:
+        return -1.0
+    return 1.0
+
+
 # ---------------------------------------------------------------------------------------------
-# MPI through mpi4py, imported on first collective (a communicator exists by then)
+# MPI through mpi4py, imported on the first collective (a communicator exists by then)
 
 cdef object _MPI = None
 cdef tuple _MPI_OPS = None
@@ -132,37 +162,25 @@ cdef object _mpi():
     global _MPI, _MPI_OPS
     if _MPI is None:
         from mpi4py import MPI
-        _MPI_OPS = (MPI.SUM, MPI.SUM, MPI.MIN, MPI.MAX, MPI.PROD)
+        _MPI_OPS = (MPI.SUM, MPI.SUM, MPI.MIN, MPI.MAX, MPI.PROD, MPI.MAX)
         _MPI = MPI
     return _MPI
-
-
-cdef int _op_code(object op) except -2:
-    # -1: unknown.
-    if isinstance(op, str):
-        try:
-            return _OP_NAMES.index(op)
-        except ValueError:
-            return -1
-    return -1
 
 
 cdef class FlatBuffer:
     """Reduce or broadcast lists of float32/float64 arrays in place with few MPI collectives.
 
-    Keep one instance per communicator and call it with the same list layout again and again
-    (the gradients of a model, its parameters): the packed buffers and the plan are reused, so a
-    steady-state call allocates no array memory.
+    Keep one instance per use (the gradients of a model, its parameters) and call it with the
+    same list layout again and again: the packed buffers, the plan and the layout agreement are
+    reused, so a steady-state call allocates no array memory and adds no collective.
 
     Args:
         fusion_threshold: arrays of fewer bytes than this are packed into one buffer per dtype
             and moved with one collective; larger ones are reduced in place on their own memory.
-            0 packs nothing.
-        chunk_bytes: arrays reduced in place are sent in pieces of at most this many bytes, each
-            scaled (for a mean) right after its collective while it is still in cache.
+            0 packs nothing. Must be the same on every rank.
 
     Raises:
-        ValueError: ``fusion_threshold`` < 0 or ``chunk_bytes`` < 64.
+        ValueError: ``fusion_threshold`` < 0.
 
     Not thread-safe: one call at a time per instance (a concurrent call raises RuntimeError).
     """
@@ -173,11 +191,12 @@ cdef class FlatBuffer:
     cdef Py_ssize_t _nacq
     cdef Py_ssize_t _count
     cdef readonly Py_ssize_t fusion_threshold
-    cdef readonly Py_ssize_t chunk_bytes
     cdef bint _busy
+    # current plan
     cdef bint _planned
-    cdef Py_ssize_t _plan_threshold
+    cdef bint _plan_bcast
     cdef Py_ssize_t _plan_count
+    cdef int _fgroup
     cdef Py_ssize_t _n32
     cdef Py_ssize_t _n64
     cdef object _store32
@@ -186,9 +205,18 @@ cdef class FlatBuffer:
     cdef object _view64
     cdef char* _p32
     cdef char* _p64
+    cdef object _flagbuf
+    cdef double* _flag_p
+    # agreement (identical on every rank)
+    cdef bint _agreed
+    cdef uint64_t _agreed_hash
+    cdef int _agreed_code
+    cdef object _agreed_fview
+    cdef char* _agreed_fptr
+    cdef int _agreed_fkind
+    # hash exchange
     cdef object _hdr
     cdef int64_t* _hdr_p
-    cdef list _chunks
 
     def __cinit__(self):
         self._slots = NULL
@@ -198,25 +226,25 @@ cdef class FlatBuffer:
         self._count = 0
         self._busy = False
         self._planned = False
-        self._chunks = []
+        self._agreed = False
 
-    def __init__(self, Py_ssize_t fusion_threshold=DEFAULT_FUSION_THRESHOLD,
-                 Py_ssize_t chunk_bytes=DEFAULT_CHUNK_BYTES):
+    def __init__(self, Py_ssize_t fusion_threshold=DEFAULT_FUSION_THRESHOLD):
+        cdef int64_t[::1] h
+        cdef double[::1] f
         if fusion_threshold < 0:
             raise ValueError(f"FlatBuffer(): fusion_threshold must be >= 0 bytes, got "
                              f"{fusion_threshold!r}; pass 0 to pack nothing")
-        if chunk_bytes < 64:
-            raise ValueError(f"FlatBuffer(): chunk_bytes must be >= 64, got {chunk_bytes!r}; "
-                             f"pass a size such as {DEFAULT_CHUNK_BYTES}")
         self.fusion_threshold = fusion_threshold
-        self.chunk_bytes = chunk_bytes
-        self._store32 = np.empty(0, np.float32)
-        self._store64 = np.empty(0, np.float64)
+        self._store32 = np.zeros(0, np.float32)
+        self._store64 = np.zeros(0, np.float64)
         self._view32 = self._store32
         self._view64 = self._store64
         self._hdr = np.zeros(2, np.int64)
-        cdef int64_t[::1] h = self._hdr
+        h = self._hdr
         self._hdr_p = &h[0]
+        self._flagbuf = np.zeros(1, np.float64)
+        f = self._flagbuf
+        self._flag_p = &f[0]
 
     def __dealloc__(self):
         self._release()
@@ -229,55 +257,53 @@ cdef class FlatBuffer:
         return self._store32.nbytes + self._store64.nbytes
 
     def __repr__(self):
-        return (f"FlatBuffer(fusion_threshold={self.fusion_threshold}, "
-                f"chunk_bytes={self.chunk_bytes}, nbytes={self.nbytes})")
+        return f"FlatBuffer(fusion_threshold={self.fusion_threshold}, nbytes={self.nbytes})"
 
     # -- public calls ----------------------------------------------------------------------
 
-    def allreduce(self, comm, arrays, op="sum", bint check=True):
+    def allreduce(self, comm, arrays, op="sum"):
         """Reduce every array over the ranks of ``comm``, in place.
 
         Args:
-            comm: an mpi4py communicator, or None for a single process (then only the inputs
-                are checked: a reduction over one rank changes nothing).
+            comm: an mpi4py communicator, or None for a single process (then the inputs are
+                only checked: a reduction over one rank changes nothing).
             arrays: list or tuple of writable, C- or Fortran-contiguous float32/float64 arrays
-                (any object exporting such a buffer). All ranks must pass the same dtypes and
-                shapes in the same order.
-            op: ``'sum'``, ``'mean'`` (SUM then divided by the number of ranks, in the array's
+                (any object exporting such a buffer); zero-size arrays are allowed. Every rank
+                passes the same dtypes and shapes in the same order.
+            op: ``'sum'``, ``'mean'`` (SUM, then divided by the number of ranks in the array's
                 dtype, as ``x / size``), ``'min'``, ``'max'`` or ``'prod'``.
-            check: verify across ranks that layouts and arguments agree (one tiny collective
-                overlapped with packing). With False a mismatch is undefined behaviour.
 
         Raises:
-            TypeError: an item is not a float32/float64 buffer.
+            TypeError: ``arrays`` is not a list/tuple, or an item is not a float32/float64
+                buffer.
             ValueError: an item is read-only or not contiguous, ``op`` is unknown, or the
-                layouts differ between ranks (the message names the first differing index).
+                layouts or ops differ between ranks (the message names the first difference).
                 Under MPI every rank raises when any rank's input is wrong.
-            RuntimeError: the instance is already in use by another thread.
+            RuntimeError: the instance is in use by another thread.
         """
-        cdef int code = _op_code(op)
+        cdef int code = _OP_NAMES.index(op) if isinstance(op, str) and op in _OP_NAMES else -1
         self._enter()
         try:
-            self._run(comm, arrays, code, -1, check, op, "FlatBuffer.allreduce()")
+            self._run(comm, arrays, code, -1, op, "FlatBuffer.allreduce()")
         finally:
             self._leave()
 
-    def bcast(self, comm, arrays, int root=0, bint check=True):
-        """Copy every array of rank ``root`` into the same array of the other ranks, in place.
+    def bcast(self, comm, arrays, int root=0):
+        """Copy every array of rank ``root`` into the same array on the other ranks, in place.
 
         Args:
             comm: an mpi4py communicator, or None for a single process (inputs checked only).
             arrays: as for :meth:`allreduce`; the root's arrays are read, the others written.
-            root: rank whose values are sent; the same on every rank.
-            check: verify across ranks that layouts and roots agree.
+            root: the rank whose values are sent; the same on every rank.
 
         Raises:
-            TypeError, ValueError, RuntimeError: as for :meth:`allreduce`; ValueError too when
-                ``root`` is out of range or differs between ranks.
+            TypeError, RuntimeError: as for :meth:`allreduce`.
+            ValueError: as for :meth:`allreduce`, or ``root`` is out of range or differs
+                between ranks.
         """
         self._enter()
         try:
-            self._run(comm, arrays, OP_BCAST, root, check, None, "FlatBuffer.bcast()")
+            self._run(comm, arrays, OP_BCAST, root, None, "FlatBuffer.bcast()")
         finally:
             self._leave()
 
@@ -317,7 +343,7 @@ cdef class FlatBuffer:
         self._planned = False
         return 0
 
-    cdef object _acquire(self, object arrays, str where):
+    cdef object _acquire(self, object arrays):
         # Take every buffer; return None, or (exception type, message) for the first bad item.
         cdef Py_ssize_t i, n
         cdef Py_buffer* v
@@ -325,7 +351,7 @@ cdef class FlatBuffer:
         cdef const char* f
         cdef int kind
         if not isinstance(arrays, (list, tuple)):
-            return (TypeError, f"{where}: arrays must be a list or tuple of arrays, got "
+            return (TypeError, f"arrays must be a list or tuple of arrays, got a "
                                f"{type(arrays).__name__!r}; pass a list of numpy arrays")
         n = len(arrays)
         self._reserve(n)
@@ -337,9 +363,9 @@ cdef class FlatBuffer:
                 PyObject_GetBuffer(obj, v, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_ANY_CONTIGUOUS)
             except (BufferError, TypeError, ValueError) as exc:
                 if not PyObject_CheckBuffer(obj):
-                    return (TypeError, f"{where}: array {i} is a {type(obj).__name__!r}, not a "
-                                       f"buffer; pass float32/float64 numpy arrays")
-                return (ValueError, f"{where}: array {i} cannot be used in place ({exc}); pass "
+                    return (TypeError, f"array {i} is a {type(obj).__name__!r}, not a buffer; "
+                                       f"pass float32/float64 numpy arrays")
+                return (ValueError, f"array {i} cannot be used in place ({exc}); pass "
                                     f"writable, contiguous float32/float64 arrays")
             self._nacq = i + 1
             f = v.format
@@ -357,8 +383,8 @@ cdef class FlatBuffer:
                 dt = getattr(obj, "dtype", None)
                 fmt = (<bytes>v.format).decode() if v.format != NULL else "B"
                 what = str(dt) if dt is not None else f"format {fmt!r}"
-                return (TypeError, f"{where}: array {i} has dtype {what}; only float32 and "
-                                   f"float64 arrays are supported: convert it or leave it out")
+                return (TypeError, f"array {i} has dtype {what}; only float32 and float64 "
+                                   f"arrays are supported: convert it or leave it out")
             s = &self._slots[i]
             s.ptr = <char*>v.buf
             s.kind = kind
@@ -367,15 +393,14 @@ cdef class FlatBuffer:
         return None
 
     cdef uint64_t _layout_hash(self, int code, int root):
-        # Everything that must agree across ranks: call, root, plan parameters, every array's
-        # dtype, shape and memory order.
+        # Everything that must agree across ranks: call, root, plan parameters, and every
+        # array's dtype, shape and memory order.
         cdef uint64_t h = 14695981039346656037ULL
         cdef Py_ssize_t i, d
         cdef Py_buffer* v
         h = _fnv(h, code)
         h = _fnv(h, root)
         h = _fnv(h, self.fusion_threshold)
-        h = _fnv(h, self.chunk_bytes)
         h = _fnv(h, self._count)
         for i in range(self._count):
             v = &self._views[i]
@@ -384,24 +409,28 @@ cdef class FlatBuffer:
             for d in range(v.ndim):
                 h = _fnv(h, v.shape[d])
             h = _fnv(h, v.ndim > 1 and not PyBuffer_IsContiguous(v, b"C"))
-        h &= (((<uint64_t>1) << 62) - 1)
+        h &= ((<uint64_t>1) << 62) - 1
         return h if h != 0 else 1
 
-    cdef int _plan(self) except -1:
-        # Decide what is packed and where; re-allocate the packed buffers only when they grow.
+    cdef bint _plan_matches(self, bint bcast) noexcept:
+        cdef Py_ssize_t i
+        cdef slot_t* s
+        if not self._planned or self._plan_count != self._count or self._plan_bcast != bcast:
+            return False
+        for i in range(self._count):
+            s = &self._slots[i]
+            if s.plan_n != s.n or s.plan_kind != s.kind:
+                return False
+        return True
+
+    cdef int _make_plan(self, bint bcast) except -1:
+        # Decide what is packed, where, and which buffer carries the agreement flag;
+        # re-allocate a packed buffer only when it must grow.
         cdef Py_ssize_t i, n32 = 0, n64 = 0, small32 = 0, small64 = 0
         cdef slot_t* s
         cdef float[::1] m32
         cdef double[::1] m64
-        cdef bint same = (self._planned and self._plan_count == self._count
-                          and self._plan_threshold == self.fusion_threshold)
-        if same:
-            for i in range(self._count):
-                s = &self._slots[i]
-                if s.plan_n != s.n or s.plan_kind != s.kind:
-                    same = False
-                    break
-        if same:
+        if self._plan_matches(bcast):
             return 0
         for i in range(self._count):
             s = &self._slots[i]
@@ -411,10 +440,22 @@ cdef class FlatBuffer:
                     small32 += 1
                 else:
                     small64 += 1
+        # A reduction packs every small array: the flag rides along, one collective in all.
+        # A broadcast has its flag apart, so a lone small array is sent in place, uncopied.
+        if bcast:
+            self._fgroup = FG_ALONE
+        elif small32:
+            self._fgroup = FG_F32
+            n32 = 1
+        elif small64:
+            self._fgroup = FG_F64
+            n64 = 1
+        else:
+            self._fgroup = FG_ALONE
         for i in range(self._count):
             s = &self._slots[i]
-            if s.packed and (small32 if s.kind == DK_F32 else small64) == 1:
-                s.packed = False  # alone in its dtype: nothing to fuse, reduce it in place
+            if s.packed and bcast and (small32 if s.kind == DK_F32 else small64) == 1:
+                s.packed = False
             if s.packed:
                 if s.kind == DK_F32:
                     s.offset = n32 * 4
@@ -425,9 +466,9 @@ cdef class FlatBuffer:
             s.plan_n = s.n
             s.plan_kind = s.kind
         if n32 > self._store32.shape[0]:
-            self._store32 = np.empty(n32, np.float32)
+            self._store32 = np.zeros(n32, np.float32)
         if n64 > self._store64.shape[0]:
-            self._store64 = np.empty(n64, np.float64)
+            self._store64 = np.zeros(n64, np.float64)
         self._view32 = self._store32[:n32]
         self._view64 = self._store64[:n64]
         m32 = self._store32
@@ -436,118 +477,148 @@ cdef class FlatBuffer:
         self._p64 = <char*>&m64[0] if m64.shape[0] else NULL
         self._n32 = n32
         self._n64 = n64
-        self._chunks = [None] * self._count
-        self._plan_threshold = self.fusion_threshold
         self._plan_count = self._count
+        self._plan_bcast = bcast
         self._planned = True
         return 0
 
-    cdef tuple _pieces(self, Py_ssize_t i, object obj):
-        # Buffers handed to mpi4py for an array reduced in place: the array itself, or views of
-        # at most chunk_bytes. Cached while the same object keeps the same memory.
-        cdef slot_t* s = &self._slots[i]
-        cdef object cached = self._chunks[i]
-        cdef Py_ssize_t step = s.n, start
-        if cached is not None and (<tuple>cached)[0] is obj and \
-                (<tuple>cached)[1] == <Py_ssize_t>s.ptr:
-            return <tuple>cached
-        if s.nbytes <= self.chunk_bytes:
-            pieces = (obj,)
+    cdef void _write_flag(self, int fkind, char* p, double value) noexcept:
+        if fkind == DK_F32:
+            (<float*>p)[0] = <float>value
         else:
-            flat = np.asarray(obj).reshape(-1, order="A")
-            step = self.chunk_bytes // (4 if s.kind == DK_F32 else 8)
-            pieces = tuple([flat[start:start + step] for start in range(0, s.n, step)])
-        cached = (obj, <Py_ssize_t>s.ptr, pieces, step)
-        self._chunks[i] = cached
-        return <tuple>cached
+            (<double*>p)[0] = value
 
-    cdef int _run(self, object comm, object arrays, int code, int root, bint check,
-                  object op, str where) except -1:
-        cdef int size = 1, rank = 0
-        cdef object err = None, req = None
+    cdef double _read_flag(self, int fkind, char* p) noexcept:
+        if fkind == DK_F32:
+            return (<float*>p)[0]
+        return (<double*>p)[0]
+
+    cdef tuple _flag_group(self):
+        # (numpy view reduced first, its dkind, pointer to the flag element)
+        if self._fgroup == FG_F32:
+            return (self._view32, DK_F32, <Py_ssize_t>self._p32)
+        if self._fgroup == FG_F64:
+            return (self._view64, DK_F64, <Py_ssize_t>self._p64)
+        return (self._flagbuf, DK_F64, <Py_ssize_t>self._flag_p)
+
+    cdef int _run(self, object comm, object arrays, int code, int root, object op,
+                  str where) except -1:
+        cdef int size = 1, rank = 0, fkind
+        cdef object err = None
         cdef uint64_t h = 0
-        cdef Py_ssize_t i, k, step, start
-        cdef slot_t* s
-        cdef char* b32
-        cdef char* b64
-        cdef int divide_by
-        cdef tuple cached
-        mpi_op = None
+        cdef bint bcast = code == OP_BCAST, fresh
+        cdef char* fptr
+        cdef tuple fg
         if comm is not None:
             size = comm.Get_size()
             rank = comm.Get_rank()
         if code < 0:
-            err = (ValueError, f"{where}: unknown op {op!r}; pass one of "
+            err = (ValueError, f"unknown op {op!r}; pass one of "
                                f"{', '.join(map(repr, _OP_NAMES))}")
-        elif code == OP_BCAST and not 0 <= root < size:
-            err = (ValueError, f"{where}: root {root!r} is not a rank of a communicator of "
-                               f"size {size}; pass 0 <= root < {size}")
+        elif bcast and not 0 <= root < size:
+            err = (ValueError, f"root {root!r} is not a rank of a communicator of size {size}; "
+                               f"pass 0 <= root < {size}")
         if err is None:
-            err = self._acquire(arrays, where)
+            err = self._acquire(arrays)
         if size == 1:
             if err is not None:
-                raise err[0](err[1])
+                raise err[0](f"{where}: {err[1]}")
             return 0
         if err is None:
             h = self._layout_hash(code, root)
-            self._plan()
         MPI = _mpi()
-        if check:
-            self._hdr_p[0] = <int64_t>h if err is None else _BAD_INPUT
-            self._hdr_p[1] = -(<int64_t>h) if err is None else 0
-            req = comm.Iallreduce(MPI.IN_PLACE, self._hdr, op=MPI.MAX)
-        b32 = self._p32
-        b64 = self._p64
-        if err is None and (code != OP_BCAST or rank == root):
-            with nogil:
-                _pack(self._slots, self._count, b32, b64)
-        if check:
-            req.Wait()
-            if err is not None or self._hdr_p[0] != <int64_t>h or \
-                    self._hdr_p[1] != -(<int64_t>h):
-                self._mismatch(comm, err, code, root, op, where)
-        elif err is not None:
-            raise err[0](err[1])
 
-        # The collectives: one per packed dtype, then the arrays reduced in place.
+        if self._agreed:
+            # One collective tells everyone whether any rank's layout changed.
+            if err is None and h == self._agreed_hash and self._plan_matches(bcast):
+                fg = self._flag_group()
+                fptr = <char*><Py_ssize_t>fg[2]
+                if not bcast or rank == root:
+                    with nogil:
+                        _pack(self._slots, self._count, self._p32, self._p64)
+                self._write_flag(fg[1], fptr, _flag_ok(code) if not bcast else 0.0)
+                comm.Allreduce(MPI.IN_PLACE, fg[0], _MPI_OPS[code])
+                if self._read_flag(fg[1], fptr) == (_flag_ok(code) if not bcast else 0.0):
+                    self._collectives(comm, arrays, code, root, rank, size, True)
+                    return 0
+            else:
+                fkind = self._agreed_fkind
+                fptr = self._agreed_fptr
+                self._write_flag(fkind, fptr, _flag_set(self._agreed_code))
+                comm.Allreduce(MPI.IN_PLACE, self._agreed_fview, _MPI_OPS[self._agreed_code])
+            self._agreed = False
+            self._agreed_fview = None
+
+        # Hash exchange, overlapped with the packing.
+        if err is None:
+            self._make_plan(bcast)
+        self._hdr_p[0] = <int64_t>h if err is None else _BAD_INPUT
+        self._hdr_p[1] = -(<int64_t>h) if err is None else 0
+        req = comm.Iallreduce(MPI.IN_PLACE, self._hdr, MPI.MAX)
+        if err is None and (not bcast or rank == root):
+            with nogil:
+                _pack(self._slots, self._count, self._p32, self._p64)
+        req.Wait()
+        if err is not None or self._hdr_p[0] != <int64_t>h or self._hdr_p[1] != -(<int64_t>h):
+            self._mismatch(comm, err, code, root, op, where)
+        fg = self._flag_group()
+        self._agreed = True
+        self._agreed_hash = h
+        self._agreed_code = code
+        self._agreed_fview = fg[0]
+        self._agreed_fkind = fg[1]
+        self._agreed_fptr = <char*><Py_ssize_t>fg[2]
+        self._write_flag(fg[1], self._agreed_fptr, _flag_ok(code) if not bcast else 0.0)
+        if bcast or self._fgroup == FG_ALONE:
+            fresh = False  # the flag buffer is apart: nothing of the data went yet
+        else:
+            comm.Allreduce(MPI.IN_PLACE, fg[0], _MPI_OPS[code])
+            fresh = True
+        self._collectives(comm, arrays, code, root, rank, size, fresh)
+        return 0
+
+    cdef int _collectives(self, object comm, object arrays, int code, int root, int rank,
+                          int size, bint first_done) except -1:
+        # Move the data: packed buffers (the flag buffer may be done already), then the arrays
+        # in place, then unpack and scale.
+        cdef Py_ssize_t i
+        cdef slot_t* s
+        cdef int divide_by = size if code == OP_MEAN else 1
+        cdef object mpi_op = _MPI_OPS[code]
+        cdef object IN_PLACE = _MPI.IN_PLACE
         if code == OP_BCAST:
             if self._n32:
-                comm.Bcast(self._view32, root=root)
+                comm.Bcast(self._view32, root)
             if self._n64:
-                comm.Bcast(self._view64, root=root)
+                comm.Bcast(self._view64, root)
         else:
-            mpi_op = _MPI_OPS[code]
-            if self._n32:
-                comm.Allreduce(MPI.IN_PLACE, self._view32, op=mpi_op)
-            if self._n64:
-                comm.Allreduce(MPI.IN_PLACE, self._view64, op=mpi_op)
-        divide_by = size if code == OP_MEAN else 1
+            if self._n32 and not (first_done and self._fgroup == FG_F32):
+                comm.Allreduce(IN_PLACE, self._view32, mpi_op)
+            if self._n64 and not (first_done and self._fgroup == FG_F64):
+                comm.Allreduce(IN_PLACE, self._view64, mpi_op)
         for i in range(self._count):
             s = &self._slots[i]
             if s.packed or s.n == 0:
                 continue
-            cached = self._pieces(i, arrays[i])
-            step = cached[3]
-            start = 0
-            for piece in <tuple>cached[2]:
-                if code == OP_BCAST:
-                    comm.Bcast(piece, root=root)
-                else:
-                    comm.Allreduce(MPI.IN_PLACE, piece, op=mpi_op)
-                    if divide_by > 1:
-                        k = min(step, s.n - start)
-                        with nogil:
-                            _divide(s.kind, s.ptr + start * (s.nbytes // s.n),
-                                    s.ptr + start * (s.nbytes // s.n), k, divide_by)
-                start += step
+            if code == OP_BCAST:
+                comm.Bcast(arrays[i], root)
+            else:
+                comm.Allreduce(IN_PLACE, arrays[i], mpi_op)
+        # Scale and unpack only after the last collective: work between collectives delays
+        # every rank's next one (measured: more than the scaling itself costs).
         if code != OP_BCAST or rank != root:
             with nogil:
-                _unpack(self._slots, self._count, b32, b64, divide_by)
+                _unpack(self._slots, self._count, self._p32, self._p64, divide_by)
+                if divide_by > 1:
+                    for i in range(self._count):
+                        if not self._slots[i].packed:
+                            _scale(self._slots[i].kind, self._slots[i].ptr, self._slots[i].n,
+                                   divide_by)
         return 0
 
     cdef int _mismatch(self, object comm, object err, int code, int root, object op,
                        str where) except -1:
-        # Error path, taken by every rank together: gather what each rank passed, raise the
+        # Error path, taken by every rank together: gather what each rank passed and raise the
         # same ValueError everywhere (a rank with invalid input raises its own error).
         cdef Py_ssize_t i, d
         cdef Py_buffer* v
@@ -560,18 +631,16 @@ cdef class FlatBuffer:
                 shape = []
                 for d in range(v.ndim):
                     shape.append(v.shape[d])
-                shape = tuple(shape)
                 order = "F" if v.ndim > 1 and not PyBuffer_IsContiguous(v, b"C") else "C"
-                layout.append((_KIND_NAMES[self._slots[i].kind], shape, order))
+                layout.append((_KIND_NAMES[self._slots[i].kind], tuple(shape), order))
             call = "bcast" if code == OP_BCAST else "allreduce"
-            mine = ("layout", call, op, root, self.fusion_threshold, self.chunk_bytes, layout)
+            mine = ("layout", call, op, root, self.fusion_threshold, layout)
         everyone = comm.allgather(mine)
         if err is not None:
-            raise err[0](err[1])
+            raise err[0](f"{where}: {err[1]}")
         for r, desc in enumerate(everyone):
             if desc[0] == "error":
-                raise ValueError(f"{where}: rank {r} passed invalid input ({desc[1]}); every "
-                                 f"rank must pass valid arrays")
+                raise ValueError(f"{where}: rank {r} passed invalid input: {desc[1]}")
         raise ValueError(_describe_difference(where, everyone))
 
 
@@ -582,18 +651,18 @@ cdef str _fmt_array(tuple a):
 cdef str _describe_difference(str where, list everyone):
     cdef tuple first = everyone[0]
     cdef str fix = "pass arrays of the same dtypes and shapes, in the same order, on every rank"
-    names = ("call", "op", "root", "fusion_threshold", "chunk_bytes")
+    names = ("call", "op", "root", "fusion_threshold")
     for j, name in enumerate(names, start=1):
         for r, desc in enumerate(everyone):
             if desc[j] != first[j]:
                 return (f"{where}: {name} differs between ranks: rank 0 has {first[j]!r}, rank "
-                        f"{r} has {desc[j]!r}; call the same operation with the same arguments "
-                        f"on every rank")
-    counts = [len(d[6]) for d in everyone]
+                        f"{r} has {desc[j]!r}; make the same call with the same arguments on "
+                        f"every rank")
+    counts = [len(d[5]) for d in everyone]
     for i in range(max(counts)):
         for r, desc in enumerate(everyone):
-            mine = desc[6][i] if i < counts[r] else None
-            ref = first[6][i] if i < counts[0] else None
+            mine = desc[5][i] if i < counts[r] else None
+            ref = first[5][i] if i < counts[0] else None
             if mine != ref:
                 a = _fmt_array(ref) if ref is not None else "no array"
                 b = _fmt_array(mine) if mine is not None else "no array"

@@ -1,0 +1,26 @@
+# Stub for the compiled module spinfast._flat (csrc/_flat.pyx, kernels in csrc/_flat.h).
+from collections.abc import Sequence
+from typing import Any, Literal
+
+DEFAULT_FUSION_THRESHOLD: int  # bytes (Py_ssize_t)
+
+# Items: writable, C- or Fortran-contiguous float32 ('f') / float64 ('d') buffers (any object
+# with the buffer protocol: numpy arrays, numpy views of framework tensors, memoryviews); the
+# same dtypes and shapes on every rank.
+Arrays = Sequence[Any]
+# An mpi4py communicator (mpi4py.MPI.Comm), or None for one process.
+Comm = Any
+
+class FlatBuffer:
+    def __init__(self, fusion_threshold: int = ...) -> None: ...
+    @property
+    def fusion_threshold(self) -> int: ...  # bytes (Py_ssize_t)
+    @property
+    def nbytes(self) -> int: ...  # bytes held by the packed float32 + float64 buffers
+    def allreduce(
+        self,
+        comm: Comm | None,
+        arrays: Arrays,
+        op: Literal["sum", "mean", "min", "max", "prod"] = "sum",
+    ) -> None: ...
+    def bcast(self, comm: Comm | None, arrays: Arrays, root: int = 0) -> None: ...  # root: C int

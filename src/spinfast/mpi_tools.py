@@ -1,0 +1,696 @@
+"""MPI helpers, as ``spinup.utils.mpi_tools``: lazy, exact, and safe when ranks disagree.
+
+Nothing here touches MPI until it is needed, and never without an MPI launch: importing this
+module imports neither mpi4py nor numpy, and a program started without ``mpiexec`` (no launcher
+variables such as ``PMI_RANK``, ``OMPI_COMM_WORLD_RANK`` or ``PMIX_RANK`` in the environment)
+is one process of rank 0 whatever is installed. Under a launch, mpi4py is imported on the first
+call; without mpi4py every rank runs as its own single process (with a warning).
+
+Beyond Spinning Up:
+
+* ``mpi_avg``/``mpi_sum``/``mpi_op`` keep the input dtype (Spinning Up casts to float32);
+  ``mpi_statistics_scalar`` counts every element in float64 with one collective, merging
+  Welford states; :func:`reduce_stat_states` does the same for many keys at once.
+* Float arrays go through the compiled flat-buffer engine (:mod:`spinfast._flat`), which checks
+  that every rank passes the same shapes: a mismatch raises the same error on every rank
+  instead of hanging or computing garbage. :func:`allreduce_arrays` and
+  :func:`broadcast_arrays` expose it for lists of arrays.
+* Under MPI with several ranks, an uncaught exception on one rank prints its traceback and
+  aborts the whole job (``MPI_Abort``) rather than leaving the other ranks blocked forever.
+* ``mpi_fork`` finds the launcher beside the interpreter first, passes Open MPI the flags it
+  needs as root or with more ranks than cores, relaunches ``python -m`` programs as such,
+  propagates the exit code, and does nothing inside an existing launch.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import sys
+
+TYPE_CHECKING = False  # typing is not imported at run time (import cost)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+
+__all__ = [
+    "proc_id", "num_procs", "mpi_fork", "msg", "mpi_op", "mpi_sum", "mpi_avg", "allreduce",
+    "broadcast", "mpi_statistics_scalar", "reduce_stat_states", "allreduce_arrays",
+    "broadcast_arrays", "comm_world",
+]
+
+# Environment variables set by MPI launchers in the processes they start (MPICH/Hydra, Intel
+# MPI, Open MPI, PMIx, MVAPICH, Slurm's PMI).
+_LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_RANK",
+                "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_RANK")
+_LAUNCH_PREFIXES = ("HYDRA_", "OMPI_COMM_WORLD_", "PMIX_")
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+
+_INSTALL_HINT = "pip install 'spinfast[mpi]'"
+
+# (communicator or None, rank, size), set once on first use.
+_world: tuple | None = None
+_lock = _thread.allocate_lock()
+_engines: dict = {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The lazy world
+
+def _launched() -> bool:
+    """Return True if a launcher started this process (its variables are in the environment)."""
+    env = os.environ
+    if any(name in env for name in _LAUNCH_VARS):
+        return True
+    return any(name.startswith(_LAUNCH_PREFIXES) for name in env)
+
+
+def _env_size() -> int:
+    for name in _SIZE_VARS:
+        try:
+            return int(os.environ[name])
+        except (KeyError, ValueError):
+            continue
+    return 0
+
+
+def _resolve() -> tuple:
+    global _world
+    with _lock:
+        if _world is not None:
+            return _world
+        comm = None
+        mpi = sys.modules.get("mpi4py.MPI")
+        if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+            comm = mpi.COMM_WORLD  # the program brought MPI up itself: join it
+        elif _launched():
+            try:
+                from mpi4py import MPI
+            except ImportError:
+                if _env_size() > 1:
+                    import warnings
+
+                    warnings.warn(
+                        f"spinfast.mpi_tools: launched as one of {_env_size()} MPI processes "
+                        f"but mpi4py is not installed, so each runs alone as rank 0; install "
+                        f"it with {_INSTALL_HINT}", RuntimeWarning, stacklevel=3)
+            else:
+                if not MPI.Is_initialized():
+                    MPI.Init()
+                comm = MPI.COMM_WORLD
+        if comm is None:
+            _world = (None, 0, 1)
+        else:
+            _world = (comm, comm.Get_rank(), comm.Get_size())
+            if _world[2] > 1:
+                _install_abort_hook(comm, _world[1], _world[2])
+        return _world
+
+
+def _install_abort_hook(comm, rank: int, size: int) -> None:
+    # An exception that ends one rank would leave the others blocked in their next collective
+    # (and MPI_Finalize) forever: print it, then take the whole job down.
+    previous = sys.excepthook
+
+    def abort_all_ranks(exc_type, exc, tb):
+        try:
+            previous(exc_type, exc, tb)
+            sys.stderr.write(f"spinfast.mpi_tools: uncaught {exc_type.__name__} on rank {rank} "
+                             f"of {size}; aborting all ranks (MPI_Abort)\n")
+            sys.stderr.flush()
+            sys.stdout.flush()
+        finally:
+            comm.Abort(1)
+
+    sys.excepthook = abort_all_ranks
+
+
+def _comm():
+    """Return the world communicator (mpi4py) under an MPI launch, else None."""
+    return _resolve()[0]
+
+
+def comm_world():
+    """Return ``mpi4py.MPI.COMM_WORLD`` under an MPI launch, or None in a single process.
+
+    The first call under a launch imports mpi4py (initialising MPI); without a launch nothing
+    is imported.
+    """
+    return _resolve()[0]
+
+
+def proc_id() -> int:
+    """Get rank of calling process (0 without an MPI launch)."""
+    w = _world if _world is not None else _resolve()
+    return w[1]
+
+
+def num_procs() -> int:
+    """Count active MPI processes (1 without an MPI launch)."""
+    w = _world if _world is not None else _resolve()
+    return w[2]
+
+
+def msg(m, string=""):
+    """Print ``m`` prefixed by this process's rank and ``string``, as Spinning Up does."""
+    print(f"Message from {proc_id():d}: {string} \t " + str(m))
+
+
+# ---------------------------------------------------------------------------------------------
+# mpi_fork
+
+def _physical_cores() -> int:
+    """Return the number of physical cores this process may run on (at least 1)."""
+    if sys.platform == "darwin":
+        import subprocess
+
+        try:
+            out = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], check=False,
+                                 capture_output=True, text=True, timeout=10).stdout
+            return max(1, int(out.strip()))
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return max(1, os.cpu_count() or 1)
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        base = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+        try:
+            with open(base + "physical_package_id") as f:
+                package = f.read().strip()
+            with open(base + "core_id") as f:
+                core = f.read().strip()
+        except OSError:
+            return max(1, len(cpus))
+        cores.add((package, core))
+    return max(1, len(cores))
+
+
+def _find_launcher() -> str:
+    import shutil
+    from pathlib import Path
+
+    here = Path(sys.executable).parent
+    for name in ("mpiexec", "mpirun"):
+        candidate = here / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    for name in ("mpiexec", "mpirun"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise FileNotFoundError(
+        f"mpi_fork(): no MPI launcher (mpiexec or mpirun) beside {sys.executable!r} or on PATH; "
+        f"install one with {_INSTALL_HINT} (mpi4py and the MPICH wheel), or load your "
+        f"cluster's MPI")
+
+
+def _is_open_mpi(launcher: str) -> bool:
+    import subprocess
+
+    try:
+        out = subprocess.run([launcher, "--version"], check=False, capture_output=True,
+                             text=True,
+                             timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    text = (out.stdout + out.stderr).lower()
+    return "open mpi" in text or "openrte" in text or "open-mpi" in text
+
+
+def _relaunch_argv() -> list:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", None)
+    if name and name != "__main__":  # started as python -m package.module
+        if name.endswith(".__main__"):
+            name = name[: -len(".__main__")]
+        return ["-m", name, *sys.argv[1:]]
+    if not sys.argv or sys.argv[0] in ("", "-c", "-"):
+        raise ValueError(
+            f"mpi_fork(): cannot relaunch this program (sys.argv[0] is "
+            f"{(sys.argv[0] if sys.argv else '')!r}: an interactive session, python -c or "
+            f"stdin); put the code in a script and run that")
+    return list(sys.argv)
+
+
+def mpi_fork(n, bind_to_core=False):
+    """Re-launches the current script with workers linked by MPI.
+
+    Also, terminates the original process that launched it: it exits with the launcher's exit
+    code (128 + signal number if the launcher was killed by a signal).
+
+    Does nothing if ``n`` <= 1, if ``IN_MPI`` is set (this is a relaunched worker), or if the
+    process already runs under an MPI launcher.
+
+    Args:
+        n (int or 'auto'): Number of process to split into; ``'auto'`` uses the number of
+            physical cores this process may run on.
+        bind_to_core (bool): Bind each MPI process to a core.
+
+    Raises:
+        TypeError: ``n`` is not an int or ``'auto'``.
+        FileNotFoundError: no ``mpiexec``/``mpirun`` beside ``sys.executable`` or on PATH
+            (install one with ``pip install 'spinfast[mpi]'``).
+        ValueError: the program cannot be relaunched (interactive session or ``python -c``).
+    """
+    if isinstance(n, str) and n == "auto":
+        n = _physical_cores()
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise TypeError(f"mpi_fork(): n must be an int or 'auto', got {n!r}; pass e.g. 4")
+    n = int(n)
+    if n <= 1:
+        return
+    if os.getenv("IN_MPI") is not None or _launched():
+        return
+    import subprocess
+
+    launcher = _find_launcher()
+    cmd = [launcher, "-n", str(n)]
+    if _is_open_mpi(launcher):
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            cmd.append("--allow-run-as-root")
+        if n > _physical_cores():
+            cmd.append("--oversubscribe")
+        if bind_to_core:
+            cmd += ["--bind-to", "core"]
+    elif bind_to_core:
+        cmd += ["-bind-to", "core"]
+    cmd += [sys.executable, *_relaunch_argv()]
+    env = os.environ.copy()
+    env.update(MKL_NUM_THREADS="1", OMP_NUM_THREADS="1", IN_MPI="1")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    code = subprocess.call(cmd, env=env)
+    sys.exit(128 - code if code < 0 else code)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reductions
+
+_OP_NAMES = {"sum": "sum", "min": "min", "max": "max", "prod": "prod"}
+
+
+def _engine(name: str):
+    engine = _engines.get(name)
+    if engine is None:
+        from spinfast._flat import FlatBuffer
+
+        engine = _engines.setdefault(name, FlatBuffer())
+    return engine
+
+
+def _op_name(op) -> str | None:
+    """Map ``op`` (an mpi4py predefined op or 'sum'/'min'/'max'/'prod') to its name."""
+    if isinstance(op, str):
+        if op in _OP_NAMES:
+            return op
+        raise ValueError(f"mpi_op(): unknown op {op!r}; pass an mpi4py op (MPI.SUM, ...) or one "
+                         f"of 'sum', 'min', 'max', 'prod'")
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None:
+        for name in _OP_NAMES:
+            if op == getattr(mpi, name.upper()):
+                return name
+    return None
+
+
+def _as_reducible(x, where: str):
+    import numpy as np
+
+    scalar = np.isscalar(x)
+    arr = np.asarray(x)
+    kind = arr.dtype.kind
+    if kind == "b":
+        arr = arr.astype(np.int64)
+    elif kind not in "iufc":
+        raise TypeError(f"{where}: expected numbers, got a value of type {type(x).__name__} "
+                        f"with dtype {arr.dtype}; pass numbers or a numeric array")
+    elif not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr, scalar
+
+
+def _reduce(x, op, mean: bool, where: str):
+    import numpy as np
+
+    arr, scalar = _as_reducible(x, where)
+    comm, _, size = _resolve()
+    name = "sum" if mean else _op_name(op)
+    out_dtype = arr.dtype
+    if arr.dtype == np.float16:
+        arr = arr.astype(np.float32)  # MPI has no portable half type: reduce in float32
+    out = np.array(arr, order="C", copy=True)
+    if size > 1:
+        if out.dtype in (np.float32, np.float64) and name is not None:
+            _engine("reduce").allreduce(comm, [out], op="mean" if mean else name)
+            mean = False
+        else:
+            from mpi4py import MPI
+
+            mpi_op = getattr(MPI, name.upper()) if name is not None else op
+            comm.Allreduce(MPI.IN_PLACE, out, op=mpi_op)
+    if mean:
+        if out.dtype.kind in "fc":
+            out = out / out.dtype.type(size)  # in the input's dtype, as the engine does
+        else:
+            out = out / size  # integers become float64, as numpy's true division
+    if out.dtype != out_dtype and out_dtype == np.float16:
+        out = out.astype(np.float16)
+    return out[()] if scalar else out
+
+
+def mpi_op(x, op):
+    """Reduce ``x`` element-wise over MPI processes with ``op``; return the result.
+
+    Args:
+        x: a number or an array of numbers (bool counts as int64). Same shape on every rank.
+        op: an mpi4py reduction (``MPI.SUM``, ``MPI.MIN``, ``MPI.MAX``, ``MPI.PROD`` or any
+            other ``MPI.Op``), or one of ``'sum'``, ``'min'``, ``'max'``, ``'prod'``.
+
+    Returns:
+        A new array of ``x``'s shape and dtype (a numpy scalar for a scalar ``x``); ``x`` is
+        not modified.
+
+    Raises:
+        TypeError: ``x`` is not numeric.
+        ValueError: unknown op name, or float arrays of different shapes on different ranks
+            (raised on every rank).
+    """
+    return _reduce(x, op, False, "mpi_op()")
+
+
+def mpi_sum(x):
+    """Sum a scalar or array over MPI processes, keeping its dtype."""
+    return _reduce(x, "sum", False, "mpi_sum()")
+
+
+def mpi_avg(x):
+    """Average a scalar or vector over MPI processes.
+
+    Floating-point input keeps its dtype (float32 stays float32, float64 stays float64; the
+    mean is ``sum / num_procs()`` in that dtype); integers give float64.
+    """
+    return _reduce(x, "sum", True, "mpi_avg()")
+
+
+def allreduce(*args, **kwargs):
+    """Call ``MPI.COMM_WORLD.Allreduce(*args, **kwargs)``; copy sendbuf to recvbuf alone.
+
+    Without an MPI launch (one process) ``Allreduce(sendbuf, recvbuf, op=...)`` leaves
+    ``recvbuf`` equal to ``sendbuf`` (nothing at all with ``MPI.IN_PLACE``), as MPI would.
+
+    Raises:
+        TypeError: missing buffers (single process).
+        ValueError: buffers of different sizes (single process).
+    """
+    comm = _comm()
+    if comm is not None:
+        return comm.Allreduce(*args, **kwargs)
+    import numpy as np
+
+    names = ("sendbuf", "recvbuf")
+    bufs = list(args[:2]) + [kwargs.get(k) for k in names[len(args[:2]):]]
+    if len(bufs) < 2 or bufs[0] is None or bufs[1] is None:
+        raise TypeError("allreduce(): expected allreduce(sendbuf, recvbuf, op=...); pass both "
+                        "buffers")
+    send, recv = bufs
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and send is mpi.IN_PLACE:
+        return None
+    dst = np.asarray(recv)
+    src = np.asarray(send)
+    if src.size != dst.size:
+        raise ValueError(f"allreduce(): sendbuf has {src.size} elements and recvbuf "
+                         f"{dst.size}; pass buffers of the same size")
+    np.copyto(dst, src.reshape(dst.shape), casting="unsafe")
+    return None
+
+
+def broadcast(x, root=0):
+    """Overwrite ``x`` in place on every process with rank ``root``'s values.
+
+    Args:
+        x: a writable numpy array (or any writable buffer), the same shape on every rank; or a
+            list/tuple of writable contiguous float32/float64 arrays (one flat-engine call).
+        root: the rank whose values are sent.
+
+    Raises:
+        TypeError: ``x`` cannot be written in place (e.g. a Python number).
+        ValueError: ``root`` is not a rank; float arrays of different shapes on different
+            ranks (raised on every rank).
+    """
+    import numpy as np
+
+    comm, _, size = _resolve()
+    if isinstance(x, (list, tuple)):
+        broadcast_arrays(x, root)
+        return None
+    if isinstance(root, bool) or not hasattr(root, "__index__") or not 0 <= root < size:
+        raise ValueError(f"broadcast(): root {root!r} is not a rank of {size} processes; pass "
+                         f"0 <= root < {size}")
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(memoryview(x))
+        except TypeError:
+            raise TypeError(f"broadcast(): cannot write into a {type(x).__name__!r} in place; "
+                            f"pass a numpy array") from None
+    if not arr.flags.writeable:
+        raise TypeError("broadcast(): the array is read-only; pass a writable numpy array")
+    if size == 1:
+        return None
+    contiguous = arr.flags.c_contiguous or arr.flags.f_contiguous
+    if contiguous and arr.dtype in (np.float32, np.float64) and arr.dtype.isnative:
+        _engine("bcast").bcast(comm, [arr], root=int(root))
+    elif contiguous:
+        comm.Bcast(arr, root=int(root))
+    else:
+        tmp = np.ascontiguousarray(arr)
+        comm.Bcast(tmp, root=int(root))
+        arr[...] = tmp
+    return None
+
+
+def allreduce_arrays(arrays, op="mean", engine=None):
+    """Reduce a list of float32/float64 arrays over MPI processes, in place, with few collectives.
+
+    Small arrays are packed into one persistent buffer per dtype (one collective), large ones
+    reduced in place on their own memory (see :class:`spinfast._flat.FlatBuffer`). Without an
+    MPI launch the arrays are only checked.
+
+    Args:
+        arrays: list/tuple of writable, contiguous float32/float64 arrays; every rank passes
+            the same shapes and dtypes in the same order.
+        op: ``'mean'`` (default), ``'sum'``, ``'min'``, ``'max'`` or ``'prod'``.
+        engine: a ``FlatBuffer`` to use (keep one per recurring list, e.g. a model's
+            gradients); default: one shared by this function.
+
+    Raises:
+        TypeError, ValueError: as ``FlatBuffer.allreduce`` (on every rank under MPI).
+    """
+    (engine or _engine("arrays")).allreduce(_comm(), arrays, op=op)
+
+
+def broadcast_arrays(arrays, root=0, engine=None):
+    """Copy rank ``root``'s float32/float64 arrays into every other rank's, in place.
+
+    Args:
+        arrays: list/tuple of writable, contiguous float32/float64 arrays; same layout on every
+            rank.
+        root: the rank whose values are sent.
+        engine: a ``FlatBuffer`` to use; default: one shared by this function.
+
+    Raises:
+        TypeError, ValueError: as ``FlatBuffer.bcast`` (on every rank under MPI).
+    """
+    (engine or _engine("bcast_arrays")).bcast(_comm(), arrays, root=root)
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics: Welford states merged over ranks
+
+_ROWS = 64            # state rows sent by the first (fixed-size) collective
+_HEAD = 2             # header slots (int64): key count (-1: invalid input), hash of the keys
+_key_hashes: dict = {}
+_gather_buffers: dict = {}
+
+
+def _keys_hash(keys: tuple) -> int:
+    h = _key_hashes.get(keys)
+    if h is None:
+        import hashlib
+
+        text = "\x1f".join(map(str, keys)).encode("utf-8", "surrogatepass")
+        h = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+        if len(_key_hashes) > 1024:
+            _key_hashes.clear()
+        _key_hashes[keys] = h
+    return h
+
+
+def _check_states(keys, states):
+    """Return (keys tuple, (k, 5) float64 array, None) or (..., error message)."""
+    import numpy as np
+
+    if isinstance(keys, (str, bytes)):
+        return (keys,), None, (f"keys must be a sequence of key names, got the string "
+                               f"{keys!r}; pass [{keys!r}]")
+    try:
+        keys = tuple(keys)
+        arr = np.ascontiguousarray(states, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        return (), None, f"cannot read keys/states ({exc}); pass keys and a (k, 5) float array"
+    if arr.shape != (len(keys), 5):
+        return keys, None, (f"states must have shape (len(keys), 5) = ({len(keys)}, 5), got "
+                            f"{arr.shape!r}; pass one (count, mean, M2, min, max) row per key")
+    return keys, arr, None
+
+
+def reduce_stat_states(keys: Sequence[str], states: np.ndarray) -> np.ndarray:
+    """Merge per-key Welford states over all ranks with ONE collective.
+
+    Args:
+        keys: the key of each row, in the same order on every rank.
+        states: (k, 5) float64 rows ``(count, mean, M2, min, max)`` in the order of ``keys``;
+            an empty row is ``(0, 0, 0, inf, -inf)``.
+
+    Returns:
+        The (k, 5) merged states, bit-identical on every rank (merged in rank order with
+        ``spinfast._stats.merge_states``). In a single process ``states`` itself, unchanged,
+        and no MPI is touched.
+
+    One fixed-size Allgather carries a header (key count and a 64-bit hash of the keys) and
+    the first 64 rows; more keys take one more collective for the rest.
+
+    Raises:
+        ValueError: the keys differ between ranks (on EVERY rank, naming the differing keys;
+            never a hang, never a wrong number), or ``states`` is not (len(keys), 5). Keys in a
+            different order on different ranks are matched by name.
+    """
+    keys_t, arr, err = _check_states(keys, states)
+    comm, rank, size = _world if _world is not None else _resolve()
+    if size == 1:
+        if err is not None:
+            raise ValueError(f"reduce_stat_states(): {err}")
+        return states
+    return _merge_over_ranks(comm, rank, size, keys_t, arr, err)
+
+
+def _merge_over_ranks(comm, rank, size, keys, arr, err):
+    import numpy as np
+
+    from spinfast._stats import merge_states
+
+    bufs = _gather_buffers.get(size)
+    if bufs is None:  # persistent: a header + _ROWS rows per rank
+        send = np.zeros(_HEAD + 5 * _ROWS, np.float64)
+        recv = np.zeros((size, _HEAD + 5 * _ROWS), np.float64)
+        bufs = _gather_buffers[size] = (send, recv, send[:_HEAD].view(np.int64),
+                                        recv[:, :_HEAD].view(np.int64))
+    send, recv, head, heads = bufs
+    k = len(keys) if err is None else -1
+    head[0] = k
+    head[1] = _keys_hash(keys) if err is None else 0
+    first = min(max(k, 0), _ROWS)
+    if first:
+        send[_HEAD:_HEAD + 5 * first] = arr[:first].reshape(-1)
+    comm.Allgather(send, recv)
+    rows = heads.tolist()
+    if err is not None or any(row != rows[0] for row in rows):
+        return _states_mismatch(comm, rank, size, keys, arr, err)
+    gathered = recv[:, _HEAD:_HEAD + 5 * first].reshape(size, first, 5)
+    if k > _ROWS:
+        rest = np.empty((size, k - _ROWS, 5), np.float64)
+        comm.Allgather(arr[_ROWS:], rest)
+        gathered = np.concatenate([gathered, rest], axis=1)
+    return merge_states(np.ascontiguousarray(gathered))
+
+
+def _states_mismatch(comm, rank, size, keys, arr, err):
+    # Every rank is here together (the headers are the same everywhere): gather the keys, then
+    # either merge by name (same keys, another order) or raise the same error on every rank.
+    import numpy as np
+
+    from spinfast._stats import merge_states
+
+    everyone = comm.allgather(("error", err) if err is not None else ("keys", keys))
+    if err is not None:
+        raise ValueError(f"reduce_stat_states(): {err}")
+    for r, (tag, value) in enumerate(everyone):
+        if tag == "error":
+            raise ValueError(f"reduce_stat_states(): rank {r} passed invalid input: {value}")
+    key_lists = [value for _, value in everyone]
+    reference = key_lists[0]
+    unique = all(len(set(ks)) == len(ks) for ks in key_lists)
+    if unique and all(set(ks) == set(reference) for ks in key_lists):
+        # Same keys in another order: send rows in rank 0's order, merge, map back to ours.
+        order = {key: i for i, key in enumerate(keys)}
+        mine = np.ascontiguousarray(arr[[order[key] for key in reference]])
+        gathered = np.empty((size, len(reference), 5), np.float64)
+        comm.Allgather(mine, gathered)
+        merged = merge_states(gathered)
+        where = {key: i for i, key in enumerate(reference)}
+        return merged[[where[key] for key in keys]]
+    all_keys = []
+    for ks in key_lists:
+        all_keys += [key for key in ks if key not in all_keys]
+    differing = {}
+    for key in all_keys:
+        having = [r for r, ks in enumerate(key_lists) if key in ks]
+        if len(having) != size:
+            differing[key] = having
+    if differing:
+        shown = ", ".join(f"{key!r} only on rank{'s' if len(r) > 1 else ''} "
+                          f"{', '.join(map(str, r))}"
+                          for key, r in list(differing.items())[:8])
+        more = f" and {len(differing) - 8} more" if len(differing) > 8 else ""
+        problem = f"keys differ between MPI ranks: {shown}{more}"
+    else:
+        problem = (f"a key repeats with different counts on different ranks: "
+                   f"{[list(ks) for ks in key_lists]!r}")
+    raise ValueError(f"reduce_stat_states(): {problem}; every rank must log the same keys "
+                     f"(log_tabular/get_stats in the same order on every rank)")
+
+
+def mpi_statistics_scalar(x, with_min_and_max=False):
+    """Get mean/std and optional min/max of scalar x across MPI processes.
+
+    Every element of ``x`` on every rank counts once; statistics in float64 (population std,
+    ddof=0), from Welford states merged over ranks in one collective. NaN and inf follow
+    numpy. No values on any rank gives NaN for every statistic.
+
+    Args:
+        x: An array containing samples of the scalar to produce statistics for (any shape; a
+            rank may have none).
+        with_min_and_max (bool): If true, return min and max of x in addition to mean and std.
+
+    Returns:
+        ``(mean, std)`` or ``(mean, std, min, max)`` as numpy float64 scalars.
+
+    Raises:
+        TypeError: ``x`` is not numeric.
+    """
+    import numpy as np
+
+    from spinfast._stats import Welford
+
+    acc = Welford()
+    acc.push(x)
+    comm, rank, size = _world if _world is not None else _resolve()
+    if size > 1:
+        merged = _merge_over_ranks(comm, rank, size, _STATS_KEY,
+                                   np.array([acc.state], np.float64), None)
+        acc = Welford.from_state(merged[0])
+    mean, std, lo, hi = (np.float64(acc.mean), np.float64(acc.std), np.float64(acc.min),
+                         np.float64(acc.max))
+    if with_min_and_max:
+        return mean, std, lo, hi
+    return mean, std
+
+
+_STATS_KEY = ("mpi_statistics_scalar",)

@@ -1,0 +1,323 @@
+"""The compiled flat-buffer engine (spinfast._flat): checks alone, then under real mpiexec."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import json
+
+import numpy as np
+import pytest
+
+from spinfast._flat import DEFAULT_FUSION_THRESHOLD, FlatBuffer
+
+
+def test_compiled_module_is_imported():
+    import spinfast._flat as flat
+
+    assert flat.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+# ---------------------------------------------------------------------------------------------
+# One process (comm=None): inputs are checked, nothing changes
+
+def test_single_process_is_identity_for_every_op():
+    arrays = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(70000), np.zeros(0)]
+    before = [a.copy() for a in arrays]
+    fb = FlatBuffer()
+    for op in ("sum", "mean", "min", "max", "prod"):
+        fb.allreduce(None, arrays, op=op)
+    fb.bcast(None, arrays, root=0)
+    for a, b in zip(arrays, before, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_constructor_and_repr():
+    fb = FlatBuffer()
+    assert fb.fusion_threshold == DEFAULT_FUSION_THRESHOLD
+    assert FlatBuffer(fusion_threshold=0).fusion_threshold == 0
+    assert repr(fb) == f"FlatBuffer(fusion_threshold={DEFAULT_FUSION_THRESHOLD}, nbytes=0)"
+    with pytest.raises(ValueError, match=r"FlatBuffer\(\): fusion_threshold must be >= 0"):
+        FlatBuffer(fusion_threshold=-1)
+
+
+@pytest.mark.parametrize("bad, exc, message", [
+    (np.arange(3), TypeError, r"array 1 has dtype int64; only float32 and float64"),
+    (np.ones(3, np.float16), TypeError, r"array 1 has dtype float16"),
+    (np.ones(6)[::2], ValueError, r"array 1 cannot be used in place .*contiguous"),
+    (1.5, TypeError, r"array 1 is a 'float', not a buffer"),
+])
+def test_bad_items_name_their_index(bad, exc, message):
+    with pytest.raises(exc, match=r"FlatBuffer\.allreduce\(\): " + message):
+        FlatBuffer().allreduce(None, [np.ones(2), bad])
+
+
+def test_read_only_and_not_a_list_and_bad_op_and_root():
+    ro = np.ones(4)
+    ro.flags.writeable = False
+    fb = FlatBuffer()
+    with pytest.raises(ValueError, match=r"array 0 cannot be used in place"):
+        fb.allreduce(None, [ro])
+    with pytest.raises(TypeError, match=r"arrays must be a list or tuple of arrays, got a "
+                                        r"'ndarray'"):
+        fb.allreduce(None, np.ones(3))
+    with pytest.raises(ValueError, match=r"unknown op 'avg'; pass one of 'sum', 'mean'"):
+        fb.allreduce(None, [np.ones(3)], op="avg")
+    with pytest.raises(ValueError, match=r"FlatBuffer\.bcast\(\): root 1 is not a rank of a "
+                                         r"communicator of size 1"):
+        fb.bcast(None, [np.ones(3)], root=1)
+
+
+def test_fortran_order_and_memoryview_items_are_accepted():
+    f = np.asfortranarray(np.ones((3, 4), np.float32))
+    mv = memoryview(np.ones(5))
+    FlatBuffer().allreduce(None, [f, mv], op="mean")
+
+
+# ---------------------------------------------------------------------------------------------
+# Real MPI
+
+FLAT_PROGRAM = r"""
+import json, sys
+import numpy as np
+from mpi4py import MPI
+from spinfast._flat import FlatBuffer
+
+comm = MPI.COMM_WORLD
+rank, size = comm.Get_rank(), comm.Get_size()
+THR = 1 << 12   # a small fusion threshold: arrays on both sides of it below
+
+def layout():
+    # Mixed shapes, dtypes and orders; sizes just under, at and over the threshold; empty.
+    shapes = [((3, 4), np.float32), ((1,), np.float64), ((1023,), np.float32),
+              ((1024,), np.float32), ((1025,), np.float32), ((511,), np.float64),
+              ((512,), np.float64), ((0,), np.float32), ((5, 7, 2), np.float64),
+              ((40, 50), np.float32), ((3000,), np.float64), ((), np.float64),
+              ((2, 2), np.float32)]
+    return shapes
+
+def data(seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, (shape, dt) in enumerate(layout()):
+        a = rng.standard_normal(shape).astype(dt)
+        if i == 9:
+            a = np.asfortranarray(a)
+        out.append(a)
+    return out
+
+results = {}
+
+def report(name, arrays):
+    results[name] = [np.asarray(a, np.float64).ravel(order="K").tolist() for a in arrays]
+
+mine = data(1000 + rank)
+report("input", mine)
+fb = FlatBuffer(THR)
+for step in range(3):                      # steady state: the same layout again and again
+    for op in ("sum", "mean", "min", "max", "prod"):
+        arrays = [a.copy(order="K") for a in mine]
+        fb.allreduce(comm, arrays, op=op)
+        for a, b in zip(arrays, mine):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert a.flags.f_contiguous == b.flags.f_contiguous
+        if step == 2:
+            report(op, arrays)
+# One instance per use: the same op every call (no re-agreement), results unchanged.
+fb_mean = FlatBuffer(THR)
+for step in range(4):
+    arrays = [a.copy(order="K") for a in mine]
+    fb_mean.allreduce(comm, arrays, op="mean")
+report("mean_steady", arrays)
+# A layout and op that change on every rank at once: agreement renewed, not an error.
+small = [np.full(3, float(rank))]
+fb_mean.allreduce(comm, small, op="sum")
+report("relayout_sum", small)
+# Broadcast from the last rank, twice (steady state).
+for step in range(2):
+    arrays = [a.copy(order="K") for a in mine]
+    fb.bcast(comm, arrays, root=size - 1)
+report("bcast", arrays)
+# Everything packed, and nothing packed.
+for thr, name in ((1 << 30, "mean_allpacked"), (0, "mean_nopacked")):
+    arrays = [a.copy(order="K") for a in mine]
+    FlatBuffer(thr).allreduce(comm, arrays, op="mean")
+    report(name, arrays)
+with open(f"results{rank}.json", "w") as f:
+    json.dump(results, f)
+print("DONE", rank, fb.nbytes > 0, flush=True)
+"""
+
+
+def _results(folder, size):
+    out = {}
+    for rank in range(size):
+        for name, value in json.loads((folder / f"results{rank}.json").read_text()).items():
+            out[(rank, name)] = value
+    return out
+
+
+def _inputs(size):
+    # Regenerate every rank's data exactly as the program does.
+    shapes = [((3, 4), np.float32), ((1,), np.float64), ((1023,), np.float32),
+              ((1024,), np.float32), ((1025,), np.float32), ((511,), np.float64),
+              ((512,), np.float64), ((0,), np.float32), ((5, 7, 2), np.float64),
+              ((40, 50), np.float32), ((3000,), np.float64), ((), np.float64),
+              ((2, 2), np.float32)]
+    per_rank = []
+    for rank in range(size):
+        rng = np.random.default_rng(1000 + rank)
+        arrays = []
+        for i, (shape, dt) in enumerate(shapes):
+            a = rng.standard_normal(shape).astype(dt)
+            if i == 9:
+                a = np.asfortranarray(a)
+            arrays.append(a)
+        per_rank.append(arrays)
+    return per_rank
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("size", [2, 3])
+def test_flat_engine_matches_numpy_on_every_rank(run_mpi, tmp_path, size):
+    proc = run_mpi(FLAT_PROGRAM, n=size, timeout=120)
+    res = _results(tmp_path, size)
+    assert proc.stdout.count("DONE") == size
+    inputs = _inputs(size)
+    for rank in range(size):  # the test regenerates exactly what each rank started from
+        got = res[(rank, "input")]
+        for a, b in zip(got, inputs[rank], strict=True):
+            assert np.array_equal(a, np.asarray(b, np.float64).ravel(order="K"))
+    refs = {
+        "sum": lambda s: np.sum(s, axis=0),
+        "mean": lambda s: np.sum(s, axis=0) / s.dtype.type(size),
+        "min": lambda s: np.min(s, axis=0),
+        "max": lambda s: np.max(s, axis=0),
+        "prod": lambda s: np.prod(s, axis=0),
+    }
+    for name, ref in [*refs.items(), ("mean_steady", refs["mean"]),
+                      ("mean_allpacked", refs["mean"]), ("mean_nopacked", refs["mean"])]:
+        for i in range(len(inputs[0])):
+            stack = np.stack([inputs[r][i].ravel(order="K") for r in range(size)])
+            expected = ref(stack).astype(np.float64)
+            rtol = 1e-6 if inputs[0][i].dtype == np.float32 else 1e-13
+            for rank in range(size):
+                np.testing.assert_allclose(res[(rank, name)][i], expected, rtol=rtol,
+                                           atol=1e-6 if rtol == 1e-6 else 1e-14,
+                                           err_msg=f"{name} array {i} rank {rank}")
+            # No rank different: bit-identical results everywhere.
+            for rank in range(1, size):
+                assert res[(rank, name)][i] == res[(0, name)][i], (name, i, rank)
+    for rank in range(size):
+        assert res[(rank, "relayout_sum")] == [[float(sum(range(size)))] * 3]
+        for i in range(len(inputs[0])):
+            assert res[(rank, "bcast")][i] == res[(size - 1, "input")][i]
+
+
+MISMATCH_PROGRAM = r"""
+import numpy as np
+from mpi4py import MPI
+from spinfast._flat import FlatBuffer
+
+comm = MPI.COMM_WORLD
+rank, size = comm.Get_rank(), comm.Get_size()
+last = size - 1
+fb = FlatBuffer(1 << 10)
+out = open(f"out{rank}.txt", "w")
+
+def base():
+    return [np.ones((4, 5), np.float32), np.ones(3000), np.ones(7)]
+
+def attempt(label, arrays, op="sum", call="allreduce", root=0):
+    # Agree on a good layout first, so that the mismatch is caught by the flag riding in the
+    # first collective (the steady-state path), not by the hash exchange of a fresh layout.
+    if call == "allreduce":
+        fb.allreduce(comm, base(), op="sum")
+    else:
+        fb.bcast(comm, base(), root=0)
+    try:
+        if call == "allreduce":
+            fb.allreduce(comm, arrays, op=op)
+        else:
+            fb.bcast(comm, arrays, root=root)
+    except (ValueError, TypeError) as exc:
+        print(f"ERR {label} rank={rank} {type(exc).__name__}: {exc}", file=out, flush=True)
+    else:
+        print(f"OK {label} rank={rank}", file=out, flush=True)
+
+attempt("warmup", base())                       # agreed layout from here on
+a = base()
+if rank == last: a[0] = np.ones((5, 4), np.float32)
+attempt("shape", a)
+a = base()
+if rank == last: a[1] = np.ones(3000, np.float32)
+attempt("dtype", a)
+a = base()
+if rank == last: a.append(np.ones(2))
+attempt("count", a)
+attempt("op", base(), op="sum" if rank else "mean")
+a = base()
+if rank == last: a[2] = np.arange(7)
+attempt("invalid", a)
+a = base()
+if rank == last: a[0] = np.asfortranarray(a[0])
+attempt("order", a)
+attempt("root", base(), call="bcast", root=0 if rank else 1)
+attempt("recovered", base())                    # a failed call leaves the engine usable
+fb = FlatBuffer(1 << 10)                        # first call of a fresh instance: hash exchange
+a = base()
+if rank == last: a[0] = np.ones((5, 4), np.float32)
+try:
+    fb.allreduce(comm, a)
+except ValueError as exc:
+    print(f"ERR fresh rank={rank} {type(exc).__name__}: {exc}", file=out, flush=True)
+x = base()
+fb.allreduce(comm, x, op="mean")
+print(f"VALUE rank={rank} {float(x[1][0])!r}", file=out, flush=True)
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("size", [2, 3])
+def test_layout_mismatch_raises_on_every_rank(run_mpi, tmp_path, size):
+    run_mpi(MISMATCH_PROGRAM, n=size, timeout=120)
+    text = "".join((tmp_path / f"out{rank}.txt").read_text() for rank in range(size))
+    lines = text.splitlines()
+
+    def outcome(label):
+        return sorted(line for line in lines if line.split(" ")[1:2] == [label])
+
+    for label in ("warmup", "recovered"):
+        assert len([x for x in outcome(label) if x.startswith("OK ")]) == size, text
+    expected = {
+        "fresh": r"array 0 differs between ranks: rank 0 has float32 (4, 5), rank {last} has "
+                 r"float32 (5, 4)",
+        "shape": r"array 0 differs between ranks: rank 0 has float32 (4, 5), rank {last} has "
+                 r"float32 (5, 4)",
+        "dtype": r"array 1 differs between ranks: rank 0 has float64 (3000,), rank {last} has "
+                 r"float32 (3000,)",
+        "count": r"array 3 differs between ranks: rank 0 has no array, rank {last} has float64 "
+                 r"(2,) (rank 0 passes 3 arrays, rank {last} passes 4)",
+        "op": r"op differs between ranks: rank 0 has 'mean', rank 1 has 'sum'",
+        "order": r"array 0 differs between ranks: rank 0 has float32 (4, 5), rank {last} has "
+                 r"float32 (4, 5) Fortran-order",
+        "root": r"root differs between ranks: rank 0 has 1, rank 1 has 0",
+    }
+    last = size - 1
+    for label, pattern in expected.items():
+        got = outcome(label)
+        assert len(got) == size and all(x.startswith("ERR ") for x in got), (label, text)
+        for line in got:
+            assert "ValueError: FlatBuffer." in line
+            assert pattern.format(last=last) in line, (label, line)
+    invalid = outcome("invalid")
+    assert len(invalid) == size
+    for line in invalid:
+        if f"rank={last} " in line:
+            assert "TypeError: FlatBuffer.allreduce(): array 2 has dtype int64" in line
+        else:
+            assert (f"ValueError: FlatBuffer.allreduce(): rank {last} passed invalid input: "
+                    f"array 2 has dtype int64") in line
+    assert sorted(x for x in lines if x.startswith("VALUE")) == [
+        f"VALUE rank={rank} 1.0" for rank in range(size)]
