@@ -27,34 +27,20 @@ Groups (ratio = reference median / spinfast median, so > 1 means spinfast is fas
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from mpibench import COMM, RANK, UNDER_MPI, clean_env, select_tests, timed
+from reference import reference_mpi_avg_grads, statistics_scalar
 
 from spinfast import mpi_tools
 from spinfast._flat import FlatBuffer
 
-UNDER_MPI = mpi_tools.num_procs() > 1
-COMM = mpi_tools.comm_world()
-RANK, SIZE = mpi_tools.proc_id(), mpi_tools.num_procs()
 if UNDER_MPI:
     from mpi4py import MPI
 IMPLS = ["spinfast", "reference"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_report(request):
-    """Let rank 0 alone print the tables: other ranks drop their terminal reporter."""
-    if RANK != 0:
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            request.config.pluginmanager.unregister(reporter)
-    yield
-    if COMM is not None:
-        COMM.Barrier()
 
 
 def mlp_grads(hidden: int, obs: int = 64, act: int = 8) -> list[np.ndarray]:
@@ -70,21 +56,6 @@ def mlp_grads(hidden: int, obs: int = 64, act: int = 8) -> list[np.ndarray]:
 
 # ~10k, ~1M and ~10M parameters
 MODELS = {"10k": (40, 2000), "1M": (490, 200), "10M": (1570, 20)}
-
-
-def timed(benchmark, fn, rounds):
-    """Time ``fn`` for a fixed number of rounds, each after an untimed barrier."""
-    fn()
-    benchmark.pedantic(fn, setup=COMM.Barrier, rounds=rounds, iterations=1, warmup_rounds=2)
-
-
-def reference_mpi_avg_grads(grads: list[np.ndarray]) -> None:
-    """Spinning Up's mpi_avg_grads data path: one float32 Allreduce per tensor, copies."""
-    for g in grads:
-        x = np.asarray(g, dtype=np.float32)
-        buff = np.zeros_like(x, dtype=np.float32)
-        COMM.Allreduce(x, buff, op=MPI.SUM)
-        g[:] = buff / SIZE
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -115,26 +86,7 @@ def test_grads_engine_vs_per_tensor(benchmark, paired, model, impl):
         engine = FlatBuffer()
         timed(benchmark, lambda: engine.allreduce(COMM, grads, op="mean"), rounds)
     else:
-        timed(benchmark, lambda: reference_mpi_avg_grads(grads), rounds)
-
-
-def reference_statistics_scalar(x):
-    """Spinning Up's mpi_statistics_scalar: float32, 3 Allreduces (+1 for min/max each)."""
-    def op(v, mpi_op):
-        scalar = np.isscalar(v)
-        v = np.asarray([v] if scalar else v, dtype=np.float32)
-        buff = np.zeros_like(v, dtype=np.float32)
-        COMM.Allreduce(v, buff, op=mpi_op)
-        return buff[0] if scalar else buff
-
-    x = np.array(x, dtype=np.float32)
-    global_sum, global_n = op([np.sum(x), len(x)], MPI.SUM)
-    mean = global_sum / global_n
-    global_sum_sq = op(np.sum((x - mean) ** 2), MPI.SUM)
-    std = np.sqrt(global_sum_sq / global_n)
-    global_min = op(np.min(x) if len(x) > 0 else np.inf, MPI.MIN)
-    global_max = op(np.max(x) if len(x) > 0 else -np.inf, MPI.MAX)
-    return mean, std, global_min, global_max
+        timed(benchmark, lambda: reference_mpi_avg_grads(COMM, grads), rounds)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -144,12 +96,7 @@ def test_mpi_statistics_scalar(benchmark, paired, impl):
     if impl == "spinfast":
         timed(benchmark, lambda: mpi_tools.mpi_statistics_scalar(x, True), 2000)
     else:
-        timed(benchmark, lambda: reference_statistics_scalar(x), 2000)
-
-
-def _clean_env():
-    prefixes = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPI_LOCAL", "MV2_", "IN_MPI")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+        timed(benchmark, lambda: statistics_scalar(x, True, COMM), 2000)
 
 
 IMPORTS = {
@@ -163,7 +110,7 @@ IMPORTS = {
 def test_import_time(benchmark, what):
     """A fresh interpreter per round; only rank 0 measures (the others wait at a barrier)."""
     benchmark.group = "import spinfast.mpi_tools (fresh interpreter, no launch)"
-    env = _clean_env()
+    env = clean_env()
     cmd = [sys.executable, "-c", IMPORTS[what]]
 
     def run():
@@ -185,25 +132,4 @@ def test_import_time(benchmark, what):
 _IMPORT_MEDIANS: dict[str, float] = {}
 
 
-def test_benchmarks_under_mpiexec(request, capsys):
-    """Without a launch, run this file under ``mpiexec -n 2`` and show its report."""
-    launcher = mpi_tools._find_launcher()
-    cmd = [launcher, "-n", "2", sys.executable, "-m", "pytest", __file__, "-q",
-           "-p", "no:cacheprovider", "--rootdir", str(request.config.rootpath)]
-    for flag in ("--benchmark-disable", "--check-targets"):
-        if request.config.getoption(flag.lstrip("-").replace("-", "_"), False):
-            cmd.append(flag)
-    env = _clean_env()
-    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
-                          check=False, cwd=request.config.rootpath)
-    with capsys.disabled():
-        print(f"\n--- {' '.join(cmd[:3])} {' '.join(cmd[5:])} ---\n{proc.stdout}")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-# One process: the only benchmark here is the relaunch above; under mpiexec, everything but it.
-for _name in [n for n in globals() if n.startswith("test_")]:
-    if (_name == "test_benchmarks_under_mpiexec") == UNDER_MPI:
-        del globals()[_name]
+select_tests(globals(), __file__)

@@ -636,6 +636,18 @@ cdef class EpochStats:
                 f"{sorted(map(str, self._accs))!r}. Call store({key}=...) first.")
         return w
 
+    def snapshot(self, key, bint reset=False):
+        """Return the state of ``key`` (then empty it if ``reset``), or None if never stored."""
+        cdef PyObject* found = PyDict_GetItem(self._accs, key)
+        cdef Welford w
+        if found == NULL:
+            return None
+        w = <Welford>found
+        state = (w.acc.n, w.acc.mean, w.acc.m2, w.acc.lo, w.acc.hi)
+        if reset:
+            acc_reset(&w.acc)
+        return state
+
     def stored_keys(self):
         """Keys ever stored, in first-store order."""
         return list(self._accs)

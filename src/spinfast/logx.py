@@ -130,6 +130,17 @@ def _format_cell(val) -> str:
     return str(val)
 
 
+def _field(key, val) -> str:
+    """The value as written to progress.txt: ``str(val)``, tabs and line breaks as spaces."""
+    s = str(val)
+    if "\t" in s or "\n" in s or "\r" in s:
+        warnings.warn(f"dump_tabular(): value of {key!r} holds tabs or line breaks, which "
+                      f"would corrupt progress.txt; they are written as spaces",
+                      RuntimeWarning, stacklevel=3)
+        s = s.replace("\r\n", " ").replace("\t", " ").replace("\n", " ").replace("\r", " ")
+    return s
+
+
 class _Pending:
     """Placeholder of a statistic whose value is known once the row's states are merged."""
 
@@ -173,6 +184,7 @@ class Logger:
             self.output_file = None
         self.first_row = True
         self.log_headers = []
+        self._header_set = set()  # membership of log_headers, O(1)
         self.log_current_row = {}
         self.exp_name = exp_name
 
@@ -194,13 +206,13 @@ class Logger:
         Raises:
             ValueError: a key not in the first row, or a key set twice in one row.
         """
-        if self.first_row:
-            if key not in self.log_headers:
-                self.log_headers.append(key)
-        elif key not in self.log_headers:
-            raise ValueError(
-                "Trying to introduce a new key %s that you didn't include in the first "
-                "iteration" % key)
+        if key not in self._header_set:
+            if not self.first_row:
+                raise ValueError(
+                    "Trying to introduce a new key %s that you didn't include in the first "
+                    "iteration" % key)
+            self.log_headers.append(key)
+            self._header_set.add(key)
         if key in self.log_current_row:
             raise ValueError(
                 "You already set %s this iteration. Maybe you forgot to call dump_tabular()"
@@ -225,32 +237,28 @@ class Logger:
         if mpi_tools.proc_id() == 0:
             width = max(15, max(len(k) for k in self.log_headers))
             fmt = "| %" + str(width) + "s | %15s |"
-            lines = ["-" * (22 + width)]
+            rule = "-" * (22 + width)
+            lines = [rule]
             fields = []
+            row = self.log_current_row
             for key in self.log_headers:
-                val = self.log_current_row.get(key, "")
-                lines.append(fmt % (key, _format_cell(val)))
-                fields.append(self._field(key, val))
-            lines.append("-" * (22 + width))
+                val = row.get(key, "")
+                if type(val) is float:  # the common case, without the general checks
+                    lines.append(fmt % (key, "%8.3g" % val))
+                    fields.append(repr(val))
+                else:
+                    lines.append(fmt % (key, _format_cell(val)))
+                    fields.append(_field(key, val))
+            lines.append(rule)
             print("\n".join(lines), flush=True)
             if self.output_file is not None:
                 out = "\t".join(fields) + "\n"
                 if self.first_row:
-                    out = "\t".join(self._field(k, k) for k in self.log_headers) + "\n" + out
+                    out = "\t".join(_field(k, k) for k in self.log_headers) + "\n" + out
                 self.output_file.write(out)
                 self.output_file.flush()
         self.log_current_row.clear()
         self.first_row = False
-
-    @staticmethod
-    def _field(key, val) -> str:
-        s = str(val)
-        if "\t" in s or "\n" in s or "\r" in s:
-            warnings.warn(f"dump_tabular(): value of {key!r} holds tabs or line breaks, which "
-                          f"would corrupt progress.txt; they are written as spaces",
-                          RuntimeWarning, stacklevel=3)
-            s = s.replace("\r\n", " ").replace("\t", " ").replace("\n", " ").replace("\r", " ")
-        return s
 
     def save_config(self, config):
         """Save an experiment configuration as ``config.json`` (and print it), rank 0 only.
@@ -369,6 +377,26 @@ class Logger:
                 torch.save(self.pytorch_saver_elements, tmp)
 
 
+_COLUMNS: dict = {}
+
+
+def _columns(key, with_min_and_max, average_only):
+    """``((column name, index into stats_of_states), ...)`` of a statistic, cached.
+
+    Indices: 0 mean, 1 std, 2 min, 3 max; order as Spinning Up: Average, Std, Max, Min.
+    """
+    spec = (key, bool(with_min_and_max), bool(average_only))
+    columns = _COLUMNS.get(spec)
+    if columns is None:
+        columns = [(key if average_only else "Average" + key, 0)]
+        if not average_only:
+            columns.append(("Std" + key, 1))
+        if with_min_and_max:
+            columns += [("Max" + key, 3), ("Min" + key, 2)]
+        columns = _COLUMNS[spec] = tuple(columns)
+    return columns
+
+
 class EpochLogger(Logger, EpochStats):
     """A Logger that also averages diagnostics stored over an epoch.
 
@@ -402,14 +430,10 @@ class EpochLogger(Logger, EpochStats):
         if val is not None:
             return super().log_tabular(key, val)
         state, known = self._local_state(key, reset=True)
-        # (column name, index into stats_of_states: 0 mean, 1 std, 2 min, 3 max)
-        columns = [(key if average_only else "Average" + key, 0)]
-        if not average_only:
-            columns.append(("Std" + key, 1))
-        if with_min_and_max:
-            columns += [("Max" + key, 3), ("Min" + key, 2)]
+        columns = _columns(key, with_min_and_max, average_only)
+        log = super().log_tabular
         for name, _ in columns:
-            super().log_tabular(name, _PENDING)
+            log(name, _PENDING)
         self._pending.append((key, state, known, columns))
         if mpi_tools.num_procs() == 1:
             self._resolve_row()
@@ -420,16 +444,12 @@ class EpochLogger(Logger, EpochStats):
         Single process: KeyError for a key never stored. Under MPI the decision waits for
         the merge (:meth:`_merged`), since other ranks may hold values for it.
         """
-        try:
-            acc = self.stats_accumulator(key)
-        except KeyError:
-            if mpi_tools.num_procs() == 1:
-                raise
-            return _EMPTY_STATE, False
-        state = acc.state
-        if reset:
-            acc.reset()
-        return state, True
+        state = self.snapshot(key, reset)
+        if state is not None:
+            return state, True
+        if mpi_tools.num_procs() == 1:
+            self.stats_accumulator(key)  # raises KeyError listing the stored keys
+        return _EMPTY_STATE, False
 
     def _merged(self, entries):
         """Merge ``(key, state, known)`` entries over ranks (one collective); return the states.

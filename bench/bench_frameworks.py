@@ -1,0 +1,270 @@
+"""PyTorch, TensorFlow and EpochLogger MPI paths beside Spinning Up's, in the same run.
+
+Run (two ranks; rank 0 reports)::
+
+    mpiexec -n 2 python -m pytest bench/bench_frameworks.py -p no:cacheprovider
+
+(collected without a launch, this file runs itself that way). Ratio = reference / spinfast
+median (above 1: spinfast faster); for the TF1 step it compares overheads over plain Adam.
+
+* ``torch grads``: ``mpi_avg_grads(model)`` on MLP actor-critics of ~10k, ~1M and ~10M
+  parameters, against Spinning Up's per-tensor path (target >= 3x at 10k) and against ONE raw
+  ``Allreduce(IN_PLACE)`` of the same bytes (target: overhead <= 1.15x at 1M and 10M);
+  ``FlatGrads.average()`` against the same raw Allreduce.
+* ``torch params``: ``sync_params(model)`` against one raw ``Bcast`` of the same bytes and
+  against Spinning Up's one ``Bcast`` per parameter.
+* ``logger dump 20 keys``: 20 ``log_tabular`` + ``dump_tabular`` (one collective) against
+  Spinning Up's 2 to 4 Allreduces per key (target >= 10x).
+* ``tf1 adam step ~1M``: ``MpiAdamOptimizer`` (``sync_every=1``, the default: broadcast every
+  step; and ``sync_every=100``) against Spinning Up's optimizer (concat + ``py_func`` into a
+  fresh buffer + broadcast of all parameters every step); the ratio compares the overheads over
+  a plain Adam step measured in the same group (target: >= 1.5x less).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+import numpy as np
+import pytest
+from mpibench import COMM, RANK, SIZE, UNDER_MPI, select_tests, timed
+from reference import ReferenceEpochLogger, reference_module_avg_grads, reference_sync_params
+
+if UNDER_MPI:
+    from mpi4py import MPI
+
+IMPLS = ["spinfast", "reference"]
+
+# hidden sizes of a 3-layer actor plus a 3-layer critic (obs 64, act 8): ~10k, ~1M, ~10M params
+TORCH_MODELS = {"10k": (40, 1000), "1M": (495, 100), "10M": (1575, 15)}
+
+
+def actor_critic(hidden):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(RANK)
+
+    def mlp(out):
+        return nn.Sequential(nn.Linear(64, hidden), nn.Tanh(), nn.Linear(hidden, hidden),
+                             nn.Tanh(), nn.Linear(hidden, out))
+
+    model = nn.ModuleDict({"pi": mlp(8), "v": mlp(1)})
+    x = torch.randn(32, 64)
+    (model["pi"](x).pow(2).mean() + model["v"](x).pow(2).mean()).backward()
+    return model
+
+
+def raw_buffer(model, what):
+    """One buffer of the model's bytes, allocated by torch like the model's own tensors.
+
+    (numpy would put it on transparent huge pages, which MPI moves ~1.5x faster here than
+    torch's memory: a raw reference in numpy memory would measure the allocator, not us.)
+    """
+    import torch
+
+    return torch.cat([(p.grad if what == "grad" else p).detach().reshape(-1)
+                      for p in model.parameters()]).numpy()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("size", list(TORCH_MODELS))
+def test_torch_grads_vs_per_tensor(benchmark, paired, size, impl):
+    from spinfast.mpi_pytorch import mpi_avg_grads
+
+    hidden, rounds = TORCH_MODELS[size]
+    model = actor_critic(hidden)
+    paired(benchmark, f"torch grads {size}: vs per-tensor", impl, 3.0 if size == "10k" else None)
+    if impl == "spinfast":
+        timed(benchmark, lambda: mpi_avg_grads(model), rounds)
+    else:
+        timed(benchmark, lambda: reference_module_avg_grads(COMM, model), rounds)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("size", list(TORCH_MODELS))
+def test_torch_grads_vs_raw(benchmark, paired, size, impl):
+    from spinfast.mpi_pytorch import mpi_avg_grads
+
+    hidden, rounds = TORCH_MODELS[size]
+    model = actor_critic(hidden)
+    paired(benchmark, f"torch grads {size}: vs raw Allreduce", impl,
+           None if size == "10k" else 1 / 1.15)
+    benchmark.extra_info["params"] = sum(p.numel() for p in model.parameters())
+    if impl == "spinfast":
+        timed(benchmark, lambda: mpi_avg_grads(model), rounds)
+    else:
+        buf = raw_buffer(model, "grad")
+        timed(benchmark, lambda: COMM.Allreduce(MPI.IN_PLACE, buf), rounds)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("size", list(TORCH_MODELS))
+def test_torch_flatgrads_vs_raw(benchmark, paired, size, impl):
+    from spinfast.mpi_pytorch import FlatGrads
+
+    hidden, rounds = TORCH_MODELS[size]
+    model = actor_critic(hidden)
+    paired(benchmark, f"torch FlatGrads {size}: vs raw Allreduce", impl)
+    if impl == "spinfast":
+        flat = FlatGrads(model)
+        timed(benchmark, flat.average, rounds)
+    else:
+        buf = raw_buffer(model, "grad")
+        timed(benchmark, lambda: COMM.Allreduce(MPI.IN_PLACE, buf), rounds)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("size", list(TORCH_MODELS))
+def test_torch_sync_params_vs_raw(benchmark, paired, size, impl):
+    from spinfast.mpi_pytorch import sync_params
+
+    hidden, rounds = TORCH_MODELS[size]
+    model = actor_critic(hidden)
+    paired(benchmark, f"torch params {size}: vs raw Bcast", impl,
+           None if size == "10k" else 1 / 1.15)
+    if impl == "spinfast":
+        timed(benchmark, lambda: sync_params(model), rounds)
+    else:
+        buf = raw_buffer(model, "param")
+        timed(benchmark, lambda: COMM.Bcast(buf, root=0), rounds)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("size", list(TORCH_MODELS))
+def test_torch_sync_params_vs_per_tensor(benchmark, paired, size, impl):
+    from spinfast.mpi_pytorch import sync_params
+
+    hidden, rounds = TORCH_MODELS[size]
+    model = actor_critic(hidden)
+    paired(benchmark, f"torch params {size}: vs per-tensor", impl)
+    if impl == "spinfast":
+        timed(benchmark, lambda: sync_params(model), rounds)
+    else:
+        timed(benchmark, lambda: reference_sync_params(COMM, model), rounds)
+
+
+KEYS = [f"Key{i:02d}" for i in range(20)]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_logger_dump_20_keys(benchmark, paired, impl, tmp_path):
+    from spinfast.logx import EpochLogger
+
+    paired(benchmark, "logger dump 20 keys (2 ranks)", impl, 10.0)
+    rng = np.random.default_rng(RANK)
+    values = {k: rng.standard_normal(10 + RANK).astype(np.float32) for k in KEYS}
+    if impl == "spinfast":
+        with contextlib.redirect_stdout(io.StringIO()):
+            logger = EpochLogger(output_dir=str(tmp_path / f"log{RANK}"))
+    else:
+        logger = ReferenceEpochLogger(comm=COMM)
+    out = open(os.devnull, "w")
+
+    def setup():
+        for k, v in values.items():
+            for x in v:
+                logger.store(**{k: float(x)})
+        COMM.Barrier()
+
+    def dump():
+        for k in KEYS:
+            logger.log_tabular(k, with_min_and_max=True)
+        with contextlib.redirect_stdout(out):
+            if impl == "spinfast":
+                logger.dump_tabular()
+            else:
+                logger.dump_tabular(out)
+
+    setup()
+    dump()
+    benchmark.pedantic(dump, setup=setup, rounds=300, iterations=1, warmup_rounds=5)
+
+
+# ~1M parameters: 64 -> 700 -> 700 -> 700 -> 8
+TF_DIMS = [64, 700, 700, 700, 8]
+
+
+def reference_mpi_adam(tf, comm, size):
+    """Spinning Up's MpiAdamOptimizer data path, written out: flat concat, py_func Allreduce
+    into a fresh buffer, split; after apply, broadcast all parameters through py_func."""
+    tf1 = tf.compat.v1
+
+    def flat_concat(xs):
+        return tf.concat([tf.reshape(x, (-1,)) for x in xs], axis=0)
+
+    class SpinupMpiAdam(tf1.train.AdamOptimizer):
+        def compute_gradients(self, loss, var_list, **kwargs):
+            gv = [(g, v) for g, v in super().compute_gradients(loss, var_list, **kwargs)
+                  if g is not None]
+            flat = flat_concat([g for g, _ in gv])
+            shapes = [v.shape.as_list() for _, v in gv]
+            sizes = [int(np.prod(s)) for s in shapes]
+
+            def collect(x):
+                buf = np.zeros_like(x)
+                comm.Allreduce(x, buf, op=MPI.SUM)
+                np.divide(buf, float(size), out=buf)
+                return buf
+
+            avg = tf1.py_func(collect, [flat], tf.float32)
+            avg.set_shape(flat.shape)
+            parts = tf.split(avg, sizes, axis=0)
+            return [(tf.reshape(g, s), v) for g, s, (_, v) in zip(parts, shapes, gv)]
+
+        def apply_gradients(self, gv, global_step=None, name=None):
+            opt = super().apply_gradients(gv, global_step, name)
+            with tf.control_dependencies([opt]):
+                params = [v for _, v in gv]
+                flat = flat_concat(params)
+
+                def bcast(x):
+                    comm.Bcast(x, root=0)
+                    return x
+
+                synced = tf1.py_func(bcast, [flat], tf.float32)
+                parts = tf.split(synced, [int(np.prod(p.shape.as_list())) for p in params])
+                sync = tf.group([p.assign(tf.reshape(s, p.shape)) for p, s in zip(params, parts)])
+            return tf.group([opt, sync])
+
+    return SpinupMpiAdam
+
+
+@pytest.mark.parametrize("impl", ["baseline", "spinfast", "reference"])
+@pytest.mark.parametrize("sync_every", [1, 100])
+def test_tf1_adam_step(benchmark, paired, impl, sync_every):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    from spinfast.mpi_tf import MpiAdamOptimizer
+
+    tf1 = tf.compat.v1
+    paired(benchmark, f"tf1 adam step ~1M, overhead, sync_every={sync_every}", impl, 1.5)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf1.set_random_seed(0)
+        x = tf1.placeholder(tf.float32, [None, TF_DIMS[0]])
+        h = x
+        for i, (a, b) in enumerate(zip(TF_DIMS[:-1], TF_DIMS[1:])):
+            w = tf1.get_variable(f"w{i}", [a, b])
+            h = tf.matmul(h, w)
+            if i < len(TF_DIMS) - 2:
+                h = tf.tanh(h)
+        loss = tf.reduce_mean(h ** 2)
+        if impl == "baseline":
+            opt = tf1.train.AdamOptimizer(1e-4)
+        elif impl == "spinfast":
+            opt = MpiAdamOptimizer(learning_rate=1e-4, sync_every=sync_every)
+        else:
+            opt = reference_mpi_adam(tf, COMM, SIZE)(1e-4)
+        train = opt.minimize(loss)
+        sess = tf1.Session(graph=graph, config=tf1.ConfigProto(
+            intra_op_parallelism_threads=1, inter_op_parallelism_threads=1))
+        sess.run(tf1.global_variables_initializer())
+    feed = {x: np.random.default_rng(RANK).standard_normal((32, TF_DIMS[0]), np.float32)}
+    timed(benchmark, lambda: sess.run(train, feed), 60, warmup_rounds=5)
+
+
+select_tests(globals(), __file__)

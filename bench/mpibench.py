@@ -1,0 +1,62 @@
+"""Scaffolding shared by the MPI benchmark files (bench_mpi.py, bench_frameworks.py).
+
+A file using it is collected twice over: run without a launch (``python -m pytest bench``) its
+only test relaunches the file under ``mpiexec -n 2`` and shows that report; under the launch
+every benchmark runs on both ranks with fixed round counts, each round after an untimed
+barrier, so all ranks make the same collectives. Rank 0 alone reports.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from spinfast import mpi_tools
+
+UNDER_MPI = mpi_tools.num_procs() > 1
+COMM = mpi_tools.comm_world()
+RANK, SIZE = mpi_tools.proc_id(), mpi_tools.num_procs()
+
+
+def timed(benchmark, fn, rounds, warmup_rounds=2):
+    """Time ``fn`` for a fixed number of rounds, each after an untimed barrier."""
+    fn()
+    benchmark.pedantic(fn, setup=COMM.Barrier, rounds=rounds, iterations=1,
+                       warmup_rounds=warmup_rounds)
+
+
+def clean_env():
+    """This environment without any MPI launcher's variables (for a fresh launch)."""
+    prefixes = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPI_LOCAL", "MV2_", "IN_MPI")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+def relaunch(request, capsys, path):
+    """Run the benchmark file ``path`` under ``mpiexec -n 2``; show and check its report."""
+    launcher = mpi_tools._find_launcher()
+    cmd = [launcher, "-n", "2", sys.executable, "-m", "pytest", str(path), "-q",
+           "-p", "no:cacheprovider", "--rootdir", str(request.config.rootpath)]
+    for flag in ("--benchmark-disable", "--check-targets"):
+        if request.config.getoption(flag.lstrip("-").replace("-", "_"), False):
+            cmd.append(flag)
+    env = clean_env()
+    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
+                          check=False, cwd=request.config.rootpath)
+    with capsys.disabled():
+        print(f"\n--- {' '.join(cmd[:3])} {' '.join(cmd[5:])} ---\n{proc.stdout}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def select_tests(namespace, path):
+    """Keep the benchmarks under a launch, else only a test that relaunches ``path``."""
+    for name in [n for n in namespace if n.startswith("test_")]:
+        if UNDER_MPI:
+            continue
+        del namespace[name]
+    if not UNDER_MPI:
+        def test_benchmarks_under_mpiexec(request, capsys):
+            relaunch(request, capsys, path)
+        namespace["test_benchmarks_under_mpiexec"] = test_benchmarks_under_mpiexec
