@@ -289,3 +289,19 @@ def test_empty_state_constant_matches_compiled_empty_state():
     from spinfast._stats import Welford
 
     assert logx._EMPTY_STATE == Welford().state
+
+
+def test_keys_with_percent_signs_and_changing_headers(tmp_path, capsys):
+    logger = Logger(output_dir=str(tmp_path))
+    capsys.readouterr()
+    logger.log_tabular("Success%", 0.5)
+    logger.dump_tabular()
+    assert "|        Success% |             0.5 |" in capsys.readouterr().out
+    other = Logger(output_dir=str(tmp_path / "b"))
+    other.log_tabular("A", 1.0)
+    other.dump_tabular()
+    capsys.readouterr()
+    other.log_tabular("A", 2.0)
+    other.dump_tabular()
+    assert capsys.readouterr().out == "-" * 37 + "\n|               A |               2 |\n" + \
+        "-" * 37 + "\n"

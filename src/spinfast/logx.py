@@ -130,6 +130,18 @@ def _format_cell(val) -> str:
     return str(val)
 
 
+def _table_template(headers) -> str:
+    """The stdout table for ``headers`` with a ``%15s`` slot per value (Spinning Up's layout).
+
+    ``w = max(15, longest key)``; a rule of ``22 + w`` dashes; ``| <key right-aligned in w> |
+    <value right-aligned in 15> |`` per key; the rule again.
+    """
+    width = max(15, max(len(k) for k in headers))
+    rule = "-" * (22 + width)
+    rows = [("| %*s | " % (width, key)).replace("%", "%%") + "%15s |" for key in headers]
+    return "\n".join([rule, *rows, rule])
+
+
 def _field(key, val) -> str:
     """The value as written to progress.txt: ``str(val)``, tabs and line breaks as spaces."""
     s = str(val)
@@ -185,6 +197,8 @@ class Logger:
         self.first_row = True
         self.log_headers = []
         self._header_set = set()  # membership of log_headers, O(1)
+        self._table_headers = None  # the headers self._table was made for
+        self._table = ""
         self.log_current_row = {}
         self.exp_name = exp_name
 
@@ -235,22 +249,20 @@ class Logger:
                               "written. Call log_tabular() first.", RuntimeWarning, stacklevel=2)
             return
         if mpi_tools.proc_id() == 0:
-            width = max(15, max(len(k) for k in self.log_headers))
-            fmt = "| %" + str(width) + "s | %15s |"
-            rule = "-" * (22 + width)
-            lines = [rule]
-            fields = []
+            if self._table_headers != self.log_headers:
+                self._table_headers = list(self.log_headers)
+                self._table = _table_template(self.log_headers)
+            cells, fields = [], []
             row = self.log_current_row
             for key in self.log_headers:
                 val = row.get(key, "")
                 if type(val) is float:  # the common case, without the general checks
-                    lines.append(fmt % (key, "%8.3g" % val))
+                    cells.append("%8.3g" % val)
                     fields.append(repr(val))
                 else:
-                    lines.append(fmt % (key, _format_cell(val)))
+                    cells.append(_format_cell(val))
                     fields.append(_field(key, val))
-            lines.append(rule)
-            print("\n".join(lines), flush=True)
+            print(self._table % tuple(cells), flush=True)
             if self.output_file is not None:
                 out = "\t".join(fields) + "\n"
                 if self.first_row:
