@@ -118,3 +118,17 @@ def test_single_process_is_a_no_op():
     for p, g in zip(model.parameters(), before):
         assert torch.equal(p.grad, g)
         assert p.grad.data_ptr() == flat.views[p].data_ptr()
+
+
+def test_parameter_walk_matches_module_parameters():
+    from spinfast.mpi_pytorch import _parameters
+
+    shared = torch.nn.Linear(3, 3)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(2, 3), torch.nn.ModuleDict({"a": shared, "b": shared}),
+        torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(3, 1)), torch.nn.Identity())
+    model.extra = torch.nn.Parameter(torch.zeros(2))
+    model[0].bias.requires_grad_(False)
+    expected = list(model.parameters())
+    assert _parameters(model, trainable_only=False) == expected
+    assert _parameters(model, trainable_only=True) == [p for p in expected if p.requires_grad]

@@ -220,18 +220,24 @@ class Logger:
         Raises:
             ValueError: a key not in the first row, or a key set twice in one row.
         """
-        if key not in self._header_set:
-            if not self.first_row:
+        self._put((key,), val)
+
+    def _put(self, keys, val):
+        """Set each of ``keys`` to ``val`` in the current row, with log_tabular's checks."""
+        row, headers = self.log_current_row, self._header_set
+        for key in keys:
+            if key not in headers:
+                if not self.first_row:
+                    raise ValueError(
+                        "Trying to introduce a new key %s that you didn't include in the first "
+                        "iteration" % key)
+                self.log_headers.append(key)
+                headers.add(key)
+            if key in row:
                 raise ValueError(
-                    "Trying to introduce a new key %s that you didn't include in the first "
-                    "iteration" % key)
-            self.log_headers.append(key)
-            self._header_set.add(key)
-        if key in self.log_current_row:
-            raise ValueError(
-                "You already set %s this iteration. Maybe you forgot to call dump_tabular()"
-                % key)
-        self.log_current_row[key] = val
+                    "You already set %s this iteration. Maybe you forgot to call "
+                    "dump_tabular()" % key)
+            row[key] = val
 
     def _resolve_row(self):
         """Fill in statistics whose values wait for the row's cross-rank merge (hook)."""
@@ -393,19 +399,19 @@ _COLUMNS: dict = {}
 
 
 def _columns(key, with_min_and_max, average_only):
-    """``((column name, index into stats_of_states), ...)`` of a statistic, cached.
+    """``(column names, indices into a stats_of_states tuple)`` of a statistic, cached.
 
     Indices: 0 mean, 1 std, 2 min, 3 max; order as Spinning Up: Average, Std, Max, Min.
     """
     spec = (key, bool(with_min_and_max), bool(average_only))
     columns = _COLUMNS.get(spec)
     if columns is None:
-        columns = [(key if average_only else "Average" + key, 0)]
+        pairs = [(key if average_only else "Average" + key, 0)]
         if not average_only:
-            columns.append(("Std" + key, 1))
+            pairs.append(("Std" + key, 1))
         if with_min_and_max:
-            columns += [("Max" + key, 3), ("Min" + key, 2)]
-        columns = _COLUMNS[spec] = tuple(columns)
+            pairs += [("Max" + key, 3), ("Min" + key, 2)]
+        columns = _COLUMNS[spec] = tuple(zip(*pairs))
     return columns
 
 
@@ -443,9 +449,7 @@ class EpochLogger(Logger, EpochStats):
             return super().log_tabular(key, val)
         state, known = self._local_state(key, reset=True)
         columns = _columns(key, with_min_and_max, average_only)
-        log = super().log_tabular
-        for name, _ in columns:
-            log(name, _PENDING)
+        self._put(columns[0], _PENDING)
         self._pending.append((key, state, known, columns))
         if mpi_tools.num_procs() == 1:
             self._resolve_row()
@@ -487,7 +491,7 @@ class EpochLogger(Logger, EpochStats):
             if state[0] == 0 and mpi_tools.proc_id() == 0:
                 warnings.warn(f"log_tabular(): no values stored for {key!r} since it was last "
                               f"logged; its statistics are NaN", RuntimeWarning, stacklevel=3)
-            for name, which in columns:
+            for name, which in zip(*columns):
                 self.log_current_row[name] = stats[which]
 
     def get_stats(self, key):
