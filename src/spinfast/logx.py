@@ -130,15 +130,20 @@ def _format_cell(val) -> str:
     return str(val)
 
 
-def _table_template(headers) -> str:
-    """The stdout table for ``headers`` with a ``%15s`` slot per value (Spinning Up's layout).
+_PLAIN_NUMBERS = frozenset((float, int, bool))
+
+
+def _table_template(headers, plain) -> str:
+    """The stdout table for ``headers``, with a slot per value (Spinning Up's layout).
 
     ``w = max(15, longest key)``; a rule of ``22 + w`` dashes; ``| <key right-aligned in w> |
-    <value right-aligned in 15> |`` per key; the rule again.
+    <value right-aligned in 15> |`` per key; the rule again. A plain number's slot formats it
+    (``%15.3g``), any other value's slot takes its formatted cell (``%15s``).
     """
     width = max(15, max(len(k) for k in headers))
     rule = "-" * (22 + width)
-    rows = [("| %*s | " % (width, key)).replace("%", "%%") + "%15s |" for key in headers]
+    rows = [("| %*s | " % (width, key)).replace("%", "%%") + ("%15.3g |" if p else "%15s |")
+            for key, p in zip(headers, plain)]
     return "\n".join([rule, *rows, rule])
 
 
@@ -197,7 +202,8 @@ class Logger:
         self.first_row = True
         self.log_headers = []
         self._header_set = set()  # membership of log_headers, O(1)
-        self._table_headers = None  # the headers self._table was made for
+        self._table_headers = None  # the headers and value kinds self._table was made for
+        self._table_plain = None
         self._table = ""
         self.log_current_row = {}
         self.exp_name = exp_name
@@ -255,24 +261,25 @@ class Logger:
                               "written. Call log_tabular() first.", RuntimeWarning, stacklevel=2)
             return
         if mpi_tools.proc_id() == 0:
-            if self._table_headers != self.log_headers:
-                self._table_headers = list(self.log_headers)
-                self._table = _table_template(self.log_headers)
-            cells, fields = [], []
-            row = self.log_current_row
-            for key in self.log_headers:
-                val = row.get(key, "")
-                if type(val) is float:  # the common case, without the general checks
-                    cells.append("%8.3g" % val)
-                    fields.append(repr(val))
-                else:
-                    cells.append(_format_cell(val))
-                    fields.append(_field(key, val))
-            print(self._table % tuple(cells), flush=True)
+            headers = self.log_headers
+            vals = [self.log_current_row.get(key, "") for key in headers]
+            # Plain numbers (the common case) go straight into "%15.3g" slots, which print
+            # exactly as Spinning Up's "%8.3g" right-aligned in 15 columns.
+            plain = [type(v) in _PLAIN_NUMBERS for v in vals]
+            if self._table_headers != headers or self._table_plain != plain:
+                self._table_headers, self._table_plain = list(headers), plain
+                self._table = _table_template(headers, plain)
+            if all(plain):
+                print(self._table % tuple(vals), flush=True)
+                out = "\t".join(map(str, vals)) + "\n"
+            else:
+                print(self._table % tuple(v if p else _format_cell(v)
+                                          for v, p in zip(vals, plain)), flush=True)
+                out = "\t".join(str(v) if p else _field(k, v)
+                                 for k, v, p in zip(headers, vals, plain)) + "\n"
             if self.output_file is not None:
-                out = "\t".join(fields) + "\n"
                 if self.first_row:
-                    out = "\t".join(_field(k, k) for k in self.log_headers) + "\n" + out
+                    out = "\t".join(_field(k, k) for k in headers) + "\n" + out
                 self.output_file.write(out)
                 self.output_file.flush()
         self.log_current_row.clear()
@@ -476,7 +483,7 @@ class EpochLogger(Logger, EpochStats):
         states = [state for _, state, _ in entries]
         if mpi_tools.num_procs() > 1:
             states = mpi_tools.reduce_stat_states([key for key, _, _ in entries],
-                                                  np.array(states, dtype=np.float64))
+                                                  np.array(states, dtype=np.float64)).tolist()
         for (key, _, known), state in zip(entries, states):
             if state[0] == 0 and not known:
                 self.stats_accumulator(key)  # raises KeyError listing this rank's keys
