@@ -65,7 +65,7 @@ def test_epoch_logger_union_statistics(run_mpi, tmp_path, size):
         assert proc.stdout.count(f"rank {rank} reset-stats nan nan") == 2
 
 
-def test_keys_differing_between_ranks_raise_everywhere(run_mpi):
+def test_keys_differing_between_ranks_raise_everywhere(run_mpi, tmp_path):
     code = """
     from spinfast.logx import EpochLogger
     from spinfast.mpi_tools import proc_id
@@ -78,10 +78,16 @@ def test_keys_differing_between_ranks_raise_everywhere(run_mpi):
         logger.dump_tabular()
     except ValueError as exc:
         print(f"rank {proc_id()} ValueError: {exc}", flush=True)
+    # The run goes on: the failed row's statistics are dropped, the next row is written.
+    logger.store(A=5.0)
+    logger.log_tabular("A")
+    logger.dump_tabular()
     """
     proc = run_mpi(code, n=2, timeout=60)
     assert "rank 0 ValueError" in proc.stdout and "rank 1 ValueError" in proc.stdout
     assert "'B'" in proc.stdout
+    lines = (tmp_path / "out" / "progress.txt").read_text().splitlines()
+    assert lines == ["AverageA\tStdA\tAverageB\tStdB", "5.0\t0.0\t\t"]
 
 
 def test_key_never_stored_anywhere_raises_keyerror_everywhere(run_mpi):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "atomic_dir"]
 
 
 @contextlib.contextmanager
@@ -31,3 +32,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a fresh (not yet created) folder name beside ``path``; on success swap it in.
+
+    The old folder is renamed aside until the new one is in place and only then removed, so a
+    crash at any moment leaves a complete checkpoint (the old one, at worst under its aside
+    name). If the body raises, the temporary folder is removed and ``path`` is untouched.
+    """
+    path = os.fspath(path).rstrip(os.sep)
+    head, tail = os.path.split(path)
+    tmp = os.path.join(head, f".{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        old = None
+        if os.path.exists(path):
+            old = f"{tmp}.old"
+            os.rename(path, old)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

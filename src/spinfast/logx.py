@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-import shutil
 import time
 import warnings
 import weakref
@@ -22,7 +21,7 @@ import joblib
 import numpy as np
 
 from spinfast import mpi_tools
-from spinfast._io import atomic_path
+from spinfast._io import atomic_dir, atomic_path
 from spinfast._stats import EpochStats, stats_of_states
 from spinfast.serialization_utils import convert_json, dumps_config
 
@@ -93,17 +92,6 @@ def restore_tf2_model(fpath):
         raise FileNotFoundError(f"restore_tf2_model(): no saved_model.pb in {fpath!r}; pass a "
                                 f"tf2_save folder written by Logger.setup_tf2_saver")
     return tf.saved_model.load(fpath)
-
-
-def _replace_dir(tmp_dir: str, final_dir: str) -> None:
-    """Move the finished ``tmp_dir`` to ``final_dir``, keeping the old one until it is in place."""
-    old = None
-    if osp.exists(final_dir):
-        old = f"{final_dir}.old-{os.getpid()}"
-        os.rename(final_dir, old)
-    os.rename(tmp_dir, final_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _unique_default_dir() -> str:
@@ -346,16 +334,10 @@ class Logger:
         import tensorflow as tf
 
         fpath = osp.join(self.output_dir, "tf1_save" + ("%d" % itr if itr is not None else ""))
-        tmp = osp.join(self.output_dir, f".{osp.basename(fpath)}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)  # simple_save needs a fresh folder
-        try:
+        with atomic_dir(fpath) as tmp:
             with self.tf_saver_elements["session"].graph.as_default():
                 tf.compat.v1.saved_model.simple_save(export_dir=tmp, **self.tf_saver_elements)
             joblib.dump(self.tf_saver_info, osp.join(tmp, "model_info.pkl"))
-            _replace_dir(tmp, fpath)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     def setup_tf2_saver(self, model):
         """Save a TF2 model (a ``tf.Module`` or Keras model) with each :meth:`save_state`.
@@ -371,14 +353,8 @@ class Logger:
         import tensorflow as tf
 
         fpath = osp.join(self.output_dir, "tf2_save" + ("%d" % itr if itr is not None else ""))
-        tmp = osp.join(self.output_dir, f".{osp.basename(fpath)}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
+        with atomic_dir(fpath) as tmp:
             tf.saved_model.save(self.tf2_saver_elements, tmp)
-            _replace_dir(tmp, fpath)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     def setup_pytorch_saver(self, what_to_save):
         """Save ``what_to_save`` (a module or any torch-picklable object) with each save_state.
@@ -432,7 +408,7 @@ class EpochLogger(Logger, EpochStats):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._pending = []  # (stat key, state tuple, output names), merged at dump
+        self._pending = []  # (key, state, known here, columns) of each statistic not merged yet
 
     def log_tabular(self, key, val=None, with_min_and_max=False, average_only=False):
         """Log a value, or statistics of the values stored under ``key`` this epoch.
@@ -493,7 +469,13 @@ class EpochLogger(Logger, EpochStats):
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        states = self._merged([entry[:3] for entry in pending])
+        try:
+            states = self._merged([entry[:3] for entry in pending])
+        except Exception:
+            for *_, (names, _) in pending:  # no placeholder may reach progress.txt
+                for name in names:
+                    self.log_current_row.pop(name, None)
+            raise
         for (key, _, _, columns), state, stats in zip(pending, states, stats_of_states(states)):
             if state[0] == 0 and mpi_tools.proc_id() == 0:
                 warnings.warn(f"log_tabular(): no values stored for {key!r} since it was last "
