@@ -305,3 +305,30 @@ def test_keys_with_percent_signs_and_changing_headers(tmp_path, capsys):
     other.dump_tabular()
     assert capsys.readouterr().out == "-" * 37 + "\n|               A |               2 |\n" + \
         "-" * 37 + "\n"
+
+
+def test_store_framework_tensors(tmp_path):
+    import tensorflow as tf
+    import torch
+
+    logger = EpochLogger(output_dir=str(tmp_path))
+    t = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    logger.store(T=t * 1, S=torch.tensor(5.0), F=tf.constant([6.0, 7.0]), V=tf.Variable(8.0))
+    t.data.fill_(100.0)  # consumed at store: later changes do not matter
+    logger.log_tabular("T", with_min_and_max=True)
+    logger.log_tabular("S", average_only=True)
+    logger.log_tabular("F", average_only=True)
+    logger.log_tabular("V", average_only=True)
+    assert logger.log_current_row == {"AverageT": 2.5, "StdT": pytest.approx(np.std([1, 2, 3, 4])),
+                                      "MaxT": 4.0, "MinT": 1.0, "S": 5.0, "F": 6.5, "V": 8.0}
+
+
+def test_store_does_not_import_frameworks(tmp_path):
+    code = ("import sys\nimport numpy as np\nfrom spinfast.logx import EpochLogger\n"
+            "lg = EpochLogger(output_dir=sys.argv[1])\n"
+            "lg.store(A=1.0, B=np.ones(3), C=[1, 2], D=np.float32(2))\n"
+            "lg.log_tabular('A'); lg.dump_tabular()\n"
+            "print([m for m in ('tensorflow', 'torch') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    assert out.strip().endswith("[]")
