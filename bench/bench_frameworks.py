@@ -45,6 +45,9 @@ def actor_critic(hidden):
     import torch
     from torch import nn
 
+    from spinfast.mpi_pytorch import setup_pytorch_for_mpi
+
+    setup_pytorch_for_mpi()  # as every Spinning Up PyTorch program does (1 thread per rank here)
     torch.manual_seed(RANK)
 
     def mlp(out):
