@@ -17,7 +17,6 @@ import time
 import warnings
 import weakref
 
-import joblib
 import numpy as np
 
 from spinfast import mpi_tools
@@ -64,6 +63,7 @@ def restore_tf_graph(sess, fpath):
     Raises:
         FileNotFoundError: ``fpath`` holds no saved model.
     """
+    import joblib
     import tensorflow as tf
 
     info_path = osp.join(fpath, "model_info.pkl")
@@ -299,6 +299,8 @@ class Logger:
         an unpicklable state logs a red warning and the run goes on.
         """
         if mpi_tools.proc_id() == 0:
+            import joblib  # loaded on first save: it costs more to import than all of logx
+
             fname = "vars.pkl" if itr is None else f"vars{itr}.pkl"
             try:
                 with atomic_path(osp.join(self.output_dir, fname)) as tmp:
@@ -331,6 +333,7 @@ class Logger:
     def _tf_simple_save(self, itr=None):
         if mpi_tools.proc_id() != 0:
             return
+        import joblib
         import tensorflow as tf
 
         fpath = osp.join(self.output_dir, "tf1_save" + ("%d" % itr if itr is not None else ""))
