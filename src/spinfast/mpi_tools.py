@@ -126,11 +126,6 @@ def _install_abort_hook(comm, rank: int, size: int) -> None:
     sys.excepthook = abort_all_ranks
 
 
-def _comm():
-    """Return the world communicator (mpi4py) under an MPI launch, else None."""
-    return _resolve()[0]
-
-
 def comm_world():
     """Return ``mpi4py.MPI.COMM_WORLD`` under an MPI launch, or None in a single process.
 
@@ -291,7 +286,7 @@ def mpi_fork(n, bind_to_core=False):
 # ---------------------------------------------------------------------------------------------
 # Reductions
 
-_OP_NAMES = {"sum": "sum", "min": "min", "max": "max", "prod": "prod"}
+_OP_NAMES = ("sum", "min", "max", "prod")
 
 
 def _engine(name: str):
@@ -407,7 +402,7 @@ def allreduce(*args, **kwargs):
         TypeError: missing buffers (single process).
         ValueError: buffers of different sizes (single process).
     """
-    comm = _comm()
+    comm = comm_world()
     if comm is not None:
         return comm.Allreduce(*args, **kwargs)
     import numpy as np
@@ -493,7 +488,7 @@ def allreduce_arrays(arrays, op="mean", engine=None):
     Raises:
         TypeError, ValueError: as ``FlatBuffer.allreduce`` (on every rank under MPI).
     """
-    (engine or _engine("arrays")).allreduce(_comm(), arrays, op=op)
+    (engine or _engine("arrays")).allreduce(comm_world(), arrays, op=op)
 
 
 def broadcast_arrays(arrays, root=0, engine=None):
@@ -508,7 +503,7 @@ def broadcast_arrays(arrays, root=0, engine=None):
     Raises:
         TypeError, ValueError: as ``FlatBuffer.bcast`` (on every rank under MPI).
     """
-    (engine or _engine("bcast_arrays")).bcast(_comm(), arrays, root=root)
+    (engine or _engine("bcast_arrays")).bcast(comm_world(), arrays, root=root)
 
 
 # ---------------------------------------------------------------------------------------------
