@@ -32,7 +32,7 @@ import sys
 
 import numpy as np
 import pytest
-from mpibench import COMM, RANK, UNDER_MPI, clean_env, select_tests, timed
+from mpibench import COMM, RANK, UNDER_MPI, clean_env, interleaved, select_tests, timed
 from reference import reference_mpi_avg_grads, statistics_scalar
 
 from spinfast import mpi_tools
@@ -40,7 +40,6 @@ from spinfast._flat import FlatBuffer
 
 if UNDER_MPI:
     from mpi4py import MPI
-IMPLS = ["spinfast", "reference"]
 
 
 def mlp_grads(hidden: int, obs: int = 64, act: int = 8) -> list[np.ndarray]:
@@ -58,45 +57,37 @@ def mlp_grads(hidden: int, obs: int = 64, act: int = 8) -> list[np.ndarray]:
 MODELS = {"10k": (40, 2000), "1M": (490, 200), "10M": (1570, 20)}
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+GRADS_TARGETS = {
+    "raw": {"10k": 1 / 1.5, "1M": 1 / 1.10, "10M": 1 / 1.10},
+    "per-tensor": {"10k": 3.0, "1M": 1.5},
+}
+
+
 @pytest.mark.parametrize("model", list(MODELS))
-def test_grads_engine_vs_raw_allreduce(benchmark, paired, model, impl):
+@pytest.mark.parametrize("against", list(GRADS_TARGETS))
+def test_grads_mean(benchmark, against, model):
     hidden, rounds = MODELS[model]
     grads = mlp_grads(hidden)
-    n = sum(g.size for g in grads)
-    paired(benchmark, f"grads mean {model}: engine vs raw", impl,
-           1 / 1.5 if model == "10k" else 1 / 1.10)
-    benchmark.extra_info["elements"] = n
-    if impl == "spinfast":
-        engine = FlatBuffer()
-        timed(benchmark, lambda: engine.allreduce(COMM, grads, op="mean"), rounds)
-    else:
+    benchmark.extra_info["elements"] = sum(g.size for g in grads)
+    engine = FlatBuffer()
+    if against == "raw":
         buf = np.concatenate([g.ravel() for g in grads])
-        timed(benchmark, lambda: COMM.Allreduce(MPI.IN_PLACE, buf), rounds)
 
-
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("model", list(MODELS))
-def test_grads_engine_vs_per_tensor(benchmark, paired, model, impl):
-    hidden, rounds = MODELS[model]
-    grads = mlp_grads(hidden)
-    paired(benchmark, f"grads mean {model}: engine vs per-tensor", impl,
-           {"10k": 3.0, "1M": 1.5}.get(model))
-    if impl == "spinfast":
-        engine = FlatBuffer()
-        timed(benchmark, lambda: engine.allreduce(COMM, grads, op="mean"), rounds)
+        def reference():
+            COMM.Allreduce(MPI.IN_PLACE, buf)
     else:
-        timed(benchmark, lambda: reference_mpi_avg_grads(COMM, grads), rounds)
+        def reference():
+            reference_mpi_avg_grads(COMM, grads)
+    interleaved(benchmark, f"grads mean {model}: engine vs {against}",
+                GRADS_TARGETS[against].get(model), rounds,
+                lambda: engine.allreduce(COMM, grads, op="mean"), reference)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_mpi_statistics_scalar(benchmark, paired, impl):
-    paired(benchmark, "mpi_statistics_scalar 1000, min/max", impl, 1.5)
+def test_mpi_statistics_scalar(benchmark):
     x = np.random.default_rng(RANK).standard_normal(1000).astype(np.float32)
-    if impl == "spinfast":
-        timed(benchmark, lambda: mpi_tools.mpi_statistics_scalar(x, True), 2000)
-    else:
-        timed(benchmark, lambda: statistics_scalar(x, True, COMM), 2000)
+    interleaved(benchmark, "mpi_statistics_scalar 1000, min/max", 1.5, 2000,
+                lambda: mpi_tools.mpi_statistics_scalar(x, True),
+                lambda: statistics_scalar(x, True, COMM))
 
 
 IMPORTS = {

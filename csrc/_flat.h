@@ -1,8 +1,10 @@
 /*
- * Scaling kernels of spinfast._flat: the division that turns an MPI SUM into a mean.
+ * Kernels of spinfast._flat: the division that turns an MPI SUM into a mean, and the
+ * reduction step of the engine's own reduce-scatter.
  *
  *   sff_scale_T(x, n, size)             x[i] = x[i] / size          (in place)
  *   sff_copy_scale_T(dst, src, n, size) dst[i] = src[i] / size      (dst, src disjoint)
+ *   sff_add_T(dst, src, n, size)        dst[i] = (dst[i] + src[i]) / size   (size 1: no division)
  *
  * Same IEEE result as numpy's x / size in the array's dtype. For a power-of-two size the
  * reciprocal is exact, so x * (1/size) is bit-identical to the division and several times
@@ -46,7 +48,26 @@
                 dst[i] = src[i] / d;                                                         \
     }
 
+#define SFF_DEFINE_ADD(NAME, T)                                                               \
+    static SFF_CLONES void sff_add_##NAME(T *restrict dst, const T *restrict src, ptrdiff_t n, \
+                                          int size)                                          \
+    {                                                                                        \
+        ptrdiff_t i;                                                                         \
+        const T d = (T)size, r = (T)1 / d;                                                   \
+        if (size == 1)                                                                       \
+            for (i = 0; i < n; i++)                                                          \
+                dst[i] = dst[i] + src[i];                                                    \
+        else if ((size & (size - 1)) == 0)                                                   \
+            for (i = 0; i < n; i++)                                                          \
+                dst[i] = (dst[i] + src[i]) * r;                                              \
+        else                                                                                 \
+            for (i = 0; i < n; i++)                                                          \
+                dst[i] = (dst[i] + src[i]) / d;                                              \
+    }
+
 SFF_DEFINE_SCALE(f32, float)
 SFF_DEFINE_SCALE(f64, double)
+SFF_DEFINE_ADD(f32, float)
+SFF_DEFINE_ADD(f64, double)
 
 #endif /* SPINFAST_FLAT_H */

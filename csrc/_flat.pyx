@@ -10,14 +10,22 @@ or numpy views of framework parameter/gradient memory) and works on them in plac
   unpacked back (divided by the number of ranks on the way out for a mean);
 * arrays at or above the threshold are reduced in place on their own memory, with no copy
   (a copy costs about a fifth of an Allreduce of the same bytes);
-* a mean is divided by the number of ranks after the last collective, in the unpacking copy for
-  packed arrays and in one pass for the others (work between collectives would delay every
-  rank's next collective).
+* sums and means of buffers of ``RING_THRESHOLD`` bytes or more (large arrays, or a large
+  packed buffer) go through the engine's own ring reduce-scatter and allgather (``Sendrecv``
+  between neighbours, on a duplicate of the communicator, into one persistent scratch buffer)
+  instead of ``Allreduce``: MPI's Allreduce allocates a temporary buffer of the message's size
+  on every call (a 40 MB one faults in fresh pages each time), and a mean needs a separate
+  division pass after it. The ring divides in the reduction step itself, so a mean costs what a
+  sum does; every element is reduced once, on one rank, and copied to the others, so all ranks
+  hold bit-identical results;
+* otherwise a mean is divided by the number of ranks after the last collective, in the
+  unpacking copy for packed arrays and in one pass for the others (work between collectives
+  would delay every rank's next collective).
 
 The packed buffer follows Horovod's fusion buffer and DDP's buckets, inside one process.
 
 MPI is reached only through mpi4py's buffer calls (``Allreduce``/``Bcast`` with ``IN_PLACE``,
-which release the GIL), so this module links to no MPI library and works with whichever MPI
+``Sendrecv``; all release the GIL), so this module links to no MPI library and works with whichever MPI
 mpi4py was built for. Buffers are allocated when the layout changes, never in steady state.
 
 Layout agreement. Every rank must pass arrays of the same dtypes and shapes in the same order.
@@ -44,7 +52,9 @@ from cpython.buffer cimport (
     PyBUF_ANY_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_IsContiguous, PyBuffer_Release,
     PyObject_CheckBuffer, PyObject_GetBuffer,
 )
+from cpython.buffer cimport PyBUF_READ, PyBUF_WRITE
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.memoryview cimport PyMemoryView_FromMemory
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -75,6 +85,10 @@ cdef tuple _KIND_NAMES = ("?", "float32", "float64")
 cdef int64_t _BAD_INPUT = (<int64_t>1) << 62
 
 DEFAULT_FUSION_THRESHOLD = 1 << 16
+# Sums and means of buffers this large (bytes) use the engine's ring instead of MPI Allreduce.
+RING_THRESHOLD = 1 << 16
+cdef Py_ssize_t _RING_MIN = RING_THRESHOLD
+cdef int _RING_TAG = 7
 
 
 cdef struct slot_t:
@@ -96,6 +110,8 @@ cdef extern from "_flat.h" nogil:
     void sff_scale_f64(double* x, Py_ssize_t n, int size)
     void sff_copy_scale_f32(float* dst, const float* src, Py_ssize_t n, int size)
     void sff_copy_scale_f64(double* dst, const double* src, Py_ssize_t n, int size)
+    void sff_add_f32(float* dst, const float* src, Py_ssize_t n, int size)
+    void sff_add_f64(double* dst, const double* src, Py_ssize_t n, int size)
 
 
 cdef inline void _scale(int kind, char* x, Py_ssize_t n, int size) noexcept nogil:
@@ -104,6 +120,15 @@ cdef inline void _scale(int kind, char* x, Py_ssize_t n, int size) noexcept nogi
         sff_scale_f32(<float*>x, n, size)
     else:
         sff_scale_f64(<double*>x, n, size)
+
+
+cdef inline bint _rings(int code, Py_ssize_t nbytes) noexcept nogil:
+    # Whether a reduction of this buffer goes through the engine's ring (same on every rank).
+    return (code == OP_SUM or code == OP_MEAN) and nbytes >= _RING_MIN
+
+
+cdef inline Py_ssize_t _chunk_start(Py_ssize_t n, int chunk, int size) noexcept nogil:
+    return n * chunk // size
 
 
 cdef void _pack(const slot_t* s, Py_ssize_t count, char* b32, char* b64) noexcept nogil:
@@ -167,6 +192,21 @@ cdef object _mpi():
     return _MPI
 
 
+# The ring's point-to-point messages travel on a duplicate of the caller's communicator, so they
+# can never match a receive of the program's own (a collective's context is private likewise).
+# One duplicate per communicator, made collectively by the call that first needs it: every rank
+# makes the same calls, so every rank makes it in the same call.
+cdef dict _RING_COMMS = {}
+
+
+cdef object _ring_comm(object comm):
+    key = comm.py2f()
+    dup = _RING_COMMS.get(key)
+    if dup is None:
+        dup = _RING_COMMS[key] = comm.Dup()
+    return dup
+
+
 cdef class FlatBuffer:
     """Reduce or broadcast lists of float32/float64 arrays in place with few MPI collectives.
 
@@ -217,6 +257,9 @@ cdef class FlatBuffer:
     # hash exchange
     cdef object _hdr
     cdef int64_t* _hdr_p
+    # the ring's receive buffer
+    cdef object _scratch
+    cdef char* _scratch_p
 
     def __cinit__(self):
         self._slots = NULL
@@ -245,6 +288,8 @@ cdef class FlatBuffer:
         self._flagbuf = np.zeros(1, np.float64)
         f = self._flagbuf
         self._flag_p = &f[0]
+        self._scratch = np.zeros(0, np.uint8)
+        self._scratch_p = NULL
 
     def __dealloc__(self):
         self._release()
@@ -253,8 +298,8 @@ cdef class FlatBuffer:
 
     @property
     def nbytes(self):
-        """Bytes held by the packed buffers (float32 and float64 together)."""
-        return self._store32.nbytes + self._store64.nbytes
+        """Bytes held by the packed buffers and the ring's scratch buffer."""
+        return self._store32.nbytes + self._store64.nbytes + self._scratch.nbytes
 
     def __repr__(self):
         return f"FlatBuffer(fusion_threshold={self.fusion_threshold}, nbytes={self.nbytes})"
@@ -537,7 +582,7 @@ cdef class FlatBuffer:
                     with nogil:
                         _pack(self._slots, self._count, self._p32, self._p64)
                 self._write_flag(fg[1], fptr, _flag_ok(code) if not bcast else 0.0)
-                comm.Allreduce(MPI.IN_PLACE, fg[0], _MPI_OPS[code])
+                self._reduce(comm, fg[0], fptr, fg[0].nbytes, fg[1], code, rank, size, 1)
                 if self._read_flag(fg[1], fptr) == (_flag_ok(code) if not bcast else 0.0):
                     self._collectives(comm, arrays, code, root, rank, size, True)
                     return 0
@@ -545,7 +590,9 @@ cdef class FlatBuffer:
                 fkind = self._agreed_fkind
                 fptr = self._agreed_fptr
                 self._write_flag(fkind, fptr, _flag_set(self._agreed_code))
-                comm.Allreduce(MPI.IN_PLACE, self._agreed_fview, _MPI_OPS[self._agreed_code])
+                # the collective the others make: the flag is element 0 of the agreed view
+                self._reduce(comm, self._agreed_fview, fptr, self._agreed_fview.nbytes, fkind,
+                             self._agreed_code, rank, size, 1)
             self._agreed = False
             self._agreed_fview = None
 
@@ -572,7 +619,8 @@ cdef class FlatBuffer:
         if bcast or self._fgroup == FG_ALONE:
             fresh = False  # the flag buffer is apart: nothing of the data went yet
         else:
-            comm.Allreduce(MPI.IN_PLACE, fg[0], _MPI_OPS[code])
+            self._reduce(comm, fg[0], self._agreed_fptr, fg[0].nbytes, fg[1], code, rank, size,
+                         1)
             fresh = True
         self._collectives(comm, arrays, code, root, rank, size, fresh)
         return 0
@@ -584,8 +632,6 @@ cdef class FlatBuffer:
         cdef Py_ssize_t i
         cdef slot_t* s
         cdef int divide_by = size if code == OP_MEAN else 1
-        cdef object mpi_op = _MPI_OPS[code]
-        cdef object IN_PLACE = _MPI.IN_PLACE
         if code == OP_BCAST:
             if self._n32:
                 comm.Bcast(self._view32, root)
@@ -593,17 +639,20 @@ cdef class FlatBuffer:
                 comm.Bcast(self._view64, root)
         else:
             if self._n32 and not (first_done and self._fgroup == FG_F32):
-                comm.Allreduce(IN_PLACE, self._view32, mpi_op)
+                self._reduce(comm, self._view32, self._p32, self._n32 * 4, DK_F32, code, rank,
+                             size, 1)
             if self._n64 and not (first_done and self._fgroup == FG_F64):
-                comm.Allreduce(IN_PLACE, self._view64, mpi_op)
+                self._reduce(comm, self._view64, self._p64, self._n64 * 8, DK_F64, code, rank,
+                             size, 1)
         for i in range(self._count):
             s = &self._slots[i]
             if s.packed or s.n == 0:
                 continue
             if code == OP_BCAST:
                 comm.Bcast(arrays[i], root)
-            else:
-                comm.Allreduce(IN_PLACE, arrays[i], mpi_op)
+            else:  # a ring divides as it reduces
+                self._reduce(comm, arrays[i], s.ptr, s.nbytes, s.kind, code, rank, size,
+                             divide_by)
         # Scale and unpack only after the last collective: work between collectives delays
         # every rank's next one (measured: more than the scaling itself costs).
         if code != OP_BCAST or rank != root:
@@ -611,9 +660,70 @@ cdef class FlatBuffer:
                 _unpack(self._slots, self._count, self._p32, self._p64, divide_by)
                 if divide_by > 1:
                     for i in range(self._count):
-                        if not self._slots[i].packed:
-                            _scale(self._slots[i].kind, self._slots[i].ptr, self._slots[i].n,
-                                   divide_by)
+                        s = &self._slots[i]
+                        if not s.packed and not _rings(code, s.nbytes):
+                            _scale(s.kind, s.ptr, s.n, divide_by)
+        return 0
+
+    cdef int _reduce(self, object comm, object view, char* ptr, Py_ssize_t nbytes, int kind,
+                     int code, int rank, int size, int divide_by) except -1:
+        # One in-place reduction of a buffer: MPI's Allreduce, or the ring for a large sum or
+        # mean (which also divides by ``divide_by``; Allreduce leaves that to the caller).
+        if not _rings(code, nbytes):
+            comm.Allreduce(_MPI.IN_PLACE, view, _MPI_OPS[code])
+        else:
+            self._ring(_ring_comm(comm), ptr, nbytes, kind, rank, size, divide_by)
+        return 0
+
+    cdef int _ring(self, object comm, char* ptr, Py_ssize_t nbytes, int kind, int rank,
+                   int size, int divide_by) except -1:
+        # Ring reduce-scatter, then ring allgather, of the buffer in ``size`` chunks. In step s
+        # of the reduce-scatter a rank sends chunk rank-s to its right neighbour and adds the
+        # chunk rank-s-1 received from its left one into its own copy; after size-1 steps it
+        # holds chunk rank+1 fully reduced (divided in the last addition), and the allgather
+        # passes the finished chunks around the ring. Each element is reduced on one rank
+        # only, so every rank ends with the same bits.
+        cdef Py_ssize_t isz = 4 if kind == DK_F32 else 8
+        cdef Py_ssize_t n = nbytes // isz
+        cdef Py_ssize_t need = (n // size + 1) * isz
+        cdef Py_ssize_t a, b, ra, rb
+        cdef int right = (rank + 1) % size, left = (rank + size - 1) % size
+        cdef int step, cs, cr, last
+        cdef char* scratch
+        cdef unsigned char[::1] mem
+        if self._scratch.shape[0] < need:
+            self._scratch = np.zeros(need, np.uint8)
+            mem = self._scratch
+            self._scratch_p = <char*>&mem[0]
+        scratch = self._scratch_p
+        for step in range(size - 1):
+            cs = (rank - step + 2 * size) % size
+            cr = (rank - step - 1 + 2 * size) % size
+            a = _chunk_start(n, cs, size)
+            b = _chunk_start(n, cs + 1, size)
+            ra = _chunk_start(n, cr, size)
+            rb = _chunk_start(n, cr + 1, size)
+            comm.Sendrecv(PyMemoryView_FromMemory(ptr + a * isz, (b - a) * isz, PyBUF_READ),
+                          right, _RING_TAG,
+                          PyMemoryView_FromMemory(scratch, (rb - ra) * isz, PyBUF_WRITE),
+                          left, _RING_TAG)
+            last = divide_by if step == size - 2 else 1
+            with nogil:
+                if kind == DK_F32:
+                    sff_add_f32(<float*>ptr + ra, <const float*>scratch, rb - ra, last)
+                else:
+                    sff_add_f64(<double*>ptr + ra, <const double*>scratch, rb - ra, last)
+        for step in range(size - 1):
+            cs = (rank + 1 - step + 2 * size) % size
+            cr = (rank - step + 2 * size) % size
+            a = _chunk_start(n, cs, size)
+            b = _chunk_start(n, cs + 1, size)
+            ra = _chunk_start(n, cr, size)
+            rb = _chunk_start(n, cr + 1, size)
+            comm.Sendrecv(PyMemoryView_FromMemory(ptr + a * isz, (b - a) * isz, PyBUF_READ),
+                          right, _RING_TAG,
+                          PyMemoryView_FromMemory(ptr + ra * isz, (rb - ra) * isz, PyBUF_WRITE),
+                          left, _RING_TAG)
         return 0
 
     cdef int _mismatch(self, object comm, object err, int code, int root, object op,

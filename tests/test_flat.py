@@ -321,3 +321,72 @@ def test_layout_mismatch_raises_on_every_rank(run_mpi, tmp_path, size):
                     f"array 2 has dtype int64") in line
     assert sorted(x for x in lines if x.startswith("VALUE")) == [
         f"VALUE rank={rank} 1.0" for rank in range(size)]
+
+
+RING_PROGRAM = r"""
+import hashlib, json
+import numpy as np
+from mpi4py import MPI
+from spinfast._flat import RING_THRESHOLD, FlatBuffer
+
+comm = MPI.COMM_WORLD
+rank, size = comm.Get_rank(), comm.Get_size()
+ring_f32 = RING_THRESHOLD // 4
+# Around the ring threshold, lengths that do not divide by the number of ranks, both dtypes.
+SHAPES = [((ring_f32 - 1,), np.float32), ((ring_f32,), np.float32), ((100003,), np.float32),
+          ((257, 301), np.float64), ((ring_f32 // 2 - 1,), np.float64), ((3,), np.float32)]
+rng = np.random.default_rng(50 + rank)
+mine = [rng.standard_normal(s).astype(dt) for s, dt in SHAPES]
+everyone = comm.allgather(mine)           # pickled: independent of the engine
+out = {}
+for thr, label in ((1 << 16, "inplace"), (1 << 30, "packed")):   # large arrays / large pack
+    fb = FlatBuffer(thr)
+    for op in ("sum", "mean", "max"):
+        for step in range(2):
+            arrays = [a.copy() for a in mine]
+            fb.allreduce(comm, arrays, op=op)
+        for i, a in enumerate(arrays):
+            stack = np.stack([r[i] for r in everyone])
+            ref = {"sum": lambda s: s.sum(0), "mean": lambda s: s.sum(0) / s.dtype.type(size),
+                   "max": lambda s: s.max(0)}[op](stack)
+            err = float(np.max(np.abs(a.astype(np.float64) - ref)))
+            out[f"{label} {op} {i}"] = (err, hashlib.sha1(a.tobytes()).hexdigest())
+# A rank changing its layout while the agreed first collective is a ring (large packed buffer):
+# every rank raises, and the engine recovers.
+fb = FlatBuffer(1 << 30)
+fb.allreduce(comm, [a.copy() for a in mine], op="mean")
+bad = [a.copy() for a in mine]
+if rank == size - 1:
+    bad[2] = bad[2][:-1].copy()
+try:
+    fb.allreduce(comm, bad, op="mean")
+    out["mismatch"] = "no error"
+except ValueError as exc:
+    out["mismatch"] = str(exc)
+again = [a.copy() for a in mine]
+fb.allreduce(comm, again, op="sum")
+out["recovered"] = float(np.max(np.abs(again[2] - sum(r[2] for r in everyone))))
+with open(f"ring{rank}.json", "w") as f:
+    json.dump(out, f)
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("size", [2, 3, 4])
+def test_ring_reductions_match_numpy_and_agree_bitwise(run_mpi, tmp_path, size):
+    """Large sums and means go through the engine's ring: numpy's result, the same bits on
+    every rank, at sizes that do not divide evenly; a layout change mid-ring still raises."""
+    run_mpi(RING_PROGRAM, n=size, timeout=180)
+    res = [json.loads((tmp_path / f"ring{rank}.json").read_text()) for rank in range(size)]
+    names = [k for k in res[0] if k not in ("mismatch", "recovered")]
+    assert len(names) == 2 * 3 * 6
+    for name in names:
+        tol = 1e-12 if name.split()[2] in ("3", "4") else 1e-5  # float64 arrays: 3 and 4
+        for rank in range(size):
+            assert res[rank][name][0] <= tol, (name, rank, res[rank][name])
+            assert res[rank][name][1] == res[0][name][1], (name, rank)
+    for rank in range(size):
+        assert ("array 2 differs between ranks: rank 0 has float32 (100003,), "
+                f"rank {size - 1} has float32 (100002,)") in res[rank]["mismatch"]
+        assert res[rank]["recovered"] <= 1e-5

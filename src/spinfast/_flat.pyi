@@ -3,6 +3,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 DEFAULT_FUSION_THRESHOLD: int  # bytes (Py_ssize_t)
+RING_THRESHOLD: int  # bytes: sums and means of buffers this large use the engine's ring
 
 # Items: writable, C- or Fortran-contiguous float32 ('f') / float64 ('d') buffers (any object
 # with the buffer protocol: numpy arrays, numpy views of framework tensors, memoryviews); the
@@ -16,7 +17,7 @@ class FlatBuffer:
     @property
     def fusion_threshold(self) -> int: ...  # bytes (Py_ssize_t)
     @property
-    def nbytes(self) -> int: ...  # bytes held by the packed float32 + float64 buffers
+    def nbytes(self) -> int: ...  # bytes held by the packed buffers and the ring's scratch
     def allreduce(
         self,
         comm: Comm | None,
