@@ -57,11 +57,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     tr = terminalreporter
     tr.section("speed-up over the plain reference (median times)")
-    tr.write_line(f"{'group':<34}{'spinfast':>14}{'reference':>14}{'ratio':>9}{'target':>9}")
+    tr.write_line(f"{'group':<46}{'spinfast':>14}{'reference':>14}{'ratio':>9}{'target':>9}")
     for group, ours, ref, ratio, target in rows:
         verdict = "" if target is None else (" ok" if ratio >= target else " BELOW TARGET")
         tgt = "" if target is None else f">={target:.2f}x"
-        tr.write_line(f"{group:<34}{ours * 1e6:>12.3f}us{ref * 1e6:>12.3f}us{ratio:>8.1f}x"
+        tr.write_line(f"{group:<46}{ours * 1e6:>12.3f}us{ref * 1e6:>12.3f}us{ratio:>8.1f}x"
                       f"{tgt:>9}{verdict}")
 
 

@@ -89,6 +89,9 @@ DEFAULT_FUSION_THRESHOLD = 1 << 16
 RING_THRESHOLD = 1 << 16
 cdef Py_ssize_t _RING_MIN = RING_THRESHOLD
 cdef int _RING_TAG = 7
+# Broadcasts on fewer ranks go down the engine's binomial tree (MPICH's choice too below 8
+# ranks); on more, MPI's Bcast of each buffer (scatter + allgather for large messages).
+cdef int _TREE_MAX_RANKS = 8
 
 
 cdef struct slot_t:
@@ -129,6 +132,24 @@ cdef inline bint _rings(int code, Py_ssize_t nbytes) noexcept nogil:
 
 cdef inline Py_ssize_t _chunk_start(Py_ssize_t n, int chunk, int size) noexcept nogil:
     return n * chunk // size
+
+
+cdef void _add_chunk(char** ptrs, Py_ssize_t* ns, Py_ssize_t m, int kind, Py_ssize_t isz,
+                    Py_ssize_t ra, Py_ssize_t rb, const char* scratch, int divide_by) noexcept nogil:
+    # Add the received chunk [ra, rb) of the virtual concatenation (packed at the start of
+    # scratch) into the arrays' own elements, dividing by divide_by (1: none).
+    cdef Py_ssize_t j, vs = 0, lo, hi
+    for j in range(m):
+        lo = ra if ra > vs else vs
+        hi = rb if rb < vs + ns[j] else vs + ns[j]
+        if hi > lo:
+            if kind == DK_F32:
+                sff_add_f32(<float*>(ptrs[j] + (lo - vs) * isz),
+                            <const float*>(scratch + (lo - ra) * isz), hi - lo, divide_by)
+            else:
+                sff_add_f64(<double*>(ptrs[j] + (lo - vs) * isz),
+                            <const double*>(scratch + (lo - ra) * isz), hi - lo, divide_by)
+        vs += ns[j]
 
 
 cdef void _pack(const slot_t* s, Py_ssize_t count, char* b32, char* b64) noexcept nogil:
@@ -227,6 +248,8 @@ cdef class FlatBuffer:
 
     cdef slot_t* _slots
     cdef Py_buffer* _views
+    cdef char** _ring_ptr       # the buffers of one ring or tree (pointers, element counts)
+    cdef Py_ssize_t* _ring_n
     cdef Py_ssize_t _cap
     cdef Py_ssize_t _nacq
     cdef Py_ssize_t _count
@@ -264,6 +287,8 @@ cdef class FlatBuffer:
     def __cinit__(self):
         self._slots = NULL
         self._views = NULL
+        self._ring_ptr = NULL
+        self._ring_n = NULL
         self._cap = 0
         self._nacq = 0
         self._count = 0
@@ -295,6 +320,8 @@ cdef class FlatBuffer:
         self._release()
         PyMem_Free(self._slots)
         PyMem_Free(self._views)
+        PyMem_Free(self._ring_ptr)
+        PyMem_Free(self._ring_n)
 
     @property
     def nbytes(self):
@@ -383,6 +410,14 @@ cdef class FlatBuffer:
         if p == NULL:
             raise MemoryError()
         self._views = <Py_buffer*>p
+        p = PyMem_Realloc(self._ring_ptr, (n + 2) * sizeof(char*))   # + the packed buffers
+        if p == NULL:
+            raise MemoryError()
+        self._ring_ptr = <char**>p
+        p = PyMem_Realloc(self._ring_n, (n + 2) * sizeof(Py_ssize_t))
+        if p == NULL:
+            raise MemoryError()
+        self._ring_n = <Py_ssize_t*>p
         memset(self._slots + self._cap, 0, (n - self._cap) * sizeof(slot_t))
         self._cap = n
         self._planned = False
@@ -629,10 +664,31 @@ cdef class FlatBuffer:
                           int size, bint first_done) except -1:
         # Move the data: packed buffers (the flag buffer may be done already), then the arrays
         # in place, then unpack and scale.
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, m
+        cdef int kind
         cdef slot_t* s
         cdef int divide_by = size if code == OP_MEAN else 1
-        if code == OP_BCAST:
+        if code == OP_BCAST and size < _TREE_MAX_RANKS:
+            # Everything (packed buffers and large arrays) down one binomial tree, as bytes.
+            m = 0
+            if self._n32:
+                self._ring_ptr[m] = self._p32
+                self._ring_n[m] = self._n32 * 4
+                m += 1
+            if self._n64:
+                self._ring_ptr[m] = self._p64
+                self._ring_n[m] = self._n64 * 8
+                m += 1
+            for i in range(self._count):
+                s = &self._slots[i]
+                if not s.packed and s.n:
+                    self._ring_ptr[m] = s.ptr
+                    self._ring_n[m] = s.nbytes
+                    m += 1
+            if m:
+                self._tree_bcast(_ring_comm(comm), self._ring_ptr, self._ring_n, m, root,
+                                 rank, size)
+        elif code == OP_BCAST:
             if self._n32:
                 comm.Bcast(self._view32, root)
             if self._n64:
@@ -646,13 +702,27 @@ cdef class FlatBuffer:
                              size, 1)
         for i in range(self._count):
             s = &self._slots[i]
-            if s.packed or s.n == 0:
+            if s.packed or s.n == 0 or _rings(code, s.nbytes):
                 continue
             if code == OP_BCAST:
-                comm.Bcast(arrays[i], root)
-            else:  # a ring divides as it reduces
-                self._reduce(comm, arrays[i], s.ptr, s.nbytes, s.kind, code, rank, size,
-                             divide_by)
+                if size >= _TREE_MAX_RANKS:
+                    comm.Bcast(arrays[i], root)
+            else:
+                comm.Allreduce(_MPI.IN_PLACE, arrays[i], _MPI_OPS[code])
+        if code == OP_SUM or code == OP_MEAN:
+            # The large arrays of each dtype: one ring over all of them (it divides as it
+            # reduces).
+            for kind in (DK_F32, DK_F64):
+                m = 0
+                for i in range(self._count):
+                    s = &self._slots[i]
+                    if not s.packed and s.kind == kind and _rings(code, s.nbytes):
+                        self._ring_ptr[m] = s.ptr
+                        self._ring_n[m] = s.n
+                        m += 1
+                if m:
+                    self._ring(_ring_comm(comm), self._ring_ptr, self._ring_n, m, kind, rank,
+                               size, divide_by)
         # Scale and unpack only after the last collective: work between collectives delays
         # every rank's next one (measured: more than the scaling itself costs).
         if code != OP_BCAST or rank != root:
@@ -669,61 +739,116 @@ cdef class FlatBuffer:
                      int code, int rank, int size, int divide_by) except -1:
         # One in-place reduction of a buffer: MPI's Allreduce, or the ring for a large sum or
         # mean (which also divides by ``divide_by``; Allreduce leaves that to the caller).
+        cdef Py_ssize_t n = nbytes // (4 if kind == DK_F32 else 8)
         if not _rings(code, nbytes):
             comm.Allreduce(_MPI.IN_PLACE, view, _MPI_OPS[code])
         else:
-            self._ring(_ring_comm(comm), ptr, nbytes, kind, rank, size, divide_by)
+            self._ring(_ring_comm(comm), &ptr, &n, 1, kind, rank, size, divide_by)
         return 0
 
-    cdef int _ring(self, object comm, char* ptr, Py_ssize_t nbytes, int kind, int rank,
-                   int size, int divide_by) except -1:
-        # Ring reduce-scatter, then ring allgather, of the buffer in ``size`` chunks. In step s
-        # of the reduce-scatter a rank sends chunk rank-s to its right neighbour and adds the
-        # chunk rank-s-1 received from its left one into its own copy; after size-1 steps it
-        # holds chunk rank+1 fully reduced (divided in the last addition), and the allgather
-        # passes the finished chunks around the ring. Each element is reduced on one rank
+    cdef int _ring(self, object comm, char** ptrs, Py_ssize_t* ns, Py_ssize_t m, int kind,
+                   int rank, int size, int divide_by) except -1:
+        # Ring reduce-scatter, then ring allgather, over the m arrays seen as one virtual
+        # concatenation of total elements, cut into ``size`` chunks. In step s of the
+        # reduce-scatter a rank sends chunk rank-s to its right neighbour and adds the chunk
+        # rank-s-1 received from its left one into its own arrays; after size-1 steps it holds
+        # chunk rank+1 fully reduced (divided in the last addition), and the allgather passes
+        # the finished chunks around the ring. A chunk spanning several arrays moves as one
+        # message per array piece, all posted at once; each element is reduced on one rank
         # only, so every rank ends with the same bits.
         cdef Py_ssize_t isz = 4 if kind == DK_F32 else 8
-        cdef Py_ssize_t n = nbytes // isz
-        cdef Py_ssize_t need = (n // size + 1) * isz
-        cdef Py_ssize_t a, b, ra, rb
+        cdef Py_ssize_t total = 0, j
         cdef int right = (rank + 1) % size, left = (rank + size - 1) % size
         cdef int step, cs, cr, last
-        cdef char* scratch
         cdef unsigned char[::1] mem
-        if self._scratch.shape[0] < need:
-            self._scratch = np.zeros(need, np.uint8)
+        for j in range(m):
+            total += ns[j]
+        if self._scratch.shape[0] < (total // size + 1) * isz:
+            self._scratch = np.zeros((total // size + 1) * isz, np.uint8)
             mem = self._scratch
             self._scratch_p = <char*>&mem[0]
-        scratch = self._scratch_p
         for step in range(size - 1):
             cs = (rank - step + 2 * size) % size
             cr = (rank - step - 1 + 2 * size) % size
-            a = _chunk_start(n, cs, size)
-            b = _chunk_start(n, cs + 1, size)
-            ra = _chunk_start(n, cr, size)
-            rb = _chunk_start(n, cr + 1, size)
-            comm.Sendrecv(PyMemoryView_FromMemory(ptr + a * isz, (b - a) * isz, PyBUF_READ),
-                          right, _RING_TAG,
-                          PyMemoryView_FromMemory(scratch, (rb - ra) * isz, PyBUF_WRITE),
-                          left, _RING_TAG)
+            self._exchange(comm, ptrs, ns, m, isz, total, size, cs, right, cr, left, True)
             last = divide_by if step == size - 2 else 1
-            with nogil:
-                if kind == DK_F32:
-                    sff_add_f32(<float*>ptr + ra, <const float*>scratch, rb - ra, last)
-                else:
-                    sff_add_f64(<double*>ptr + ra, <const double*>scratch, rb - ra, last)
+            _add_chunk(ptrs, ns, m, kind, isz, _chunk_start(total, cr, size),
+                       _chunk_start(total, cr + 1, size), self._scratch_p, last)
         for step in range(size - 1):
             cs = (rank + 1 - step + 2 * size) % size
             cr = (rank - step + 2 * size) % size
-            a = _chunk_start(n, cs, size)
-            b = _chunk_start(n, cs + 1, size)
-            ra = _chunk_start(n, cr, size)
-            rb = _chunk_start(n, cr + 1, size)
-            comm.Sendrecv(PyMemoryView_FromMemory(ptr + a * isz, (b - a) * isz, PyBUF_READ),
-                          right, _RING_TAG,
-                          PyMemoryView_FromMemory(ptr + ra * isz, (rb - ra) * isz, PyBUF_WRITE),
-                          left, _RING_TAG)
+            self._exchange(comm, ptrs, ns, m, isz, total, size, cs, right, cr, left, False)
+        return 0
+
+    cdef int _tree_bcast(self, object comm, char** ptrs, Py_ssize_t* nbytes, Py_ssize_t m,
+                         int root, int rank, int size) except -1:
+        # Binomial-tree broadcast of m buffers: relative to the root, rank v receives from
+        # v - 2**k (its lowest set bit) and then sends to v + 2**j for each lower j. Every
+        # transfer moves all m buffers, one message each, posted at once: latencies overlap
+        # and there is no copy.
+        cdef int v = (rank - root + size) % size, mask = 1
+        while mask < size:
+            if v & mask:
+                self._transfer(comm, ptrs, nbytes, m, (rank - mask + size) % size, False)
+                break
+            mask <<= 1
+        mask >>= 1
+        while mask > 0:
+            if v + mask < size:
+                self._transfer(comm, ptrs, nbytes, m, (rank + mask) % size, True)
+            mask >>= 1
+        return 0
+
+    cdef int _transfer(self, object comm, char** ptrs, Py_ssize_t* nbytes, Py_ssize_t m,
+                       int peer, bint send) except -1:
+        cdef Py_ssize_t j
+        if m == 1:
+            if send:
+                comm.Send(PyMemoryView_FromMemory(ptrs[0], nbytes[0], PyBUF_READ), peer,
+                          _RING_TAG)
+            else:
+                comm.Recv(PyMemoryView_FromMemory(ptrs[0], nbytes[0], PyBUF_WRITE), peer,
+                          _RING_TAG)
+            return 0
+        if send:
+            reqs = [comm.Isend(PyMemoryView_FromMemory(ptrs[j], nbytes[j], PyBUF_READ), peer,
+                               _RING_TAG) for j in range(m)]
+        else:
+            reqs = [comm.Irecv(PyMemoryView_FromMemory(ptrs[j], nbytes[j], PyBUF_WRITE), peer,
+                               _RING_TAG) for j in range(m)]
+        _MPI.Request.Waitall(reqs)
+        return 0
+
+    cdef int _exchange(self, object comm, char** ptrs, Py_ssize_t* ns, Py_ssize_t m,
+                       Py_ssize_t isz, Py_ssize_t total, int size, int cs, int right, int cr,
+                       int left, bint to_scratch) except -1:
+        # Send the pieces of chunk cs to ``right`` while receiving those of chunk cr from
+        # ``left`` (into the scratch buffer, packed from its start, or into the arrays). Both
+        # sides cut a chunk identically, so the k-th piece sent matches the k-th received.
+        cdef Py_ssize_t j, vs, lo, hi
+        cdef Py_ssize_t ca = _chunk_start(total, cs, size), cb = _chunk_start(total, cs + 1, size)
+        cdef Py_ssize_t ra = _chunk_start(total, cr, size), rb = _chunk_start(total, cr + 1, size)
+        cdef list sends = [], recvs = []
+        cdef char* dst
+        vs = 0
+        for j in range(m):
+            lo = ra if ra > vs else vs
+            hi = rb if rb < vs + ns[j] else vs + ns[j]
+            if hi > lo:
+                dst = self._scratch_p + (lo - ra) * isz if to_scratch else ptrs[j] + (lo - vs) * isz
+                recvs.append(PyMemoryView_FromMemory(dst, (hi - lo) * isz, PyBUF_WRITE))
+            lo = ca if ca > vs else vs
+            hi = cb if cb < vs + ns[j] else vs + ns[j]
+            if hi > lo:
+                sends.append(PyMemoryView_FromMemory(ptrs[j] + (lo - vs) * isz,
+                                                     (hi - lo) * isz, PyBUF_READ))
+            vs += ns[j]
+        if len(sends) == 1 and len(recvs) == 1:
+            comm.Sendrecv(sends[0], right, _RING_TAG, recvs[0], left, _RING_TAG)
+        else:
+            reqs = [comm.Irecv(b, left, _RING_TAG) for b in recvs]
+            reqs += [comm.Isend(b, right, _RING_TAG) for b in sends]
+            _MPI.Request.Waitall(reqs)
         return 0
 
     cdef int _mismatch(self, object comm, object err, int code, int root, object op,

@@ -351,6 +351,10 @@ for thr, label in ((1 << 16, "inplace"), (1 << 30, "packed")):   # large arrays 
                    "max": lambda s: s.max(0)}[op](stack)
             err = float(np.max(np.abs(a.astype(np.float64) - ref)))
             out[f"{label} {op} {i}"] = (err, hashlib.sha1(a.tobytes()).hexdigest())
+    for step in range(2):                   # broadcast from the last rank down the tree
+        arrays = [a.copy() for a in mine]
+        fb.bcast(comm, arrays, root=size - 1)
+    out[f"{label} bcast"] = [bool(np.array_equal(a, b)) for a, b in zip(arrays, everyone[-1])]
 # A rank changing its layout while the agreed first collective is a ring (large packed buffer):
 # every rank raises, and the engine recovers.
 fb = FlatBuffer(1 << 30)
@@ -376,11 +380,14 @@ with open(f"ring{rank}.json", "w") as f:
 @pytest.mark.parametrize("size", [2, 3, 4])
 def test_ring_reductions_match_numpy_and_agree_bitwise(run_mpi, tmp_path, size):
     """Large sums and means go through the engine's ring: numpy's result, the same bits on
-    every rank, at sizes that do not divide evenly; a layout change mid-ring still raises."""
+    every rank, at sizes that do not divide evenly; broadcasts down the engine's tree give the
+    root's arrays; a layout change mid-ring still raises."""
     run_mpi(RING_PROGRAM, n=size, timeout=180)
     res = [json.loads((tmp_path / f"ring{rank}.json").read_text()) for rank in range(size)]
-    names = [k for k in res[0] if k not in ("mismatch", "recovered")]
+    names = [k for k in res[0] if k not in ("mismatch", "recovered") and "bcast" not in k]
     assert len(names) == 2 * 3 * 6
+    for rank in range(size):
+        assert res[rank]["inplace bcast"] == res[rank]["packed bcast"] == [True] * 6
     for name in names:
         tol = 1e-12 if name.split()[2] in ("3", "4") else 1e-5  # float64 arrays: 3 and 4
         for rank in range(size):

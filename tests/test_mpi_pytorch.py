@@ -121,7 +121,9 @@ def test_single_process_is_a_no_op():
 
 
 def test_parameter_walk_matches_module_parameters():
-    from spinfast.mpi_pytorch import _parameters
+    from spinfast.mpi_pytorch import _walker
+
+    _parameters = _walker().parameters
 
     shared = torch.nn.Linear(3, 3)
     model = torch.nn.Sequential(
@@ -130,5 +132,46 @@ def test_parameter_walk_matches_module_parameters():
     model.extra = torch.nn.Parameter(torch.zeros(2))
     model[0].bias.requires_grad_(False)
     expected = list(model.parameters())
-    assert _parameters(model, trainable_only=False) == expected
-    assert _parameters(model, trainable_only=True) == [p for p in expected if p.requires_grad]
+    assert _parameters(model, False) == expected
+    assert _parameters(model, True) == [p for p in expected if p.requires_grad]
+
+
+def test_views_share_tensor_memory():
+    """The compiled views are the tensors' own bytes: writes through them reach the tensors."""
+    from spinfast.mpi_pytorch import _walker
+
+    walker = _walker()
+    model = torch.nn.Linear(3, 2).double()
+    model.empty = torch.nn.Parameter(torch.zeros(0))
+    model(torch.ones(1, 3, dtype=torch.float64)).sum().backward()
+    model.weight.grad = model.weight.grad.t().contiguous().t()      # strided: made contiguous
+    params = walker.parameters(model, True)
+    views, tensors, missing = walker.grad_views(params, "x")
+    assert missing == [2] and views[2] is None                      # ``empty`` has no grad
+    assert model.weight.grad.is_contiguous() and tensors[0] is model.weight.grad
+    w = np.asarray(views[0])
+    assert w.dtype == np.float64 and w.shape == (6,)
+    np.testing.assert_array_equal(w, model.weight.grad.numpy().ravel())
+    w[:] = 7.0
+    assert torch.equal(model.weight.grad, torch.full((2, 3), 7.0, dtype=torch.float64))
+    pviews = walker.tensor_views(params, "x")
+    assert [np.asarray(v).size for v in pviews] == [6, 2, 0]
+    np.asarray(pviews[1])[:] = -1.0
+    assert torch.equal(model.bias.detach(), torch.full((2,), -1.0, dtype=torch.float64))
+
+
+def test_views_hand_bad_tensors_to_the_engine_or_name_the_device():
+    from spinfast._flat import FlatBuffer
+    from spinfast.mpi_pytorch import _walker
+
+    walker = _walker()
+    half = torch.nn.Linear(3, 2).half()
+    with pytest.raises(TypeError, match=r"array 0 has dtype float16; only float32 and float64"):
+        FlatBuffer().bcast(None, walker.tensor_views(walker.parameters(half, False), "x"))
+    strided = torch.nn.Parameter(torch.ones(8)[::2])
+    with pytest.raises(ValueError, match=r"array 0 cannot be used in place"):
+        FlatBuffer().bcast(None, walker.tensor_views([strided], "x"))
+    meta = torch.nn.Parameter(torch.empty(3, device="meta"))
+    with pytest.raises(ValueError, match=r"sync_params\(\): parameter 0 is on meta; spinfast "
+                                         r"averages CPU tensors only"):
+        walker.tensor_views([meta], "sync_params()")

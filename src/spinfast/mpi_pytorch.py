@@ -33,35 +33,24 @@ def setup_pytorch_for_mpi():
     torch.set_num_threads(fair)
 
 
-def _host_array(tensor, what: str, index: int):
-    if tensor.device.type != "cpu":
-        raise ValueError(f"{what}: parameter {index} is on {tensor.device}; spinfast averages "
-                         f"CPU tensors only, move the module to the CPU first")
-    return tensor.detach().numpy()
+def _walker():
+    """spinfast._torch, told which objects are torch's float dtypes (on first use)."""
+    global _TORCH
+    if _TORCH is None:
+        import torch
+
+        from spinfast import _torch
+
+        _torch.set_dtypes(torch.float32, torch.float64)
+        _TORCH = _torch
+    return _TORCH
 
 
-def _parameters(module, trainable_only):
-    """``module.parameters()`` (filtered), in the same order, at a third of its cost.
-
-    Walks ``_modules``/``_parameters`` directly (what ``Module.parameters`` does, without its
-    name bookkeeping); shared parameters are listed once. Other ``Module``-likes fall back to
-    ``parameters()``.
-    """
-    if not hasattr(module, "_modules") or not hasattr(module, "_parameters"):
-        return [p for p in module.parameters() if p.requires_grad or not trainable_only]
-    out, seen, stack = [], set(), [module]
-    while stack:
-        mod = stack.pop()
-        for p in mod._parameters.values():
-            if p is not None and (p.requires_grad or not trainable_only) and id(p) not in seen:
-                seen.add(id(p))
-                out.append(p)
-        stack.extend(m for m in reversed(mod._modules.values()) if m is not None)
-    return out
+_TORCH = None
 
 
 def _trainable(module):
-    return _parameters(module, trainable_only=True)
+    return _walker().parameters(module, True)
 
 
 def mpi_avg_grads(module):
@@ -73,48 +62,41 @@ def mpi_avg_grads(module):
     gradients ride along in it), large tensors reduced in place.
 
     Raises:
-        ValueError: a parameter is not on the CPU, or the modules differ between ranks.
+        ValueError: a gradient is not on the CPU, or the modules differ between ranks.
+        TypeError: a gradient is neither float32 nor float64 (on every rank).
     """
     if mpi_tools.num_procs() == 1:
         return
-    params = _trainable(module)
-    arrays, missing = [], []
-    for i, p in enumerate(params):
-        g = p.grad
-        if g is None:
-            missing.append(i)
-            arrays.append(p.detach().new_zeros(p.shape).numpy())
-            continue
-        if not g.is_contiguous():
-            g = p.grad = g.contiguous()
-        try:
-            arrays.append(g.numpy())
-        except (TypeError, RuntimeError):  # on a device, or part of a graph (create_graph)
-            arrays.append(_host_array(g, "mpi_avg_grads()", i))
+    walker = _walker()
+    params = walker.parameters(module, True)
+    arrays, tensors, missing = walker.grad_views(params, "mpi_avg_grads()")
     # Which parameters had a gradient on some rank: averaged with the rest in one collective.
     present = np.ones(len(params), np.float32)
-    present[missing] = 0.0
+    for i in missing:
+        present[i] = 0.0
+        tensors[i] = params[i].detach().new_zeros(params[i].shape)
+        arrays[i] = tensors[i].numpy()
     arrays.append(present)
     mpi_tools.allreduce_arrays(arrays, op="mean", engine=_GRADS)
-    if missing:
-        import torch
-
-        for i in missing:
-            if present[i] > 0:
-                params[i].grad = torch.from_numpy(arrays[i])
+    for i in missing:  # (``tensors`` keeps the viewed memory alive until here)
+        if present[i] > 0:
+            params[i].grad = tensors[i]
 
 
 def sync_params(module):
     """Copy the parameters of ``module`` on rank 0 into the same module on every other rank.
 
     Raises:
-        ValueError: a parameter is not on the CPU, or the modules differ between ranks.
+        ValueError: a parameter is not on the CPU or not contiguous, or the modules differ
+            between ranks (on every rank, except for the device).
+        TypeError: a parameter is neither float32 nor float64 (on every rank).
     """
     if mpi_tools.num_procs() == 1:
         return
-    arrays = [_host_array(p, "sync_params()", i)
-              for i, p in enumerate(_parameters(module, trainable_only=False))]
-    mpi_tools.broadcast_arrays(arrays, root=0, engine=_PARAMS)
+    walker = _walker()
+    params = walker.parameters(module, False)  # keeps the viewed memory alive
+    mpi_tools.broadcast_arrays(walker.tensor_views(params, "sync_params()"), root=0,
+                               engine=_PARAMS)
 
 
 class FlatGrads:
