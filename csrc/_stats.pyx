@@ -22,7 +22,8 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_AsDouble
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
-from libc.string cimport memset
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.string cimport memcpy, memset, strlen
 
 
 cdef extern from "Python.h":
@@ -37,6 +38,10 @@ cdef extern from "Python.h":
     object PyDescr_NewMethod(object type, PyMethodDef* method)
     int PyDict_SetItem(object d, object key, object value) except -1
     void PyType_Modified(object type)
+    char* PyOS_double_to_string(double val, char format_code, int precision, int flags,
+                                int* ptype) except NULL
+    int Py_DTSF_ADD_DOT_0
+    object PyUnicode_DecodeUTF8(const char* s, Py_ssize_t size, const char* errors)
 from libc.math cimport INFINITY, NAN, isfinite, isnan, sqrt
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
@@ -546,6 +551,56 @@ def stats_of_states(states):
             for r in states]
 
 
+def pending_states(list pending):
+    """The (k, 5) float64 array of the states in ``pending`` (item 1 of each entry).
+
+    ``pending`` holds EpochLogger's ``(key, state, known, columns)`` entries, ``state`` a
+    5-tuple of floats ``(count, mean, M2, min, max)``.
+    """
+    cdef Py_ssize_t i, j, k = len(pending)
+    out = np.empty((k, 5), dtype=np.float64)
+    cdef double[:, ::1] o = out
+    cdef tuple state
+    for i in range(k):
+        state = <tuple>(<tuple>pending[i])[1]
+        for j in range(5):
+            o[i, j] = PyFloat_AsDouble(state[j])
+    return out
+
+
+def fill_stat_columns(dict row, list pending, const double[:, ::1] states not None):
+    """Write each pending statistic's columns into ``row``; return the indices with no values.
+
+    Entry i of ``pending`` is ``(key, state, known, (names, which))`` and row i of ``states``
+    its merged ``(count, mean, M2, min, max)``: ``row[names[j]]`` becomes statistic
+    ``which[j]`` of it (0 mean, 1 population std, 2 min, 3 max; NaN when the count is 0).
+    """
+    cdef Py_ssize_t i, j, k = len(pending)
+    cdef list empty = []
+    cdef double stat[4]
+    cdef double n
+    cdef tuple names, which, columns
+    if states.shape[0] != k or states.shape[1] != 5:
+        raise ValueError(f"fill_stat_columns(): {k} entries but states of shape "
+                         f"{tuple(states.shape)[:2]!r}")
+    for i in range(k):
+        n = states[i, 0]
+        if n > 0.0:
+            stat[0] = states[i, 1]
+            stat[1] = sqrt(states[i, 2] / n)
+            stat[2] = states[i, 3]
+            stat[3] = states[i, 4]
+        else:
+            stat[0] = stat[1] = stat[2] = stat[3] = NAN
+            empty.append(i)
+        columns = <tuple>(<tuple>pending[i])[3]
+        names = <tuple>columns[0]
+        which = <tuple>columns[1]
+        for j in range(len(names)):
+            row[names[j]] = stat[<int>which[j]]
+    return empty
+
+
 def merge_states(const double[:, :, ::1] gathered not None):
     """Merge states gathered from ranks: (r, k, 5) float64 → (k, 5), rank 0 first.
 
@@ -574,6 +629,95 @@ def merge_states(const double[:, :, ::1] gathered not None):
             o[k, 3] = acc.lo
             o[k, 4] = acc.hi
     return out
+
+
+cdef extern from "float_format.h" nogil:
+    int sff_repr(double x, char* out)
+    int sff_g(double x, int prec, char* out)
+
+
+cdef Py_ssize_t _put_double(char* out, double v, char code, int prec, int flags,
+                            Py_ssize_t width) except -1:
+    # Python's own float formatting (what "%.{prec}{code}" % v and repr(v) give), right-aligned
+    # in width columns; returns the bytes written (at most max(width, 32)). The common values
+    # take the exact fast path of float_format.h, the others CPython's dtoa.
+    cdef char fast[40]
+    cdef char* text = fast
+    cdef Py_ssize_t n = sff_repr(v, fast) if code == b"r" else sff_g(v, prec, fast)
+    if n < 0:
+        text = PyOS_double_to_string(v, code, prec, flags, NULL)
+        n = strlen(text)
+    cdef Py_ssize_t pad = width - n if width > n else 0
+    memset(out, b" ", pad)
+    memcpy(out + pad, text, n)
+    if text != fast:
+        PyMem_Free(text)
+    return pad + n
+
+
+def _fast_float_text(double x, int prec):
+    """(repr(x), "%.<prec>g" % x) from the fast path, None where it defers to CPython (tests)."""
+    cdef char out[40]
+    cdef int n = sff_repr(x, out)
+    r = out[:n].decode() if n >= 0 else None
+    n = sff_g(x, prec, out)
+    return r, (out[:n].decode() if n >= 0 else None)
+
+
+def format_float_row(list values, list prefixes, bytes rule):
+    r"""The stdout table and the progress.txt line of a row whose values are all floats.
+
+    Args:
+        values: the row's values; exact ``float`` objects only.
+        prefixes: per value, the UTF-8 bytes that start its table line (``b"| <key> | "``).
+        rule: the UTF-8 bytes of the table's top and bottom line.
+
+    Returns:
+        ``(table, line)``: the table (rule, then ``prefix + "%15.3g" % v + " |"`` per value,
+        then the rule, joined by newlines) and ``"\t".join(map(str, values)) + "\n"``, both
+        exactly as Python formats them (the same dtoa); or None if a value is not a float.
+    """
+    cdef Py_ssize_t i, n = len(values), cap = 2 * len(rule) + 2, at = 0, lat = 0
+    cdef object v
+    cdef char* table
+    cdef char* line
+    if len(prefixes) != n:
+        raise ValueError(f"format_float_row(): {n} values but {len(prefixes)} prefixes")
+    for i in range(n):
+        if type(values[i]) is not float:
+            return None
+        cap += len(<bytes>prefixes[i]) + 40
+    table = <char*>PyMem_Malloc(cap)
+    line = <char*>PyMem_Malloc(n * 32 + 1)
+    if table == NULL or line == NULL:
+        PyMem_Free(table)
+        PyMem_Free(line)
+        raise MemoryError()
+    try:
+        memcpy(table, <const char*>rule, len(rule))
+        at = len(rule)
+        for i in range(n):
+            v = values[i]
+            table[at] = b"\n"
+            at += 1
+            memcpy(table + at, <const char*><bytes>prefixes[i], len(<bytes>prefixes[i]))
+            at += len(<bytes>prefixes[i])
+            at += _put_double(table + at, PyFloat_AS_DOUBLE(v), b"g", 3, 0, 15)
+            memcpy(table + at, b" |", 2)
+            at += 2
+            if i:
+                line[lat] = b"\t"
+                lat += 1
+            lat += _put_double(line + lat, PyFloat_AS_DOUBLE(v), b"r", 0, Py_DTSF_ADD_DOT_0, 0)
+        table[at] = b"\n"
+        memcpy(table + at + 1, <const char*>rule, len(rule))
+        at += 1 + len(rule)
+        line[lat] = b"\n"
+        return (PyUnicode_DecodeUTF8(table, at, "surrogatepass"),
+                PyUnicode_DecodeUTF8(line, lat + 1, NULL))
+    finally:
+        PyMem_Free(table)
+        PyMem_Free(line)
 
 
 cdef class EpochStats:

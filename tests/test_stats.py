@@ -297,3 +297,54 @@ def test_store_rejects_positional_arguments():
     t.store()  # nothing to store is fine
     assert t.stored_keys() == []
     assert "Save something" in EpochStats.store.__doc__
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled table/progress.txt formatter of a row of floats
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=40),
+       st.lists(st.text(st.characters(blacklist_categories=()), min_size=1, max_size=20),
+                min_size=40, max_size=40))
+def test_format_float_row_is_pythons_formatting(values, keys):
+    """Every cell as Python's "%15.3g" % v, every field as str(v); any key text (even lone
+    surrogates)."""
+    keys = keys[:len(values)]
+    prefixes = [f"| {k:>17} | " for k in keys]
+    rule = "-" * 39
+    table, line = _stats.format_float_row(
+        values, [p.encode("utf-8", "surrogatepass") for p in prefixes], rule.encode())
+    expected = "\n".join([rule, *(f"{p}{'%15.3g' % v} |" for p, v in zip(prefixes, values)),
+                          rule])
+    assert table == expected
+    assert line == "\t".join(map(str, values)) + "\n"
+
+
+def test_format_float_row_only_takes_floats():
+    assert _stats.format_float_row([1.0, 2], [b"a", b"b"], b"-") is None
+    assert _stats.format_float_row([1.0, np.float64(2.0)], [b"a", b"b"], b"-") is None
+    assert _stats.format_float_row([True], [b"a"], b"-") is None
+    with pytest.raises(ValueError, match=r"2 values but 1 prefixes"):
+        _stats.format_float_row([1.0, 2.0], [b"a"], b"-")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True), st.integers(1, 17))
+def test_fast_float_text_is_pythons(x, prec):
+    """The compiled fast path gives exactly repr(x) and "%.<prec>g" % x, or defers (None)."""
+    r, g = _stats._fast_float_text(x, prec)
+    assert r is None or r == repr(x)
+    assert g is None or g == "%.*g" % (prec, x)
+
+
+def test_fast_float_text_covers_typical_values():
+    """Statistics of everyday magnitudes never leave the fast path (else dumps slow down)."""
+    rng = np.random.default_rng(7)
+    values = rng.standard_normal(20000) * 10.0 ** rng.integers(-9, 12, 20000)
+    misses = [float(v) for v in values if None in _stats._fast_float_text(float(v), 3)]
+    # only exact decimal ties at 3 digits and powers of two may defer
+    assert len(misses) < 20, misses[:5]
+    assert _stats._fast_float_text(0.1, 3) == ("0.1", "0.1")
+    assert _stats._fast_float_text(-1234.5678, 3) == ("-1234.5678", "-1.23e+03")
+    assert _stats._fast_float_text(1e16, 3) == ("1e+16", "1e+16")
+    assert _stats._fast_float_text(1e-05 * 3, 3) == ("3.0000000000000004e-05", "3e-05")

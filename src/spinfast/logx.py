@@ -21,7 +21,13 @@ import numpy as np
 
 from spinfast import mpi_tools
 from spinfast._io import atomic_dir, atomic_path
-from spinfast._stats import EpochStats, stats_of_states
+from spinfast._stats import (
+    EpochStats,
+    fill_stat_columns,
+    format_float_row,
+    pending_states,
+    stats_of_states,
+)
 from spinfast.serialization_utils import convert_json, dumps_config
 
 __all__ = ["Logger", "EpochLogger", "colorize", "color2num", "restore_tf_graph",
@@ -121,18 +127,40 @@ def _format_cell(val) -> str:
 _PLAIN_NUMBERS = frozenset((float, int, bool))
 
 
-def _table_template(headers, plain) -> str:
-    """The stdout table for ``headers``, with a slot per value (Spinning Up's layout).
+class _TableLayout:
+    """The stdout table of a header list (Spinning Up's layout), for every row.
 
     ``w = max(15, longest key)``; a rule of ``22 + w`` dashes; ``| <key right-aligned in w> |
-    <value right-aligned in 15> |`` per key; the rule again. A plain number's slot formats it
-    (``%15.3g``), any other value's slot takes its formatted cell (``%15s``).
+    <value right-aligned in 15> |`` per key; the rule again. A row of floats (the common
+    case) is formatted by compiled code (:func:`spinfast._stats.format_float_row`, with
+    Python's own float formatting); other rows fill a ``%`` template in which a plain number's
+    slot formats it (``%15.3g``) and any other value's slot takes its formatted cell (``%15s``).
     """
-    width = max(15, max(len(k) for k in headers))
-    rule = "-" * (22 + width)
-    rows = [("| %*s | " % (width, key)).replace("%", "%%") + ("%15.3g |" if p else "%15s |")
-            for key, p in zip(headers, plain)]
-    return "\n".join([rule, *rows, rule])
+
+    def __init__(self, headers):
+        self.headers = list(headers)
+        width = max(15, max(len(k) for k in headers))
+        self.prefixes = ["| %*s | " % (width, key) for key in headers]
+        self.rule = "-" * (22 + width)
+        self.prefix_bytes = [p.encode("utf-8", "surrogatepass") for p in self.prefixes]
+        self.rule_bytes = self.rule.encode()
+        self._templates: dict[tuple, str] = {}
+
+    def format(self, vals):
+        """``(table, progress.txt line)`` of a row's values (one per header, in order)."""
+        fast = format_float_row(vals, self.prefix_bytes, self.rule_bytes)
+        if fast is not None:
+            return fast
+        plain = tuple(type(v) in _PLAIN_NUMBERS for v in vals)
+        template = self._templates.get(plain)
+        if template is None:
+            rows = [p.replace("%", "%%") + ("%15.3g |" if pl else "%15s |")
+                    for p, pl in zip(self.prefixes, plain)]
+            template = self._templates[plain] = "\n".join([self.rule, *rows, self.rule])
+        table = template % tuple(v if p else _format_cell(v) for v, p in zip(vals, plain))
+        line = "\t".join(str(v) if p else _field(k, v)
+                         for k, v, p in zip(self.headers, vals, plain)) + "\n"
+        return table, line
 
 
 def _field(key, val) -> str:
@@ -190,9 +218,7 @@ class Logger:
         self.first_row = True
         self.log_headers = []
         self._header_set = set()  # membership of log_headers, O(1)
-        self._table_headers = None  # the headers and value kinds self._table was made for
-        self._table_plain = None
-        self._table = ""
+        self._layout = None  # _TableLayout of the current headers
         self.log_current_row = {}
         self.exp_name = exp_name
 
@@ -250,21 +276,12 @@ class Logger:
             return
         if mpi_tools.proc_id() == 0:
             headers = self.log_headers
-            vals = [self.log_current_row.get(key, "") for key in headers]
-            # Plain numbers (the common case) go straight into "%15.3g" slots, which print
-            # exactly as Spinning Up's "%8.3g" right-aligned in 15 columns.
-            plain = [type(v) in _PLAIN_NUMBERS for v in vals]
-            if self._table_headers != headers or self._table_plain != plain:
-                self._table_headers, self._table_plain = list(headers), plain
-                self._table = _table_template(headers, plain)
-            if all(plain):
-                print(self._table % tuple(vals), flush=True)
-                out = "\t".join(map(str, vals)) + "\n"
-            else:
-                print(self._table % tuple(v if p else _format_cell(v)
-                                          for v, p in zip(vals, plain)), flush=True)
-                out = "\t".join(str(v) if p else _field(k, v)
-                                 for k, v, p in zip(headers, vals, plain)) + "\n"
+            if self._layout is None or self._layout.headers != headers:
+                self._layout = _TableLayout(headers)
+            # Plain numbers print as Spinning Up's "%8.3g" right-aligned in 15 columns.
+            row = self.log_current_row
+            table, out = self._layout.format([row.get(key, "") for key in headers])
+            print(table, flush=True)
             if self.output_file is not None:
                 if self.first_row:
                     out = "\t".join(_field(k, k) for k in headers) + "\n" + out
@@ -433,9 +450,19 @@ class EpochLogger(Logger, EpochStats):
         """
         if val is not None:
             return super().log_tabular(key, val)
-        state, known = self._local_state(key, reset=True)
-        columns = _columns(key, with_min_and_max, average_only)
-        self._put(columns[0], _PENDING)
+        state = self.snapshot(key, True)
+        known = state is not None
+        if not known:
+            state, known = self._local_state(key, reset=True)
+        columns = (_COLUMNS.get((key, with_min_and_max, average_only))
+                   or _columns(key, with_min_and_max, average_only))
+        names, row = columns[0], self.log_current_row
+        if self.first_row or not self._header_set.issuperset(names) \
+                or not row.keys().isdisjoint(names):
+            self._put(names, _PENDING)  # with log_tabular's checks
+        else:  # known columns, not yet set in this row (every row after the first)
+            for name in names:
+                row[name] = _PENDING
         self._pending.append((key, state, known, columns))
         if mpi_tools.num_procs() == 1:
             self._resolve_row()
@@ -453,19 +480,21 @@ class EpochLogger(Logger, EpochStats):
             self.stats_accumulator(key)  # raises KeyError listing the stored keys
         return _EMPTY_STATE, False
 
-    def _merged(self, entries):
-        """Merge ``(key, state, known)`` entries over ranks (one collective); return the states.
+    def _merged(self, pending):
+        """Merge the states of ``(key, state, known, ...)`` entries over ranks (one collective).
+
+        Returns the (k, 5) float64 array of merged states.
 
         Raises:
             KeyError: a key that no rank has values for and this rank never stored.
         """
-        states = [state for _, state, _ in entries]
+        states = pending_states(pending)
         if mpi_tools.num_procs() > 1:
-            states = mpi_tools.reduce_stat_states([key for key, _, _ in entries],
-                                                  np.array(states, dtype=np.float64)).tolist()
-        for (key, _, known), state in zip(entries, states):
-            if state[0] == 0 and not known:
-                self.stats_accumulator(key)  # raises KeyError listing this rank's keys
+            states = mpi_tools.reduce_stat_states([entry[0] for entry in pending], states)
+        if not states[:, 0].all():
+            for i in np.flatnonzero(states[:, 0] == 0):
+                if not pending[i][2]:
+                    self.stats_accumulator(pending[i][0])  # raises KeyError listing the keys
         return states
 
     def _resolve_row(self):
@@ -473,18 +502,18 @@ class EpochLogger(Logger, EpochStats):
             return
         pending, self._pending = self._pending, []
         try:
-            states = self._merged([entry[:3] for entry in pending])
+            states = self._merged(pending)
         except Exception:
             for *_, (names, _) in pending:  # no placeholder may reach progress.txt
                 for name in names:
                     self.log_current_row.pop(name, None)
             raise
-        for (key, _, _, columns), state, stats in zip(pending, states, stats_of_states(states)):
-            if state[0] == 0 and mpi_tools.proc_id() == 0:
-                warnings.warn(f"log_tabular(): no values stored for {key!r} since it was last "
-                              f"logged; its statistics are NaN", RuntimeWarning, stacklevel=3)
-            for name, which in zip(*columns):
-                self.log_current_row[name] = stats[which]
+        empty = fill_stat_columns(self.log_current_row, pending, states)
+        if empty and mpi_tools.proc_id() == 0:
+            for i in empty:
+                warnings.warn(f"log_tabular(): no values stored for {pending[i][0]!r} since it "
+                              f"was last logged; its statistics are NaN", RuntimeWarning,
+                              stacklevel=3)
 
     def get_stats(self, key):
         """Return ``[mean, std]`` of the values stored under ``key`` this epoch (all ranks).
@@ -495,5 +524,5 @@ class EpochLogger(Logger, EpochStats):
             KeyError: ``key`` was never stored.
         """
         state, known = self._local_state(key, reset=False)
-        mean, std, _, _ = stats_of_states(self._merged([(key, state, known)]))[0]
+        mean, std, _, _ = stats_of_states(self._merged([(key, state, known, None)]))[0]
         return [mean, std]
