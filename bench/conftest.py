@@ -47,7 +47,7 @@ def _ratios(config):
             base = sides.get("baseline", 0.0)
             ratio = (sides["reference"] - base) / max(sides["spinfast"] - base, 1e-12)
             rows.append((group, sides["spinfast"], sides["reference"], ratio,
-                         _TARGETS.get(group)))
+                         _TARGETS.get(group), sides.get("baseline")))
     return rows
 
 
@@ -58,8 +58,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr = terminalreporter
     tr.section("speed-up over the plain reference (median times)")
     tr.write_line(f"{'group':<46}{'spinfast':>14}{'reference':>14}{'ratio':>9}{'target':>9}")
-    for group, ours, ref, ratio, target in rows:
+    for group, ours, ref, ratio, target, base in rows:
         verdict = "" if target is None else (" ok" if ratio >= target else " BELOW TARGET")
+        if base is not None:
+            verdict += f" (baseline {base * 1e6:.1f}us)"
         tgt = "" if target is None else f">={target:.2f}x"
         tr.write_line(f"{group:<46}{ours * 1e6:>12.3f}us{ref * 1e6:>12.3f}us{ratio:>8.1f}x"
                       f"{tgt:>9}{verdict}")

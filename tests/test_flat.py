@@ -397,3 +397,24 @@ def test_ring_reductions_match_numpy_and_agree_bitwise(run_mpi, tmp_path, size):
         assert ("array 2 differs between ranks: rank 0 has float32 (100003,), "
                 f"rank {size - 1} has float32 (100002,)") in res[rank]["mismatch"]
         assert res[rank]["recovered"] <= 1e-5
+
+
+def test_checksum_sees_every_bit_and_the_order():
+    from spinfast._flat import checksum
+
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal((70, 7)).astype(np.float32), rng.standard_normal(13)]
+    base = checksum(arrays)
+    assert base == checksum([a.copy() for a in arrays]) and 0 <= base < 2 ** 63
+    for i, a in enumerate(arrays):  # one flipped bit anywhere, tails included
+        for pos in (0, a.nbytes // 2, a.nbytes - 1):
+            flipped = [b.copy() for b in arrays]
+            flipped[i].view(np.uint8).reshape(-1)[pos] ^= 1
+            assert checksum(flipped) != base, (i, pos)
+    assert checksum(arrays[::-1]) != base
+    assert checksum([np.concatenate([arrays[0].ravel(), np.zeros(1, np.float32)])]) != \
+        checksum([arrays[0]])
+    with pytest.raises(TypeError, match=r"checksum\(\): item 1 is a 'int', not a buffer"):
+        checksum([arrays[0], 3])
+    with pytest.raises(ValueError, match=r"checksum\(\): item 0 is not contiguous"):
+        checksum([np.ones(8)[::2]])

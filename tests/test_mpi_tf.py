@@ -46,8 +46,15 @@ with graph.as_default():
     for step in range(6):
         sess.run(train, {x: X, y: Y})
     np.save(f"tf1_rank{rank}.npy", np.concatenate([v.ravel() for v in sess.run([W0, W1])]))
-    if sync_every > 1 and rank == 1:
+    if rank == 1:
         sess.run(W1.assign(W1 + 1.0))             # diverge on purpose
+    if sync_every == 1:                           # the next step repairs: rank 0's values
+        before = sess.run([W0, W1])
+        sess.run(train, {x: X, y: Y})
+        after = np.concatenate([v.ravel() for v in sess.run([W0, W1])])
+        np.save(f"tf1_repaired_rank{rank}.npy", after)
+        np.save(f"tf1_changed_rank{rank}.npy", after != np.concatenate([b.ravel() for b in before]))
+        sys.exit(0)
     try:
         for step in range(sync_every):
             sess.run(train, {x: X, y: Y})
@@ -80,6 +87,11 @@ if mode == "function":
 for _ in range(6):
     step()
 np.save(f"tf2_{mode}_rank{rank}.npy", np.concatenate([W0.numpy().ravel(), W1.numpy().ravel()]))
+if rank == 1:
+    W1.assign(W1 + 1.0)                           # diverge on purpose: the next step repairs
+step()
+np.save(f"tf2_{mode}_repaired_rank{rank}.npy",
+        np.concatenate([W0.numpy().ravel(), W1.numpy().ravel()]))
 """
 
 
@@ -139,6 +151,10 @@ def test_tf1_graph_training_matches_single_process(run_mpi, tmp_path, sync_every
     np.testing.assert_allclose(r0, reference_tf1(2), rtol=1e-5, atol=1e-6)
     if sync_every > 1:
         assert "rank 0 diverged: True" in proc.stdout and "rank 1 diverged: True" in proc.stdout
+    else:  # the step after rank 1 diverged left every rank with rank 0's parameters
+        a0, a1 = (np.load(tmp_path / f"tf1_repaired_rank{r}.npy") for r in range(2))
+        np.testing.assert_array_equal(a0, a1)
+        assert np.load(tmp_path / "tf1_changed_rank1.npy").all()  # a real step happened too
 
 
 @pytest.mark.parametrize("mode", ["eager", "function"])
@@ -147,6 +163,9 @@ def test_tf2_training_matches_single_process(run_mpi, tmp_path, mode):
     r0, r1 = (np.load(tmp_path / f"tf2_{mode}_rank{r}.npy") for r in range(2))
     np.testing.assert_array_equal(r0, r1)
     np.testing.assert_allclose(r0, reference(2), rtol=1e-5, atol=1e-6)
+    a0, a1 = (np.load(tmp_path / f"tf2_{mode}_repaired_rank{r}.npy") for r in range(2))
+    np.testing.assert_array_equal(a0, a1)  # rank 1's divergence repaired from rank 0
+    assert not np.array_equal(a0, r0)
 
 
 def test_single_process_optimizers_are_plain_adam():

@@ -12,6 +12,8 @@ Arrays = Sequence[Any]
 # An mpi4py communicator (mpi4py.MPI.Comm), or None for one process.
 Comm = Any
 
+def checksum(arrays: Sequence[Any]) -> int: ...
+
 class FlatBuffer:
     def __init__(self, fusion_threshold: int = ...) -> None: ...
     @property

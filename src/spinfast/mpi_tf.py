@@ -9,24 +9,25 @@ buffer and reduces large ones in place):
 * :class:`MpiAdam`: TF2 eager and ``tf.function`` code (a Keras Adam whose ``apply`` /
   ``apply_gradients`` averages the gradients first).
 
-After each update the parameters are synced from rank 0, as Spinning Up does
-(``sync_every=1``). Ranks that start synced and apply the same averaged gradients stay
-bit-identical, so ``sync_every=N`` instead verifies every N steps that they are (one
-collective on a checksum) and raises ``RuntimeError`` on every rank if they are not;
-``sync_every=0`` never checks.
+After each update every rank's parameters equal rank 0's, as with Spinning Up
+(``sync_every=1``, the default). Spinning Up broadcasts all parameters every step; here each
+step compares a 64-bit checksum of the updated parameters over ranks (reading them once, one
+tiny collective) and broadcasts them from rank 0 only when some rank differs (for example the
+first step of ranks that started unsynced). Ranks that start synced and apply the same averaged
+gradients stay bit-identical, so the broadcast is rarely needed; the outcome is the same.
+``sync_every=N`` (N > 1) only verifies, every N steps, and raises ``RuntimeError`` on every
+rank if the parameters differ (baselines' MpiAdam does this); ``sync_every=0`` never checks.
 
 Importing this module imports TensorFlow.
 """
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import tensorflow as tf
 
 from spinfast import mpi_tools
-from spinfast._flat import FlatBuffer
+from spinfast._flat import FlatBuffer, checksum
 
 __all__ = ["MpiAdamOptimizer", "MpiAdam", "sync_all_params", "sync_params", "flat_concat",
            "assign_params_from_flat"]
@@ -49,43 +50,73 @@ def assign_params_from_flat(x, params):
 class _Averager:
     """Average (or broadcast) lists of arrays handed over by ``tf.numpy_function``.
 
-    The arrays TensorFlow hands over are read-only views of its tensors; each call copies them
-    into fresh writable arrays (which TensorFlow then owns), and the engine reduces those.
+    The arrays TensorFlow hands over are read-only views of its tensors, and the results must
+    be fresh arrays (TensorFlow keeps them as the output tensors). The results are views into
+    ONE new contiguous buffer per dtype: the engine then moves each buffer as a single message
+    per step of its ring or tree (memory of that size is also what MPI moves fastest here), and
+    ranks other than the root of a broadcast receive into it directly, with no copy. (The
+    engine's layout check sees these buffers: a shape mismatch with equal total sizes between
+    ranks is not caught on this path.)
     """
 
     def __init__(self):
         self.grads = FlatBuffer()
         self.params = FlatBuffer()
 
+    @staticmethod
+    def _outputs(arrays):
+        """(one fresh array per input, views into one flat buffer per dtype; those buffers)."""
+        out = [None] * len(arrays)
+        flats = []
+        by_dtype: dict = {}
+        for i, a in enumerate(arrays):
+            by_dtype.setdefault(a.dtype, []).append(i)
+        for dtype, idx in by_dtype.items():
+            flat = np.empty(sum(arrays[i].size for i in idx), dtype)
+            offset = 0
+            for i in idx:
+                n = arrays[i].size
+                out[i] = flat[offset:offset + n].reshape(arrays[i].shape)
+                offset += n
+            flats.append(flat)
+        return out, flats
+
     def average(self, *arrays):
-        out = [np.array(a, copy=True, order="C") for a in arrays]
-        mpi_tools.allreduce_arrays(out, op="mean", engine=self.grads)
+        out, flats = self._outputs(arrays)
+        for o, a in zip(out, arrays):
+            np.copyto(o, a)
+        mpi_tools.allreduce_arrays(flats, op="mean", engine=self.grads)
         return out
+
+    def differ(self, *arrays):
+        """Whether ``arrays`` differ on some rank (the same answer on every rank)."""
+        return np.bool_(not _same_everywhere(arrays))
 
     def broadcast(self, *arrays):
-        out = [np.array(a, copy=True, order="C") for a in arrays]
-        mpi_tools.broadcast_arrays(out, root=0, engine=self.params)
+        out, flats = self._outputs(arrays)
+        if mpi_tools.proc_id() == 0:  # the others receive into ``out`` directly
+            for o, a in zip(out, arrays):
+                np.copyto(o, a)
+        mpi_tools.broadcast_arrays(flats, root=0, engine=self.params)
         return out
 
 
-def _checksum(arrays) -> int:
-    crc = 0
-    for a in arrays:
-        crc = zlib.crc32(np.ascontiguousarray(a).view(np.uint8), crc)
-    return crc
+def _same_everywhere(arrays) -> bool:
+    """Whether every rank holds the same bytes in ``arrays`` (one tiny collective)."""
+    comm = mpi_tools.comm_world()
+    if comm is None:
+        return True
+    from mpi4py import MPI
+
+    c = checksum([np.ascontiguousarray(a) for a in arrays])
+    both = np.array([c, -c], dtype=np.int64)  # MAX of (c, -c): equal iff every rank has c
+    comm.Allreduce(MPI.IN_PLACE, both, op=MPI.MAX)
+    return bool(both[0] == -both[1])
 
 
 def _verify_synced(arrays, where: str) -> None:
     """Raise RuntimeError on every rank if ``arrays`` differ between ranks (one collective)."""
-    comm = mpi_tools.comm_world()
-    if comm is None:
-        return
-    from mpi4py import MPI
-
-    c = _checksum(arrays)
-    crc = np.array([c, -c], dtype=np.int64)  # MAX of (c, -c): equal iff every rank has c
-    comm.Allreduce(MPI.IN_PLACE, crc, op=MPI.MAX)
-    if crc[0] != -crc[1]:
+    if not _same_everywhere(arrays):
         raise RuntimeError(f"{where}: parameters differ between MPI ranks; start from synced "
                            f"parameters (sync_all_params) or use sync_every=1")
 
@@ -142,7 +173,8 @@ class MpiAdamOptimizer(tf1.train.AdamOptimizer):
             return opt
         with tf.control_dependencies([opt]):
             if self.sync_every == 1:
-                sync = sync_params(variables, self._averager)
+                sync = _sync_if_differ(self._averager, variables,
+                                       [v.read_value() for v in variables])
             else:
                 sync = tf.numpy_function(self._maybe_verify, [v.read_value() for v in variables],
                                          [], stateful=True, name="MpiVerifySync")
@@ -153,6 +185,24 @@ class MpiAdamOptimizer(tf1.train.AdamOptimizer):
         if self._steps % self.sync_every == 0:
             _verify_synced(arrays, "MpiAdamOptimizer")
         return []
+
+
+def _sync_if_differ(averager, variables, values):
+    """An op: compare ``values`` (of ``variables``) over ranks; if they differ, broadcast
+    rank 0's into ``variables``. Every rank takes the same branch."""
+    differ = tf.numpy_function(averager.differ, values, tf.bool, stateful=True,
+                               name="MpiCheckSync")
+    differ.set_shape([])
+
+    def repair():
+        synced = tf.numpy_function(averager.broadcast, values,
+                                   [tf.as_dtype(v.dtype) for v in variables], stateful=True,
+                                   name="MpiBroadcastParams")
+        assigns = [v.assign(tf.reshape(a, v.shape)) for v, a in zip(variables, synced)]
+        with tf.control_dependencies(assigns):
+            return tf.constant(True)
+
+    return tf.cond(differ, repair, lambda: tf.constant(False))
 
 
 def sync_params(params, _averager=None):
@@ -228,12 +278,8 @@ class MpiAdam(tf.keras.optimizers.Adam):
         updated = [v for g, v in zip(grads, trainable_variables) if g is not None]
         if mpi_tools.num_procs() > 1 and self.sync_every and updated:
             if self.sync_every == 1:
-                values = tf.numpy_function(self._averager.broadcast,
-                                           [tf.convert_to_tensor(v) for v in updated],
-                                           [tf.as_dtype(v.dtype) for v in updated],
-                                           stateful=True)
-                for v, a in zip(updated, values):
-                    v.assign(tf.reshape(a, v.shape))
+                _sync_if_differ(self._averager, updated,
+                                [tf.convert_to_tensor(v) for v in updated])
             else:
                 tf.numpy_function(self._maybe_verify, [tf.convert_to_tensor(v) for v in updated],
                                   [], stateful=True)
