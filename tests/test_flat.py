@@ -412,6 +412,18 @@ def test_checksum_sees_every_bit_and_the_order():
             flipped[i].view(np.uint8).reshape(-1)[pos] ^= 1
             assert checksum(flipped) != base, (i, pos)
     assert checksum(arrays[::-1]) != base
+    for i, j in ((0, 8), (0, 1), (3, 12)):  # two float64 values trading places
+        swapped = [b.copy() for b in arrays]
+        swapped[1][[i, j]] = swapped[1][[j, i]]
+        assert checksum(swapped) != base, (i, j)
+    big = rng.standard_normal(4096)
+    for i, j in ((0, 8), (1, 9), (5, 4000)):  # same lane in different 64-byte blocks
+        swapped = big.copy()
+        swapped[[i, j]] = swapped[[j, i]]
+        assert checksum([swapped]) != checksum([big]), (i, j)
+    drift = big.copy()  # many last-bit differences, as diverging ranks would have
+    drift.view(np.uint64)[::7] ^= 1
+    assert checksum([drift]) != checksum([big])
     assert checksum([np.concatenate([arrays[0].ravel(), np.zeros(1, np.float32)])]) != \
         checksum([arrays[0]])
     with pytest.raises(TypeError, match=r"checksum\(\): item 1 is a 'int', not a buffer"):

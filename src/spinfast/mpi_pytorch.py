@@ -47,6 +47,7 @@ def _walker():
 
 
 _TORCH = None
+_PRESENT: dict = {}  # presence flags of mpi_avg_grads, by parameter count
 
 
 def _trainable(module):
@@ -71,7 +72,10 @@ def mpi_avg_grads(module):
     params = walker.parameters(module, True)
     arrays, tensors, missing = walker.grad_views(params, "mpi_avg_grads()")
     # Which parameters had a gradient on some rank: averaged with the rest in one collective.
-    present = np.ones(len(params), np.float32)
+    present = _PRESENT.get(len(params))
+    if present is None:
+        present = _PRESENT[len(params)] = np.ones(len(params), np.float32)
+    present.fill(1.0)
     for i in missing:
         present[i] = 0.0
         tensors[i] = params[i].detach().new_zeros(params[i].shape)
