@@ -780,6 +780,56 @@ cdef class EpochStats:
                 f"{sorted(map(str, self._accs))!r}. Call store({key}=...) first.")
         return w
 
+    def log_tabular(self, key, val=None, with_min_and_max=False, average_only=False):
+        """Log a value, or statistics of the values stored under ``key`` this epoch.
+
+        Args:
+            key: diagnostic name.
+            val: a value to log directly, as :meth:`Logger.log_tabular`. If None, log
+                ``Average<key>`` (or ``key`` with ``average_only``), ``Std<key>`` (unless
+                ``average_only``), then ``Max<key>``, ``Min<key>`` (``with_min_and_max``).
+            with_min_and_max: also log the max and min.
+            average_only: log only the average, under the plain key.
+
+        Under MPI the statistics cover every rank's values; they are merged for all keys of the
+        row with one collective in :meth:`dump_tabular` (so ``log_current_row`` holds them from
+        then on), and every rank must make the same calls in the same order.
+
+        Raises:
+            KeyError: ``key`` was never stored (the message lists the stored keys).
+            ValueError: a column not in the first row, or set twice in one row.
+        """
+        # The common call (a stored key, after the first row, columns seen before, none set in
+        # this row yet) is done here; everything else by the owner's _log_tabular.
+        cdef PyObject* found
+        cdef tuple columns, names
+        cdef Welford w
+        cdef dict row
+        cdef set headers
+        if val is None and self._fast_ready:
+            found = PyDict_GetItem(self._columns_cache, (key, with_min_and_max, average_only))
+            if found != NULL:
+                columns = <tuple>found
+                names = <tuple>columns[0]
+                row = self._row
+                headers = self._headers
+                for name in names:
+                    if name not in headers or name in row:
+                        break
+                else:
+                    found = PyDict_GetItem(self._accs, key)
+                    if found != NULL:
+                        w = <Welford>found
+                        state = (w.acc.n, w.acc.mean, w.acc.m2, w.acc.lo, w.acc.hi)
+                        acc_reset(&w.acc)
+                        for name in names:
+                            row[name] = self._placeholder
+                        self._pending_list.append((key, state, True, columns))
+                        if self._resolve_each:
+                            self._resolve_row()
+                        return None
+        return self._log_tabular(key, val, with_min_and_max, average_only)
+
     def snapshot(self, key, bint reset=False):
         """Return the state of ``key`` (then empty it if ``reset``), or None if never stored."""
         cdef PyObject* found = PyDict_GetItem(self._accs, key)

@@ -109,6 +109,34 @@ def test_key_errors(tmp_path):
     assert read_progress(tmp_path) == [["A"], ["1"], ["3"]]  # nothing logged was lost
 
 
+def test_epoch_logger_rows_after_the_first(tmp_path, capsys):
+    """From the second row on log_tabular takes its compiled path; every rule still holds."""
+    logger = EpochLogger(output_dir=str(tmp_path))
+    for epoch, values in enumerate(([1.0, 3.0], [2.0, 4.0, 6.0], [5.0])):
+        for v in values:
+            logger.store(R=v, Q=-v)
+        logger.log_tabular("Epoch", epoch)
+        if epoch == 1:  # refused calls change nothing: Q keeps its values for the next one
+            with pytest.raises(ValueError, match="introduce a new key AverageQ that you didn't"):
+                logger.log_tabular("Q", with_min_and_max=True)
+            with pytest.raises(ValueError, match="introduce a new key AverageQ"):
+                logger.log_tabular("Q")
+            with pytest.raises(KeyError, match="key 'Nope' was never stored"):
+                logger.log_tabular("Nope")
+        logger.log_tabular("R", with_min_and_max=True)
+        if epoch == 1:
+            with pytest.raises(ValueError, match="You already set AverageR this iteration"):
+                logger.log_tabular("R", with_min_and_max=True)
+        logger.log_tabular("Q", average_only=True)
+        logger.dump_tabular()
+    rows = read_progress(tmp_path)
+    assert rows[0] == ["Epoch", "AverageR", "StdR", "MaxR", "MinR", "Q"]
+    expected = [np.array(v) for v in ([1.0, 3.0], [2.0, 4.0, 6.0], [5.0])]
+    for row, epoch, v in zip(rows[1:], range(3), expected):
+        assert row == [str(epoch), str(v.mean()), str(v.std()), str(v.max()), str(v.min()),
+                       str(-v.mean())]
+
+
 def test_dump_with_nothing_logged_warns(tmp_path):
     logger = Logger(output_dir=str(tmp_path))
     with pytest.warns(RuntimeWarning, match="nothing was logged"):

@@ -42,6 +42,18 @@ class EpochStats:
     def stats_accumulator(self, key: str) -> Welford: ...
     def snapshot(self, key: str, reset: bool = False) -> State | None: ...
     def stored_keys(self) -> list[str]: ...
+    # log_tabular's compiled path; the owner (EpochLogger) sets these and _log_tabular
+    _row: dict[str, Any]
+    _headers: set[str]
+    _pending_list: list[Any]
+    _columns_cache: dict[tuple[str, Any, Any], Any]
+    _placeholder: Any
+    _fast_ready: bool
+    _resolve_each: bool
+    def log_tabular(
+        self, key: str, val: Any = None, with_min_and_max: bool = False,
+        average_only: bool = False,
+    ) -> None: ...
 
 def _fast_float_text(x: float, prec: int) -> tuple[str | None, str | None]: ...
 def format_float_row(

@@ -245,18 +245,19 @@ class Logger:
     def _put(self, keys, val):
         """Set each of ``keys`` to ``val`` in the current row, with log_tabular's checks."""
         row, headers = self.log_current_row, self._header_set
-        for key in keys:
-            if key not in headers:
-                if not self.first_row:
-                    raise ValueError(
-                        "Trying to introduce a new key %s that you didn't include in the first "
-                        "iteration" % key)
-                self.log_headers.append(key)
-                headers.add(key)
+        for key in keys:  # every check first: a refused call changes nothing
+            if key not in headers and not self.first_row:
+                raise ValueError(
+                    "Trying to introduce a new key %s that you didn't include in the first "
+                    "iteration" % key)
             if key in row:
                 raise ValueError(
                     "You already set %s this iteration. Maybe you forgot to call "
                     "dump_tabular()" % key)
+        for key in keys:
+            if key not in headers:
+                self.log_headers.append(key)
+                headers.add(key)
             row[key] = val
 
     def _resolve_row(self):
@@ -429,40 +430,32 @@ class EpochLogger(Logger, EpochStats):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._pending = []  # (key, state, known here, columns) of each statistic not merged yet
+        # What the compiled log_tabular (EpochStats) works on; the objects are never rebound.
+        self._row, self._headers, self._pending_list = (self.log_current_row, self._header_set,
+                                                        self._pending)
+        self._columns_cache, self._placeholder = _COLUMNS, _PENDING
+        self._resolve_each = mpi_tools.num_procs() == 1
+        self._fast_ready = False  # columns are fixed once the first row is written
 
-    def log_tabular(self, key, val=None, with_min_and_max=False, average_only=False):
-        """Log a value, or statistics of the values stored under ``key`` this epoch.
+    # Compiled (spinfast._stats.EpochStats.log_tabular, which documents it): the common call
+    # is done there, everything else by _log_tabular below.
+    log_tabular = EpochStats.log_tabular
 
-        Args:
-            key: diagnostic name.
-            val: a value to log directly, as :meth:`Logger.log_tabular`. If None, log
-                ``Average<key>`` (or ``key`` with ``average_only``), ``Std<key>`` (unless
-                ``average_only``), then ``Max<key>``, ``Min<key>`` (``with_min_and_max``).
-            with_min_and_max: also log the max and min.
-            average_only: log only the average, under the plain key.
+    def dump_tabular(self):
+        super().dump_tabular()
+        self._fast_ready = not self.first_row
 
-        Under MPI the statistics cover every rank's values; they are merged for all keys of the
-        row with one collective in :meth:`dump_tabular` (so ``log_current_row`` holds them from
-        then on), and every rank must make the same calls in the same order.
+    dump_tabular.__doc__ = Logger.dump_tabular.__doc__
 
-        Raises:
-            KeyError: ``key`` was never stored (the message lists the stored keys).
-        """
+    def _log_tabular(self, key, val=None, with_min_and_max=False, average_only=False):
+        """EpochLogger.log_tabular, every case (see EpochStats.log_tabular)."""
         if val is not None:
             return super().log_tabular(key, val)
-        state = self.snapshot(key, True)
-        known = state is not None
-        if not known:
-            state, known = self._local_state(key, reset=True)
-        columns = (_COLUMNS.get((key, with_min_and_max, average_only))
-                   or _columns(key, with_min_and_max, average_only))
-        names, row = columns[0], self.log_current_row
-        if self.first_row or not self._header_set.issuperset(names) \
-                or not row.keys().isdisjoint(names):
-            self._put(names, _PENDING)  # with log_tabular's checks
-        else:  # known columns, not yet set in this row (every row after the first)
-            for name in names:
-                row[name] = _PENDING
+        state, known = self._local_state(key, reset=False)
+        columns = _columns(key, with_min_and_max, average_only)
+        self._put(columns[0], _PENDING)  # raises before anything changed
+        if known:
+            self.snapshot(key, True)  # the call is accepted: this epoch's values are taken
         self._pending.append((key, state, known, columns))
         if mpi_tools.num_procs() == 1:
             self._resolve_row()
@@ -500,7 +493,8 @@ class EpochLogger(Logger, EpochStats):
     def _resolve_row(self):
         if not self._pending:
             return
-        pending, self._pending = self._pending, []
+        pending = self._pending[:]
+        self._pending.clear()
         try:
             states = self._merged(pending)
         except Exception:
