@@ -664,28 +664,34 @@ def _fast_float_text(double x, int prec):
     return r, (out[:n].decode() if n >= 0 else None)
 
 
-def format_float_row(list values, list prefixes, bytes rule):
+def format_float_row(dict row, list headers, list prefixes, bytes rule):
     r"""The stdout table and the progress.txt line of a row whose values are all floats.
 
     Args:
-        values: the row's values; exact ``float`` objects only.
-        prefixes: per value, the UTF-8 bytes that start its table line (``b"| <key> | "``).
+        row: the row, ``{header: value}``; the values are taken in the order of ``headers``.
+        headers: the columns.
+        prefixes: per header, the UTF-8 bytes that start its table line (``b"| <key> | "``).
         rule: the UTF-8 bytes of the table's top and bottom line.
 
     Returns:
         ``(table, line)``: the table (rule, then ``prefix + "%15.3g" % v + " |"`` per value,
         then the rule, joined by newlines) and ``"\t".join(map(str, values)) + "\n"``, both
-        exactly as Python formats them (the same dtoa); or None if a value is not a float.
+        exactly as Python formats them (the same dtoa); or None if a header has no value or a
+        value is not a float.
     """
-    cdef Py_ssize_t i, n = len(values), cap = 2 * len(rule) + 2, at = 0, lat = 0
+    cdef Py_ssize_t i, n = len(headers), cap = 2 * len(rule) + 2, at = 0, lat = 0
     cdef object v
+    cdef PyObject* found
     cdef char* table
     cdef char* line
+    cdef list values = [None] * n
     if len(prefixes) != n:
-        raise ValueError(f"format_float_row(): {n} values but {len(prefixes)} prefixes")
+        raise ValueError(f"format_float_row(): {n} headers but {len(prefixes)} prefixes")
     for i in range(n):
-        if type(values[i]) is not float:
+        found = PyDict_GetItem(row, headers[i])
+        if found == NULL or type(<object>found) is not float:
             return None
+        values[i] = <object>found
         cap += len(<bytes>prefixes[i]) + 40
     table = <char*>PyMem_Malloc(cap)
     line = <char*>PyMem_Malloc(n * 32 + 1)

@@ -312,8 +312,10 @@ def test_format_float_row_is_pythons_formatting(values, keys):
     keys = keys[:len(values)]
     prefixes = [f"| {k:>17} | " for k in keys]
     rule = "-" * 39
+    headers = [f"k{i}" for i in range(len(values))]
     table, line = _stats.format_float_row(
-        values, [p.encode("utf-8", "surrogatepass") for p in prefixes], rule.encode())
+        dict(zip(headers, values)), headers,
+        [p.encode("utf-8", "surrogatepass") for p in prefixes], rule.encode())
     expected = "\n".join([rule, *(f"{p}{'%15.3g' % v} |" for p, v in zip(prefixes, values)),
                           rule])
     assert table == expected
@@ -321,11 +323,18 @@ def test_format_float_row_is_pythons_formatting(values, keys):
 
 
 def test_format_float_row_only_takes_floats():
-    assert _stats.format_float_row([1.0, 2], [b"a", b"b"], b"-") is None
-    assert _stats.format_float_row([1.0, np.float64(2.0)], [b"a", b"b"], b"-") is None
-    assert _stats.format_float_row([True], [b"a"], b"-") is None
-    with pytest.raises(ValueError, match=r"2 values but 1 prefixes"):
-        _stats.format_float_row([1.0, 2.0], [b"a"], b"-")
+    def fmt(*values, headers=("a", "b")):
+        return _stats.format_float_row(dict(zip(headers, values)), list(headers),
+                                       [b"| a | ", b"| b | "][:len(headers)], b"-")
+
+    assert fmt(1.0, 2.0) == ("-\n| a |               1 |\n| b |               2 |\n-",
+                             "1.0\t2.0\n")
+    assert fmt(1.0, 2) is None
+    assert fmt(1.0, np.float64(2.0)) is None
+    assert fmt(True, headers=("a",)) is None
+    assert fmt(1.0) is None  # header b has no value
+    with pytest.raises(ValueError, match=r"2 headers but 1 prefixes"):
+        _stats.format_float_row({"a": 1.0, "b": 2.0}, ["a", "b"], [b"a"], b"-")
 
 
 @settings(max_examples=3000, deadline=None)

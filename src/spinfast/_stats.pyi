@@ -57,7 +57,7 @@ class EpochStats:
 
 def _fast_float_text(x: float, prec: int) -> tuple[str | None, str | None]: ...
 def format_float_row(
-    values: list[Any], prefixes: list[bytes], rule: bytes
+    row: dict[str, Any], headers: list[str], prefixes: list[bytes], rule: bytes
 ) -> tuple[str, str] | None: ...
 
 # EpochLogger's pending statistics: (key, (count, mean, M2, min, max), known, (names, which))

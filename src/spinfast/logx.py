@@ -146,11 +146,12 @@ class _TableLayout:
         self.rule_bytes = self.rule.encode()
         self._templates: dict[tuple, str] = {}
 
-    def format(self, vals):
-        """``(table, progress.txt line)`` of a row's values (one per header, in order)."""
-        fast = format_float_row(vals, self.prefix_bytes, self.rule_bytes)
+    def format(self, row):
+        """``(table, progress.txt line)`` of a row (``{header: value}``; missing ones empty)."""
+        fast = format_float_row(row, self.headers, self.prefix_bytes, self.rule_bytes)
         if fast is not None:
             return fast
+        vals = [row.get(key, "") for key in self.headers]
         plain = tuple(type(v) in _PLAIN_NUMBERS for v in vals)
         template = self._templates.get(plain)
         if template is None:
@@ -280,8 +281,7 @@ class Logger:
             if self._layout is None or self._layout.headers != headers:
                 self._layout = _TableLayout(headers)
             # Plain numbers print as Spinning Up's "%8.3g" right-aligned in 15 columns.
-            row = self.log_current_row
-            table, out = self._layout.format([row.get(key, "") for key in headers])
+            table, out = self._layout.format(self.log_current_row)
             print(table, flush=True)
             if self.output_file is not None:
                 if self.first_row:
