@@ -697,7 +697,7 @@ cdef class FlatBuffer:
         cdef slot_t* s
         cdef int divide_by = size if code == OP_MEAN else 1
         if code == OP_BCAST and size < _TREE_MAX_RANKS:
-            # Everything (packed buffers and large arrays) down one binomial tree, as bytes.
+            # Several buffers (packed ones, large arrays): down one binomial tree, as bytes.
             m = 0
             if self._n32:
                 self._ring_ptr[m] = self._p32
@@ -713,7 +713,10 @@ cdef class FlatBuffer:
                     self._ring_ptr[m] = s.ptr
                     self._ring_n[m] = s.nbytes
                     m += 1
-            if m:
+            if m == 1:  # one buffer: MPI's own Bcast (shared-memory collectives)
+                comm.Bcast(PyMemoryView_FromMemory(self._ring_ptr[0], self._ring_n[0],
+                                                   PyBUF_WRITE), root)
+            elif m:
                 self._tree_bcast(_ring_comm(comm), self._ring_ptr, self._ring_n, m, root,
                                  rank, size)
         elif code == OP_BCAST:
