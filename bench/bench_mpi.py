@@ -5,9 +5,9 @@ Run (two ranks; rank 0 reports, the other ranks' output is discarded)::
     mpiexec -n 2 python -m pytest bench/bench_mpi.py -p no:cacheprovider
 
 add ``--check-targets`` to fail on a missed ratio. Collected without a launch (``python -m
-pytest bench``), this file runs itself that way and shows the report. Every round starts after
-an untimed barrier (the ``setup`` of ``benchmark.pedantic``), and round counts are fixed, so
-all ranks make the same collectives. Times are rank 0's.
+pytest bench``), this file runs itself that way and shows the report. The spinfast side and
+the reference alternate round by round (``mpibench.interleaved``), each round after an untimed
+barrier; round counts are fixed, so all ranks make the same collectives. Times are rank 0's.
 
 Groups (ratio = reference median / spinfast median, so > 1 means spinfast is faster):
 
