@@ -8,16 +8,20 @@ or numpy views of framework parameter/gradient memory) and works on them in plac
 * arrays smaller than the fusion threshold are packed into one persistent contiguous buffer per
   dtype (copies with the GIL released), reduced or broadcast with ONE collective per dtype, and
   unpacked back (divided by the number of ranks on the way out for a mean);
-* arrays at or above the threshold are reduced in place on their own memory, with no copy
-  (a copy costs about a fifth of an Allreduce of the same bytes);
-* sums and means of buffers of ``RING_THRESHOLD`` bytes or more (large arrays, or a large
-  packed buffer) go through the engine's own ring reduce-scatter and allgather (``Sendrecv``
-  between neighbours, on a duplicate of the communicator, into one persistent scratch buffer)
-  instead of ``Allreduce``: MPI's Allreduce allocates a temporary buffer of the message's size
-  on every call (a 40 MB one faults in fresh pages each time), and a mean needs a separate
-  division pass after it. The ring divides in the reduction step itself, so a mean costs what a
-  sum does; every element is reduced once, on one rank, and copied to the others, so all ranks
-  hold bit-identical results;
+* arrays at or above the threshold are reduced or broadcast in place on their own memory, with
+  no copy (a copy costs about a fifth of an Allreduce of the same bytes);
+* sums and means of buffers of ``RING_THRESHOLD`` bytes or more go through the engine's own
+  ring reduce-scatter and allgather instead of ``Allreduce`` (``Sendrecv``/``Isend``/``Irecv``
+  between neighbours, on a duplicate of the communicator, into one persistent scratch buffer).
+  All large arrays of a dtype form one virtual concatenation, cut into one chunk per rank: a
+  step moves one message per array piece, all posted at once. MPI's Allreduce allocates a
+  temporary buffer of the message's size on every call (a 40 MB one faults in fresh pages each
+  time), and a mean would need a separate division pass after it; the ring divides in the
+  reduction step itself, so a mean costs what a sum does. Every element is reduced once, on one
+  rank, and copied to the others, so all ranks hold bit-identical results;
+* a broadcast of several buffers (packed ones and large arrays) goes down the engine's binomial
+  tree below 8 ranks, every buffer of a transfer posted at once; one buffer, or 8 ranks and
+  more, use MPI's ``Bcast``;
 * otherwise a mean is divided by the number of ranks after the last collective, in the
   unpacking copy for packed arrays and in one pass for the others (work between collectives
   would delay every rank's next collective).
@@ -25,8 +29,9 @@ or numpy views of framework parameter/gradient memory) and works on them in plac
 The packed buffer follows Horovod's fusion buffer and DDP's buckets, inside one process.
 
 MPI is reached only through mpi4py's buffer calls (``Allreduce``/``Bcast`` with ``IN_PLACE``,
-``Sendrecv``; all release the GIL), so this module links to no MPI library and works with whichever MPI
-mpi4py was built for. Buffers are allocated when the layout changes, never in steady state.
+point-to-point calls; all release the GIL), so this module links to no MPI library and works
+with whichever MPI mpi4py was built for. Buffers are allocated when the layout changes, never
+in steady state.
 
 Layout agreement. Every rank must pass arrays of the same dtypes and shapes in the same order.
 Each instance keeps, identically on every rank, the 64-bit hash of the last layout all ranks
@@ -265,8 +270,8 @@ cdef class FlatBuffer:
 
     Args:
         fusion_threshold: arrays of fewer bytes than this are packed into one buffer per dtype
-            and moved with one collective; larger ones are reduced in place on their own memory.
-            0 packs nothing. Must be the same on every rank.
+            and moved with one collective; larger ones are reduced or broadcast in place on
+            their own memory. 0 packs nothing. Must be the same on every rank.
 
     Raises:
         ValueError: ``fusion_threshold`` < 0.

@@ -377,11 +377,11 @@ with open(f"ring{rank}.json", "w") as f:
 
 @pytest.mark.mpi
 @pytest.mark.timeout(200)
-@pytest.mark.parametrize("size", [2, 3, 4])
+@pytest.mark.parametrize("size", [2, 3, 4, 8])
 def test_ring_reductions_match_numpy_and_agree_bitwise(run_mpi, tmp_path, size):
     """Large sums and means go through the engine's ring: numpy's result, the same bits on
-    every rank, at sizes that do not divide evenly; broadcasts down the engine's tree give the
-    root's arrays; a layout change mid-ring still raises."""
+    every rank, at sizes that do not divide evenly; broadcasts down the engine's tree (below 8
+    ranks; MPI's Bcast from 8) give the root's arrays; a layout change mid-ring still raises."""
     run_mpi(RING_PROGRAM, n=size, timeout=180)
     res = [json.loads((tmp_path / f"ring{rank}.json").read_text()) for rank in range(size)]
     names = [k for k in res[0] if k not in ("mismatch", "recovered") and "bcast" not in k]
