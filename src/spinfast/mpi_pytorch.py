@@ -1,10 +1,11 @@
 """PyTorch + MPI, as ``spinup.utils.mpi_pytorch``, on spinfast's flat-buffer engine.
 
-``mpi_avg_grads(module)`` and ``sync_params(module)`` move all of a module's small tensors
-with one collective (packed into a persistent buffer by compiled code) and reduce large ones
-in place on their own memory: never one collective per tensor. :class:`FlatGrads` goes
-further: the module's gradients become views into one flat buffer, so averaging them is a
-single in-place Allreduce with no copies.
+``mpi_avg_grads(module)`` and ``sync_params(module)`` find the module's tensors with compiled
+code (``spinfast._torch``) and hand their memory to the engine without copies: small tensors
+move with one collective (packed into a persistent buffer), large ones are reduced (one ring
+over all of them) or broadcast in place: never one collective per tensor. :class:`FlatGrads`
+goes further: the module's gradients become views into one flat buffer, so averaging them
+moves one contiguous buffer with no copies.
 
 Tensors must live on the CPU (MPI here moves host memory). PyTorch is imported by the
 functions that need it, not by ``import spinfast``.
@@ -108,8 +109,8 @@ class FlatGrads:
 
     ``FlatGrads(module)`` allocates one contiguous tensor per dtype and points every trainable
     parameter's ``grad`` at its slice. Backward passes accumulate into the views, and
-    :meth:`average` is one in-place Allreduce of the whole buffer (SUM, then divided by the
-    number of ranks).
+    :meth:`average` reduces the whole buffer in place (the engine's ring, or one Allreduce when
+    it is small; SUM divided by the number of ranks).
 
     ``optimizer.zero_grad()`` sets gradients to None by default, which drops the views; call
     ``optimizer.zero_grad(set_to_none=False)`` (or :meth:`zero`) to keep them. If a view was
@@ -164,7 +165,7 @@ class FlatGrads:
         self._rebind()
 
     def average(self):
-        """Average the gradients over MPI ranks in place (one Allreduce per dtype buffer)."""
+        """Average the gradients over MPI ranks in place (one reduction per dtype buffer)."""
         self._rebind()
         if mpi_tools.num_procs() > 1:
             mpi_tools.allreduce_arrays(self._arrays, op="mean", engine=self._engine)

@@ -23,6 +23,8 @@ Importing this module imports TensorFlow.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import tensorflow as tf
 
@@ -50,29 +52,45 @@ def assign_params_from_flat(x, params):
 class _Averager:
     """Average (or broadcast) lists of arrays handed over by ``tf.numpy_function``.
 
-    The arrays TensorFlow hands over are read-only views of its tensors, and the results must
-    be fresh arrays (TensorFlow keeps them as the output tensors). The results are views into
-    ONE new contiguous buffer per dtype: the engine then moves each buffer as a single message
-    per step of its ring or tree (memory of that size is also what MPI moves fastest here), and
-    ranks other than the root of a broadcast receive into it directly, with no copy. (The
-    engine's layout check sees these buffers: a shape mismatch with equal total sizes between
-    ranks is not caught on this path.)
+    The arrays TensorFlow hands over are read-only views of its tensors, and the results become
+    TensorFlow's output tensors. The results are views into ONE contiguous buffer per dtype: the
+    engine then moves each buffer as a single message per step of its ring or tree (memory of
+    that size is also what MPI moves fastest here), and ranks other than the root of a
+    broadcast receive into it directly, with no copy. (The engine's layout check sees these
+    buffers: a shape mismatch with equal total sizes between ranks is not caught on this path.)
+
+    The buffers are reused once nothing refers to them any more (TensorFlow has dropped the
+    tensors made from their views): a fresh 4 MB buffer every step costs its page faults again,
+    which here is three times the copy itself.
     """
+
+    _POOL = 4  # buffers kept per (dtype, size); beyond that, fresh ones
 
     def __init__(self):
         self.grads = FlatBuffer()
         self.params = FlatBuffer()
+        self._pool: dict = {}
 
-    @staticmethod
-    def _outputs(arrays):
-        """(one fresh array per input, views into one flat buffer per dtype; those buffers)."""
+    def _flat(self, dtype, n):
+        """A buffer of n elements of dtype that nothing else refers to."""
+        pool = self._pool.setdefault((dtype, n), [])
+        for flat in pool:
+            if sys.getrefcount(flat) <= 3:  # the pool, the loop variable, the argument
+                return flat
+        flat = np.empty(n, dtype)
+        if len(pool) < self._POOL:
+            pool.append(flat)
+        return flat
+
+    def _outputs(self, arrays):
+        """(one result array per input, views into one buffer per dtype; those buffers)."""
         out = [None] * len(arrays)
         flats = []
         by_dtype: dict = {}
         for i, a in enumerate(arrays):
             by_dtype.setdefault(a.dtype, []).append(i)
         for dtype, idx in by_dtype.items():
-            flat = np.empty(sum(arrays[i].size for i in idx), dtype)
+            flat = self._flat(dtype, sum(arrays[i].size for i in idx))
             offset = 0
             for i in idx:
                 n = arrays[i].size
