@@ -4,7 +4,8 @@
  *
  *   sff_scale_T(x, n, size)             x[i] = x[i] / size          (in place)
  *   sff_copy_scale_T(dst, src, n, size) dst[i] = src[i] / size      (dst, src disjoint)
- *   sff_add_T(dst, src, n, size)        dst[i] = (dst[i] + src[i]) / size   (size 1: no division)
+ *   sff_add_T(dst, a, b, n, size)       dst[i] = (a[i] + b[i]) / size   (size 1: no division;
+ *                                       a may be dst)
  *   sff_hash(h, p, nbytes)              64-bit hash of bytes, chained through h (sync checks)
  *
  * Same IEEE result as numpy's x / size in the array's dtype. For a power-of-two size the
@@ -52,20 +53,20 @@
     }
 
 #define SFF_DEFINE_ADD(NAME, T)                                                               \
-    static SFF_CLONES void sff_add_##NAME(T *restrict dst, const T *restrict src, ptrdiff_t n, \
+    static SFF_CLONES void sff_add_##NAME(T *dst, const T *a, const T *restrict b, ptrdiff_t n,\
                                           int size)                                          \
     {                                                                                        \
         ptrdiff_t i;                                                                         \
         const T d = (T)size, r = (T)1 / d;                                                   \
         if (size == 1)                                                                       \
             for (i = 0; i < n; i++)                                                          \
-                dst[i] = dst[i] + src[i];                                                    \
+                dst[i] = a[i] + b[i];                                                        \
         else if ((size & (size - 1)) == 0)                                                   \
             for (i = 0; i < n; i++)                                                          \
-                dst[i] = (dst[i] + src[i]) * r;                                              \
+                dst[i] = (a[i] + b[i]) * r;                                                  \
         else                                                                                 \
             for (i = 0; i < n; i++)                                                          \
-                dst[i] = (dst[i] + src[i]) / d;                                              \
+                dst[i] = (a[i] + b[i]) / d;                                                  \
     }
 
 /*

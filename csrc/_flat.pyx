@@ -100,7 +100,8 @@ cdef int _TREE_MAX_RANKS = 8
 
 
 cdef struct slot_t:
-    char* ptr             # data of this call
+    char* ptr             # data of this call (the result)
+    const char* src       # where its input is read: ptr, or the matching item of sources
     Py_ssize_t n          # elements
     Py_ssize_t nbytes
     int kind              # dkind_t
@@ -118,8 +119,8 @@ cdef extern from "_flat.h" nogil:
     void sff_scale_f64(double* x, Py_ssize_t n, int size)
     void sff_copy_scale_f32(float* dst, const float* src, Py_ssize_t n, int size)
     void sff_copy_scale_f64(double* dst, const double* src, Py_ssize_t n, int size)
-    void sff_add_f32(float* dst, const float* src, Py_ssize_t n, int size)
-    void sff_add_f64(double* dst, const double* src, Py_ssize_t n, int size)
+    void sff_add_f32(float* dst, const float* a, const float* b, Py_ssize_t n, int size)
+    void sff_add_f64(double* dst, const double* a, const double* b, Py_ssize_t n, int size)
     uint64_t sff_hash(uint64_t h, const unsigned char* p, size_t nbytes)
 
 
@@ -140,10 +141,12 @@ cdef inline Py_ssize_t _chunk_start(Py_ssize_t n, int chunk, int size) noexcept 
     return n * chunk // size
 
 
-cdef void _add_chunk(char** ptrs, Py_ssize_t* ns, Py_ssize_t m, int kind, Py_ssize_t isz,
-                    Py_ssize_t ra, Py_ssize_t rb, const char* scratch, int divide_by) noexcept nogil:
-    # Add the received chunk [ra, rb) of the virtual concatenation (packed at the start of
-    # scratch) into the arrays' own elements, dividing by divide_by (1: none).
+cdef void _add_chunk(char** ptrs, char** srcs, Py_ssize_t* ns, Py_ssize_t m, int kind,
+                    Py_ssize_t isz, Py_ssize_t ra, Py_ssize_t rb, const char* scratch,
+                    int divide_by) noexcept nogil:
+    # The arrays' elements of the received chunk [ra, rb) of the virtual concatenation become
+    # this rank's input (srcs) plus the received partial sum (packed at the start of scratch),
+    # divided by divide_by (1: none).
     cdef Py_ssize_t j, vs = 0, lo, hi
     for j in range(m):
         lo = ra if ra > vs else vs
@@ -151,9 +154,11 @@ cdef void _add_chunk(char** ptrs, Py_ssize_t* ns, Py_ssize_t m, int kind, Py_ssi
         if hi > lo:
             if kind == DK_F32:
                 sff_add_f32(<float*>(ptrs[j] + (lo - vs) * isz),
+                            <const float*>(srcs[j] + (lo - vs) * isz),
                             <const float*>(scratch + (lo - ra) * isz), hi - lo, divide_by)
             else:
                 sff_add_f64(<double*>(ptrs[j] + (lo - vs) * isz),
+                            <const double*>(srcs[j] + (lo - vs) * isz),
                             <const double*>(scratch + (lo - ra) * isz), hi - lo, divide_by)
         vs += ns[j]
 
@@ -162,7 +167,7 @@ cdef void _pack(const slot_t* s, Py_ssize_t count, char* b32, char* b64) noexcep
     cdef Py_ssize_t i
     for i in range(count):
         if s[i].packed:
-            memcpy((b32 if s[i].kind == DK_F32 else b64) + s[i].offset, s[i].ptr, s[i].nbytes)
+            memcpy((b32 if s[i].kind == DK_F32 else b64) + s[i].offset, s[i].src, s[i].nbytes)
 
 
 cdef void _unpack(const slot_t* s, Py_ssize_t count, const char* b32, const char* b64,
@@ -282,7 +287,10 @@ cdef class FlatBuffer:
     cdef slot_t* _slots
     cdef Py_buffer* _views
     cdef char** _ring_ptr       # the buffers of one ring or tree (pointers, element counts)
+    cdef char** _ring_src       # ... and where a ring reads their inputs
     cdef Py_ssize_t* _ring_n
+    cdef Py_buffer* _src_views  # the buffers of ``sources``
+    cdef Py_ssize_t _nsrc
     cdef Py_ssize_t _cap
     cdef Py_ssize_t _nacq
     cdef Py_ssize_t _count
@@ -321,7 +329,10 @@ cdef class FlatBuffer:
         self._slots = NULL
         self._views = NULL
         self._ring_ptr = NULL
+        self._ring_src = NULL
         self._ring_n = NULL
+        self._src_views = NULL
+        self._nsrc = 0
         self._cap = 0
         self._nacq = 0
         self._count = 0
@@ -354,7 +365,9 @@ cdef class FlatBuffer:
         PyMem_Free(self._slots)
         PyMem_Free(self._views)
         PyMem_Free(self._ring_ptr)
+        PyMem_Free(self._ring_src)
         PyMem_Free(self._ring_n)
+        PyMem_Free(self._src_views)
 
     @property
     def nbytes(self):
@@ -366,8 +379,8 @@ cdef class FlatBuffer:
 
     # -- public calls ----------------------------------------------------------------------
 
-    def allreduce(self, comm, arrays, op="sum"):
-        """Reduce every array over the ranks of ``comm``, in place.
+    def allreduce(self, comm, arrays, op="sum", sources=None):
+        """Reduce every array over the ranks of ``comm``, in place (or from ``sources``).
 
         Args:
             comm: an mpi4py communicator, or None for a single process (then the inputs are
@@ -377,19 +390,25 @@ cdef class FlatBuffer:
                 passes the same dtypes and shapes in the same order.
             op: ``'sum'``, ``'mean'`` (SUM, then divided by the number of ranks in the array's
                 dtype, as ``x / size``), ``'min'``, ``'max'`` or ``'prod'``.
+            sources: None (reduce ``arrays`` in place), or a list/tuple of contiguous buffers
+                of the same dtypes and sizes (they may be read-only, and are never written):
+                rank r's input for ``arrays[i]`` is ``sources[i]``, and ``arrays[i]`` only
+                receives the result. Saves copying read-only inputs into the result arrays
+                first: the large arrays' ring reads them where they lie.
 
         Raises:
-            TypeError: ``arrays`` is not a list/tuple, or an item is not a float32/float64
-                buffer.
-            ValueError: an item is read-only or not contiguous, ``op`` is unknown, or the
-                layouts or ops differ between ranks (the message names the first difference).
+            TypeError: ``arrays`` or ``sources`` is not a list/tuple, or an item is not a
+                float32/float64 buffer.
+            ValueError: an item is read-only or not contiguous, ``op`` is unknown, a source does
+                not match its array (dtype, size, count), or the layouts or ops differ between
+                ranks (the message names the first difference).
                 Under MPI every rank raises when any rank's input is wrong.
             RuntimeError: the instance is in use by another thread.
         """
         cdef int code = _OP_NAMES.index(op) if isinstance(op, str) and op in _OP_NAMES else -1
         self._enter()
         try:
-            self._run(comm, arrays, code, -1, op, "FlatBuffer.allreduce()")
+            self._run(comm, arrays, code, -1, op, "FlatBuffer.allreduce()", sources)
         finally:
             self._leave()
 
@@ -408,7 +427,7 @@ cdef class FlatBuffer:
         """
         self._enter()
         try:
-            self._run(comm, arrays, OP_BCAST, root, None, "FlatBuffer.bcast()")
+            self._run(comm, arrays, OP_BCAST, root, None, "FlatBuffer.bcast()", None)
         finally:
             self._leave()
 
@@ -430,6 +449,9 @@ cdef class FlatBuffer:
         for i in range(self._nacq):
             PyBuffer_Release(&self._views[i])
         self._nacq = 0
+        for i in range(self._nsrc):
+            PyBuffer_Release(&self._src_views[i])
+        self._nsrc = 0
 
     cdef int _reserve(self, Py_ssize_t n) except -1:
         cdef void* p
@@ -447,6 +469,14 @@ cdef class FlatBuffer:
         if p == NULL:
             raise MemoryError()
         self._ring_ptr = <char**>p
+        p = PyMem_Realloc(self._ring_src, (n + 2) * sizeof(char*))
+        if p == NULL:
+            raise MemoryError()
+        self._ring_src = <char**>p
+        p = PyMem_Realloc(self._src_views, n * sizeof(Py_buffer))
+        if p == NULL:
+            raise MemoryError()
+        self._src_views = <Py_buffer*>p
         p = PyMem_Realloc(self._ring_n, (n + 2) * sizeof(Py_ssize_t))
         if p == NULL:
             raise MemoryError()
@@ -500,10 +530,57 @@ cdef class FlatBuffer:
                                    f"arrays are supported: convert it or leave it out")
             s = &self._slots[i]
             s.ptr = <char*>v.buf
+            s.src = s.ptr
             s.kind = kind
             s.nbytes = v.len
             s.n = v.len // v.itemsize
         return None
+
+    cdef object _acquire_sources(self, object sources):
+        # Point each slot's input at its source; None, or (exception type, message).
+        cdef Py_ssize_t i
+        cdef Py_buffer* v
+        cdef slot_t* s
+        cdef const char* f
+        cdef bint same
+        if not isinstance(sources, (list, tuple)):
+            return (TypeError, f"sources must be a list or tuple of arrays, got a "
+                               f"{type(sources).__name__!r}")
+        if len(sources) != self._count:
+            return (ValueError, f"sources has {len(sources)} items for {self._count} arrays; "
+                                f"pass one source per array")
+        for i in range(self._count):
+            obj = sources[i]
+            v = &self._src_views[i]
+            try:
+                PyObject_GetBuffer(obj, v, PyBUF_FORMAT | PyBUF_ANY_CONTIGUOUS)
+            except (BufferError, TypeError, ValueError) as exc:
+                if not PyObject_CheckBuffer(obj):
+                    return (TypeError, f"source {i} is a {type(obj).__name__!r}, not a buffer")
+                return (ValueError, f"source {i} is not contiguous ({exc})")
+            self._nsrc = i + 1
+            s = &self._slots[i]
+            f = v.format
+            if f == NULL:
+                f = b"B"
+            if f[0] == b"@" or f[0] == b"=" or f[0] == b"<":
+                f += 1
+            if s.kind == DK_F32:
+                same = f[0] == b"f" and f[1] == 0
+            else:
+                same = f[0] == b"d" and f[1] == 0
+            if v.len != s.nbytes or not same:
+                return (ValueError, f"source {i} does not match array {i}: pass a "
+                                    f"{_KIND_NAMES[s.kind]} buffer of {s.nbytes} bytes")
+            s.src = <const char*>v.buf
+        return None
+
+    cdef void _copy_sources(self) noexcept:
+        # Inputs into the result arrays, where they are read from elsewhere.
+        cdef Py_ssize_t i
+        for i in range(self._count):
+            if self._slots[i].src != self._slots[i].ptr:
+                memcpy(self._slots[i].ptr, self._slots[i].src, self._slots[i].nbytes)
 
     cdef uint64_t _layout_hash(self, int code, int root):
         # Everything that must agree across ranks: call, root, plan parameters, and every
@@ -615,7 +692,7 @@ cdef class FlatBuffer:
         return (self._flagbuf, DK_F64, <Py_ssize_t>self._flag_p)
 
     cdef int _run(self, object comm, object arrays, int code, int root, object op,
-                  str where) except -1:
+                  str where, object sources) except -1:
         cdef int size = 1, rank = 0, fkind
         cdef object err = None
         cdef uint64_t h = 0
@@ -633,9 +710,12 @@ cdef class FlatBuffer:
                                f"pass 0 <= root < {size}")
         if err is None:
             err = self._acquire(arrays)
+        if err is None and sources is not None:
+            err = self._acquire_sources(sources)
         if size == 1:
             if err is not None:
                 raise err[0](f"{where}: {err[1]}")
+            self._copy_sources()  # the reduction over one rank: the inputs themselves
             return 0
         if err is None:
             h = self._layout_hash(code, root)
@@ -744,6 +824,8 @@ cdef class FlatBuffer:
                 if size >= _TREE_MAX_RANKS:
                     comm.Bcast(arrays[i], root)
             else:
+                if s.src != s.ptr:
+                    memcpy(s.ptr, s.src, s.nbytes)
                 comm.Allreduce(_MPI.IN_PLACE, arrays[i], _MPI_OPS[code])
         if code == OP_SUM or code == OP_MEAN:
             # The large arrays of each dtype: one ring over all of them (it divides as it
@@ -754,11 +836,12 @@ cdef class FlatBuffer:
                     s = &self._slots[i]
                     if not s.packed and s.kind == kind and _rings(code, s.nbytes):
                         self._ring_ptr[m] = s.ptr
+                        self._ring_src[m] = <char*>s.src
                         self._ring_n[m] = s.n
                         m += 1
                 if m:
-                    self._ring(_ring_comm(comm), self._ring_ptr, self._ring_n, m, kind, rank,
-                               size, divide_by)
+                    self._ring(_ring_comm(comm), self._ring_ptr, self._ring_src, self._ring_n,
+                               m, kind, rank, size, divide_by)
         # Scale and unpack only after the last collective: work between collectives delays
         # every rank's next one (measured: more than the scaling itself costs).
         if code != OP_BCAST or rank != root:
@@ -779,11 +862,11 @@ cdef class FlatBuffer:
         if not _rings(code, nbytes):
             comm.Allreduce(_MPI.IN_PLACE, view, _MPI_OPS[code])
         else:
-            self._ring(_ring_comm(comm), &ptr, &n, 1, kind, rank, size, divide_by)
+            self._ring(_ring_comm(comm), &ptr, &ptr, &n, 1, kind, rank, size, divide_by)
         return 0
 
-    cdef int _ring(self, object comm, char** ptrs, Py_ssize_t* ns, Py_ssize_t m, int kind,
-                   int rank, int size, int divide_by) except -1:
+    cdef int _ring(self, object comm, char** ptrs, char** srcs, Py_ssize_t* ns, Py_ssize_t m,
+                   int kind, int rank, int size, int divide_by) except -1:
         # Ring reduce-scatter, then ring allgather, over the m arrays seen as one virtual
         # concatenation of total elements, cut into ``size`` chunks. In step s of the
         # reduce-scatter a rank sends chunk rank-s to its right neighbour and adds the chunk
@@ -791,7 +874,9 @@ cdef class FlatBuffer:
         # chunk rank+1 fully reduced (divided in the last addition), and the allgather passes
         # the finished chunks around the ring. A chunk spanning several arrays moves as one
         # message per array piece, all posted at once; each element is reduced on one rank
-        # only, so every rank ends with the same bits.
+        # only, so every rank ends with the same bits. This rank's input is read from srcs (the
+        # arrays themselves, or separate sources): step 0 sends it, and every addition takes it;
+        # later steps send the partial sums, which live in the arrays.
         cdef Py_ssize_t isz = 4 if kind == DK_F32 else 8
         cdef Py_ssize_t total = 0, j
         cdef int right = (rank + 1) % size, left = (rank + size - 1) % size
@@ -806,14 +891,16 @@ cdef class FlatBuffer:
         for step in range(size - 1):
             cs = (rank - step + 2 * size) % size
             cr = (rank - step - 1 + 2 * size) % size
-            self._exchange(comm, ptrs, ns, m, isz, total, size, cs, right, cr, left, True)
+            self._exchange(comm, srcs if step == 0 else ptrs, ptrs, ns, m, isz, total, size, cs,
+                           right, cr, left, True)
             last = divide_by if step == size - 2 else 1
-            _add_chunk(ptrs, ns, m, kind, isz, _chunk_start(total, cr, size),
+            _add_chunk(ptrs, srcs, ns, m, kind, isz, _chunk_start(total, cr, size),
                        _chunk_start(total, cr + 1, size), self._scratch_p, last)
         for step in range(size - 1):
             cs = (rank + 1 - step + 2 * size) % size
             cr = (rank - step + 2 * size) % size
-            self._exchange(comm, ptrs, ns, m, isz, total, size, cs, right, cr, left, False)
+            self._exchange(comm, ptrs, ptrs, ns, m, isz, total, size, cs, right, cr, left,
+                           False)
         return 0
 
     cdef int _tree_bcast(self, object comm, char** ptrs, Py_ssize_t* nbytes, Py_ssize_t m,
@@ -855,12 +942,13 @@ cdef class FlatBuffer:
         _MPI.Request.Waitall(reqs)
         return 0
 
-    cdef int _exchange(self, object comm, char** ptrs, Py_ssize_t* ns, Py_ssize_t m,
-                       Py_ssize_t isz, Py_ssize_t total, int size, int cs, int right, int cr,
-                       int left, bint to_scratch) except -1:
-        # Send the pieces of chunk cs to ``right`` while receiving those of chunk cr from
-        # ``left`` (into the scratch buffer, packed from its start, or into the arrays). Both
-        # sides cut a chunk identically, so the k-th piece sent matches the k-th received.
+    cdef int _exchange(self, object comm, char** send_from, char** ptrs, Py_ssize_t* ns,
+                       Py_ssize_t m, Py_ssize_t isz, Py_ssize_t total, int size, int cs,
+                       int right, int cr, int left, bint to_scratch) except -1:
+        # Send the pieces of chunk cs (read from send_from) to ``right`` while receiving those
+        # of chunk cr from ``left`` (into the scratch buffer, packed from its start, or into the
+        # arrays). Both sides cut a chunk identically, so the k-th piece sent matches the k-th
+        # received.
         cdef Py_ssize_t j, vs, lo, hi
         cdef Py_ssize_t ca = _chunk_start(total, cs, size), cb = _chunk_start(total, cs + 1, size)
         cdef Py_ssize_t ra = _chunk_start(total, cr, size), rb = _chunk_start(total, cr + 1, size)
@@ -876,7 +964,7 @@ cdef class FlatBuffer:
             lo = ca if ca > vs else vs
             hi = cb if cb < vs + ns[j] else vs + ns[j]
             if hi > lo:
-                sends.append(PyMemoryView_FromMemory(ptrs[j] + (lo - vs) * isz,
+                sends.append(PyMemoryView_FromMemory(send_from[j] + (lo - vs) * isz,
                                                      (hi - lo) * isz, PyBUF_READ))
             vs += ns[j]
         if len(sends) == 1 and len(recvs) == 1:

@@ -67,6 +67,27 @@ def test_read_only_and_not_a_list_and_bad_op_and_root():
         fb.bcast(None, [np.ones(3)], root=1)
 
 
+def test_sources_fill_the_arrays_and_are_checked():
+    src = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(70000)]
+    for a in src:
+        a.flags.writeable = False
+    out = [np.zeros((2, 3), np.float32), np.zeros(70000)]
+    FlatBuffer().allreduce(None, out, op="mean", sources=src)  # one rank: the inputs themselves
+    assert all(np.array_equal(a, b) for a, b in zip(out, src))
+    fb = FlatBuffer()
+    with pytest.raises(ValueError, match=r"source 1 does not match array 1: pass a float64 "
+                                         r"buffer of 560000 bytes"):
+        fb.allreduce(None, out, sources=[src[0], np.ones(70000, np.float32)])
+    with pytest.raises(ValueError, match=r"source 0 does not match array 0: pass a float32"):
+        fb.allreduce(None, out, sources=[np.zeros(3), src[1]])  # 24 bytes, but float64
+    with pytest.raises(ValueError, match=r"sources has 1 items for 2 arrays"):
+        fb.allreduce(None, out, sources=src[:1])
+    with pytest.raises(TypeError, match=r"sources must be a list or tuple"):
+        fb.allreduce(None, out, sources=np.ones(3))
+    with pytest.raises(TypeError, match=r"source 0 is a 'int', not a buffer"):
+        fb.allreduce(None, out, sources=[3, src[1]])
+
+
 def test_fortran_order_and_memoryview_items_are_accepted():
     f = np.asfortranarray(np.ones((3, 4), np.float32))
     mv = memoryview(np.ones(5))
@@ -341,16 +362,28 @@ everyone = comm.allgather(mine)           # pickled: independent of the engine
 out = {}
 for thr, label in ((1 << 16, "inplace"), (1 << 30, "packed")):   # large arrays / large pack
     fb = FlatBuffer(thr)
+    inplace = {}
     for op in ("sum", "mean", "max"):
         for step in range(2):
             arrays = [a.copy() for a in mine]
             fb.allreduce(comm, arrays, op=op)
+        inplace[op] = arrays
         for i, a in enumerate(arrays):
             stack = np.stack([r[i] for r in everyone])
             ref = {"sum": lambda s: s.sum(0), "mean": lambda s: s.sum(0) / s.dtype.type(size),
                    "max": lambda s: s.max(0)}[op](stack)
             err = float(np.max(np.abs(a.astype(np.float64) - ref)))
             out[f"{label} {op} {i}"] = (err, hashlib.sha1(a.tobytes()).hexdigest())
+    # Results into separate arrays from read-only sources: the same values, sources intact.
+    sources = [a.copy() for a in mine]
+    for a in sources:
+        a.flags.writeable = False
+    for op in ("mean", "max"):
+        into = [np.full_like(a, np.nan) for a in mine]
+        fb.allreduce(comm, into, op=op, sources=sources)
+        out[f"{label} into {op}"] = [
+            bool(np.array_equal(a, b)) for a, b in zip(into, inplace[op])] + [
+            bool(np.array_equal(a, b)) for a, b in zip(sources, mine)]
     for step in range(2):                   # broadcast from the last rank down the tree
         arrays = [a.copy() for a in mine]
         fb.bcast(comm, arrays, root=size - 1)
@@ -384,10 +417,14 @@ def test_ring_reductions_match_numpy_and_agree_bitwise(run_mpi, tmp_path, size):
     ranks; MPI's Bcast from 8) give the root's arrays; a layout change mid-ring still raises."""
     run_mpi(RING_PROGRAM, n=size, timeout=180)
     res = [json.loads((tmp_path / f"ring{rank}.json").read_text()) for rank in range(size)]
-    names = [k for k in res[0] if k not in ("mismatch", "recovered") and "bcast" not in k]
+    names = [k for k in res[0] if k not in ("mismatch", "recovered") and "bcast" not in k
+             and " into " not in k]
     assert len(names) == 2 * 3 * 6
     for rank in range(size):
         assert res[rank]["inplace bcast"] == res[rank]["packed bcast"] == [True] * 6
+        for label in ("inplace", "packed"):  # sources=: bit-identical to in place, untouched
+            for op in ("mean", "max"):
+                assert res[rank][f"{label} into {op}"] == [True] * 12, (label, op)
     for name in names:
         tol = 1e-12 if name.split()[2] in ("3", "4") else 1e-5  # float64 arrays: 3 and 4
         for rank in range(size):

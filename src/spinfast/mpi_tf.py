@@ -53,11 +53,12 @@ class _Averager:
     """Average (or broadcast) lists of arrays handed over by ``tf.numpy_function``.
 
     The arrays TensorFlow hands over are read-only views of its tensors, and the results become
-    TensorFlow's output tensors. The results are views into ONE contiguous buffer per dtype: the
-    engine then moves each buffer as a single message per step of its ring or tree (memory of
-    that size is also what MPI moves fastest here), and ranks other than the root of a
-    broadcast receive into it directly, with no copy. (The engine's layout check sees these
-    buffers: a shape mismatch with equal total sizes between ranks is not caught on this path.)
+    TensorFlow's output tensors: views into one buffer per dtype. An average reads the inputs
+    where they lie and writes the results (``FlatBuffer.allreduce(..., sources=inputs)``); a
+    broadcast copies the root's inputs into its buffer, which then moves as one message per
+    step, the other ranks receiving into theirs directly. (For a broadcast the engine's layout
+    check sees the buffers: a shape mismatch with equal total sizes between ranks is not caught
+    on that path.)
 
     The buffers are reused once nothing refers to them any more (TensorFlow has dropped the
     tensors made from their views): a fresh 4 MB buffer every step costs its page faults again,
@@ -100,10 +101,9 @@ class _Averager:
         return out, flats
 
     def average(self, *arrays):
-        out, flats = self._outputs(arrays)
-        for o, a in zip(out, arrays):
-            np.copyto(o, a)
-        mpi_tools.allreduce_arrays(flats, op="mean", engine=self.grads)
+        out, _ = self._outputs(arrays)
+        # TensorFlow's read-only arrays are the inputs, read where they lie (no copy first).
+        self.grads.allreduce(mpi_tools.comm_world(), out, op="mean", sources=list(arrays))
         return out
 
     def differ(self, *arrays):
