@@ -25,5 +25,6 @@ class FlatBuffer:
         comm: Comm | None,
         arrays: Arrays,
         op: Literal["sum", "mean", "min", "max", "prod"] = "sum",
+        sources: Arrays | None = None,  # read-only inputs (same dtypes and sizes)
     ) -> None: ...
     def bcast(self, comm: Comm | None, arrays: Arrays, root: int = 0) -> None: ...  # root: C int
