@@ -254,14 +254,15 @@ cdef object _mpi():
 # The ring's point-to-point messages travel on a duplicate of the caller's communicator, so they
 # can never match a receive of the program's own (a collective's context is private likewise).
 # One duplicate per communicator, made collectively by the call that first needs it: every rank
-# makes the same calls, so every rank makes it in the same call.
+# makes the same calls, so every rank makes it in the same call. A handle that MPI reused for
+# another communicator (after a Comm.Free) is caught by comparing the groups (0.1 us).
 cdef dict _RING_COMMS = {}
 
 
 cdef object _ring_comm(object comm):
     key = comm.py2f()
     dup = _RING_COMMS.get(key)
-    if dup is None:
+    if dup is None or _MPI.Comm.Compare(comm, dup) != _MPI.CONGRUENT:
         dup = _RING_COMMS[key] = comm.Dup()
     return dup
 

@@ -467,3 +467,36 @@ def test_checksum_sees_every_bit_and_the_order():
         checksum([arrays[0], 3])
     with pytest.raises(ValueError, match=r"checksum\(\): item 0 is not contiguous"):
         checksum([np.ones(8)[::2]])
+
+
+SUBCOMM_PROGRAM = r"""
+import numpy as np
+from mpi4py import MPI
+from spinfast._flat import RING_THRESHOLD, FlatBuffer
+
+world = MPI.COMM_WORLD
+rank = world.Get_rank()
+fb = FlatBuffer()
+n = RING_THRESHOLD  # float32: four times the ring's threshold in bytes
+out = open(f"sub{rank}.txt", "w")
+for color in (rank % 2, int(rank < 2), rank % 2):   # freed communicators' handles get reused
+    comm = world.Split(color, rank)
+    mine = np.random.default_rng(rank).standard_normal(n).astype(np.float32)
+    arrays = [mine.copy()]
+    fb.allreduce(comm, arrays, op="sum")
+    expected = np.sum(comm.allgather(mine), axis=0)
+    print(f"color {color} ok {bool(np.allclose(arrays[0], expected, atol=1e-5))}", file=out)
+    comm.Free()
+out.close()
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(150)
+def test_ring_on_sub_communicators_freed_and_made_again(run_mpi, tmp_path):
+    """The ring's duplicate communicator follows the caller's, even when MPI reuses a freed
+    communicator's handle for a different group of ranks."""
+    run_mpi(SUBCOMM_PROGRAM, n=4, timeout=120)
+    for rank in range(4):
+        lines = (tmp_path / f"sub{rank}.txt").read_text().splitlines()
+        assert lines == [f"color {c} ok True" for c in (rank % 2, int(rank < 2), rank % 2)]
