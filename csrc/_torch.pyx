@@ -19,7 +19,7 @@ to :func:`set_dtypes` by spinfast.mpi_pytorch (``torch.float32``, ``torch.float6
 
 from cpython.dict cimport PyDict_Next
 from cpython.memoryview cimport PyMemoryView_FromBuffer
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyObject_GenericGetAttr
 from libc.string cimport memset
 
 cdef object _DT32 = None
@@ -68,7 +68,9 @@ def parameters(module, bint trainable_only):
         return [p for p in module.parameters() if p.requires_grad or not trainable_only]
     while stack:
         mod = stack.pop()
-        params = mod._parameters
+        # Module defines __getattr__, which routes every attribute read through a slower
+        # hook; _parameters and _modules live in the instance dict, read them there.
+        params = PyObject_GenericGetAttr(mod, "_parameters")
         pos = 0
         if type(params) is dict:
             while PyDict_Next(params, &pos, &key, &value):
@@ -84,22 +86,23 @@ def parameters(module, bint trainable_only):
                         and id(p) not in seen:
                     seen.add(id(p))
                     out.append(p)
-        children = mod._modules
+        children = PyObject_GenericGetAttr(mod, "_modules")
         kids = [m for m in children.values() if m is not None]
         kids.reverse()
         stack.extend(kids)
     return out
 
 
-cdef object _tensor_view(object t, str where, str what, Py_ssize_t index):
-    # A view of a CPU float32/float64 contiguous tensor. Another dtype or a strided tensor
-    # goes to the engine as a numpy array, which it rejects on every rank together (an error
-    # raised here, on some ranks only, would leave the others waiting in the collective).
+cdef object _tensor_view(object t, str where, str what, Py_ssize_t index, bint contiguous):
+    # A view of a CPU float32/float64 contiguous tensor (``contiguous``: already known to be).
+    # Another dtype or a strided tensor goes to the engine as a numpy array, which it rejects
+    # on every rank together (an error raised here, on some ranks only, would leave the others
+    # waiting in the collective).
     dt = t.dtype
     if not t.is_cpu:
         raise ValueError(f"{where}: {what} {index} is on {t.device}; spinfast averages CPU "
                          f"tensors only, move the module to the CPU first")
-    if (dt is _DT32 or dt is _DT64) and t.is_contiguous():
+    if (dt is _DT32 or dt is _DT64) and (contiguous or t.is_contiguous()):
         return _view(t.data_ptr(), t.nbytes, dt is _DT64)
     return t.detach().numpy()
 
@@ -125,7 +128,7 @@ def grad_views(list params, str where):
         if not g.is_contiguous():
             g = g.contiguous()
             p.grad = g
-        views[i] = _tensor_view(g, where, "the gradient of parameter", i)
+        views[i] = _tensor_view(g, where, "the gradient of parameter", i, True)
         tensors[i] = g
     return views, tensors, missing
 
@@ -139,5 +142,5 @@ def tensor_views(list tensors, str where):
     cdef Py_ssize_t i, n = len(tensors)
     cdef list views = [None] * n
     for i in range(n):
-        views[i] = _tensor_view(tensors[i], where, "parameter", i)
+        views[i] = _tensor_view(tensors[i], where, "parameter", i, False)
     return views
