@@ -132,6 +132,22 @@ cdef inline void _scale(int kind, char* x, Py_ssize_t n, int size) noexcept nogi
         sff_scale_f64(<double*>x, n, size)
 
 
+cdef int _buffer_kind(const Py_buffer* v) noexcept:
+    # DK_F32 / DK_F64 for a native float32 / float64 buffer format, else DK_NONE.
+    cdef const char* f = v.format
+    if f == NULL:
+        return DK_NONE  # plain bytes
+    if f[0] == b"@" or f[0] == b"=" or f[0] == b"<":
+        f += 1
+    if f[0] == 0 or f[1] != 0:
+        return DK_NONE
+    if f[0] == b"f" and v.itemsize == 4:
+        return DK_F32
+    if f[0] == b"d" and v.itemsize == 8:
+        return DK_F64
+    return DK_NONE
+
+
 cdef inline bint _rings(int code, Py_ssize_t nbytes) noexcept nogil:
     # Whether a reduction of this buffer goes through the engine's ring (same on every rank).
     return (code == OP_SUM or code == OP_MEAN) and nbytes >= _RING_MIN
@@ -492,7 +508,6 @@ cdef class FlatBuffer:
         cdef Py_ssize_t i, n
         cdef Py_buffer* v
         cdef slot_t* s
-        cdef const char* f
         cdef int kind
         if not isinstance(arrays, (list, tuple)):
             return (TypeError, f"arrays must be a list or tuple of arrays, got a "
@@ -512,17 +527,7 @@ cdef class FlatBuffer:
                 return (ValueError, f"array {i} cannot be used in place ({exc}); pass "
                                     f"writable, contiguous float32/float64 arrays")
             self._nacq = i + 1
-            f = v.format
-            if f == NULL:
-                f = b"B"
-            if f[0] == b"@" or f[0] == b"=" or f[0] == b"<":
-                f += 1
-            kind = DK_NONE
-            if f[0] != 0 and f[1] == 0:
-                if f[0] == b"f" and v.itemsize == 4:
-                    kind = DK_F32
-                elif f[0] == b"d" and v.itemsize == 8:
-                    kind = DK_F64
+            kind = _buffer_kind(v)
             if kind == DK_NONE:
                 dt = getattr(obj, "dtype", None)
                 fmt = (<bytes>v.format).decode() if v.format != NULL else "B"
@@ -542,8 +547,6 @@ cdef class FlatBuffer:
         cdef Py_ssize_t i
         cdef Py_buffer* v
         cdef slot_t* s
-        cdef const char* f
-        cdef bint same
         if not isinstance(sources, (list, tuple)):
             return (TypeError, f"sources must be a list or tuple of arrays, got a "
                                f"{type(sources).__name__!r}")
@@ -561,16 +564,7 @@ cdef class FlatBuffer:
                 return (ValueError, f"source {i} is not contiguous ({exc})")
             self._nsrc = i + 1
             s = &self._slots[i]
-            f = v.format
-            if f == NULL:
-                f = b"B"
-            if f[0] == b"@" or f[0] == b"=" or f[0] == b"<":
-                f += 1
-            if s.kind == DK_F32:
-                same = f[0] == b"f" and f[1] == 0
-            else:
-                same = f[0] == b"d" and f[1] == 0
-            if v.len != s.nbytes or not same:
+            if v.len != s.nbytes or _buffer_kind(v) != s.kind:
                 return (ValueError, f"source {i} does not match array {i}: pass a "
                                     f"{_KIND_NAMES[s.kind]} buffer of {s.nbytes} bytes")
             s.src = <const char*>v.buf
@@ -926,14 +920,6 @@ cdef class FlatBuffer:
     cdef int _transfer(self, object comm, char** ptrs, Py_ssize_t* nbytes, Py_ssize_t m,
                        int peer, bint send) except -1:
         cdef Py_ssize_t j
-        if m == 1:
-            if send:
-                comm.Send(PyMemoryView_FromMemory(ptrs[0], nbytes[0], PyBUF_READ), peer,
-                          _RING_TAG)
-            else:
-                comm.Recv(PyMemoryView_FromMemory(ptrs[0], nbytes[0], PyBUF_WRITE), peer,
-                          _RING_TAG)
-            return 0
         if send:
             reqs = [comm.Isend(PyMemoryView_FromMemory(ptrs[j], nbytes[j], PyBUF_READ), peer,
                                _RING_TAG) for j in range(m)]

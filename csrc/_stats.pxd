@@ -32,10 +32,9 @@ cdef class EpochStats:
     # log_tabular's compiled path, wired up by EpochLogger (see EpochStats.log_tabular)
     cdef public dict _row
     cdef public set _headers
-    cdef public list _pending_list
+    cdef public list _pending
     cdef public dict _columns_cache
     cdef public object _placeholder
-    cdef public bint _fast_ready
     cdef public bint _resolve_each
     cdef Welford _get_or_create(self, object key)
     cdef acc_t* _lookup(self, object key) except NULL

@@ -812,7 +812,7 @@ cdef class EpochStats:
         cdef Welford w
         cdef dict row
         cdef set headers
-        if val is None and self._fast_ready:
+        if val is None and not self.first_row:  # columns fixed once the first row is written
             found = PyDict_GetItem(self._columns_cache, (key, with_min_and_max, average_only))
             if found != NULL:
                 columns = <tuple>found
@@ -830,7 +830,7 @@ cdef class EpochStats:
                         acc_reset(&w.acc)
                         for name in names:
                             row[name] = self._placeholder
-                        self._pending_list.append((key, state, True, columns))
+                        self._pending.append((key, state, True, columns))
                         if self._resolve_each:
                             self._resolve_row()
                         return None

@@ -45,10 +45,9 @@ class EpochStats:
     # log_tabular's compiled path; the owner (EpochLogger) sets these and _log_tabular
     _row: dict[str, Any]
     _headers: set[str]
-    _pending_list: list[Any]
+    _pending: list[Any]
     _columns_cache: dict[tuple[str, Any, Any], Any]
     _placeholder: Any
-    _fast_ready: bool
     _resolve_each: bool
     def log_tabular(
         self, key: str, val: Any = None, with_min_and_max: bool = False,

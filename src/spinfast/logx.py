@@ -431,21 +431,13 @@ class EpochLogger(Logger, EpochStats):
         super().__init__(*args, **kwargs)
         self._pending = []  # (key, state, known here, columns) of each statistic not merged yet
         # What the compiled log_tabular (EpochStats) works on; the objects are never rebound.
-        self._row, self._headers, self._pending_list = (self.log_current_row, self._header_set,
-                                                        self._pending)
+        self._row, self._headers = self.log_current_row, self._header_set
         self._columns_cache, self._placeholder = _COLUMNS, _PENDING
         self._resolve_each = mpi_tools.num_procs() == 1
-        self._fast_ready = False  # columns are fixed once the first row is written
 
     # Compiled (spinfast._stats.EpochStats.log_tabular, which documents it): the common call
     # is done there, everything else by _log_tabular below.
     log_tabular = EpochStats.log_tabular
-
-    def dump_tabular(self):
-        super().dump_tabular()
-        self._fast_ready = not self.first_row
-
-    dump_tabular.__doc__ = Logger.dump_tabular.__doc__
 
     def _log_tabular(self, key, val=None, with_min_and_max=False, average_only=False):
         """EpochLogger.log_tabular, every case (see EpochStats.log_tabular)."""
