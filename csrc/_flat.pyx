@@ -335,6 +335,14 @@ cdef class FlatBuffer:
     cdef object _agreed_fview
     cdef char* _agreed_fptr
     cdef int _agreed_fkind
+    # two ranks, broadcast: the agreed buffers' sizes (the agreement travels with the data)
+    cdef object _pair_sizes
+    cdef int _agreed_root
+    # receive datatypes scattering a packed buffer straight into its arrays (per dtype)
+    cdef object _dt32
+    cdef object _dt64
+    cdef char** _dt_ptrs        # the slot addresses they were built for
+    cdef Py_ssize_t _dt_count   # -1: none built
     # hash exchange
     cdef object _hdr
     cdef int64_t* _hdr_p
@@ -356,6 +364,8 @@ cdef class FlatBuffer:
         self._busy = False
         self._planned = False
         self._agreed = False
+        self._dt_ptrs = NULL
+        self._dt_count = -1
 
     def __init__(self, Py_ssize_t fusion_threshold=DEFAULT_FUSION_THRESHOLD):
         cdef int64_t[::1] h
@@ -379,12 +389,21 @@ cdef class FlatBuffer:
 
     def __dealloc__(self):
         self._release()
+        if self._dt32 is not None or self._dt64 is not None:
+            try:  # (not at interpreter exit: MPI is finalized and mpi4py may be torn down)
+                if not _MPI.Is_finalized():
+                    for dt in (self._dt32, self._dt64):
+                        if dt is not None:
+                            dt.Free()
+            except Exception:
+                pass
         PyMem_Free(self._slots)
         PyMem_Free(self._views)
         PyMem_Free(self._ring_ptr)
         PyMem_Free(self._ring_src)
         PyMem_Free(self._ring_n)
         PyMem_Free(self._src_views)
+        PyMem_Free(self._dt_ptrs)
 
     @property
     def nbytes(self):
@@ -498,6 +517,11 @@ cdef class FlatBuffer:
         if p == NULL:
             raise MemoryError()
         self._ring_n = <Py_ssize_t*>p
+        p = PyMem_Realloc(self._dt_ptrs, n * sizeof(char*))
+        if p == NULL:
+            raise MemoryError()
+        self._dt_ptrs = <char**>p
+        self._dt_count = -1
         memset(self._slots + self._cap, 0, (n - self._cap) * sizeof(slot_t))
         self._cap = n
         self._planned = False
@@ -617,6 +641,7 @@ cdef class FlatBuffer:
         cdef double[::1] m64
         if self._plan_matches(bcast):
             return 0
+        self._dt_count = -1  # the scatter datatypes describe the old plan's arrays
         for i in range(self._count):
             s = &self._slots[i]
             s.packed = 0 < s.nbytes < self.fusion_threshold
@@ -689,6 +714,7 @@ cdef class FlatBuffer:
     cdef int _run(self, object comm, object arrays, int code, int root, object op,
                   str where, object sources) except -1:
         cdef int size = 1, rank = 0, fkind
+        cdef Py_ssize_t m
         cdef object err = None
         cdef uint64_t h = 0
         cdef bint bcast = code == OP_BCAST, fresh
@@ -716,7 +742,14 @@ cdef class FlatBuffer:
             h = self._layout_hash(code, root)
         MPI = _mpi()
 
-        if self._agreed:
+        if self._agreed and self._pair_sizes is not None:
+            # Two ranks, broadcast: the agreement travels with the data (see _pair_bcast).
+            if self._pair_bcast(comm, rank, err is None and h == self._agreed_hash
+                                and self._plan_matches(bcast)):
+                return 0
+            self._agreed = False
+            self._agreed_fview = None
+        elif self._agreed:
             # One collective tells everyone whether any rank's layout changed.
             if err is None and h == self._agreed_hash and self._plan_matches(bcast):
                 fg = self._flag_group()
@@ -758,6 +791,12 @@ cdef class FlatBuffer:
         self._agreed_fview = fg[0]
         self._agreed_fkind = fg[1]
         self._agreed_fptr = <char*><Py_ssize_t>fg[2]
+        self._agreed_root = root
+        self._pair_sizes = None
+        if bcast and size == 2:
+            m = self._bcast_buffers()
+            if m:  # (the root's verdict needs a message to travel in)
+                self._pair_sizes = [self._ring_n[i] for i in range(m)]
         self._write_flag(fg[1], self._agreed_fptr, _flag_ok(code) if not bcast else 0.0)
         if bcast or self._fgroup == FG_ALONE:
             fresh = False  # the flag buffer is apart: nothing of the data went yet
@@ -778,21 +817,7 @@ cdef class FlatBuffer:
         cdef int divide_by = size if code == OP_MEAN else 1
         if code == OP_BCAST and size < _TREE_MAX_RANKS:
             # Several buffers (packed ones, large arrays): down one binomial tree, as bytes.
-            m = 0
-            if self._n32:
-                self._ring_ptr[m] = self._p32
-                self._ring_n[m] = self._n32 * 4
-                m += 1
-            if self._n64:
-                self._ring_ptr[m] = self._p64
-                self._ring_n[m] = self._n64 * 8
-                m += 1
-            for i in range(self._count):
-                s = &self._slots[i]
-                if not s.packed and s.n:
-                    self._ring_ptr[m] = s.ptr
-                    self._ring_n[m] = s.nbytes
-                    m += 1
+            m = self._bcast_buffers()
             if m == 1:  # one buffer: MPI's own Bcast (shared-memory collectives)
                 comm.Bcast(PyMemoryView_FromMemory(self._ring_ptr[0], self._ring_n[0],
                                                    PyBUF_WRITE), root)
@@ -821,7 +846,7 @@ cdef class FlatBuffer:
             else:
                 if s.src != s.ptr:
                     memcpy(s.ptr, s.src, s.nbytes)
-                comm.Allreduce(_MPI.IN_PLACE, arrays[i], _MPI_OPS[code])
+                self._reduce(comm, arrays[i], s.ptr, s.nbytes, s.kind, code, rank, size, 1)
         if code == OP_SUM or code == OP_MEAN:
             # The large arrays of each dtype: one ring over all of them (it divides as it
             # reduces).
@@ -849,16 +874,170 @@ cdef class FlatBuffer:
                             _scale(s.kind, s.ptr, s.n, divide_by)
         return 0
 
+    cdef Py_ssize_t _bcast_buffers(self) noexcept:
+        # The buffers a broadcast moves, in order, into _ring_ptr/_ring_n (bytes): the packed
+        # float32 and float64 buffers, then the arrays moved in place. Returns their number.
+        cdef Py_ssize_t i, m = 0
+        cdef slot_t* s
+        if self._n32:
+            self._ring_ptr[m] = self._p32
+            self._ring_n[m] = self._n32 * 4
+            m += 1
+        if self._n64:
+            self._ring_ptr[m] = self._p64
+            self._ring_n[m] = self._n64 * 8
+            m += 1
+        for i in range(self._count):
+            s = &self._slots[i]
+            if not s.packed and s.n:
+                self._ring_ptr[m] = s.ptr
+                self._ring_n[m] = s.nbytes
+                m += 1
+        return m
+
+    cdef bint _pair_bcast(self, object comm, int rank, bint ok) except -1:
+        # A broadcast between two ranks after an agreement: the root sends each agreed buffer,
+        # or an empty message in its place if its own layout changed; the other rank sends its
+        # flag back at the same time. One message each way, where a separate agreement
+        # collective would cost a round trip before the data. A receiver whose layout holds
+        # receives straight into its arrays (a packed buffer scatters through a datatype);
+        # one whose layout changed receives into a throwaway buffer, and an empty message
+        # writes nothing: no array is touched unless both ranks agree. Returns whether they
+        # did; if not, both go back to the hash exchange.
+        cdef Py_ssize_t j, m = len(self._pair_sizes), total = 0
+        cdef int root = self._agreed_root, peer = 1 - rank
+        cdef list reqs = []
+        cdef bint unpack = False
+        rc = _ring_comm(comm)
+        if rank == root:
+            if ok:
+                with nogil:
+                    _pack(self._slots, self._count, self._p32, self._p64)
+                m = self._bcast_buffers()
+            for j in range(m):
+                if ok:
+                    buf = PyMemoryView_FromMemory(self._ring_ptr[j], self._ring_n[j], PyBUF_READ)
+                else:
+                    buf = PyMemoryView_FromMemory(self._scratch_for(1), 0, PyBUF_READ)
+                reqs.append(rc.Isend(buf, peer, _RING_TAG))
+            self._flag_p[0] = 1.0
+            reqs.append(rc.Irecv(self._flagbuf, peer, _RING_TAG))
+            _MPI.Request.Waitall(reqs)
+            return ok and self._flag_p[0] == 0.0
+        self._flag_p[0] = 0.0 if ok else 1.0
+        reqs.append(rc.Isend(self._flagbuf, root, _RING_TAG))
+        if ok:
+            m = self._bcast_buffers()
+            for j in range(m):
+                buf = None
+                if self._ring_ptr[j] == self._p32 or self._ring_ptr[j] == self._p64:
+                    buf = self._scatter_type(self._ring_ptr[j] == self._p64)
+                    unpack = unpack or buf is None
+                if buf is None:
+                    buf = PyMemoryView_FromMemory(self._ring_ptr[j], self._ring_n[j], PyBUF_WRITE)
+                reqs.append(rc.Irecv(buf, root, _RING_TAG))
+        else:
+            for j in range(m):
+                total += self._pair_sizes[j]
+            sink = np.empty(total, np.uint8)
+            total = 0
+            for j in range(m):
+                reqs.append(rc.Irecv(sink[total:total + self._pair_sizes[j]], root, _RING_TAG))
+                total += self._pair_sizes[j]
+        statuses = [_MPI.Status() for _ in reqs]
+        _MPI.Request.Waitall(reqs, statuses)
+        for st in statuses[1:]:
+            if st.Get_count(_MPI.BYTE) == 0:
+                return False  # the root's layout changed: nothing was written
+        if ok and unpack:
+            with nogil:
+                _unpack(self._slots, self._count, self._p32, self._p64, 1)
+        return ok
+
+    cdef object _scatter_type(self, bint f64):
+        # A receive buffer spec that scatters the packed float32 (or float64) buffer's bytes
+        # into the arrays packed in it, [MPI.BOTTOM, 1, datatype]; built when the arrays'
+        # addresses change, else reused. None if two of the arrays overlap (then the caller
+        # receives into the packed buffer and copies out).
+        cdef Py_ssize_t i
+        cdef slot_t* s
+        cdef bint same = self._dt_count == self._count
+        if same:
+            for i in range(self._count):
+                if self._slots[i].packed and self._dt_ptrs[i] != self._slots[i].ptr:
+                    same = False
+                    break
+        if not same:
+            for dt in (self._dt32, self._dt64):
+                if dt is not None:
+                    dt.Free()
+            self._dt32 = self._dt64 = None
+            self._dt_count = -1
+            spans = sorted((<Py_ssize_t>self._slots[i].ptr, self._slots[i].nbytes)
+                           for i in range(self._count) if self._slots[i].packed)
+            if all(spans[i][0] + spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1)):
+                for kind in (DK_F32, DK_F64):
+                    blocks = [(<Py_ssize_t>self._slots[i].ptr, self._slots[i].nbytes)
+                              for i in range(self._count)
+                              if self._slots[i].packed and self._slots[i].kind == kind]
+                    if blocks:
+                        dt = _MPI.BYTE.Create_hindexed([b[1] for b in blocks],
+                                                       [b[0] for b in blocks]).Commit()
+                        if kind == DK_F32:
+                            self._dt32 = dt
+                        else:
+                            self._dt64 = dt
+            for i in range(self._count):
+                self._dt_ptrs[i] = self._slots[i].ptr
+            self._dt_count = self._count
+        dt = self._dt64 if f64 else self._dt32
+        return [_MPI.BOTTOM, 1, dt] if dt is not None else None
+
     cdef int _reduce(self, object comm, object view, char* ptr, Py_ssize_t nbytes, int kind,
                      int code, int rank, int size, int divide_by) except -1:
         # One in-place reduction of a buffer: MPI's Allreduce, or the ring for a large sum or
         # mean (which also divides by ``divide_by``; Allreduce leaves that to the caller).
         cdef Py_ssize_t n = nbytes // (4 if kind == DK_F32 else 8)
-        if not _rings(code, nbytes):
-            comm.Allreduce(_MPI.IN_PLACE, view, _MPI_OPS[code])
-        else:
+        if _rings(code, nbytes):
             self._ring(_ring_comm(comm), &ptr, &ptr, &n, 1, kind, rank, size, divide_by)
+        elif (code == OP_SUM or code == OP_MEAN) and size & (size - 1) == 0 and nbytes:
+            self._doubling(_ring_comm(comm), ptr, n, kind, rank, size)
+            if divide_by > 1:
+                with nogil:
+                    _scale(kind, ptr, n, divide_by)
+        else:
+            comm.Allreduce(_MPI.IN_PLACE, view, _MPI_OPS[code])
         return 0
+
+    cdef int _doubling(self, object comm, char* ptr, Py_ssize_t n, int kind, int rank,
+                       int size) except -1:
+        # Recursive doubling for a power-of-two number of ranks: in step k each rank swaps its
+        # whole partial sum with rank ^ 2**k and adds the two. One message round per step
+        # (MPI's Allreduce takes two at these sizes: reduce-scatter, then allgather). Partners
+        # add the same two values (a + b, b + a), so every rank ends with the same bits.
+        cdef Py_ssize_t nbytes = n * (4 if kind == DK_F32 else 8)
+        cdef int mask = 1
+        cdef char* scratch = self._scratch_for(nbytes)
+        mine = PyMemoryView_FromMemory(ptr, nbytes, PyBUF_READ)
+        theirs = PyMemoryView_FromMemory(scratch, nbytes, PyBUF_WRITE)
+        while mask < size:
+            comm.Sendrecv(mine, rank ^ mask, _RING_TAG, theirs, rank ^ mask, _RING_TAG)
+            with nogil:
+                if kind == DK_F32:
+                    sff_add_f32(<float*>ptr, <const float*>ptr, <const float*>scratch, n, 1)
+                else:
+                    sff_add_f64(<double*>ptr, <const double*>ptr, <const double*>scratch, n, 1)
+            mask <<= 1
+        return 0
+
+    cdef char* _scratch_for(self, Py_ssize_t nbytes) except NULL:
+        # The receive buffer, grown (never shrunk) to at least nbytes.
+        cdef unsigned char[::1] mem
+        if self._scratch_p == NULL or self._scratch.shape[0] < nbytes:
+            self._scratch = np.zeros(max(nbytes, 8), np.uint8)
+            mem = self._scratch
+            self._scratch_p = <char*>&mem[0]
+        return self._scratch_p
 
     cdef int _ring(self, object comm, char** ptrs, char** srcs, Py_ssize_t* ns, Py_ssize_t m,
                    int kind, int rank, int size, int divide_by) except -1:
@@ -876,13 +1055,9 @@ cdef class FlatBuffer:
         cdef Py_ssize_t total = 0, j
         cdef int right = (rank + 1) % size, left = (rank + size - 1) % size
         cdef int step, cs, cr, last
-        cdef unsigned char[::1] mem
         for j in range(m):
             total += ns[j]
-        if self._scratch.shape[0] < (total // size + 1) * isz:
-            self._scratch = np.zeros((total // size + 1) * isz, np.uint8)
-            mem = self._scratch
-            self._scratch_p = <char*>&mem[0]
+        self._scratch_for((total // size + 1) * isz)
         for step in range(size - 1):
             cs = (rank - step + 2 * size) % size
             cr = (rank - step - 1 + 2 * size) % size

@@ -500,3 +500,104 @@ def test_ring_on_sub_communicators_freed_and_made_again(run_mpi, tmp_path):
     for rank in range(4):
         lines = (tmp_path / f"sub{rank}.txt").read_text().splitlines()
         assert lines == [f"color {c} ok True" for c in (rank % 2, int(rank < 2), rank % 2)]
+
+
+BCAST_PROGRAM = r"""
+import json
+import numpy as np
+from mpi4py import MPI
+from spinfast._flat import FlatBuffer
+
+comm = MPI.COMM_WORLD
+rank, size = comm.Get_rank(), comm.Get_size()
+last = size - 1
+out = {}
+
+def mine(shapes, tag=0.0, owner=None):
+    # Rank r's own values: element k of array i is 1000 r + 100 i + k / 8 + tag.
+    owner = rank if owner is None else owner
+    return [(1000.0 * owner + 100.0 * i + tag + np.arange(int(np.prod(s))).reshape(s) / 8)
+            .astype(dt) for i, (s, dt) in enumerate(shapes)]
+
+def record(label, arrays, expected):
+    out[label] = (len(arrays) == len(expected) and all(
+        a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(arrays, expected)))
+
+SMALL = [((4, 5), np.float32), ((7,), np.float64), ((3, 3), np.float32)]    # all packed
+MIXED = SMALL + [((3000,), np.float64)]                                       # one in place
+for shapes, name in ((SMALL, "small"), (MIXED, "mixed")):
+    fb = FlatBuffer(1 << 10)
+    kept = mine(shapes)
+    for step in range(3):            # steady state, the same arrays (addresses) every call
+        for a in kept:
+            a += 0.5 * (rank != 0)  # receivers drift; the broadcast repairs them
+        fb.bcast(comm, kept, root=0)
+    record(f"{name} same arrays", kept, mine(shapes, owner=0))
+    for step in range(3):            # new arrays (new addresses) every call
+        fresh = mine(shapes, tag=step)
+        fb.bcast(comm, fresh, root=0)
+    record(f"{name} new arrays", fresh, mine(shapes, tag=2, owner=0))
+    twice = mine(shapes[:1])         # one array passed twice: overlapping destinations
+    fb2 = FlatBuffer(1 << 10)
+    for step in range(2):
+        arrays = [twice[0], twice[0]] + mine(shapes[1:])
+        fb2.bcast(comm, arrays, root=0)
+    record(f"{name} overlap", arrays,
+           2 * mine(shapes[:1], owner=0) + mine(shapes[1:], owner=0))
+
+    # After an agreement, one rank's layout changes: every rank raises, no array is written.
+    for who in (0, last):
+        fb.bcast(comm, mine(shapes), root=0)
+        arrays = mine(shapes)
+        if rank == who:
+            arrays[0] = arrays[0].reshape(arrays[0].shape[::-1]).copy()
+        before = [a.copy() for a in arrays]
+        try:
+            fb.bcast(comm, arrays, root=0)
+            out[f"{name} changed on {who}"] = "no error"
+        except ValueError as exc:
+            out[f"{name} changed on {who}"] = str(exc)
+        out[f"{name} changed on {who} untouched"] = all(
+            np.array_equal(a, b) for a, b in zip(arrays, before))
+    fb.bcast(comm, mine(shapes), root=0)
+    arrays = mine(shapes)
+    if rank == 0:
+        arrays[1] = np.arange(7)     # invalid on the root
+    try:
+        fb.bcast(comm, arrays, root=0)
+        out[f"{name} invalid"] = "no error"
+    except (TypeError, ValueError) as exc:
+        out[f"{name} invalid"] = f"{type(exc).__name__}: {exc}"
+    arrays = mine(shapes)
+    fb.bcast(comm, arrays, root=last)  # recovered, and a new root
+    record(f"{name} recovered", arrays, mine(shapes, owner=last))
+with open(f"bcast{rank}.json", "w") as f:
+    json.dump(out, f)
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("size", [2, 3])
+def test_bcast_steady_state_and_changed_layouts(run_mpi, tmp_path, size):
+    """Broadcasts after an agreement (two ranks: the agreement travels with the data; more: a
+    flag collective first) give the root's values whether the arrays stay or move, even passed
+    twice; a layout changed on the root or on a receiver raises on every rank and writes no
+    array; the engine recovers."""
+    run_mpi(BCAST_PROGRAM, n=size, timeout=120)
+    res = [json.loads((tmp_path / f"bcast{rank}.json").read_text()) for rank in range(size)]
+    last = size - 1
+    for rank in range(size):
+        for name in ("small", "mixed"):
+            for label in ("same arrays", "new arrays", "overlap", "recovered"):
+                assert res[rank][f"{name} {label}"] is True, (rank, name, label)
+            for who in (0, last):
+                msg = res[rank][f"{name} changed on {who}"]
+                assert msg.startswith("FlatBuffer.bcast(): array 0 differs between ranks"), msg
+                assert res[rank][f"{name} changed on {who} untouched"] is True, (name, who)
+            invalid = res[rank][f"{name} invalid"]
+            if rank == 0:
+                assert invalid.startswith("TypeError: FlatBuffer.bcast(): array 1 has dtype int64")
+            else:
+                assert invalid.startswith("ValueError: FlatBuffer.bcast(): rank 0 passed "
+                                          "invalid input: array 1 has dtype int64"), invalid
