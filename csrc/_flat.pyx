@@ -186,6 +186,23 @@ cdef void _pack(const slot_t* s, Py_ssize_t count, char* b32, char* b64) noexcep
             memcpy((b32 if s[i].kind == DK_F32 else b64) + s[i].offset, s[i].src, s[i].nbytes)
 
 
+cdef void _unpack_sum(const slot_t* s, Py_ssize_t count, const char* b32, const char* b64,
+                     const char* other, int divide_by) noexcept nogil:
+    # The last step of a reduction fused with the unpacking, for a plan with one packed buffer
+    # (b32 or b64) and nothing else: each array gets (own + other partial sum) / divide_by,
+    # ``other`` laid out as the packed buffer.
+    cdef Py_ssize_t i
+    for i in range(count):
+        if not s[i].packed:
+            continue
+        if s[i].kind == DK_F32:
+            sff_add_f32(<float*>s[i].ptr, <const float*>(b32 + s[i].offset),
+                        <const float*>(other + s[i].offset), s[i].n, divide_by)
+        else:
+            sff_add_f64(<double*>s[i].ptr, <const double*>(b64 + s[i].offset),
+                        <const double*>(other + s[i].offset), s[i].n, divide_by)
+
+
 cdef void _unpack(const slot_t* s, Py_ssize_t count, const char* b32, const char* b64,
                   int divide_by) noexcept nogil:
     cdef Py_ssize_t i
@@ -328,6 +345,8 @@ cdef class FlatBuffer:
     cdef char* _p64
     cdef object _flagbuf
     cdef double* _flag_p
+    cdef bint _solo             # the plan has one packed buffer and nothing else to move
+    cdef char* _pending         # the other partial sum of the packed buffer, not yet added
     # agreement (identical on every rank)
     cdef bint _agreed
     cdef uint64_t _agreed_hash
@@ -343,6 +362,10 @@ cdef class FlatBuffer:
     cdef object _dt64
     cdef char** _dt_ptrs        # the slot addresses they were built for
     cdef Py_ssize_t _dt_count   # -1: none built
+    # the duplicate communicator of the last caller's communicator (see _ring_comm)
+    cdef object _rc_comm
+    cdef object _rc_handle
+    cdef object _rc_dup
     # hash exchange
     cdef object _hdr
     cdef int64_t* _hdr_p
@@ -366,6 +389,7 @@ cdef class FlatBuffer:
         self._agreed = False
         self._dt_ptrs = NULL
         self._dt_count = -1
+        self._pending = NULL
 
     def __init__(self, Py_ssize_t fusion_threshold=DEFAULT_FUSION_THRESHOLD):
         cdef int64_t[::1] h
@@ -687,6 +711,10 @@ cdef class FlatBuffer:
         self._p64 = <char*>&m64[0] if m64.shape[0] else NULL
         self._n32 = n32
         self._n64 = n64
+        self._solo = (n32 == 0) != (n64 == 0)
+        for i in range(self._count):
+            if not self._slots[i].packed and self._slots[i].n:
+                self._solo = False
         self._plan_count = self._count
         self._plan_bcast = bcast
         self._planned = True
@@ -699,9 +727,11 @@ cdef class FlatBuffer:
             (<double*>p)[0] = value
 
     cdef double _read_flag(self, int fkind, char* p) noexcept:
-        if fkind == DK_F32:
-            return (<float*>p)[0]
-        return (<double*>p)[0]
+        # (of a packed buffer whose last addition is pending: the sum of both parts)
+        cdef double v = (<float*>p)[0] if fkind == DK_F32 else (<double*>p)[0]
+        if self._pending != NULL and (p == self._p32 or p == self._p64):
+            v += (<float*>self._pending)[0] if fkind == DK_F32 else (<double*>self._pending)[0]
+        return v
 
     cdef tuple _flag_group(self):
         # (numpy view reduced first, its dkind, pointer to the flag element)
@@ -720,6 +750,7 @@ cdef class FlatBuffer:
         cdef bint bcast = code == OP_BCAST, fresh
         cdef char* fptr
         cdef tuple fg
+        self._pending = NULL
         if comm is not None:
             size = comm.Get_size()
             rank = comm.Get_rank()
@@ -758,7 +789,8 @@ cdef class FlatBuffer:
                     with nogil:
                         _pack(self._slots, self._count, self._p32, self._p64)
                 self._write_flag(fg[1], fptr, _flag_ok(code) if not bcast else 0.0)
-                self._reduce(comm, fg[0], fptr, fg[0].nbytes, fg[1], code, rank, size, 1)
+                self._reduce(comm, fg[0], fptr, fg[0].nbytes, fg[1], code, rank, size, 1,
+                             self._solo and not bcast)
                 if self._read_flag(fg[1], fptr) == (_flag_ok(code) if not bcast else 0.0):
                     self._collectives(comm, arrays, code, root, rank, size, True)
                     return 0
@@ -773,6 +805,7 @@ cdef class FlatBuffer:
             self._agreed_fview = None
 
         # Hash exchange, overlapped with the packing.
+        self._pending = NULL
         if err is None:
             self._make_plan(bcast)
         self._hdr_p[0] = <int64_t>h if err is None else _BAD_INPUT
@@ -802,7 +835,7 @@ cdef class FlatBuffer:
             fresh = False  # the flag buffer is apart: nothing of the data went yet
         else:
             self._reduce(comm, fg[0], self._agreed_fptr, fg[0].nbytes, fg[1], code, rank, size,
-                         1)
+                         1, self._solo)
             fresh = True
         self._collectives(comm, arrays, code, root, rank, size, fresh)
         return 0
@@ -822,7 +855,7 @@ cdef class FlatBuffer:
                 comm.Bcast(PyMemoryView_FromMemory(self._ring_ptr[0], self._ring_n[0],
                                                    PyBUF_WRITE), root)
             elif m:
-                self._tree_bcast(_ring_comm(comm), self._ring_ptr, self._ring_n, m, root,
+                self._tree_bcast(self._dup_of(comm), self._ring_ptr, self._ring_n, m, root,
                                  rank, size)
         elif code == OP_BCAST:
             if self._n32:
@@ -860,19 +893,33 @@ cdef class FlatBuffer:
                         self._ring_n[m] = s.n
                         m += 1
                 if m:
-                    self._ring(_ring_comm(comm), self._ring_ptr, self._ring_src, self._ring_n,
+                    self._ring(self._dup_of(comm), self._ring_ptr, self._ring_src, self._ring_n,
                                m, kind, rank, size, divide_by)
         # Scale and unpack only after the last collective: work between collectives delays
         # every rank's next one (measured: more than the scaling itself costs).
         if code != OP_BCAST or rank != root:
             with nogil:
-                _unpack(self._slots, self._count, self._p32, self._p64, divide_by)
+                if self._pending != NULL:
+                    _unpack_sum(self._slots, self._count, self._p32, self._p64, self._pending,
+                                divide_by)
+                else:
+                    _unpack(self._slots, self._count, self._p32, self._p64, divide_by)
                 if divide_by > 1:
                     for i in range(self._count):
                         s = &self._slots[i]
                         if not s.packed and not _rings(code, s.nbytes):
                             _scale(s.kind, s.ptr, s.n, divide_by)
         return 0
+
+    cdef object _dup_of(self, object comm):
+        # _ring_comm(comm), remembered for the same communicator object with the same handle
+        # (a freed one has another; a new one is another object).
+        h = comm.py2f()
+        if comm is not self._rc_comm or h != self._rc_handle:
+            self._rc_dup = _ring_comm(comm)
+            self._rc_comm = comm
+            self._rc_handle = h
+        return self._rc_dup
 
     cdef Py_ssize_t _bcast_buffers(self) noexcept:
         # The buffers a broadcast moves, in order, into _ring_ptr/_ring_n (bytes): the packed
@@ -908,7 +955,7 @@ cdef class FlatBuffer:
         cdef int root = self._agreed_root, peer = 1 - rank
         cdef list reqs = []
         cdef bint unpack = False
-        rc = _ring_comm(comm)
+        rc = self._dup_of(comm)
         if rank == root:
             if ok:
                 with nogil:
@@ -994,15 +1041,15 @@ cdef class FlatBuffer:
         return [_MPI.BOTTOM, 1, dt] if dt is not None else None
 
     cdef int _reduce(self, object comm, object view, char* ptr, Py_ssize_t nbytes, int kind,
-                     int code, int rank, int size, int divide_by) except -1:
+                     int code, int rank, int size, int divide_by, bint defer=False) except -1:
         # One in-place reduction of a buffer: MPI's Allreduce, or the ring for a large sum or
         # mean (which also divides by ``divide_by``; Allreduce leaves that to the caller).
         cdef Py_ssize_t n = nbytes // (4 if kind == DK_F32 else 8)
         if _rings(code, nbytes):
-            self._ring(_ring_comm(comm), &ptr, &ptr, &n, 1, kind, rank, size, divide_by)
+            self._ring(self._dup_of(comm), &ptr, &ptr, &n, 1, kind, rank, size, divide_by)
         elif (code == OP_SUM or code == OP_MEAN) and size & (size - 1) == 0 and nbytes:
-            self._doubling(_ring_comm(comm), ptr, n, kind, rank, size)
-            if divide_by > 1:
+            self._doubling(self._dup_of(comm), ptr, n, kind, rank, size, defer)
+            if divide_by > 1 and not defer:
                 with nogil:
                     _scale(kind, ptr, n, divide_by)
         else:
@@ -1010,11 +1057,13 @@ cdef class FlatBuffer:
         return 0
 
     cdef int _doubling(self, object comm, char* ptr, Py_ssize_t n, int kind, int rank,
-                       int size) except -1:
+                       int size, bint defer) except -1:
         # Recursive doubling for a power-of-two number of ranks: in step k each rank swaps its
         # whole partial sum with rank ^ 2**k and adds the two. One message round per step
         # (MPI's Allreduce takes two at these sizes: reduce-scatter, then allgather). Partners
         # add the same two values (a + b, b + a), so every rank ends with the same bits.
+        # ``defer``: the last addition is left to the unpacking (_pending holds the other
+        # part), which writes the sums straight into the arrays: one pass over the data less.
         cdef Py_ssize_t nbytes = n * (4 if kind == DK_F32 else 8)
         cdef int mask = 1
         cdef char* scratch = self._scratch_for(nbytes)
@@ -1022,6 +1071,9 @@ cdef class FlatBuffer:
         theirs = PyMemoryView_FromMemory(scratch, nbytes, PyBUF_WRITE)
         while mask < size:
             comm.Sendrecv(mine, rank ^ mask, _RING_TAG, theirs, rank ^ mask, _RING_TAG)
+            if defer and mask * 2 >= size:
+                self._pending = scratch
+                break
             with nogil:
                 if kind == DK_F32:
                     sff_add_f32(<float*>ptr, <const float*>ptr, <const float*>scratch, n, 1)

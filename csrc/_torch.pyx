@@ -25,6 +25,7 @@ from libc.string cimport memset
 cdef object _DT32 = None
 cdef object _DT64 = None
 cdef char _ZERO[8]         # the address handed out for a tensor of zero bytes
+cdef Py_ssize_t _SCAN_MAX = 32   # parameters deduplicated by a scan, not a set
 
 
 def set_dtypes(f32, f64):
@@ -57,40 +58,52 @@ def parameters(module, bint trainable_only):
     Walks ``_modules``/``_parameters`` depth-first as ``Module.named_modules`` does; a shared
     parameter is listed once. Objects without those dicts fall back to ``parameters()``.
     """
-    cdef list out = [], stack = [module]
-    cdef set seen = set()
-    cdef Py_ssize_t pos
-    cdef PyObject* key
-    cdef PyObject* value
-    cdef object mod, params, children, p
-    cdef list kids
+    cdef list out = []
     if not hasattr(module, "_modules") or not hasattr(module, "_parameters"):
         return [p for p in module.parameters() if p.requires_grad or not trainable_only]
-    while stack:
-        mod = stack.pop()
-        # Module defines __getattr__, which routes every attribute read through a slower
-        # hook; _parameters and _modules live in the instance dict, read them there.
-        params = PyObject_GenericGetAttr(mod, "_parameters")
-        pos = 0
-        if type(params) is dict:
-            while PyDict_Next(params, &pos, &key, &value):
-                p = <object>value
-                if p is None or (trainable_only and not p.requires_grad):
-                    continue
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    out.append(p)
-        else:
-            for p in params.values():
-                if p is not None and (p.requires_grad or not trainable_only) \
-                        and id(p) not in seen:
-                    seen.add(id(p))
-                    out.append(p)
-        children = PyObject_GenericGetAttr(mod, "_modules")
-        kids = [m for m in children.values() if m is not None]
-        kids.reverse()
-        stack.extend(kids)
+    _walk(module, trainable_only, out, set())
     return out
+
+
+cdef int _walk(object mod, bint trainable_only, list out, set seen) except -1:
+    # Pre-order: this module's parameters, then each child's subtree. A parameter already in
+    # ``out`` is skipped: up to _SCAN_MAX found, by scanning ``out`` for the object (cheaper
+    # than hashing each one); past that, through the ``seen`` set of their ids.
+    cdef Py_ssize_t pos = 0, i, n
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef bint dup
+    # Module defines __getattr__, which routes every attribute read through a slower hook;
+    # _parameters and _modules live in the instance dict, read them there.
+    params = PyObject_GenericGetAttr(mod, "_parameters")
+    if type(params) is not dict:
+        params = dict(params)
+    while PyDict_Next(params, &pos, &key, &value):
+        if value == <PyObject*>None or (trainable_only and not (<object>value).requires_grad):
+            continue
+        n = len(out)
+        if n < _SCAN_MAX:
+            dup = False
+            for i in range(n):
+                if <PyObject*>out[i] == value:
+                    dup = True
+                    break
+            if dup:
+                continue
+            out.append(<object>value)
+            if n + 1 == _SCAN_MAX:
+                seen.update([id(p) for p in out])
+        elif id(<object>value) not in seen:
+            seen.add(id(<object>value))
+            out.append(<object>value)
+    children = PyObject_GenericGetAttr(mod, "_modules")
+    if type(children) is not dict:
+        children = dict(children)
+    pos = 0
+    while PyDict_Next(children, &pos, &key, &value):
+        if value != <PyObject*>None:
+            _walk(<object>value, trainable_only, out, seen)
+    return 0
 
 
 cdef object _tensor_view(object t, str where, str what, Py_ssize_t index, bint contiguous):

@@ -199,7 +199,7 @@ def _inputs(size):
 
 @pytest.mark.mpi
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("size", [2, 3])
+@pytest.mark.parametrize("size", [2, 3, 4])
 def test_flat_engine_matches_numpy_on_every_rank(run_mpi, tmp_path, size):
     proc = run_mpi(FLAT_PROGRAM, n=size, timeout=120)
     res = _results(tmp_path, size)

@@ -134,6 +134,15 @@ def test_parameter_walk_matches_module_parameters():
     expected = list(model.parameters())
     assert _parameters(model, False) == expected
     assert _parameters(model, True) == [p for p in expected if p.requires_grad]
+    # Past 32 parameters the walk remembers them in a set: sharing is still seen, order kept.
+    deep = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(30)], model)
+    deep.again = deep[3]
+    deep.tied = torch.nn.Linear(2, 2)
+    deep.tied.weight = deep[25].weight
+    expected = list(deep.parameters())
+    assert len(expected) == 60 + len(list(model.parameters())) + 1
+    assert _parameters(deep, False) == expected
+    assert _parameters(deep, True) == [p for p in expected if p.requires_grad]
 
 
 def test_views_share_tensor_memory():
