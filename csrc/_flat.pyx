@@ -19,6 +19,13 @@ or numpy views of framework parameter/gradient memory) and works on them in plac
   time), and a mean would need a separate division pass after it; the ring divides in the
   reduction step itself, so a mean costs what a sum does. Every element is reduced once, on one
   rank, and copied to the others, so all ranks hold bit-identical results;
+* smaller sums and means (the packed buffers) on a power-of-two number of ranks use recursive
+  doubling: each step swaps the whole partial sum with one partner (``Sendrecv``) and adds, so
+  two ranks need one message round where MPI's ``Allreduce`` takes two at these sizes
+  (reduce-scatter, then allgather). Partners add the same two values, so the bits agree. When
+  the packed buffer is all there is to move, the last addition happens in the unpacking: each
+  array receives (own + partner's) / size directly, one pass over the data less. Other rank
+  counts, and min/max/prod, use ``Allreduce``;
 * a broadcast of several buffers (packed ones and large arrays) goes down the engine's binomial
   tree below 8 ranks, every buffer of a transfer posted at once; one buffer, or 8 ranks and
   more, use MPI's ``Bcast``;
@@ -41,11 +48,18 @@ agreed on (dtypes, shapes, memory order, operation, root, fusion threshold):
   ``[hash, -hash]``, overlapped with the packing, tells every rank whether all hashes are equal;
 * agreed: the first collective of the call carries one flag element, at the front of the
   packed buffer of a reduction (no extra collective), or alone in a one-element buffer when
-  nothing is packed and for a broadcast (one tiny extra collective). Ranks whose layout is
-  unchanged pack their data and send the neutral value; a rank whose layout changed (or whose
-  input is invalid) sends the buffer of the agreed size with the flag set, using the agreed
-  operation. Every rank sees the same reduced flag; if it is set, everyone discards that
-  collective (arrays are written only when unpacking) and falls back to the hash exchange.
+  nothing is packed and for a broadcast on 3 ranks or more (one tiny extra collective). Ranks
+  whose layout is unchanged pack their data and send the neutral value; a rank whose layout
+  changed (or whose input is invalid) sends the buffer of the agreed size with the flag set,
+  using the agreed operation. Every rank sees the same reduced flag; if it is set, everyone discards that
+  collective (arrays are written only when unpacking) and falls back to the hash exchange;
+* agreed broadcast on two ranks: the agreement travels with the data. The root sends each
+  agreed buffer, or an empty message instead if its layout changed; the other rank sends its
+  flag back at the same time. A receiver whose layout holds receives straight into its arrays
+  (a packed buffer is scattered through an ``hindexed`` datatype built when the arrays'
+  addresses change, so there is no unpacking copy); one whose layout changed receives into a
+  throwaway buffer. An empty message writes nothing, so no array is written unless both ranks
+  agree; if they do not, both fall back to the hash exchange.
 
 On disagreement every rank gathers the others' layouts and raises the same ValueError naming
 the first differing index (a rank with invalid input raises its own TypeError/ValueError), so a
