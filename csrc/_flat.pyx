@@ -51,8 +51,9 @@ agreed on (dtypes, shapes, memory order, operation, root, fusion threshold):
   nothing is packed and for a broadcast on 3 ranks or more (one tiny extra collective). Ranks
   whose layout is unchanged pack their data and send the neutral value; a rank whose layout
   changed (or whose input is invalid) sends the buffer of the agreed size with the flag set,
-  using the agreed operation. Every rank sees the same reduced flag; if it is set, everyone discards that
-  collective (arrays are written only when unpacking) and falls back to the hash exchange;
+  using the agreed operation. Every rank sees the same reduced flag; if it is set, everyone
+  discards that collective (arrays are written only when unpacking) and falls back to the hash
+  exchange;
 * agreed broadcast on two ranks: the agreement travels with the data. The root sends each
   agreed buffer, or an empty message instead if its layout changed; the other rank sends its
   flag back at the same time. A receiver whose layout holds receives straight into its arrays
@@ -1021,7 +1022,6 @@ cdef class FlatBuffer:
         # addresses change, else reused. None if two of the arrays overlap (then the caller
         # receives into the packed buffer and copies out).
         cdef Py_ssize_t i
-        cdef slot_t* s
         cdef bint same = self._dt_count == self._count
         if same:
             for i in range(self._count):
