@@ -185,3 +185,38 @@ def test_single_process_optimizers_are_plain_adam():
         MpiAdam(sync_every=-1)
     with pytest.raises(ValueError, match="in eager mode pass the variables"):
         sync_all_params()
+
+
+SHAPES_PROGRAM = """
+import numpy as np
+import tensorflow as tf
+from spinfast.mpi_tf import sync_all_params
+from spinfast.mpi_tools import proc_id
+
+tf1 = tf.compat.v1
+rank = proc_id()
+graph = tf.Graph()
+with graph.as_default():
+    shape = (3, 8) if rank == 0 else (8, 3)      # the same size, another shape on rank 1
+    W = tf1.Variable(np.full(shape, float(rank), np.float32))
+    b = tf1.Variable(np.full(5, float(rank), np.float32))
+    sess = tf1.Session(graph=graph)
+    sess.run(tf1.global_variables_initializer())
+    try:
+        sess.run(sync_all_params())
+        print(f"rank {rank} synced", flush=True)
+    except tf.errors.OpError as exc:
+        print(f"rank {rank} error: " + " ".join(exc.message.split()), flush=True)
+    print(f"rank {rank} kept {float(sess.run(b)[0])}", flush=True)
+"""
+
+
+def test_tf1_sync_sees_shapes_not_only_sizes(run_mpi):
+    """A variable of the same size but another shape on one rank is named on every rank, and
+    no variable is overwritten."""
+    proc = run_mpi(SHAPES_PROGRAM, n=2, timeout=180)
+    for rank in range(2):
+        line = next(x for x in proc.stdout.splitlines() if x.startswith(f"rank {rank} error"))
+        assert ("FlatBuffer.bcast(): array 0 differs between ranks: rank 0 has float32 (3, 8), "
+                "rank 1 has float32 (8, 3)") in line, proc.stdout
+        assert f"rank {rank} kept {float(rank)}" in proc.stdout

@@ -55,10 +55,8 @@ class _Averager:
     The arrays TensorFlow hands over are read-only views of its tensors, and the results become
     TensorFlow's output tensors: views into one buffer per dtype. An average reads the inputs
     where they lie and writes the results (``FlatBuffer.allreduce(..., sources=inputs)``); a
-    broadcast copies the root's inputs into its buffer, which then moves as one message per
-    step, the other ranks receiving into theirs directly. (For a broadcast the engine's layout
-    check sees the buffers: a shape mismatch with equal total sizes between ranks is not caught
-    on that path.)
+    broadcast copies the root's inputs into its result arrays, and the engine moves those (the
+    other ranks receive into theirs directly), so its layout check sees every variable's shape.
 
     The buffers are reused once nothing refers to them any more (TensorFlow has dropped the
     tensors made from their views): a fresh 4 MB buffer every step costs its page faults again,
@@ -84,9 +82,8 @@ class _Averager:
         return flat
 
     def _outputs(self, arrays):
-        """(one result array per input, views into one buffer per dtype; those buffers)."""
+        """One result array per input: views into one buffer per dtype."""
         out = [None] * len(arrays)
-        flats = []
         by_dtype: dict = {}
         for i, a in enumerate(arrays):
             by_dtype.setdefault(a.dtype, []).append(i)
@@ -97,11 +94,10 @@ class _Averager:
                 n = arrays[i].size
                 out[i] = flat[offset:offset + n].reshape(arrays[i].shape)
                 offset += n
-            flats.append(flat)
-        return out, flats
+        return out
 
     def average(self, *arrays):
-        out, _ = self._outputs(arrays)
+        out = self._outputs(arrays)
         # TensorFlow's read-only arrays are the inputs, read where they lie (no copy first).
         self.grads.allreduce(mpi_tools.comm_world(), out, op="mean", sources=list(arrays))
         return out
@@ -111,11 +107,11 @@ class _Averager:
         return np.bool_(not _same_everywhere(arrays))
 
     def broadcast(self, *arrays):
-        out, flats = self._outputs(arrays)
+        out = self._outputs(arrays)
         if mpi_tools.proc_id() == 0:  # the others receive into ``out`` directly
             for o, a in zip(out, arrays):
                 np.copyto(o, a)
-        mpi_tools.broadcast_arrays(flats, root=0, engine=self.params)
+        mpi_tools.broadcast_arrays(out, root=0, engine=self.params)
         return out
 
 
