@@ -369,6 +369,7 @@ cdef class FlatBuffer:
     cdef object _agreed_fview
     cdef char* _agreed_fptr
     cdef int _agreed_fkind
+    cdef int _agreed_size       # the number of ranks it was made among
     # two ranks, broadcast: the agreed buffers' sizes (the agreement travels with the data)
     cdef object _pair_sizes
     cdef int _agreed_root
@@ -788,6 +789,11 @@ cdef class FlatBuffer:
             h = self._layout_hash(code, root)
         MPI = _mpi()
 
+        if self._agreed and self._agreed_size != size:
+            # Another communicator: as on a fresh instance. (Every rank of this one sees the
+            # size change: e.g. ranks that agreed on a sub-communicator, joined on the whole.)
+            self._agreed = False
+            self._agreed_fview = None
         if self._agreed and self._pair_sizes is not None:
             # Two ranks, broadcast: the agreement travels with the data (see _pair_bcast).
             if self._pair_bcast(comm, rank, err is None and h == self._agreed_hash
@@ -840,6 +846,7 @@ cdef class FlatBuffer:
         self._agreed_fkind = fg[1]
         self._agreed_fptr = <char*><Py_ssize_t>fg[2]
         self._agreed_root = root
+        self._agreed_size = size
         self._pair_sizes = None
         if bcast and size == 2:
             m = self._bcast_buffers()

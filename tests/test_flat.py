@@ -571,6 +571,19 @@ for shapes, name in ((SMALL, "small"), (MIXED, "mixed")):
     arrays = mine(shapes)
     fb.bcast(comm, arrays, root=last)  # recovered, and a new root
     record(f"{name} recovered", arrays, mine(shapes, owner=last))
+# One instance on a sub-communicator of two ranks, then on all ranks: the agreement made
+# among two does not carry over (the ranks outside the pair never saw it).
+fb = FlatBuffer(1 << 10)
+sub = comm.Split(0 if rank < 2 else 1, rank)
+if rank < 2:
+    arrays = mine(SMALL)
+    fb.bcast(sub, arrays, root=0)
+    fb.allreduce(sub, [np.ones(3)], op="sum")
+for step in range(2):
+    arrays = mine(MIXED)
+    fb.bcast(comm, arrays, root=last)
+    record(f"sub then all {step}", arrays, mine(MIXED, owner=last))
+sub.Free()
 with open(f"bcast{rank}.json", "w") as f:
     json.dump(out, f)
 """
@@ -583,11 +596,12 @@ def test_bcast_steady_state_and_changed_layouts(run_mpi, tmp_path, size):
     """Broadcasts after an agreement (two ranks: the agreement travels with the data; more: a
     flag collective first) give the root's values whether the arrays stay or move, even passed
     twice; a layout changed on the root or on a receiver raises on every rank and writes no
-    array; the engine recovers."""
+    array; the engine recovers; an agreement made on a sub-communicator does not carry over."""
     run_mpi(BCAST_PROGRAM, n=size, timeout=120)
     res = [json.loads((tmp_path / f"bcast{rank}.json").read_text()) for rank in range(size)]
     last = size - 1
     for rank in range(size):
+        assert res[rank]["sub then all 0"] is res[rank]["sub then all 1"] is True
         for name in ("small", "mixed"):
             for label in ("same arrays", "new arrays", "overlap", "recovered"):
                 assert res[rank][f"{name} {label}"] is True, (rank, name, label)
