@@ -65,7 +65,9 @@ agreed on (dtypes, shapes, memory order, operation, root, fusion threshold):
 On disagreement every rank gathers the others' layouts and raises the same ValueError naming
 the first differing index (a rank with invalid input raises its own TypeError/ValueError), so a
 mistake never corrupts memory or hangs. All ranks must still make the same calls in the same
-order on the same instance, as for any MPI collective.
+order on the same instance, as for any MPI collective. An instance may move to another
+communicator; on one of another size it starts with a new agreement, so the ranks of a
+sub-communicator may use it there and then join the others on the whole.
 """
 
 from cpython.buffer cimport (
