@@ -523,7 +523,8 @@ def record(label, arrays, expected):
     out[label] = (len(arrays) == len(expected) and all(
         a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(arrays, expected)))
 
-SMALL = [((4, 5), np.float32), ((7,), np.float64), ((3, 3), np.float32)]    # all packed
+SMALL = [((4, 5), np.float32), ((7,), np.float64), ((3, 3), np.float32),
+         ((2, 3), np.float64)]                             # all packed, in two buffers
 MIXED = SMALL + [((3000,), np.float64)]                                       # one in place
 for shapes, name in ((SMALL, "small"), (MIXED, "mixed")):
     fb = FlatBuffer(1 << 10)
