@@ -1008,10 +1008,7 @@ cdef class FlatBuffer:
                     buf = PyMemoryView_FromMemory(self._ring_ptr[j], self._ring_n[j], PyBUF_WRITE)
                 reqs.append(rc.Irecv(buf, root, _RING_TAG))
         else:
-            for j in range(m):
-                total += self._pair_sizes[j]
-            sink = np.empty(total, np.uint8)
-            total = 0
+            sink = np.empty(sum(self._pair_sizes), np.uint8)
             for j in range(m):
                 reqs.append(rc.Irecv(sink[total:total + self._pair_sizes[j]], root, _RING_TAG))
                 total += self._pair_sizes[j]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -29,6 +30,11 @@ def mpi_env(**extra: str) -> dict[str, str]:
                OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
     env.update(extra)
     return env
+
+
+def rank_files(folder, size, name="out"):
+    """The JSON each rank of an MPI test program wrote to ``{name}{rank}.json`` in ``folder``."""
+    return [json.loads((folder / f"{name}{rank}.json").read_text()) for rank in range(size)]
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import rank_files
 
 from spinfast._flat import DEFAULT_FUSION_THRESHOLD, FlatBuffer
 
@@ -416,7 +417,7 @@ def test_ring_reductions_match_numpy_and_agree_bitwise(run_mpi, tmp_path, size):
     every rank, at sizes that do not divide evenly; broadcasts down the engine's tree (below 8
     ranks; MPI's Bcast from 8) give the root's arrays; a layout change mid-ring still raises."""
     run_mpi(RING_PROGRAM, n=size, timeout=180)
-    res = [json.loads((tmp_path / f"ring{rank}.json").read_text()) for rank in range(size)]
+    res = rank_files(tmp_path, size, "ring")
     names = [k for k in res[0] if k not in ("mismatch", "recovered") and "bcast" not in k
              and " into " not in k]
     assert len(names) == 2 * 3 * 6
@@ -599,7 +600,7 @@ def test_bcast_steady_state_and_changed_layouts(run_mpi, tmp_path, size):
     twice; a layout changed on the root or on a receiver raises on every rank and writes no
     array; the engine recovers; an agreement made on a sub-communicator does not carry over."""
     run_mpi(BCAST_PROGRAM, n=size, timeout=120)
-    res = [json.loads((tmp_path / f"bcast{rank}.json").read_text()) for rank in range(size)]
+    res = rank_files(tmp_path, size, "bcast")
     last = size - 1
     for rank in range(size):
         assert res[rank]["sub then all 0"] is res[rank]["sub then all 1"] is True

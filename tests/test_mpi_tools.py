@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import rank_files
 
 from spinfast import mpi_tools
 from spinfast.mpi_tools import (
@@ -43,10 +43,6 @@ def run_python(code, tmp_path, env=None, timeout=60, args=()):
     return subprocess.run([sys.executable, str(script), *args], check=False, cwd=tmp_path,
                           env=env or clean_env(), capture_output=True, text=True,
                           timeout=timeout)
-
-
-def rank_files(folder, size, name="out"):
-    return [json.loads((folder / f"{name}{rank}.json").read_text()) for rank in range(size)]
 
 
 # ---------------------------------------------------------------------------------------------
