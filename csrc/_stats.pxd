@@ -29,12 +29,5 @@ cdef struct key_slot_t:
 cdef class EpochStats:
     cdef dict _accs
     cdef key_slot_t _slots[64]
-    # log_tabular's compiled path, wired up by EpochLogger (see EpochStats.log_tabular)
-    cdef public dict _row
-    cdef public set _headers
-    cdef public list _pending
-    cdef public dict _columns_cache
-    cdef public object _placeholder
-    cdef public bint _resolve_each
     cdef Welford _get_or_create(self, object key)
     cdef acc_t* _lookup(self, object key) except NULL

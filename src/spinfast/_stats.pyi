@@ -1,5 +1,5 @@
 # Stub for the compiled module spinfast._stats (csrc/_stats.pyx).
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -31,38 +31,12 @@ class Welford:
     def max(self) -> float: ...
     def __len__(self) -> int: ...
 
-def stats_of_states(
-    states: Iterable[Sequence[float]],
-) -> list[tuple[float, float, float, float]]: ...  # (mean, std, min, max) per state
 # gathered: (ranks, keys, 5) C-contiguous double; returns (keys, 5)
 def merge_states(gathered: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
 
 class EpochStats:
     def store(self, **kwargs: Any) -> None: ...
     def stats_accumulator(self, key: str) -> Welford: ...
-    def snapshot(self, key: str, reset: bool = False) -> State | None: ...
+    # this epoch's state of key (then reset), or None if key was never stored
+    def take_state(self, key: str, reset: bool = True) -> State | None: ...
     def stored_keys(self) -> list[str]: ...
-    # log_tabular's compiled path; the owner (EpochLogger) sets these and _log_tabular
-    _row: dict[str, Any]
-    _headers: set[str]
-    _pending: list[Any]
-    _columns_cache: dict[tuple[str, Any, Any], Any]
-    _placeholder: Any
-    _resolve_each: bool
-    def log_tabular(
-        self, key: str, val: Any = None, with_min_and_max: bool = False,
-        average_only: bool = False,
-    ) -> None: ...
-
-def _fast_float_text(x: float, prec: int) -> tuple[str | None, str | None]: ...
-def format_float_row(
-    row: dict[str, Any], headers: list[str], prefixes: list[bytes], rule: bytes
-) -> tuple[str, str] | None: ...
-
-# EpochLogger's pending statistics: (key, (count, mean, M2, min, max), known, (names, which))
-Pending = tuple[str, State, bool, tuple[tuple[str, ...], tuple[int, ...]]]
-
-def pending_states(pending: list[Pending]) -> npt.NDArray[np.float64]: ...
-def fill_stat_columns(
-    row: dict[str, Any], pending: list[Pending], states: npt.NDArray[np.float64]
-) -> list[int]: ...
