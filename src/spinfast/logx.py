@@ -198,6 +198,8 @@ class Logger:
     def _check_new(self, keys):
         """Raise log_tabular's ValueError if any of ``keys`` cannot be set in this row."""
         row, headers = self.log_current_row, self._header_set
+        if row.keys().isdisjoint(keys) and (self.first_row or headers.issuperset(keys)):
+            return
         for key in keys:
             if key in row:
                 raise ValueError(
@@ -210,12 +212,13 @@ class Logger:
 
     def _insert(self, keys, vals):
         """Set ``keys`` (checked by :meth:`_check_new`) to ``vals`` in this row."""
-        row, headers = self.log_current_row, self._header_set
-        for key, val in zip(keys, vals):
-            if key not in headers:
-                self.log_headers.append(key)
-                headers.add(key)
-            row[key] = val
+        if self.first_row:  # the header grows during the first row only
+            headers = self._header_set
+            for key in keys:
+                if key not in headers:
+                    self.log_headers.append(key)
+                    headers.add(key)
+        self.log_current_row.update(zip(keys, vals))
 
     def _resolve_row(self):
         """Fill in statistics whose values wait for the row's cross-rank merge (hook)."""
