@@ -282,10 +282,12 @@ def test_unpicklable_state_keeps_previous_file(tmp_path, capsys):
             raise TypeError("nope")
 
     logger.save_state({"good": 2, "bad": Unpicklable()})
-    assert capsys.readouterr().out == colorize("Warning: could not pickle state_dict.", "red",
-                                               bold=True) + "\n"
+    assert capsys.readouterr().out == colorize(
+        "Warning: could not pickle state_dict. (TypeError: nope)", "red", bold=True) + "\n"
     assert joblib.load(tmp_path / "vars.pkl") == {"good": 1}
-    assert sorted(os.listdir(tmp_path)) == ["progress.txt", "vars.pkl"]  # no temp file left
+    assert logger.load_state() == {"good": 1}  # the last checkpoint that was saved
+    # no temp file left
+    assert sorted(os.listdir(tmp_path)) == ["progress.txt", "spinfast_resume.json", "vars.pkl"]
 
 
 def test_default_output_dir_is_unique(tmp_path, monkeypatch):

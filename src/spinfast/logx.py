@@ -11,9 +11,11 @@ Importing this module loads neither TensorFlow nor PyTorch and does not initiali
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import os.path as osp
+import re
 import time
 import warnings
 import weakref
@@ -24,7 +26,7 @@ import numpy as np
 from spinfast import mpi_tools
 from spinfast._io import atomic_dir, atomic_path
 from spinfast._stats import EpochStats
-from spinfast._writers import Row, TxtWriter, make_writers, parse_formats
+from spinfast._writers import ResumePoint, Row, TxtWriter, make_writers, parse_formats
 from spinfast.serialization_utils import convert_json, dumps_config
 
 __all__ = ["Logger", "EpochLogger", "colorize", "color2num", "restore_tf_graph",
@@ -34,6 +36,7 @@ color2num = dict(gray=30, red=31, green=32, yellow=33, blue=34, magenta=35, cyan
                  white=37, crimson=38)
 
 DEFAULT_ROOT = "/tmp/experiments"
+RESUME_FILE = "spinfast_resume.json"  # beside the outputs: where a resumed run continues
 
 
 def colorize(string, color, bold=False, highlight=False):
@@ -135,25 +138,44 @@ class Logger:
         formats: output formats of each row, a comma-separated string or a sequence of
             names (see :data:`spinfast._writers.FORMATS`). Default: ``$SPINFAST_LOG_FORMATS``,
             else ``"stdout,txt"`` (Spinning Up's table and ``progress.txt``).
+        resume: continue the run in ``output_dir`` (after a crash or a preemption): the rows
+            it dumped up to its last :meth:`save_state` are kept in every output, later ones
+            (and a torn last line) are dropped, new rows append, and :meth:`load_state`
+            returns that checkpoint. A folder with no checkpoint starts afresh.
 
     Raises:
-        ValueError: an unknown format name (the message lists the valid ones).
+        ValueError: an unknown format name (the message lists the valid ones), or
+            ``resume=True`` without an ``output_dir``.
     """
 
     def __init__(self, output_dir=None, output_fname="progress.txt", exp_name=None, *,
-                 formats=None):
+                 formats=None, resume=False):
         self.formats = parse_formats(formats)
+        if resume and output_dir is None:
+            raise ValueError("Logger(): resume=True needs output_dir, the folder of the run to "
+                             "continue")
+        self._run_dir = output_dir  # every rank's view of the folder (for load_state)
+        record = _read_resume_record(output_dir) if resume else None
+        self._resume = record
         self.writers = []
         if mpi_tools.proc_id() == 0:
             if output_dir is None:
                 output_dir = _unique_default_dir()
+            elif record is not None:
+                print(colorize("Resuming the run in %s after its row %d"
+                               % (output_dir, record["rows"]), "green", bold=True))
             elif osp.exists(output_dir):
                 print("Warning: Log dir %s already exists! Storing info there anyway."
                       % output_dir)
             else:
                 os.makedirs(output_dir, exist_ok=True)
             self.output_dir = output_dir
-            self.writers = make_writers(self.formats, output_dir, output_fname=output_fname)
+            point = None
+            if record is not None:
+                _finish_checkpoint(output_dir, record)
+            if record is not None and record["rows"] > 0:
+                point = ResumePoint(record["rows"], record["next_step"])
+            self.writers = make_writers(self.formats, output_dir, point, output_fname)
             self._finalizer = weakref.finalize(self, _close_all, self.writers)
             where = self.output_file.name if self.output_file is not None else output_dir
             print(colorize("Logging data to %s" % where, "green", bold=True))
@@ -164,7 +186,8 @@ class Logger:
         self._header_set = set()  # membership of log_headers, O(1)
         self.log_current_row = {}
         self.exp_name = exp_name
-        self._rows_dumped = 0
+        self._rows_dumped = record["rows"] if record is not None else 0
+        self._next_step = record["next_step"] if record is not None else 0
 
     @property
     def output_file(self):
@@ -239,14 +262,17 @@ class Logger:
                 warnings.warn("dump_tabular(): nothing was logged since the last dump; no row "
                               "written. Call log_tabular() first.", RuntimeWarning, stacklevel=2)
             return
+        if self.first_row and self._resume is not None and self._resume["rows"] > 0:
+            _check_resumed_headers(self.log_headers, self._resume["headers"])
+        step = self._rows_dumped if step is None else int(step)
         if self.writers:
-            row = Row(self.log_headers, self.log_current_row,
-                      self._rows_dumped if step is None else int(step))
+            row = Row(self.log_headers, self.log_current_row, step)
             for writer in self.writers:
                 writer.write_row(row)
         self.log_current_row.clear()
         self.first_row = False
         self._rows_dumped += 1
+        self._next_step = step + 1
 
     def save_config(self, config):
         """Save an experiment configuration as ``config.json`` (and print it), rank 0 only.
@@ -273,23 +299,63 @@ class Logger:
 
         Then saves the framework model if a saver is set up. Files are written to a temporary
         name and renamed, so a crash or an unpicklable state never leaves a truncated file;
-        an unpicklable state logs a red warning and the run goes on.
+        an unpicklable state logs a red warning naming the cause and the run goes on. A
+        vanished output folder is created again.
+
+        The checkpoint also records how many rows were dumped so far (``spinfast_resume.json``):
+        a run resumed from it (``resume=True``) keeps those rows. Call it after the
+        ``dump_tabular`` of the epoch it checkpoints.
         """
         if mpi_tools.proc_id() == 0:
             import joblib  # loaded on first save: it costs more to import than all of logx
 
+            os.makedirs(self.output_dir, exist_ok=True)
             fname = "vars.pkl" if itr is None else f"vars{itr}.pkl"
-            try:
-                with atomic_path(osp.join(self.output_dir, fname)) as tmp:
+            try:  # the resume record is the commit point of the state file (see load_state)
+                with atomic_path(osp.join(self.output_dir, fname),
+                                 lambda tmp: self._write_resume_record(fname, tmp)) as tmp:
                     joblib.dump(state_dict, tmp)
-            except Exception:
-                self.log("Warning: could not pickle state_dict.", color="red")
+            except Exception as exc:
+                self.log(f"Warning: could not pickle state_dict. ({type(exc).__name__}: {exc})",
+                         color="red")
             if hasattr(self, "tf_saver_elements"):
                 self._tf_simple_save(itr)
             if hasattr(self, "tf2_saver_elements"):
                 self._tf2_simple_save(itr)
             if hasattr(self, "pytorch_saver_elements"):
                 self._pytorch_simple_save(itr)
+
+    def _write_resume_record(self, state_file, pending):
+        """Record the rows dumped so far with the state file being saved (``pending``, the
+        complete file under its temporary name, is renamed to ``state_file`` next)."""
+        record = {"rows": self._rows_dumped, "next_step": self._next_step,
+                  "headers": list(self.log_headers) if self._rows_dumped else [],
+                  "state_file": state_file, "pending": osp.basename(pending)}
+        with atomic_path(osp.join(self.output_dir, RESUME_FILE)) as tmp:
+            with open(tmp, "w") as out:
+                json.dump(record, out)
+
+    def load_state(self):
+        """Return the state dict of the run's last :meth:`save_state` (None if none).
+
+        On a resumed run (``resume=True``) that is the checkpoint the run continues from;
+        every rank reads it. The rows kept by the resume are always those dumped before that
+        state was saved, even if the run was killed in the middle of ``save_state``.
+        """
+        folder = self.output_dir or self._run_dir
+        record = None if folder is None else _read_resume_record(folder)
+        if record is None:
+            return None
+        import joblib
+
+        # A kill between the record and the rename of the state leaves the state under its
+        # temporary name (rank 0 renames it on resume): read it from wherever it is.
+        for name in (record.get("pending"), record["state_file"]):
+            try:
+                return joblib.load(osp.join(folder, name))
+            except (FileNotFoundError, TypeError):
+                continue
+        return None
 
     def setup_tf_saver(self, sess, inputs, outputs):
         """Save a TF1 graph (through ``tf.compat.v1``) with each :meth:`save_state`.
@@ -356,6 +422,43 @@ class Logger:
             warnings.simplefilter("ignore")
             with atomic_path(fname) as tmp:
                 torch.save(self.pytorch_saver_elements, tmp)
+
+
+def _read_resume_record(output_dir):
+    """The resume record of ``output_dir`` (a dict), or None if it has none."""
+    try:
+        with open(osp.join(output_dir, RESUME_FILE)) as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        return None
+    if not (isinstance(record, dict) and isinstance(record.get("rows"), int)):
+        raise ValueError(f"Logger(): {osp.join(output_dir, RESUME_FILE)} is not a spinfast "
+                         f"resume record; remove it to start the run afresh")
+    return record
+
+
+def _finish_checkpoint(output_dir, record):
+    """Roll forward a save_state killed between its resume record and its state's rename."""
+    pending = record.get("pending")
+    if pending and osp.exists(osp.join(output_dir, pending)):
+        os.replace(osp.join(output_dir, pending), osp.join(output_dir, record["state_file"]))
+    for name in os.listdir(output_dir):  # states a kill cut off before their record
+        if re.fullmatch(r"\.vars\d*\.pkl\.\d+\.[0-9a-f]{8}\.tmp", name):
+            os.unlink(osp.join(output_dir, name))
+
+
+def _check_resumed_headers(headers, recorded):
+    """Raise ValueError unless a resumed run's first row has the run's columns, in order."""
+    if list(headers) == list(recorded):
+        return
+    missing = [k for k in recorded if k not in headers]
+    extra = [k for k in headers if k not in recorded]
+    parts = ([f"missing {missing!r}"] if missing else []) + ([f"new {extra!r}"] if extra else [])
+    detail = "; ".join(parts) or (f"the same columns in another order: {list(headers)!r} "
+                                  f"instead of {list(recorded)!r}")
+    raise ValueError(f"dump_tabular(): the resumed run's columns differ from those of the run "
+                     f"it continues ({detail}); log the same keys in the same order as before "
+                     f"the restart")
 
 
 def _close_all(writers):
