@@ -42,6 +42,11 @@ cdef extern from "Python.h":
 from libc.math cimport INFINITY, NAN, isfinite, isnan, sqrt
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
+from ddsketch cimport (
+    sf_sketch, sf_sketch_clear, sf_sketch_init, sf_sketch_merge, sf_sketch_push,
+    sf_sketch_push_f32, sf_sketch_push_f64, sf_sketch_quantile, sf_sketch_slots,
+)
+
 import numpy as np
 
 cdef enum:
@@ -358,8 +363,42 @@ cdef void _push_kind(acc_t* a, kind_t kind, const void* p, Py_ssize_t n) noexcep
         _push_array(a, <const uint64_t*>p, n)
 
 
-cdef int _push_buffer(acc_t* a, object value, bint dry_run=False) except -1:
+cdef void _sketch_kind(sf_sketch* sk, kind_t kind, const void* p, Py_ssize_t n) noexcept nogil:
+    # Count n values of a kind in a quantile sketch: float32/float64 by the sketch's array
+    # kernels, the integer kinds value by value (each converts exactly to float64 but uint64's
+    # and int64's beyond 2^53, which round as numpy's float64 conversion does).
+    cdef Py_ssize_t i
+    if kind == K_F32:
+        sf_sketch_push_f32(sk, <const float*>p, n)
+    elif kind == K_F64:
+        sf_sketch_push_f64(sk, <const double*>p, n)
+    else:
+        for i in range(n):
+            sf_sketch_push(sk, _kind_item(kind, p, i))
+
+
+cdef inline double _kind_item(kind_t kind, const void* p, Py_ssize_t i) noexcept nogil:
+    if kind == K_I8:
+        return (<const int8_t*>p)[i]
+    if kind == K_I16:
+        return (<const int16_t*>p)[i]
+    if kind == K_I32:
+        return (<const int32_t*>p)[i]
+    if kind == K_I64:
+        return <double>(<const int64_t*>p)[i]
+    if kind == K_U8:
+        return (<const uint8_t*>p)[i]
+    if kind == K_U16:
+        return (<const uint16_t*>p)[i]
+    if kind == K_U32:
+        return (<const uint32_t*>p)[i]
+    return <double>(<const uint64_t*>p)[i]
+
+
+cdef int _push_buffer(acc_t* a, object value, bint dry_run=False,
+                      sf_sketch* sk=NULL) except -1:
     # 1: consumed (or, with dry_run, would be); 0: a buffer the fast path does not take.
+    # With sk, the values are counted in that quantile sketch too.
     cdef Py_buffer view
     cdef kind_t kind
     cdef Py_ssize_t n
@@ -378,9 +417,13 @@ cdef int _push_buffer(acc_t* a, object value, bint dry_run=False) except -1:
             pass
         elif n < NOGIL_MIN:
             _push_kind(a, kind, view.buf, n)
+            if sk != NULL:
+                _sketch_kind(sk, kind, view.buf, n)
         else:
             with nogil:
                 _push_kind(a, kind, view.buf, n)
+                if sk != NULL:
+                    _sketch_kind(sk, kind, view.buf, n)
     finally:
         PyBuffer_Release(&view)
     return 1
@@ -415,14 +458,18 @@ cdef object _as_numeric_array(object value, object key):
     return np.ascontiguousarray(arr)
 
 
-cdef inline int _push_value(acc_t* a, object value, object key) except -1:
+cdef inline int _push_value(acc_t* a, object value, object key,
+                            sf_sketch* sk=NULL) except -1:
+    # Every element of value into the accumulator (and into the quantile sketch sk, if any).
     cdef type t = type(value)
-    if t is float:
-        acc_push(a, PyFloat_AS_DOUBLE(value))
-    elif t is int or t is bool or t in _NUMPY_SCALARS:
-        acc_push(a, PyFloat_AsDouble(value))
-    elif not (PyObject_CheckBuffer(value) and _push_buffer(a, value)):
-        if not _push_buffer(a, _as_numeric_array(value, key)):
+    cdef double x
+    if t is float or t is int or t is bool or t in _NUMPY_SCALARS:
+        x = PyFloat_AS_DOUBLE(value) if t is float else PyFloat_AsDouble(value)
+        acc_push(a, x)
+        if sk != NULL:
+            sf_sketch_push(sk, x)
+    elif not (PyObject_CheckBuffer(value) and _push_buffer(a, value, False, sk)):
+        if not _push_buffer(a, _as_numeric_array(value, key), False, sk):
             raise TypeError(f"{_where(key)}: unsupported buffer of type {t.__name__}; {_EXPECTED}")
     return 0
 
@@ -444,9 +491,39 @@ cdef class Welford:
 
     def __cinit__(self):
         acc_reset(&self.acc)
+        self.sk.counts = NULL
 
-    cdef int push_object(self, object value, object key) except -1:
-        return _push_value(&self.acc, value, key)
+    cdef sf_sketch* sketch(self) noexcept:
+        return &self.sk if self.sk.counts != NULL else NULL
+
+    def track_quantiles(self, double relative_accuracy=0.01):
+        """Count the values pushed from now on in a quantile sketch as well.
+
+        The sketch (DDSketch-style, ``csrc/ddsketch.h``) answers quantiles within
+        ``relative_accuracy`` of the value, with a fixed memory of about
+        ``384 / relative_accuracy`` bytes. Calling it again with the same accuracy keeps the
+        sketch; another accuracy starts a new one.
+
+        Raises:
+            ValueError: ``relative_accuracy`` outside [1e-4, 0.5].
+        """
+        cdef int slots = sketch_size(relative_accuracy)
+        if self.sk.counts != NULL and self.sk.alpha == relative_accuracy:
+            return
+        counts = np.zeros(slots, dtype=np.float64)
+        cdef double[::1] c = counts
+        sf_sketch_init(&self.sk, relative_accuracy, &c[0])
+        self._counts = counts
+
+    @property
+    def quantile_counts(self):
+        """A copy of the sketch's counts (float64), or None if quantiles are not tracked."""
+        return None if self._counts is None else self._counts.copy()
+
+    @property
+    def relative_accuracy(self):
+        """The quantile sketch's relative accuracy, or None if quantiles are not tracked."""
+        return None if self._counts is None else self.sk.alpha
 
     def push(self, value):
         """Add a number, or every element of an array/list/tensor of numbers, to the statistics.
@@ -458,15 +535,22 @@ cdef class Welford:
         Raises:
             TypeError: the value is not numeric (str, None, dict, object or complex arrays).
         """
-        _push_value(&self.acc, value, None)
+        _push_value(&self.acc, value, None, self.sketch())
 
     def merge(self, Welford other not None):
-        """Fold ``other``'s values into this accumulator (Chan et al.); ``other`` is unchanged."""
+        """Fold ``other``'s values into this accumulator (Chan et al.); ``other`` is unchanged.
+
+        Quantile sketches of the same accuracy merge too (their counts add).
+        """
         acc_merge(&self.acc, &other.acc)
+        if self.sk.counts != NULL and other.sk.counts != NULL:
+            sf_sketch_merge(&self.sk, &other.sk)
 
     def reset(self):
-        """Forget every value: count 0, statistics NaN."""
+        """Forget every value: count 0, statistics NaN, empty quantile sketch."""
         acc_reset(&self.acc)
+        if self.sk.counts != NULL:
+            sf_sketch_clear(&self.sk)
 
     @property
     def state(self):
@@ -566,6 +650,45 @@ def merge_states(const double[:, :, ::1] gathered not None):
     return out
 
 
+def sketch_size(double relative_accuracy):
+    """Return the number of float64 counts of a quantile sketch of ``relative_accuracy``.
+
+    Raises:
+        ValueError: ``relative_accuracy`` outside [1e-4, 0.5].
+    """
+    cdef int slots = sf_sketch_slots(relative_accuracy)
+    if slots == 0:
+        raise ValueError(f"track_quantiles(): relative_accuracy must be in [1e-4, 0.5], got "
+                         f"{relative_accuracy!r}")
+    return slots
+
+
+def sketch_quantiles(const double[::1] counts not None, double relative_accuracy, qs):
+    """Return the quantiles ``qs`` (each in [0, 1]) of a sketch given by its counts.
+
+    ``counts`` is a sketch's float64 counts (:attr:`Welford.quantile_counts`, or such counts
+    of several sketches added up, e.g. over MPI ranks) of ``relative_accuracy``. Each result
+    is within that relative error of a value between numpy's ``lower`` and ``higher``
+    quantiles of the values counted; NaN if none was counted or one was NaN.
+
+    Raises:
+        ValueError: counts of another length than the accuracy's sketch, or a q outside [0, 1].
+    """
+    cdef sf_sketch sk
+    cdef double q
+    if sf_sketch_slots(relative_accuracy) != counts.shape[0]:
+        raise ValueError(f"sketch_quantiles(): {counts.shape[0]} counts do not make a sketch of "
+                         f"relative accuracy {relative_accuracy!r} "
+                         f"({sf_sketch_slots(relative_accuracy)} counts)")
+    sf_sketch_init(&sk, relative_accuracy, <double*>&counts[0])  # read only below
+    out = []
+    for q in qs:
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"sketch_quantiles(): quantiles must be in [0, 1], got {q!r}")
+        out.append(sf_sketch_quantile(&sk, q))
+    return out
+
+
 cdef class EpochStats:
     """The key → accumulator table behind ``EpochLogger.store`` (a base class, no files).
 
@@ -594,18 +717,18 @@ cdef class EpochStats:
         self._accs[key] = w
         return w
 
-    cdef acc_t* _lookup(self, object key) except NULL:
+    cdef Welford _lookup(self, object key):
         cdef size_t h = (<size_t><PyObject*>key >> 4) & 63
         cdef key_slot_t* slot = &self._slots[h]
         cdef Welford w
         if slot.key == <void*>key:
-            return &(<Welford>slot.acc).acc
+            return <Welford>slot.acc
         w = self._get_or_create(key)
         Py_XDECREF(<PyObject*>slot.key)
         Py_INCREF(key)
         slot.key = <void*>key
         slot.acc = <void*>w
-        return &w.acc
+        return w
 
     def _store_kwargs(self, kwargs):
         # General path: convert every value first so that a bad one stores nothing.
@@ -614,8 +737,10 @@ cdef class EpochStats:
             if not _is_plain_number(value) and not _push_buffer(NULL, value, True):
                 value = _as_numeric_array(value, key)
             prepared.append((key, value))
+        cdef Welford w
         for key, value in prepared:
-            _push_value(self._lookup(key), value, key)
+            w = self._lookup(key)
+            _push_value(&w.acc, value, key, w.sketch())
 
     def stats_accumulator(self, key):
         """Return the live accumulator of ``key``; KeyError listing the stored keys if none."""
@@ -641,7 +766,34 @@ cdef class EpochStats:
         state = (w.acc.n, w.acc.mean, w.acc.m2, w.acc.lo, w.acc.hi)
         if reset:
             acc_reset(&w.acc)
+            if w.sk.counts != NULL:
+                sf_sketch_clear(&w.sk)
         return state
+
+    def track_sketch(self, key, double relative_accuracy=0.01):
+        """Count ``key``'s values stored from now on in a quantile sketch as well.
+
+        See :meth:`Welford.track_quantiles`; the key is created if it was never stored.
+        """
+        if not isinstance(key, str):
+            raise TypeError(f"track_quantiles(): keys must be str, got {key!r}")  # the caller
+        self._get_or_create(key).track_quantiles(relative_accuracy)
+
+    def take_sketch(self, key, bint reset=True):
+        """Return a copy of ``key``'s quantile-sketch counts, then clear them (``reset``).
+
+        None if ``key`` was never stored or its quantiles are not tracked. Call it before
+        :meth:`take_state`, which clears the sketch along with the state.
+        """
+        cdef PyObject* found = PyDict_GetItem(self._accs, key)
+        cdef Welford w
+        if found == NULL or (<Welford>found)._counts is None:
+            return None
+        w = <Welford>found
+        counts = w._counts.copy()
+        if reset:
+            sf_sketch_clear(&w.sk)
+        return counts
 
     def stored_keys(self):
         """Keys ever stored, in first-store order."""
@@ -666,9 +818,14 @@ cdef object _store_vectorcall(object self, PyObject** args, Py_ssize_t nargs,
             table._store_kwargs({<object>PyTuple_GET_ITEM(<object>kwnames, j): <object>args[j]
                                  for j in range(n)})
             return None
+    cdef Welford w
+    cdef double x
     for i in range(n):
-        acc_push(table._lookup(<object>PyTuple_GET_ITEM(<object>kwnames, i)),
-                 PyFloat_AsDouble(<object>args[i]))
+        w = table._lookup(<object>PyTuple_GET_ITEM(<object>kwnames, i))
+        x = PyFloat_AsDouble(<object>args[i])
+        acc_push(&w.acc, x)
+        if w.sk.counts != NULL:
+            sf_sketch_push(&w.sk, x)
     return None
 
 

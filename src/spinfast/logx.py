@@ -25,7 +25,7 @@ import numpy as np
 
 from spinfast import mpi_tools
 from spinfast._io import atomic_dir, atomic_path
-from spinfast._stats import EpochStats
+from spinfast._stats import EpochStats, sketch_quantiles, sketch_size
 from spinfast._writers import ResumePoint, Row, TxtWriter, make_writers, parse_formats
 from spinfast.serialization_utils import convert_json, dumps_config
 
@@ -469,13 +469,14 @@ def _close_all(writers):
 class _Columns(NamedTuple):
     """The columns of ``log_tabular(key, ...)`` for a statistic, and what each one shows.
 
-    ``which[j]`` indexes ``(mean, std, max, min)`` for column ``names[j]``; the order is
-    Spinning Up's: ``Average<key>`` (or ``<key>`` with ``average_only``), ``Std<key>``, then
-    ``Max<key>``, ``Min<key>``.
+    ``which[j]`` indexes ``(mean, std, max, min, *quantiles)`` for column ``names[j]``; the
+    order is Spinning Up's: ``Average<key>`` (or ``<key>`` with ``average_only``),
+    ``Std<key>``, then ``Max<key>``, ``Min<key>``; then ``P<100 q><key>`` per quantile.
     """
 
     names: tuple[str, ...]
     which: tuple[int, ...]
+    quantiles: tuple[float, ...]
 
 
 class _PendingStat(NamedTuple):
@@ -485,27 +486,53 @@ class _PendingStat(NamedTuple):
     columns: _Columns
     state: tuple  # this rank's (count, mean, M2, min, max) of the epoch
     known: bool  # this rank ever stored the key (else KeyError if no rank has values)
+    counts: object  # this rank's quantile-sketch counts (an array), None without quantiles
 
 
 _COLUMNS: dict = {}
 
 
-def _columns(key, with_min_and_max, average_only) -> _Columns:
-    """The :class:`_Columns` of a statistic (cached per call signature)."""
-    spec = (key, bool(with_min_and_max), bool(average_only))
+def _columns(key, with_min_and_max, average_only, quantiles=None) -> _Columns:
+    """The :class:`_Columns` of a statistic (cached per call signature).
+
+    Raises:
+        ValueError: a quantile outside [0, 1] (or not a number).
+    """
+    spec = (key, with_min_and_max, average_only, quantiles)
     columns = _COLUMNS.get(spec)
     if columns is None:
+        qs = _quantile_list(quantiles)
         pairs = [(key if average_only else "Average" + key, 0)]
         if not average_only:
             pairs.append(("Std" + key, 1))
         if with_min_and_max:
             pairs += [("Max" + key, 2), ("Min" + key, 3)]
+        pairs += [("P%g%s" % (100 * q, key), 4 + j) for j, q in enumerate(qs)]
         names, which = zip(*pairs)
-        columns = _COLUMNS[spec] = _Columns(names, which)
+        columns = _Columns(names, which, qs)
+        try:
+            _COLUMNS[spec] = columns
+        except TypeError:  # quantiles given as a list: not hashable, not cached
+            pass
     return columns
 
 
-def _statistics(state) -> tuple[float, float, float, float]:
+def _quantile_list(quantiles) -> tuple[float, ...]:
+    if quantiles is None:
+        return ()
+    try:
+        qs = tuple(float(q) for q in quantiles)
+    except (TypeError, ValueError):
+        raise ValueError(f"log_tabular(): quantiles must be a sequence of numbers in [0, 1], "
+                         f"got {quantiles!r}") from None
+    for q in qs:
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"log_tabular(): quantiles must be in [0, 1], got {q!r} in "
+                             f"{quantiles!r}")
+    return qs
+
+
+def _statistics(state) -> tuple[float, ...]:
     """``(mean, std, max, min)`` of a state ``(count, mean, M2, min, max)``; NaNs if empty.
 
     std is the population std (ddof=0), as ``np.std``.
@@ -528,8 +555,42 @@ class EpochLogger(Logger, EpochStats):
         super().__init__(*args, **kwargs)
         self._pending = []  # _PendingStat of each statistic of this row not merged yet
         self._single = mpi_tools.num_procs() == 1
+        self._tracked = {}  # key -> relative accuracy of its quantile sketch, in call order
 
-    def log_tabular(self, key, val=None, with_min_and_max=False, average_only=False):
+    def track_quantiles(self, *keys, relative_accuracy=0.01):
+        """Count the values of ``keys`` stored from now on in mergeable quantile sketches.
+
+        Then ``log_tabular(key, quantiles=(0.05, 0.5, 0.95))`` adds the columns ``P5<key>``,
+        ``P50<key>``, ``P95<key>``. A sketch (DDSketch-style, fixed log buckets) answers each
+        quantile within ``relative_accuracy`` of a value between numpy's ``lower`` and
+        ``higher`` quantiles of the epoch's values, on every rank's values together; zero and
+        negative values work. Memory per key is fixed: ``2 * ceil(64 k) + 4`` float64 counts
+        with ``k = 3 / (4 ln((1 + a) / (1 - a)))`` (38 KB at ``a = 0.01``). Magnitudes beyond
+        ``[2**-32, 2**32)`` count as 0 or as about 4.3e9 (same sign).
+
+        Under MPI every rank must make the same calls (checked: a difference raises a
+        ValueError on every rank).
+
+        Raises:
+            ValueError: ``relative_accuracy`` outside [1e-4, 0.5], or ranks that disagree.
+            TypeError: a key that is not a string.
+        """
+        for key in keys:
+            if not isinstance(key, str):
+                raise TypeError(f"track_quantiles(): keys must be str, got {key!r}")
+        if not self._single:
+            mine = (keys, float(relative_accuracy))
+            everyone = mpi_tools.comm_world().allgather(mine)
+            if any(other != mine for other in everyone):
+                raise ValueError(f"track_quantiles(): MPI ranks passed different keys or "
+                                 f"accuracies: {everyone!r}; every rank must make the same "
+                                 f"calls")
+        for key in keys:
+            self.track_sketch(key, relative_accuracy)
+            self._tracked[key] = float(relative_accuracy)
+
+    def log_tabular(self, key, val=None, with_min_and_max=False, average_only=False,
+                    quantiles=None):
         """Log a value, or statistics of the values stored under ``key`` this epoch.
 
         Args:
@@ -540,6 +601,9 @@ class EpochLogger(Logger, EpochStats):
                 of the values stored since the key was last logged; then reset the key.
             with_min_and_max: also log the max and min.
             average_only: log only the average, under the plain key.
+            quantiles: quantiles in [0, 1] to log after the other columns, as
+                ``P<100 q><key>`` (``%g``: 0.999 gives ``P99.9<key>``); the key must be
+                tracked (:meth:`track_quantiles`).
 
         In one process the columns hold their values at once. Under MPI the statistics
         cover every rank's values; they are merged for all keys of the row with one
@@ -548,19 +612,24 @@ class EpochLogger(Logger, EpochStats):
 
         Raises:
             KeyError: ``key`` was never stored (the message lists the stored keys).
-            ValueError: a column not in the first row, or set twice in one row.
+            ValueError: a column not in the first row, or set twice in one row; quantiles of
+                a key not tracked, or outside [0, 1].
         """
         if val is not None:
             return Logger.log_tabular(self, key, val)
-        columns = _COLUMNS.get((key, with_min_and_max, average_only))
+        columns = _COLUMNS.get((key, with_min_and_max, average_only, quantiles))
         if columns is None:
-            columns = _columns(key, with_min_and_max, average_only)
+            columns = _columns(key, with_min_and_max, average_only, quantiles)
+            if columns.quantiles and key not in self._tracked:
+                raise ValueError(f"log_tabular(): quantiles of {key!r} are not tracked; call "
+                                 f"logger.track_quantiles({key!r}) before storing its values")
         try:
             self._check_new(columns.names)  # a refused call changes nothing
         except ValueError:
             if self._single:
                 self.stats_accumulator(key)  # a key never stored: its KeyError comes first
             raise
+        counts = self.take_sketch(key) if columns.quantiles else None
         state = self.take_state(key)  # the epoch's values are taken (and the key reset)
         known = state is not None
         if not known:
@@ -568,31 +637,56 @@ class EpochLogger(Logger, EpochStats):
                 self.stats_accumulator(key)  # raises KeyError listing the stored keys
             state = _EMPTY_STATE  # other ranks may hold values: decided at the merge
         if self._single:
-            self._insert_stats(key, columns, state)
+            self._insert_stats(key, columns, state, counts)
         else:
+            if columns.quantiles and counts is None:  # tracked, but never stored here
+                counts = np.zeros(0)
             self._insert(columns.names, (_PENDING,) * len(columns.names))
-            self._pending.append(_PendingStat(key, columns, state, known))
+            self._pending.append(_PendingStat(key, columns, state, known, counts))
 
-    def _insert_stats(self, key, columns, state):
-        """Put the statistics of ``state`` into ``columns`` of this row (warn if empty)."""
+    def _insert_stats(self, key, columns, state, counts=None):
+        """Put the statistics of ``state`` (and ``counts``' quantiles) into ``columns`` of this
+        row (warn if empty)."""
         stats = _statistics(state)
+        if columns.quantiles:
+            stats += tuple(sketch_quantiles(counts, self._tracked[key], columns.quantiles)
+                           if counts is not None and counts.size else
+                           [math.nan] * len(columns.quantiles))
         self._insert(columns.names, [stats[which] for which in columns.which])
         if state[0] == 0.0 and mpi_tools.proc_id() == 0:
             warnings.warn(f"log_tabular(): no values stored for {key!r} since it was last "
                           f"logged; its statistics are NaN", RuntimeWarning, stacklevel=3)
 
-    def _merged(self, pending):
-        """Merge the states of ``pending`` over ranks (one collective): a (k, 5) array.
+    def _merged(self, pending, with_sketches=False):
+        """Merge ``pending``'s states over ranks (one collective): a (k, 5) array.
+
+        With ``with_sketches``, the quantile-sketch counts of every tracked key (zeros where
+        not logged with quantiles) travel in the same collective; returns ``(states,
+        {key: summed counts})``.
 
         Raises:
             KeyError: a key that no rank has values for and this rank never stored.
         """
         states = np.array([p.state for p in pending], dtype=np.float64).reshape(-1, 5)
-        merged = mpi_tools.reduce_stat_states([p.key for p in pending], states)
+        # A key logged with quantiles on one rank only must not go unnoticed: it is another key.
+        keys = [p.key + "[quantiles]" if p.counts is not None else p.key for p in pending]
+        counts = None
+        if with_sketches and self._tracked:
+            taken = {p.key: p.counts for p in pending if p.counts is not None}
+            parts = [taken.get(key) if taken.get(key) is not None and taken[key].size else
+                     np.zeros(sketch_size(acc)) for key, acc in self._tracked.items()]
+            counts = np.concatenate(parts)
+        merged = mpi_tools.reduce_stat_states(keys, states, counts)
+        if counts is not None:
+            merged, summed = merged
+            sketches, at = {}, 0
+            for key, acc in self._tracked.items():
+                sketches[key] = summed[at:at + sketch_size(acc)]
+                at += sketch_size(acc)
         for p, count in zip(pending, merged[:, 0].tolist()):
             if count == 0.0 and not p.known:
                 self.stats_accumulator(p.key)  # raises KeyError listing the stored keys
-        return merged
+        return (merged, sketches) if counts is not None else merged
 
     def _resolve_row(self):
         if not self._pending:
@@ -602,9 +696,13 @@ class EpochLogger(Logger, EpochStats):
         for p in pending:  # no placeholder may reach an output, whatever happens next
             for name in p.columns.names:
                 del self.log_current_row[name]
-        merged = self._merged(pending)
+        merged = self._merged(pending, with_sketches=True)
+        sketches = {}
+        if isinstance(merged, tuple):
+            merged, sketches = merged
         for p, state in zip(pending, merged.tolist()):
-            self._insert_stats(p.key, p.columns, state)
+            counts = sketches.get(p.key) if p.counts is not None else None
+            self._insert_stats(p.key, p.columns, state, counts)
 
     def get_stats(self, key):
         """Return ``[mean, std]`` of the values stored under ``key`` this epoch (all ranks).
@@ -622,6 +720,6 @@ class EpochLogger(Logger, EpochStats):
             state = _EMPTY_STATE
         if not self._single:
             columns = _columns(key, False, False)
-            state = self._merged([_PendingStat(key, columns, state, known)])[0].tolist()
+            state = self._merged([_PendingStat(key, columns, state, known, None)])[0].tolist()
         mean, std, _, _ = _statistics(state)
         return [mean, std]
