@@ -126,3 +126,30 @@ def test_tracked_store_takes_every_kind_of_value():
     assert q == pytest.approx([-3.0, 5.0], rel=0.01)
     assert t.take_sketch("K").sum() == 0  # taken: cleared
     assert t.take_sketch("never") is None
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("size", [2, 3])
+def test_quantiles_over_ranks_equal_one_process_on_the_union(run_mpi, tmp_path, size):
+    from conftest import load_mpi_module
+
+    data = load_mpi_module("quantiles_data")
+    run_mpi("quantiles_union", n=size, args=(2,), timeout=120)
+    lines = (tmp_path / "out" / "progress.txt").read_text().splitlines()
+    header = lines[0].split("\t")
+    assert header == ["Epoch", "AverageRet", "StdRet", "MaxRet", "MinRet", "P5Ret", "P50Ret",
+                      "P95Ret", "P99.9Ret", "Q", "P5Q", "P50Q", "P95Q", "P99.9Q"]
+    for epoch, line in enumerate(lines[1:]):
+        got = dict(zip(header, map(float, line.split("\t"))))
+        one = EpochLogger(output_dir=str(tmp_path / f"one{epoch}"))
+        one.track_quantiles("Ret", "Q")
+        for rank in range(size):
+            ret, q = data.rank_values(epoch, rank, size)
+            one.store(Ret=np.array(ret), Q=q)
+        one.log_tabular("Ret", with_min_and_max=True, quantiles=data.QUANTILES)
+        one.log_tabular("Q", average_only=True, quantiles=data.QUANTILES)
+        for name, value in one.log_current_row.items():
+            if name.startswith("P"):
+                assert got[name] == value, name  # the sketch of the union: the same bits
+            else:
+                assert got[name] == pytest.approx(value, rel=1e-12), name
