@@ -1,4 +1,4 @@
-"""Write tests/data/rliable_goldens.json: rliable's own estimates on fixed data.
+"""Write tests/goldens/rliable_goldens.json: rliable's own estimates on fixed data.
 
 Run it with an interpreter that has rliable (1.2.0 pins arch<8, and arch 7.2 needs pandas<3)::
 
@@ -24,7 +24,7 @@ import numpy as np
 from rliable import library as rly
 from rliable import metrics
 
-OUT = Path(__file__).resolve().parent / "data" / "rliable_goldens.json"
+OUT = Path(__file__).resolve().parent / "goldens" / "rliable_goldens.json"
 SEEDS = 4
 REPS = 20000
 PROFILE_REPS = 2000

@@ -104,9 +104,10 @@ PERFORMANCE_COLUMNS = ("AverageTestEpRet", "AverageEpRet",  # spinfast, Spinning
                        "charts/episodic_return")  # CleanRL
 
 
-def _read_config(root):
-    """The run's config.json as a dict (the parent's for an events folder like ``tb/``)."""
-    for folder in (root, osp.dirname(root)):
+def _read_config(root, events=False):
+    """The run's config.json as a dict (for an events folder like ``tb/``, else its parent's)."""
+    root = osp.normpath(root)
+    for folder in (root, osp.dirname(root)) if events else (root,):
         path = osp.join(folder, "config.json")
         if not osp.exists(path):
             continue
@@ -232,7 +233,7 @@ def get_datasets(logdir, condition=None, _counters=None):
             with_progress.add(osp.normpath(root))
         elif osp.normpath(osp.dirname(root)) in with_progress:
             continue  # the tb/ folder of a run already read from its progress file
-        config = _read_config(root)
+        config = _read_config(root, events=fmt == "tensorboard")
         condition1 = condition or _read_exp_name(config) or "exp"
         try:
             exp_data = _read_frame(path, fmt)

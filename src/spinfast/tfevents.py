@@ -6,7 +6,7 @@ length, the masked CRC32C of those 8 bytes (u32), the data, the masked CRC32C of
 decodes only what scalars need:
 
 - ``Event``: ``wall_time`` (1, double), ``step`` (2, int64), ``summary`` (5),
-  ``session_log`` (6; a ``START`` at step ``s`` discards the scalars read so far with steps
+  ``session_log`` (7; a ``START`` at step ``s`` discards the scalars read so far with steps
   ``>= s``, as TensorBoard does after a restart);
 - ``Summary.value`` (1) -> ``Value``: ``tag`` (1, string), ``simple_value`` (2, float; what
   ``torch.utils.tensorboard``, stable-baselines3 and spinfast write) or ``tensor`` (8; TF2's
@@ -238,7 +238,7 @@ def read_scalars(path, check_crc=True):
                         step = _signed64(value)
                     elif number == 5 and wire == 2:
                         summary = value
-                    elif number == 6 and wire == 2:
+                    elif number == 7 and wire == 2:
                         restart = any(n == 1 and w == 0 and v == 1 for n, w, v in _fields(value))
                 if restart:
                     out = [s for s in out if s.step < step]
