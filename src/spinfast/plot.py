@@ -813,7 +813,10 @@ def plot_interval_estimates(fig, intervals, ci=0.95, xlabel=None):
             ax.vlines(iv.point, y - 0.3, y + 0.3, color="black", linewidth=1.5)
         ax.set_yticks(range(len(names)), names[::-1])
         ax.set_ylim(-0.6, len(names) - 0.4)
-        ax.margins(x=0.05)
+        lo = min(min(iv.lower, iv.point) for iv in intervals[metric].values())
+        hi = max(max(iv.upper, iv.point) for iv in intervals[metric].values())
+        pad = 0.05 * (hi - lo) if hi > lo else 0.05 * max(abs(hi), 1.0)
+        ax.set_xlim(lo - pad, hi + pad)  # bars are sticky at their left end; pad by hand
         ax.set_title(METRIC_LABELS.get(metric, metric), loc="left", fontweight="bold")
         ax.grid(axis="y", visible=False)
     axes[-1].set_xlabel(xlabel or "score")
