@@ -117,9 +117,26 @@ def _draw(rng, n, runs, tasks):
     return rng.integers(0, runs, size=(n, tasks, runs), dtype=dtype)
 
 
+def _flat_index(idx):
+    """Indices into the flattened (tasks * runs) table: ``idx[k, t, j] + t * runs``.
+
+    Kept in the smallest unsigned type that holds tasks * runs: one flat gather of small
+    ints is cheaper than numpy's broadcast 2-D fancy indexing.
+    """
+    _, tasks, runs = idx.shape
+    n = tasks * runs
+    dtype = np.uint8 if n <= 256 else (np.uint16 if n <= 65536 else np.intp)
+    offsets = (np.arange(tasks) * runs).astype(dtype)[:, None]
+    return idx.astype(dtype, copy=False) + offsets
+
+
 def _task_means(xt, idx):
     """Per-task means of the resampled runs: (n, tasks, points)."""
-    return xt[np.arange(xt.shape[0])[:, None], idx].mean(axis=2)
+    tasks, runs, points = xt.shape
+    g = xt.reshape(tasks * runs, points)[_flat_index(idx)]  # (n, tasks, runs, points)
+    if points == 1:  # a matrix-vector product sums the short runs axis fastest
+        return (g[..., 0] @ np.ones(runs) / runs)[:, :, None]
+    return g.mean(axis=2)
 
 
 class _Sorted:
@@ -144,9 +161,8 @@ class _Sorted:
 
 def _trimmed_mean_sorted(sorted_, idx, lo):
     n_rep = idx.shape[0]
-    tasks = idx.shape[1]
     points = sorted_.values.shape[0]
-    g = sorted_.rank[np.arange(tasks)[:, None], idx]  # (n, tasks, runs, points)
+    g = sorted_.rank.reshape(sorted_.n, points)[_flat_index(idx)]  # (n, tasks, runs, points)
     g = g.reshape(n_rep, sorted_.n, points)
     g = np.ascontiguousarray(g.transpose(0, 2, 1)) if points > 1 else g.reshape(n_rep, 1, -1)
     g.sort(axis=2)
