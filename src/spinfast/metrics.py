@@ -288,8 +288,10 @@ def interval_estimates(scores, metric="iqm", reps=50000, ci=0.95, seed=0, gamma=
 
     Args:
         scores: dict algorithm name -> float array (runs, tasks), or (runs, tasks, points)
-            for curves (runs resampled whole, the metric taken at every point). Algorithms
-            may have different numbers of runs; tasks (and points) must agree.
+            for curves (runs resampled whole, the metric taken at every point; rliable
+            draws runs afresh at every point, which gives each point the same distribution,
+            so the per-point intervals agree). Algorithms may have different numbers of runs;
+            tasks (and points) must agree.
         metric: ``'iqm'``, ``'median'``, ``'mean'`` or ``'optimality_gap'`` (see module doc).
         reps: number of bootstrap replicates (int >= 1).
         ci: confidence level in (0, 1).

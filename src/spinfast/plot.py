@@ -999,9 +999,9 @@ examples:
   python -m spinfast.run plot data/demo/ -s 5 --save curves.png
   python -m spinfast.run plot data/ppo data/sac -l PPO SAC -x Epoch -y AverageEpRet LossPi
   python -m spinfast.run plot data/ --select cartpole --exclude old --count --est median
-  python -m spinfast.run plot data/ppo data/sac -l PPO SAC --aggregate iqm --ci 0.95 \
+  python -m spinfast.run plot data/ppo data/sac -l PPO SAC --aggregate iqm --ci 0.95
       --tasks-from env_name --normalize bounds.json --save out.png
-      # out.png (curves), out_intervals.png, out_profile.png
+      # writes out.png (curves), out_intervals.png and out_profile.png
 """
 
 
@@ -1033,10 +1033,10 @@ def build_parser(prog="python -m spinfast.run plot"):
                         "--aggregate also FILE_intervals.ext and FILE_profile.ext")
     agg = parser.add_argument_group(
         "aggregate metrics with confidence intervals (Agarwal et al., NeurIPS 2021)",
-        "With --aggregate, runs are compared on a common x grid and the metric over runs and "
-        "tasks is drawn with a stratified bootstrap confidence band; an interval-estimate "
-        "figure (median, IQM, mean, and optimality gap when normalised, of the final scores) "
-        "and a performance profile are drawn beside it.")
+        "With --aggregate, runs are compared on a common x grid and the metric over runs\n"
+        "and tasks is drawn with a stratified bootstrap confidence band; an interval-\n"
+        "estimate figure (median, IQM, mean, and optimality gap when normalised, of the\n"
+        "final scores) and a performance profile are drawn beside it.")
     agg.add_argument("--aggregate", metavar="METRIC", choices=AGGREGATE_METRICS,
                      help=f"metric of the curves: {', '.join(AGGREGATE_METRICS)}")
     agg.add_argument("--ci", type=float, default=0.95,
