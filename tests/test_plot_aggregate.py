@@ -226,3 +226,26 @@ def test_errors_are_clear(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "spinfast.run", "plot", *root, "-y", "EpRet",
                            "LossPi", "--aggregate", "iqm"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--aggregate plots one y value" in proc.stderr
+
+
+def test_stable_baselines3_csv_with_empty_cells(tmp_path):
+    """SB3's progress.csv: the union of keys as header, empty cells where a key was absent."""
+    for seed in range(2):
+        run = tmp_path / "sb3" / f"PPO_{seed + 1}"
+        run.mkdir(parents=True)
+        lines = ["time/total_timesteps,rollout/ep_rew_mean,train/loss"]
+        for i in range(6):
+            steps = 2048 * (i + 1)
+            ret = "" if i == 0 else str(10.0 * i + seed)  # no episode finished yet
+            loss = "" if i % 2 else "0.5"
+            lines.append(f"{steps},{ret},{loss}")
+        (run / "progress.csv").write_text("\n".join(lines) + "\n")
+    data = get_all_datasets([str(tmp_path / "sb3") + "/"], legend=["PPO"])
+    assert [d.attrs["format"] for d in data] == ["csv", "csv"]
+    from spinfast.plot import collect_scores
+
+    x, tasks, curves, finals = collect_scores(data, "time/total_timesteps", points=5)
+    np.testing.assert_allclose(x, 2048 * np.arange(2, 7))
+    np.testing.assert_allclose(curves["PPO"][:, 0], [10.0 * np.arange(1, 6) + s
+                                                      for s in range(2)])
+    np.testing.assert_allclose(finals["PPO"][:, 0], [50.0, 51.0])

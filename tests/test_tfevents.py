@@ -116,3 +116,19 @@ def test_no_heavy_imports():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_tf2_summary_scalars_match_tensorboard(tmp_path):
+    import tensorflow as tf  # the tf extra, part of the test setup
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+        for step in range(0, 300, 30):
+            tf.summary.scalar("eval/return", 0.5 * step - 3.25, step=step)
+            tf.summary.scalar("lr", tf.constant(1e-3 / (step + 1), dtype=tf.float64), step=step)
+            tf.summary.text("note", "hello", step=step)  # a string tensor: skipped
+    writer.close()
+    mine, theirs = ours(tmp_path), tensorboard_scalars(tmp_path)
+    assert set(mine) == {"eval/return", "lr"} == set(theirs)
+    for tag in mine:
+        assert mine[tag] == theirs[tag], tag
+    assert mine["eval/return"][-1] == (270, 131.75)
