@@ -53,7 +53,7 @@ def labels(fig):
 
 
 @pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
-def test_spinfast_runs_three_figures(tmp_path, fmt):
+def test_spinfast_runs_three_figures(tmp_path, capsys, fmt):
     write_grid(tmp_path / "data")
     bounds = tmp_path / "bounds.json"
     bounds.write_text(json.dumps({"Hopper": {"min": 0, "max": 3000}, "Walker": [0, 4000]}))
@@ -77,6 +77,15 @@ def test_spinfast_runs_three_figures(tmp_path, fmt):
                                    [m.aggregate(expected[..., p], "iqm") for p in range(EPOCHS)],
                                    rtol=1e-12)
         assert res.intervals["mean"][algo].point == pytest.approx(expected[..., -1].mean())
+    # every ppo run is below every sac run on both tasks
+    assert list(res.improvement) == [("ppo", "sac")]
+    assert res.improvement[("ppo", "sac")] == (0.0, 0.0, 0.0)
+    out = capsys.readouterr().out
+    assert "Final normalised EpRet at TotalEnvInteracts = 8000 over 2 task(s) (Hopper, " \
+           "Walker); runs: ppo 3, sac 3" in out
+    assert "  P(ppo > sac) = 0.000 [0.000, 0.000]" in out
+    iqm = res.intervals["iqm"]["sac"]
+    assert f"{iqm.point:<8.4g} [{iqm.lower:.4g}, {iqm.upper:.4g}]" in out
     curves, intervals, profile = (res.figures[k] for k in ("curves", "intervals", "profile"))
     assert labels(curves) == [("TotalEnvInteracts", "IQM normalised EpRet",
                                "IQM over runs and 2 tasks")]

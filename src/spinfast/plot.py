@@ -44,7 +44,7 @@ __all__ = ["moving_average", "get_datasets", "get_all_datasets", "plot_data", "m
            "interval_estimates", "performance_profile", "probability_of_improvement",
            "Interval", "collect_scores", "load_normalization", "make_aggregate_plots",
            "AggregateResult", "plot_sample_efficiency", "plot_interval_estimates",
-           "plot_performance_profile", "aggregate_save_paths"]
+           "plot_performance_profile", "aggregate_save_paths", "format_summary"]
 
 DIV_LINE_WIDTH = 50
 DEFAULT_XAXIS = "TotalEnvInteracts"
@@ -579,6 +579,9 @@ class AggregateResult:
         intervals: metric -> algorithm -> :class:`~spinfast.metrics.Interval` of the finals.
         taus: thresholds of the performance profile.
         profiles: algorithm -> :class:`~spinfast.metrics.Interval` over ``taus``.
+        improvement: ``(x, y)`` -> :class:`~spinfast.metrics.Interval`, the probability
+            that ``x`` beats ``y`` on final scores (each pair in legend order).
+        normalized: whether scores were normalised per task.
         paths: figure name (``curves``, ``intervals``, ``profile``) -> file written, or None.
         figures: figure name -> matplotlib Figure.
     """
@@ -594,6 +597,8 @@ class AggregateResult:
     intervals: dict
     taus: np.ndarray
     profiles: dict
+    improvement: dict = field(default_factory=dict)
+    normalized: bool = False
     paths: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict, repr=False)
 
@@ -846,6 +851,29 @@ def plot_performance_profile(ax, taus, profiles, xlabel=DEFAULT_VALUE, kind="run
     ax.legend(loc="best", frameon=False)
 
 
+def format_summary(result, ci=0.95):
+    """Return a text table of the interval estimates and probabilities of improvement."""
+    names = list(result.finals)
+    width = max(len("algorithm"), *(len(n) for n in names))
+    tasks = ", ".join(result.tasks)
+    label = _score_label(result.value, result.normalized)
+    lines = [f"Final {label} at {result.xaxis} = {result.x[-1]:g} over "
+             f"{len(result.tasks)} task(s) ({tasks}); runs: "
+             + ", ".join(f"{n} {result.finals[n].shape[0]}" for n in names),
+             f"{ci:.0%} stratified bootstrap intervals, point [lower, upper]:",
+             (f"  {'algorithm':<{width}}  " + "  ".join(
+                 f"{METRIC_LABELS[k]:<26}" for k in result.intervals)).rstrip()]
+    for n in names:
+        cells = []
+        for k in result.intervals:
+            iv = result.intervals[k][n]
+            cells.append(f"{iv.point:<8.4g} [{iv.lower:.4g}, {iv.upper:.4g}]".ljust(26))
+        lines.append(f"  {n:<{width}}  " + "  ".join(cells).rstrip())
+    for (a, b), iv in result.improvement.items():
+        lines.append(f"  P({a} > {b}) = {iv.point:.3f} [{iv.lower:.3f}, {iv.upper:.3f}]")
+    return "\n".join(lines)
+
+
 def aggregate_save_paths(save):
     """File names of the three figures for ``--save FILE``: FILE, FILE_intervals, FILE_profile.
 
@@ -931,8 +959,10 @@ def make_aggregate_plots(all_logdirs, legend=None, xaxis=None, value=None, metri
     pad = 0.05 * span if span > 0 else 0.5
     taus = np.linspace(every.min() - pad, every.max() + pad, 101)
     profiles = m.performance_profile(finals, taus, reps=profile_reps, ci=ci, seed=seed)
+    improvement = m.probability_of_improvement(finals, reps=profile_reps, ci=ci, seed=seed)
     result = AggregateResult(metric, value, xaxis, tasks, x, curves, finals, curve_iv,
-                             intervals, taus, profiles)
+                             intervals, taus, profiles, improvement, bounds is not None)
+    print(format_summary(result, ci))
 
     if show is None:
         show = save is None and _has_display()
