@@ -714,3 +714,51 @@ def test_experiment_started_inside_a_launch_decides_its_own_ranks(run_mpi, tmp_p
         """, n=1, timeout=120)
     infos = [json.loads((tmp_path / f"r.{i}").read_text()) for i in range(2)]
     assert sorted((i["rank"], i["size"]) for i in infos) == [(0, 2), (1, 2)]
+
+
+class InlineExecutor:
+    """The least an executor offers: ``submit(fn)`` returning an object with ``result()``
+    (no ``done()``, so the grid collects results in order). Runs each job at once; the job
+    named ``lose`` is reported lost, as a cluster losing a node would."""
+
+    class Outcome:
+        def __init__(self, value=None, error=None):
+            self.value, self.error = value, error
+
+        def result(self):
+            if self.error is not None:
+                raise self.error
+            return self.value
+
+    def __init__(self, lose):
+        self.lose, self.names = lose, []
+
+    def submit(self, fn, *args, **kwargs):
+        self.names.append(fn.exp_name)
+        if fn.exp_name == self.lose:
+            return self.Outcome(error=RuntimeError("node lost\nsecond line"))
+        return self.Outcome(fn(*args, **kwargs))
+
+
+def test_minimal_executor_not_started_and_lost_jobs_reported(tmp_path, capsys):
+    import threading
+
+    eg = ExperimentGrid("m")
+    eg.add("lr", [0.1, 0.2, 0.3])
+    eg.add("epochs", [1, threading.Lock()], shorthand="b")  # a lock cannot be pickled
+    names = [eg.variant_name(v) for v in eg.variants()]
+    executor = InlineExecutor(lose=names[2])
+    results = eg.run(log_progress, data_dir=str(tmp_path), executor=executor)
+    assert [(r.status, r.error) for r in results] == [
+        ("ok", None), ("failed", "did not start"), ("failed", "job error: RuntimeError"),
+        ("failed", "did not start"), ("ok", None), ("failed", "did not start")]
+    assert executor.names == [names[0], names[2], names[4]]  # unpicklable ones never sent
+    assert is_finished(results[0].output_dir) and is_finished(results[4].output_dir)
+    out = capsys.readouterr()
+    assert f"Variant {names[2]}: the executor reports RuntimeError: node lost\x1b" in out.out
+    assert f"Variant {names[1]} could not start: TypeError: ExperimentGrid.run(): could not " \
+           f"serialize the experiment" in out.out
+    summary = out.out[out.out.index("Summary of the experiment grid"):]
+    assert re.search(r"failed \(job error: RuntimeError\)\x1b\[0m  log: \S+m_lr0-2_b1_s0.log",
+                     summary)
+    assert "2 ok, 4 failed, 0 skipped" in summary

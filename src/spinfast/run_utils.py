@@ -22,6 +22,7 @@ never counts as finished, even if it left rows in ``progress.txt``. Runs made by
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import os.path as osp
@@ -868,8 +869,16 @@ class ExperimentGrid:
 
         _stopping.clear()
         results = [None] * len(jobs)
-        submitted = []  # (future, index)
+        ready, submitted = [], []  # (job, index), (future, index)
         bar = tqdm(total=len(jobs), desc="Variants", unit="variant", dynamic_ncols=True)
+
+        def not_started(i, out, exc):
+            results[i] = VariantResult(jobs[i][0], out, "failed", None, 0.0,
+                                       error="did not start")
+            bar.write(_colorize(f"Variant {jobs[i][0]} could not start: "
+                                f"{type(exc).__name__}: {exc}", "red", bold=True))
+            bar.update(1)
+
         try:
             for i, (exp_name, thunk_, var) in enumerate(jobs):
                 out = self._output_dir_of(exp_name, var, data_dir, datestamp)
@@ -882,15 +891,27 @@ class ExperimentGrid:
                 var = dict(var)
                 seed = var.pop("seed", 0)
                 try:
-                    job = _make_job(exp_name, thunk_, seed, num_cpu, data_dir, datestamp, var,
-                                    "ExperimentGrid.run", log=True, resume=resume)
-                    submitted.append((executor.submit(job), i))
+                    ready.append((_make_job(exp_name, thunk_, seed, num_cpu, data_dir,
+                                            datestamp, var, "ExperimentGrid.run", log=True,
+                                            resume=resume), i))
                 except Exception as exc:  # could not even start: report, keep going
-                    results[i] = VariantResult(exp_name, out, "failed", None, 0.0,
-                                               error="did not start")
-                    bar.write(_colorize(f"Variant {exp_name} could not start: "
-                                        f"{type(exc).__name__}: {exc}", "red", bold=True))
-                    bar.update(1)
+                    not_started(i, out, exc)
+            # submitit submits a batch as one job array (one sbatch call under Slurm).
+            batch = getattr(executor, "batch", None) if len(ready) > 1 and \
+                type(executor).__module__.partition(".")[0] == "submitit" else None
+            try:
+                with batch() if callable(batch) else contextlib.nullcontext():
+                    for job, i in ready:
+                        try:
+                            submitted.append((executor.submit(job), i))
+                        except Exception as exc:
+                            if callable(batch):
+                                raise
+                            not_started(i, job.output_dir, exc)
+            except Exception as exc:  # the batch could not be submitted
+                submitted = []
+                for job, i in ready:
+                    not_started(i, job.output_dir, exc)
             for fut, i in _completed(submitted):
                 exp_name, _, var = jobs[i]
                 try:
