@@ -220,6 +220,33 @@ def test_slurm_executor_parameters():
     assert slurm_parameters("", "auto", {})["job_name"] == "spinfast"
 
 
+def test_make_executor_builds_submitit_slurm_executor(tmp_path, monkeypatch):
+    """The executor --executor slurm makes. submitit only checks that ``srun`` is on PATH
+    before accepting to build it; that file is never run (nothing is submitted)."""
+    import submitit
+
+    from spinfast.run import make_executor
+
+    (tmp_path / "bin").mkdir()
+    srun = tmp_path / "bin" / "srun"
+    srun.write_text("#!/bin/sh\nexit 1\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    executor, num_cpu = make_executor("slurm", str(tmp_path / "d"), 4, "g",
+                                      dict(partition="P", time=60))
+    assert isinstance(executor, submitit.SlurmExecutor) and num_cpu == 4
+    assert executor.parameters == dict(job_name="g", nodes=1, ntasks_per_node=1,
+                                       cpus_per_task=4, time=60, partition="P")
+    assert executor.folder == tmp_path / "d" / "submitit" / "%j"
+    # --cpu auto: one MPI rank per CPU the job asks for
+    executor, num_cpu = make_executor("slurm", str(tmp_path / "d"), "auto", "g",
+                                      dict(cpus_per_task=8))
+    assert num_cpu == 8 and executor.parameters["cpus_per_task"] == 8
+    with pytest.raises(UsageError, match=r"--executor slurm: Unavailable parameter\(s\): "
+                                         r"\['partitoin'\]"):
+        make_executor("slurm", str(tmp_path / "d"), 1, "g", dict(partitoin="P"))
+
+
 @pytest.mark.parametrize("args, message", [
     (["--executor", "slurm", "--slurm_partition", "P", "--slurm_time", "60"],
      '--executor slurm: Could not detect "srun"'),

@@ -6,7 +6,10 @@ logger settings from :func:`setup_logger_kwargs`, optionally split into MPI rank
 :class:`ExperimentGrid` names and runs every combination of a set of parameter values; beyond
 Spinning Up it can run several variants at once with a progress bar, per-variant log files,
 a summary table, failures that do not stop the other variants, and skipping of variants that
-already finished.
+already finished. Variants can also go to any executor (``concurrent.futures`` pools,
+submitit's Slurm/local/debug executors, dask): each is handed over as an
+:class:`ExperimentJob`, a small picklable record, and ``resume=True`` restarts unfinished
+variants in their folders (as submitit does by itself after a preemption).
 
 A variant (or any :func:`call_experiment` run) is **finished** when its output folder holds
 
