@@ -257,6 +257,7 @@ def test_make_executor_builds_submitit_slurm_executor(tmp_path, monkeypatch):
      "--executor local takes only --slurm_time, got --slurm_partition"),
     (["--executor", "local", "--slurm_time", "1", "2"],
      "only provide one value for --slurm_time"),
+    (["--executor", "local", "--parallel", "2"], "--parallel runs variants on this machine"),
 ])
 def test_executor_flag_errors(tmp_path, args, message):
     if args[:2] == ["--executor", "slurm"] and __import__("shutil").which("srun"):

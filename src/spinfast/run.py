@@ -498,6 +498,9 @@ def _run_grid(spec, func, args):
             raise UsageError(f"you can only provide one value for --{k}, got {vals!r}")
         slurm_options[k[len(SLURM_PREFIX):]] = vals[0]
     if "executor" in run_kwargs:
+        if "parallel" in run_kwargs:
+            raise UsageError("--parallel runs variants on this machine; with --executor the "
+                             "executor decides how many run at once: give one of the two")
         run_kwargs["executor"], run_kwargs["num_cpu"] = make_executor(
             run_kwargs["executor"], run_kwargs.get("data_dir"), run_kwargs.get("num_cpu", 1),
             exp_name, slurm_options)
