@@ -431,9 +431,10 @@ def resumable(seed, logger_kwargs, epochs=6, kill_at=None, sleep=0.0):
     """An experiment that checkpoints every epoch and continues from it when resumed.
 
     It writes ``progress.txt`` itself (one row per epoch) and ``ckpt.json`` (the next epoch,
-    replaced atomically); with ``logger_kwargs['resume']`` it starts from the checkpoint. On
-    a first attempt (not resumed) it kills itself with SIGKILL when it reaches ``kill_at``.
-    Every attempt appends ``"<resume> <first epoch>"`` to ``attempts.txt``.
+    replaced atomically); with ``logger_kwargs['resume']`` it starts from the checkpoint,
+    dropping any row written after it. On a first attempt (not resumed) it kills itself with
+    SIGKILL when it reaches ``kill_at``. Every attempt appends ``"<resume> <first epoch>"``
+    to ``attempts.txt``.
     """
     import signal as signal_
 
@@ -447,9 +448,16 @@ def resumable(seed, logger_kwargs, epochs=6, kill_at=None, sleep=0.0):
             first = json.load(f)["next_epoch"]
     with open(os.path.join(out, "attempts.txt"), "a") as f:
         f.write(f"{resume} {first}\n")
+    progress = os.path.join(out, "progress.txt")
     if first == 0:
-        with open(os.path.join(out, "progress.txt"), "w") as f:
+        with open(progress, "w") as f:
             f.write("Epoch\tValue\n")
+    else:  # a row may have been written after the last checkpoint: keep rows before it
+        with open(progress) as f:
+            lines = f.read().splitlines(keepends=True)
+        with open(progress, "w") as f:
+            f.writelines([lines[0]] + [line for line in lines[1:]
+                                       if line.endswith("\n") and int(line.split()[0]) < first])
     for epoch in range(first, epochs):
         if kill_at == epoch and not resume:
             os.kill(os.getpid(), signal_.SIGKILL)
