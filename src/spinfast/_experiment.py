@@ -49,6 +49,13 @@ def resolve_thunk(ref):
     return obj
 
 
+def _thunk_kwargs(job):
+    kwargs = pickle.loads(job["kwargs"])
+    if job.get("resume") and isinstance(kwargs.get("logger_kwargs"), dict):
+        kwargs["logger_kwargs"] = {**kwargs["logger_kwargs"], "resume": True}
+    return kwargs
+
+
 def main(argv=None):
     """Load the payload named in ``argv`` (default ``sys.argv[1:]``) and run it.
 
@@ -63,10 +70,7 @@ def main(argv=None):
         print("usage: python -m spinfast._experiment PAYLOAD", file=sys.stderr)
         raise SystemExit(2)
     job = _load(argv[0])
-    thunk, kwargs, num_cpu = resolve_thunk(job["thunk"]), pickle.loads(job["kwargs"]), \
-        job["num_cpu"]
-    if job.get("resume") and isinstance(kwargs.get("logger_kwargs"), dict):
-        kwargs["logger_kwargs"] = {**kwargs["logger_kwargs"], "resume": True}
+    thunk, kwargs, num_cpu = resolve_thunk(job["thunk"]), _thunk_kwargs(job), job["num_cpu"]
     if "env_name" in kwargs:
         import gymnasium as gym
 
