@@ -770,3 +770,63 @@ def test_minimal_executor_not_started_and_lost_jobs_reported(tmp_path, capsys):
     assert re.search(r"failed \(job error: RuntimeError\)\x1b\[0m  log: \S+m_lr0-2_b1_s0.log",
                      summary)
     assert "2 ok, 4 failed, 0 skipped" in summary
+
+
+def sleeper(seed, logger_kwargs, pid_dir):
+    """Record this experiment process's pid, then sleep far beyond any test's time."""
+    with open(os.path.join(pid_dir, f"{seed}.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(300)
+
+
+def interrupted_grid(kind, data_dir, pid_dir):
+    """The program of the Ctrl-C test: four sleeping variants, two at a time."""
+    import concurrent.futures
+
+    user_config.WAIT_BEFORE_LAUNCH = 0
+    eg = ExperimentGrid("int")
+    eg.add("seed", [0, 1, 2, 3])
+    eg.add("pid_dir", pid_dir)
+    if kind == "parallel":
+        eg.run(sleeper, data_dir=data_dir, parallel=2)
+    else:
+        with concurrent.futures.ProcessPoolExecutor(2) as pool:
+            eg.run(sleeper, data_dir=data_dir, executor=pool)
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+@pytest.mark.parametrize("kind", ["parallel", "process"])
+def test_ctrl_c_stops_running_experiments_and_starts_no_more(kind, tmp_path):
+    import signal
+
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+            f"import test_run_utils as t; "
+            f"t.interrupted_grid({kind!r}, {str(tmp_path / 'd')!r}, {str(pid_dir)!r})")
+    # Its own session, so that SIGINT to the group reaches it as a terminal's Ctrl-C does.
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while len(list(pid_dir.glob("*.pid"))) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        pids = [int(p.read_text()) for p in pid_dir.glob("*.pid")]
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+        assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr.read().decode()
+        assert not any(_alive(pid) for pid in pids)
+        time.sleep(0.5)
+        assert len(list(pid_dir.glob("*.pid"))) == 2  # the queued variants never started
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -140,10 +140,11 @@ def _thunk_ref(thunk):
 
 
 # Experiment processes started by jobs running in this process (thread pools), so that an
-# interrupted grid can stop them; and whether the grid is stopping (no new process then).
+# interrupted grid can stop them; and the runs interrupted (Ctrl-C) in this process, whose
+# jobs still queued here then start nothing.
 _running: dict = {}
 _running_lock = threading.Lock()
-_stopping = threading.Event()
+_interrupted: set = set()
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,8 @@ class ExperimentJob:
             log instead of replacing it.
         sys_path: the submitting process's ``sys.path``, appended in the experiment process.
         compat: whether :func:`spinfast.compat.install` was active when submitting.
+        run_id: the grid run (or call) the job belongs to; once a job of it is interrupted
+            in a process (Ctrl-C), its other jobs queued in that process start nothing.
     """
 
     exp_name: str
@@ -186,10 +189,16 @@ class ExperimentJob:
     resume: bool = False
     sys_path: tuple = ()
     compat: bool = False
+    run_id: str = ""
 
     def __call__(self):
         """Run the experiment and return its :class:`VariantResult`."""
-        return _run_job(self)
+        try:
+            return _run_job(self)
+        except KeyboardInterrupt:
+            if self.run_id:
+                _interrupted.add(self.run_id)
+            raise
 
     def checkpoint(self, *args, **kwargs):
         """Return this job with ``resume=True`` as a submitit ``DelayedSubmission``.
@@ -212,7 +221,7 @@ def _log_path_of(exp_name, output_dir, data_dir):
 
 
 def _make_job(exp_name, thunk, seed, num_cpu, data_dir, datestamp, kwargs, func, log=False,
-              resume=False):
+              resume=False, run_id=""):
     """Check the arguments, serialize the thunk and kwargs, return an :class:`ExperimentJob`."""
     if not isinstance(exp_name, str):
         raise TypeError(f"{func}(): exp_name must be a string, got {exp_name!r}; "
@@ -249,7 +258,7 @@ def _make_job(exp_name, thunk, seed, num_cpu, data_dir, datestamp, kwargs, func,
                          log_path=_log_path_of(exp_name, output_dir, data_dir) if log else None,
                          header=header, thunk=thunk_ref, kwargs=kwargs_bytes, num_cpu=num_cpu,
                          resume=bool(resume), sys_path=tuple(sys.path),
-                         compat=compat.is_installed())
+                         compat=compat.is_installed(), run_id=run_id)
 
 
 def _stop_process(proc):
@@ -278,6 +287,9 @@ def _run_job(job):
     from spinfast.mpi_tools import _without_launch_vars
 
     out = job.output_dir
+    if job.run_id and job.run_id in _interrupted:
+        return VariantResult(job.exp_name, out, "failed", None, 0.0, job.log_path,
+                             "interrupted")
     _clear_status(out)
     log_dir = None
     if job.log_path is not None:
@@ -302,7 +314,7 @@ def _run_job(job):
             with open(job.log_path, "a" if job.resume else "w") as log:
                 log.write(job.header)
                 log.flush()
-                if _stopping.is_set():
+                if job.run_id and job.run_id in _interrupted:
                     return VariantResult(job.exp_name, out, "failed", None, 0.0, job.log_path,
                                          "interrupted")
                 proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
@@ -868,9 +880,11 @@ class ExperimentGrid:
         return results
 
     def _run_batch(self, jobs, num_cpu, data_dir, datestamp, executor, skip_finished, resume):
+        import uuid
+
         from tqdm import tqdm
 
-        _stopping.clear()
+        run_id = uuid.uuid4().hex
         results = [None] * len(jobs)
         ready, submitted = [], []  # (job, index), (future, index)
         bar = tqdm(total=len(jobs), desc="Variants", unit="variant", dynamic_ncols=True)
@@ -896,7 +910,7 @@ class ExperimentGrid:
                 try:
                     ready.append((_make_job(exp_name, thunk_, seed, num_cpu, data_dir,
                                             datestamp, var, "ExperimentGrid.run", log=True,
-                                            resume=resume), i))
+                                            resume=resume, run_id=run_id), i))
                 except Exception as exc:  # could not even start: report, keep going
                     not_started(i, out, exc)
             # submitit submits a batch as one job array (one sbatch call under Slurm).
@@ -935,7 +949,7 @@ class ExperimentGrid:
                 results[i] = res
                 bar.update(1)
         except KeyboardInterrupt:
-            _stopping.set()
+            _interrupted.add(run_id)
             for fut, _ in submitted:
                 cancel = getattr(fut, "cancel", None)
                 if callable(cancel):
