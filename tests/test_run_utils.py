@@ -713,13 +713,7 @@ def test_executor_argument_errors(tmp_path):
 def test_experiment_started_inside_a_launch_decides_its_own_ranks(run_mpi, tmp_path):
     """As a submitit job that srun started with PMI variables: the experiment it launches is
     not rank 0 of 1 of that launch but forks its own num_cpu ranks."""
-    run_mpi(f"""
-        import sys
-        sys.path.insert(0, {os.path.dirname(__file__)!r})
-        from test_run_utils import record_kwargs
-        from spinfast.run_utils import call_experiment
-        call_experiment("inl", record_kwargs, num_cpu=2, data_dir="d", out_file="r")
-        """, n=1, timeout=120)
+    run_mpi("experiment_in_launch", n=1, args=(os.path.dirname(__file__),), timeout=120)
     infos = [json.loads((tmp_path / f"r.{i}").read_text()) for i in range(2)]
     assert sorted((i["rank"], i["size"]) for i in infos) == [(0, 2), (1, 2)]
 
