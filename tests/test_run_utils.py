@@ -430,43 +430,33 @@ def test_failure_under_mpi_ends_the_job(tmp_path):
 def resumable(seed, logger_kwargs, epochs=6, kill_at=None, sleep=0.0):
     """An experiment that checkpoints every epoch and continues from it when resumed.
 
-    It writes ``progress.txt`` itself (one row per epoch) and ``ckpt.json`` (the next epoch,
-    replaced atomically); with ``logger_kwargs['resume']`` it starts from the checkpoint,
-    dropping any row written after it. On a first attempt (not resumed) it kills itself with
-    SIGKILL when it reaches ``kill_at``. Every attempt appends ``"<resume> <first epoch>"``
-    to ``attempts.txt``.
+    It logs with spinfast's own EpochLogger(**logger_kwargs), which drops the rows written
+    after the last ``save_state`` when ``logger_kwargs['resume']`` is set, and ``load_state``
+    gives the checkpoint to continue from. On a first attempt (not resumed) it kills itself
+    with SIGKILL when it reaches ``kill_at``. Every attempt appends ``"<resume> <first
+    epoch>"`` to ``attempts.txt``.
     """
+    import contextlib
+    import io
     import signal as signal_
 
-    out = logger_kwargs["output_dir"]
-    os.makedirs(out, exist_ok=True)
+    from spinfast.logx import EpochLogger
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        logger = EpochLogger(formats="txt", **logger_kwargs)
     resume = bool(logger_kwargs.get("resume", False))
-    ckpt = os.path.join(out, "ckpt.json")
-    first = 0
-    if resume and os.path.exists(ckpt):
-        with open(ckpt) as f:
-            first = json.load(f)["next_epoch"]
-    with open(os.path.join(out, "attempts.txt"), "a") as f:
+    first = (logger.load_state() or {"next_epoch": 0})["next_epoch"]
+    with open(os.path.join(logger_kwargs["output_dir"], "attempts.txt"), "a") as f:
         f.write(f"{resume} {first}\n")
-    progress = os.path.join(out, "progress.txt")
-    if first == 0:
-        with open(progress, "w") as f:
-            f.write("Epoch\tValue\n")
-    else:  # a row may have been written after the last checkpoint: keep rows before it
-        with open(progress) as f:
-            lines = f.read().splitlines(keepends=True)
-        with open(progress, "w") as f:
-            f.writelines([lines[0]] + [line for line in lines[1:]
-                                       if line.endswith("\n") and int(line.split()[0]) < first])
     for epoch in range(first, epochs):
         if kill_at == epoch and not resume:
             os.kill(os.getpid(), signal_.SIGKILL)
         time.sleep(sleep)
-        with open(os.path.join(out, "progress.txt"), "a") as f:
-            f.write(f"{epoch}\t{10 * seed + epoch}\n")
-        with open(ckpt + ".tmp", "w") as f:
-            json.dump(dict(next_epoch=epoch + 1), f)
-        os.replace(ckpt + ".tmp", ckpt)
+        logger.log_tabular("Epoch", epoch)
+        logger.log_tabular("Value", 10 * seed + epoch)
+        logger.dump_tabular()
+        logger.save_state({"next_epoch": epoch + 1})
+    logger.close()
 
 
 def _executor(kind, tmp_path):
