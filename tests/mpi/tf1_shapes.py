@@ -1,8 +1,10 @@
 """TF1 sync_all_params with a variable of the same size but another shape on rank 1.
 
-Each rank prints the start of the error it got (``rank R error: ...``) and the value it kept in
-another variable (``rank R kept V``).
+Each rank writes ``out<rank>.json``: the error it got (``error``, None if none) and the value it
+kept in another variable (``kept``). (Files, not stdout: ranks' stdout may interleave.)
 """
+
+import json
 
 import numpy as np
 import tensorflow as tf
@@ -19,11 +21,10 @@ with graph.as_default():
     b = tf1.Variable(np.full(5, float(rank), np.float32))
     sess = tf1.Session(graph=graph)
     sess.run(tf1.global_variables_initializer())
+    error = None
     try:
         sess.run(sync_all_params())
-        print(f"rank {rank} synced", flush=True)
     except tf.errors.OpError as exc:
-        text = " ".join(exc.message.split())      # (short lines: ranks share stdout)
-        at = text.find("FlatBuffer.bcast()")
-        print(f"rank {rank} error: {text[at:at + 160] if at >= 0 else text[:160]}", flush=True)
-    print(f"rank {rank} kept {float(sess.run(b)[0])}", flush=True)
+        error = " ".join(exc.message.split())
+    with open(f"out{rank}.json", "w") as f:
+        json.dump({"error": error, "kept": float(sess.run(b)[0])}, f)
