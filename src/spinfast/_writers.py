@@ -14,12 +14,16 @@ started again with its header in a recreated folder, and reported once with a wa
 
 from __future__ import annotations
 
+import numbers
 import os
+import struct
+import time
 import warnings
 from typing import Any, NamedTuple
 
 __all__ = ["Row", "ResumePoint", "Writer", "LineFile", "StdoutWriter", "TxtWriter",
-           "FORMATS", "DEFAULT_FORMATS", "parse_formats", "make_writers"]
+           "CsvWriter", "JsonlWriter", "TensorBoardWriter", "FORMATS", "DEFAULT_FORMATS",
+           "parse_formats", "make_writers"]
 
 
 class Row(NamedTuple):
@@ -88,13 +92,17 @@ class LineFile:
         path: the file.
         resume: None to start the file anew; else keep its header and first ``resume.rows``
             rows (a torn last line and every later row are cut off) and append after them.
+        header: False for a file of rows only (``progress.jsonl``): no header line is kept
+            or written (``write``'s ``header`` is then ignored).
     """
 
-    def __init__(self, path: str, resume: ResumePoint | None = None):
+    def __init__(self, path: str, resume: ResumePoint | None = None, header: bool = True):
         self.path = path
-        self.has_header = False
+        self.header_lines = 1 if header else 0
+        self.has_header = not header
         if resume is not None and os.path.exists(path):
-            self.has_header = _truncate_lines(path, 1 + resume.rows) > 0
+            kept = _truncate_lines(path, self.header_lines + resume.rows)
+            self.has_header = self.has_header or kept > 0
             self.file = open(path, "a")
         else:
             self.file = open(path, "w")
@@ -121,7 +129,7 @@ class LineFile:
         self.file.close()
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         self.file = open(self.path, "w")
-        self.has_header = False
+        self.has_header = not self.header_lines
         if not self._warned:
             self._warned = True
             warnings.warn(f"dump_tabular(): {self.path} vanished while the run was writing "
@@ -221,9 +229,266 @@ class TxtWriter(Writer):
         self.file.close()
 
 
+def _stem_path(output_dir: str, output_fname: str, ext: str) -> str:
+    """``<output_dir>/<stem of output_fname><ext>`` (progress.txt -> progress.csv)."""
+    return os.path.join(output_dir, os.path.splitext(output_fname)[0] + ext)
+
+
+_CSV_SPECIAL = frozenset(',"\n\r')
+
+
+def _csv_field(key: str, val: Any) -> str:
+    """A value as written to a csv cell: ``str(val)``, line breaks as spaces, quoted if needed."""
+    s = str(val)
+    if "\n" in s or "\r" in s:
+        warnings.warn(f"dump_tabular(): value of {key!r} holds line breaks, which would split "
+                      f"a row of progress.csv; they are written as spaces",
+                      RuntimeWarning, stacklevel=4)
+        s = s.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    if "," in s or '"' in s:
+        s = '"' + s.replace('"', '""') + '"'
+    return s
+
+
+class CsvWriter(Writer):
+    """``progress.csv`` (format ``csv``): the rows of ``progress.txt``, comma-separated.
+
+    Header and values are those of ``progress.txt`` (``str()`` of each value, a missing column
+    empty); a cell holding a comma or a double quote is quoted as RFC 4180 says (quotes
+    doubled), line breaks in values are written as spaces, so each row is one line (which is
+    what makes a killed run leave complete rows and lets a resume cut the file by lines).
+    ``pandas.read_csv`` reads the numbers ``pandas.read_table`` reads from ``progress.txt``.
+    """
+
+    def __init__(self, output_dir: str, resume: ResumePoint | None = None,
+                 output_fname: str = "progress.txt"):
+        self.file = LineFile(_stem_path(output_dir, output_fname, ".csv"), resume)
+        self._headers: list[str] = []
+        self._header_line = ""
+
+    def write_row(self, row: Row) -> None:
+        """Append the row (the header line first, on a new file)."""
+        headers, values = row.headers, row.values
+        if headers != self._headers:
+            self._headers = list(headers)
+            self._header_line = ",".join(_csv_field(k, k) for k in headers) + "\n"
+        line = ",".join(str(v) if type(v) in _PLAIN_NUMBERS else _csv_field(k, v)
+                        for k, v in zip(headers, [values.get(k, "") for k in headers])) + "\n"
+        self.file.write(self._header_line, line)
+
+    def close(self) -> None:
+        """Close progress.csv."""
+        self.file.close()
+
+
+_JSON_NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _json_value(val: Any) -> str:
+    """The JSON text of a value that is not a Python float, int or str.
+
+    numpy real scalars are written as ``str()`` writes them (the number ``progress.txt`` has),
+    booleans as ``true``/``false``, arrays as (nested) lists, other objects as their ``str()``.
+    """
+    import json
+
+    if isinstance(val, bool) or type(val).__name__ == "bool_":
+        return "true" if val else "false"
+    if isinstance(val, numbers.Integral):
+        return str(int(val))
+    if isinstance(val, numbers.Real):
+        s = str(val)
+        try:
+            float(s)
+        except ValueError:  # an exotic __str__: fall back to the float's repr
+            s = repr(float(val))
+        return _JSON_NONFINITE.get(s, s)
+    if hasattr(val, "tolist"):
+        try:
+            return json.dumps(val.tolist(), allow_nan=True, default=str)
+        except (TypeError, ValueError):
+            pass
+    return json.dumps(str(val))
+
+
+class JsonlWriter(Writer):
+    """``progress.jsonl`` (format ``jsonl``): one JSON object per row, one row per line.
+
+    Keys are the row's columns in header order; a column missing from a row is left out.
+    Numbers are written as ``progress.txt`` writes them (``str()``, the shortest repr of a
+    float); NaN and +/-infinity as ``NaN``, ``Infinity`` and ``-Infinity``, the extension that
+    Python's ``json`` writes and reads by default and ``pandas.read_json`` reads; arrays as
+    lists; other objects as their ``str()``. Strict JSON parsers reject the non-finite
+    spellings: log finite numbers if such a reader must load the file. Read it with
+    ``pandas.read_json(path, lines=True, precise_float=True)``: without ``precise_float``
+    pandas parses floats to within an ulp or two instead of exactly.
+    """
+
+    def __init__(self, output_dir: str, resume: ResumePoint | None = None,
+                 output_fname: str = "progress.txt"):
+        self.file = LineFile(_stem_path(output_dir, output_fname, ".jsonl"), resume,
+                             header=False)
+        self._headers: list[str] = []
+        self._keys: list[tuple[str, str]] = []
+
+    def write_row(self, row: Row) -> None:
+        """Append the row as one JSON object on one line."""
+        import json
+
+        headers, values = row.headers, row.values
+        if headers != self._headers:
+            self._headers = list(headers)
+            self._keys = [(k, json.dumps(k) + ":") for k in headers]
+        parts = []
+        for key, prefix in self._keys:
+            if key not in values:
+                continue
+            v = values[key]
+            t = type(v)
+            if t is float:
+                s = repr(v) if v - v == 0 else ("NaN" if v != v else
+                                                ("Infinity" if v > 0 else "-Infinity"))
+            elif t is int:
+                s = str(v)
+            elif t is str:
+                s = json.dumps(v)
+            else:
+                s = _json_value(v)
+            parts.append(prefix + s)
+        self.file.write("", "{" + ",".join(parts) + "}\n")
+
+    def close(self) -> None:
+        """Close progress.jsonl."""
+        self.file.close()
+
+
+def _event_file_name(folder: str) -> str:
+    """A new event file's name in ``folder``, sorting after the event files already there.
+
+    TensorBoard reads a folder's event files in name order; the name holds the time in
+    seconds, bumped past the newest existing file's so that a restart within the same second
+    still sorts last.
+    """
+    import socket
+
+    stamp = int(time.time())
+    for name in os.listdir(folder):
+        parts = name.split(".")
+        if name.startswith("events.out.tfevents.") and len(parts) > 3 and parts[3].isdigit():
+            stamp = max(stamp, int(parts[3]) + 1)
+    return f"events.out.tfevents.{stamp:010d}.{socket.gethostname()}.{os.getpid()}.spinfast"
+
+
+def _pb_varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _pb_bytes(field: int, data: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _pb_varint(field << 3 | 2) + _pb_varint(len(data)) + data
+
+
+def _text_event(tag: str, text: str, wall_time: float) -> bytes:
+    """An Event (step 0) holding ``text`` for TensorBoard's text plugin under ``tag``."""
+    plugin = _pb_bytes(1, _pb_bytes(1, b"text"))            # SummaryMetadata.plugin_data
+    tensor = (_pb_varint(1 << 3) + _pb_varint(7)               # TensorProto.dtype = DT_STRING
+              + _pb_bytes(2, b"")                               # tensor_shape: a scalar
+              + _pb_bytes(8, text.encode()))                    # string_val
+    value = _pb_bytes(1, tag.encode()) + _pb_bytes(9, plugin) + _pb_bytes(8, tensor)
+    return (b"\x09" + struct.pack("<d", wall_time) + b"\x10\x00"  # wall_time, step 0
+            + _pb_bytes(5, _pb_bytes(1, value)))                  # summary.value
+
+
+class TensorBoardWriter(Writer):
+    """TensorBoard event files under ``<output_dir>/tb/`` (format ``tensorboard``).
+
+    Each numeric column of a row (Python or numpy real numbers) becomes a scalar, stored as
+    float32, whose tag is the column name unchanged, at the row's step; other columns are
+    skipped. The records are encoded by the compiled :mod:`spinfast._tbevent` (no TensorFlow,
+    PyTorch or tensorboard package needed) and written with one unbuffered ``write`` per row,
+    so a killed run leaves whole records (TensorBoard's reader skips a torn last record). The
+    configuration is written once as text (the text plugin's tag ``config``).
+
+    A resumed run starts a new event file with a ``SessionLog.START`` event at the resume
+    step: TensorBoard then drops the earlier events of that step and later, so each step shows
+    once. If the folder vanishes mid-run, a new event file is started in a recreated folder,
+    with one warning naming it.
+    """
+
+    def __init__(self, output_dir: str, resume: ResumePoint | None = None,
+                 output_fname: str = "progress.txt"):
+        from spinfast import _tbevent
+
+        self._encode_row = _tbevent.encode_row
+        self.folder = os.path.join(output_dir, "tb")
+        self._headers: list[str] = []
+        self._keys: tuple[str, ...] = ()
+        self._tags: tuple[bytes, ...] = ()
+        self._warned = False
+        self._open()
+        if resume is not None:
+            self._write(_tbevent.encode_session_start(resume.step, time.time()))
+
+    def _open(self) -> None:
+        from spinfast import _tbevent
+
+        os.makedirs(self.folder, exist_ok=True)
+        self.path = os.path.join(self.folder, _event_file_name(self.folder))
+        self.file = open(self.path, "xb", buffering=0)
+        self._write(_tbevent.encode_file_version(time.time()))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self.file.write(view):]
+
+    def _check(self) -> None:
+        if os.fstat(self.file.fileno()).st_nlink == 0:
+            # The file was unlinked (its folder removed): start a new one where it belongs.
+            self.file.close()
+            self._open()
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"dump_tabular(): {self.folder} vanished while the run was "
+                              f"writing TensorBoard events (its folder was removed); it was "
+                              f"created again, rows before this one are lost from it",
+                              RuntimeWarning, stacklevel=4)
+
+    def write_row(self, row: Row) -> None:
+        """Append one scalar record per numeric column, at ``row.step``, in one write."""
+        headers = row.headers
+        if headers != self._headers:
+            self._headers = list(headers)
+            self._keys = tuple(headers)
+            self._tags = tuple(k.encode() for k in headers)
+        self._check()
+        self._write(self._encode_row(self._keys, self._tags, row.values, row.step,
+                                     time.time()))
+
+    def write_config(self, config: Any, text: str) -> None:
+        """Write the configuration (``text``, config.json's JSON) as a text summary."""
+        from spinfast import _tbevent
+
+        self._check()
+        body = "\n".join("    " + line for line in text.splitlines())  # a Markdown code block
+        self._write(_tbevent.frame_record(_text_event("config", body, time.time())))
+
+    def close(self) -> None:
+        """Close the event file."""
+        self.file.close()
+
+
 FORMATS: dict[str, type[Writer]] = {
     "stdout": StdoutWriter,
     "txt": TxtWriter,
+    "csv": CsvWriter,
+    "jsonl": JsonlWriter,
+    "tensorboard": TensorBoardWriter,
 }
 """Writer class of each format name."""
 
