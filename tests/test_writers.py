@@ -54,31 +54,34 @@ def masked(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def read_records(path) -> tuple[list[bytes], bytes]:
-    """Split a TFRecord file into its payloads, checking both CRCs; also the bytes left over."""
+def read_records(path, crc=crc32c_bitwise) -> tuple[list[bytes], bytes]:
+    """Split a TFRecord file into its payloads, checking both CRCs; also the bytes left over.
+
+    ``crc`` computes the CRC32C (the bit-by-bit reference unless a file is large).
+    """
     data = Path(path).read_bytes()
     out, pos = [], 0
     while len(data) - pos >= 12:
         head = data[pos:pos + 8]
         (length,) = struct.unpack("<Q", head)
         (head_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
-        assert head_crc == masked(crc32c_bitwise(head)), f"bad length CRC at byte {pos}"
+        assert head_crc == masked(crc(head)), f"bad length CRC at byte {pos}"
         end = pos + 12 + length + 4
         if end > len(data):
             break
         payload = data[pos + 12:pos + 12 + length]
         (data_crc,) = struct.unpack("<I", data[end - 4:end])
-        assert data_crc == masked(crc32c_bitwise(payload)), f"bad data CRC at byte {pos}"
+        assert data_crc == masked(crc(payload)), f"bad data CRC at byte {pos}"
         out.append(payload)
         pos = end
     return out, data[pos:]
 
 
-def events(path):
+def events(path, crc=crc32c_bitwise):
     """The Event protos of an event file (TensorBoard's own protobuf classes)."""
     from tensorboard.compat.proto import event_pb2
 
-    payloads, rest = read_records(path)
+    payloads, rest = read_records(path, crc)
     assert rest == b""
     return [event_pb2.Event.FromString(p) for p in payloads]
 
@@ -501,9 +504,10 @@ def test_sigkill_leaves_only_complete_rows(tmp_path):
             assert n_txt - 1 <= got <= n_txt
         assert csv["Epoch"].tolist() == list(range(len(csv)))
         (path,) = event_files(out)
-        payloads, rest = read_records(path)
+        # the compiled CRC (checked against the bitwise one above) keeps this fast
+        payloads, rest = read_records(path, _tbevent.crc32c)
         assert rest == b""  # only whole records
-        evs = events(path)[1:]
+        evs = events(path, _tbevent.crc32c)[1:]
         assert len(evs) % 9 == 0  # whole rows: 9 numeric columns each
         assert n_txt - 1 <= len(evs) // 9 <= n_txt
         assert [e.step for e in evs] == [i for i in range(len(evs) // 9) for _ in range(9)]
@@ -512,7 +516,7 @@ def test_sigkill_leaves_only_complete_rows(tmp_path):
 # --------------------------------------------------------------------------- registry
 
 def test_formats_registered():
-    assert {"stdout", "txt", "csv", "jsonl", "tensorboard"} <= set(FORMATS)
+    assert list(FORMATS) == ["stdout", "txt", "csv", "jsonl", "tensorboard", "wandb"]
     assert parse_formats("txt, CSV,jsonl,tensorboard,csv") == ("txt", "csv", "jsonl",
                                                               "tensorboard")
     with pytest.raises(ValueError, match="valid formats: .*tensorboard"):
@@ -523,7 +527,7 @@ def test_tensorboard_writer_imports_no_framework(tmp_path):
     code = ("import sys\nfrom spinfast._writers import TensorBoardWriter, Row\n"
             f"w = TensorBoardWriter({str(tmp_path)!r})\n"
             "w.write_row(Row(['a'], {'a': 1.0}, 0)); w.close()\n"
-            "bad = [m for m in ('tensorflow', 'torch', 'tensorboard', 'pandas') "
+            "bad = [m for m in ('tensorflow', 'torch', 'tensorboard', 'pandas', 'wandb') "
             "if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -537,3 +541,131 @@ def test_writer_warnings_are_not_raised_for_clean_rows(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         write_all(tmp_path, rows(3), ("txt", "csv", "jsonl", "tensorboard"))
+
+
+# --------------------------------------------------------------------------- Weights & Biases
+
+@pytest.fixture
+def wandb_offline(tmp_path, monkeypatch):
+    """W&B in offline mode, its settings and caches inside tmp_path, no console capture."""
+    pytest.importorskip("wandb", reason="the wandb extra is part of the test setup")
+    for var, sub in [("WANDB_CONFIG_DIR", "wb_config"), ("WANDB_CACHE_DIR", "wb_cache"),
+                     ("WANDB_DATA_DIR", "wb_data"), ("WANDB_ARTIFACT_DIR", "wb_artifacts")]:
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_CONSOLE", "off")
+    monkeypatch.setenv("WANDB_PROJECT", "spinfast-tests")
+
+
+def wandb_records(path):
+    """The Record protos of a W&B ``.wandb`` file (a LevelDB-style log of 32 KiB blocks)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = Path(path).read_bytes()
+    assert data[:4] == b":W&B"
+    out, pos, pending = [], 7, b""
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        if left < 7:  # a block's zero-padded tail
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk = data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind == 0:
+            continue
+        if kind == 1:  # FULL
+            out.append(chunk)
+        elif kind == 2:  # FIRST
+            pending = chunk
+        elif kind == 3:  # MIDDLE
+            pending += chunk
+        elif kind == 4:  # LAST
+            out.append(pending + chunk)
+    records = []
+    for raw in out:
+        rec = wandb_internal_pb2.Record()
+        rec.ParseFromString(raw)
+        records.append(rec)
+    return records
+
+
+def wandb_history(folder):
+    """{step: {key: value}} logged in every offline run under ``folder``, and the config."""
+    history, config = {}, {}
+    for path in sorted(Path(folder, "wandb").glob("offline-run-*/run-*.wandb")):
+        # wandb's service process may still be writing after finish(): wait for its exit record
+        deadline = time.monotonic() + 30
+        records = wandb_records(path)
+        while not any(r.WhichOneof("record_type") == "exit" for r in records):
+            assert time.monotonic() < deadline, f"{path} has no exit record after 30 s"
+            time.sleep(0.05)
+            records = wandb_records(path)
+        for rec in records:
+            kind = rec.WhichOneof("record_type")
+            if kind == "history":
+                items = {i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                         for i in rec.history.item}
+                items = {k: v for k, v in items.items() if not k.startswith("_")}
+                history.setdefault(rec.history.step.num, {}).update(items)
+            elif kind == "config":
+                items = {i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                         for i in rec.config.update}
+                config.update({k: v for k, v in items.items() if not k.startswith("_")})
+    return history, config
+
+
+def test_wandb_logs_rows_at_their_steps(tmp_path, wandb_offline):
+    from spinfast._writers import WandbWriter
+
+    out = tmp_path / "exp_s0"
+    w = WandbWriter(str(out))
+    w.write_config({"exp_name": "exp", "lr": 0.001}, "{}")
+    data = rows(5)
+    for row in data:
+        w.write_row(Row(row.headers + ["F32"], {**row.values, "F32": np.float32(0.5)},
+                        10 * row.step))
+    w.close()
+    history, config = wandb_history(out)
+    assert config == {"exp_name": "exp", "lr": 0.001}
+    assert sorted(history) == [0, 10, 20, 30, 40]
+    for row in data:
+        got = history[10 * row.step]
+        assert "Env" not in got  # text columns are skipped
+        assert got["Epoch"] == row.values["Epoch"] and got["F32"] == 0.5
+        for key in ["AverageEpRet", "StdEpRet", "Tiny", "Huge"]:
+            assert got[key] == row.values[key]  # float64, exactly
+    run_id = (out / "wandb_run_id.txt").read_text().strip()
+    assert len(list((out / "wandb").glob(f"offline-run-*-{run_id}"))) == 1
+
+
+def test_wandb_resume_continues_the_run(tmp_path, wandb_offline):
+    from spinfast._writers import WandbWriter
+
+    out = tmp_path / "exp_s0"
+    w = WandbWriter(str(out))
+    for row in rows(3):
+        w.write_row(row)
+    w.close()
+    run_id = (out / "wandb_run_id.txt").read_text().strip()
+    w = WandbWriter(str(out), ResumePoint(rows=3, step=3))
+    for row in rows(2, start=3):
+        w.write_row(row)
+    w.close()
+    assert (out / "wandb_run_id.txt").read_text().strip() == run_id
+    runs = sorted(p.name for p in (out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(f"-{run_id}" in name for name in runs)  # the same run id
+    history, _ = wandb_history(out)
+    assert sorted(history) == [0, 1, 2, 3, 4]
+    assert [history[s]["Epoch"] for s in range(5)] == list(range(5))
+
+
+def test_wandb_missing_names_the_extra():
+    code = ("import sys; sys.modules['wandb'] = None\n"
+            "from spinfast._writers import make_writers\n"
+            "try:\n    make_writers(('wandb',), '.')\n"
+            "except ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert "pip install 'spinfast[wandb]'" in out and "'wandb'" in out
