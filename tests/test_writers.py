@@ -403,6 +403,22 @@ def test_jsonl_values(tmp_path):
     assert math.isnan(got["f32nan"]) and got["obj"] == "{1, 2}"
 
 
+def test_jsonl_rows_of_plain_numbers(tmp_path):
+    # the common row (every column a finite float or an int) takes a template; check it
+    # against json.dumps, with names that need escaping in JSON or in a % template
+    headers = ["Epoch", 'Q "quoted"', "100%", "Ünï\\code", "Neg"]
+    w = JsonlWriter(str(tmp_path))
+    data = [{"Epoch": i, 'Q "quoted"': 0.1 * i, "100%": 1e-300 * i, "Ünï\\code": 2**70 + i,
+             "Neg": -1.5e300} for i in range(5)]
+    for i, values in enumerate(data):
+        w.write_row(Row(headers, values, i))
+    w.write_row(Row(headers, {**data[0], "Neg": math.inf}, 5))  # non-finite: no template
+    w.close()
+    lines = (tmp_path / "progress.jsonl").read_text().splitlines()
+    assert lines[:5] == [json.dumps(v, separators=(",", ":")) for v in data]
+    assert [json.loads(line) for line in lines] == data + [{**data[0], "Neg": math.inf}]
+
+
 def test_csv_line_breaks_become_spaces(tmp_path):
     w = CsvWriter(str(tmp_path))
     with pytest.warns(RuntimeWarning, match="line breaks"):

@@ -205,6 +205,25 @@ def _cell(val: Any) -> str:
     return str(val)
 
 
+_strings_row: Row | None = None
+_strings: list[str] = []
+
+
+def _row_strings(row: Row) -> list[str]:
+    """``str()`` of the row's value under each header (``""`` where missing), once per row.
+
+    The line formats (txt, csv, jsonl) receive the same :class:`Row` object one after the
+    other and share these strings, so a row's numbers are formatted once, whatever the number
+    of formats. The cache holds the last row itself, so its identity cannot be reused.
+    """
+    global _strings_row, _strings
+    if row is not _strings_row:
+        values = row.values
+        _strings = [str(values[k]) if k in values else "" for k in row.headers]
+        _strings_row = row
+    return _strings
+
+
 class TxtWriter(Writer):
     """Spinning Up's ``progress.txt`` (format ``txt``): tab-separated, a header line first.
 
@@ -215,14 +234,20 @@ class TxtWriter(Writer):
     def __init__(self, output_dir: str, resume: ResumePoint | None = None,
                  output_fname: str = "progress.txt"):
         self.file = LineFile(os.path.join(output_dir, output_fname), resume)
+        self._headers: list[str] = []
+        self._header_line = ""
 
     def write_row(self, row: Row) -> None:
         """Append the row (the header line first, on a new file)."""
-        headers, values = row.headers, row.values
-        vals = [values.get(key, "") for key in headers]
-        line = "\t".join(str(v) if type(v) in _PLAIN_NUMBERS else _field(k, v)
-                         for k, v in zip(headers, vals)) + "\n"
-        self.file.write("\t".join(_field(k, k) for k in headers) + "\n", line)
+        headers = row.headers
+        if headers != self._headers:
+            self._headers = list(headers)
+            self._header_line = "\t".join(_field(k, k) for k in headers) + "\n"
+        line = "\t".join(_row_strings(row)) + "\n"
+        if line.count("\t") != len(headers) - 1 or "\n" in line[:-1] or "\r" in line:
+            # a value holds a tab or a line break: write it with spaces (and warn)
+            line = "\t".join(_field(k, v) for k, v in zip(headers, _row_strings(row))) + "\n"
+        self.file.write(self._header_line, line)
 
     def close(self) -> None:
         """Close progress.txt."""
@@ -268,12 +293,14 @@ class CsvWriter(Writer):
 
     def write_row(self, row: Row) -> None:
         """Append the row (the header line first, on a new file)."""
-        headers, values = row.headers, row.values
+        headers = row.headers
         if headers != self._headers:
             self._headers = list(headers)
             self._header_line = ",".join(_csv_field(k, k) for k in headers) + "\n"
-        line = ",".join(str(v) if type(v) in _PLAIN_NUMBERS else _csv_field(k, v)
-                        for k, v in zip(headers, [values.get(k, "") for k in headers])) + "\n"
+        line = ",".join(_row_strings(row)) + "\n"
+        if line.count(",") != len(headers) - 1 or '"' in line or "\n" in line[:-1] \
+                or "\r" in line:  # a cell to quote, or a line break to replace
+            line = ",".join(_csv_field(k, v) for k, v in zip(headers, _row_strings(row))) + "\n"
         self.file.write(self._header_line, line)
 
     def close(self) -> None:
@@ -282,6 +309,8 @@ class CsvWriter(Writer):
 
 
 _JSON_NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_JSON_PLAIN = frozenset((float, int))
+_NON_FINITE = frozenset(_JSON_NONFINITE)
 
 
 def _json_value(val: Any) -> str:
@@ -330,6 +359,7 @@ class JsonlWriter(Writer):
                              header=False)
         self._headers: list[str] = []
         self._keys: list[tuple[str, str]] = []
+        self._template = ""
 
     def write_row(self, row: Row) -> None:
         """Append the row as one JSON object on one line."""
@@ -339,17 +369,25 @@ class JsonlWriter(Writer):
         if headers != self._headers:
             self._headers = list(headers)
             self._keys = [(k, json.dumps(k) + ":") for k in headers]
+            self._template = ("{" + ",".join(p.replace("%", "%%") + "%s" for _, p in self._keys)
+                              + "}\n")
+        strings = _row_strings(row)
+        if set(map(type, map(values.get, headers))) <= _JSON_PLAIN \
+                and _NON_FINITE.isdisjoint(strings):
+            # every column present, a finite float or an int: str() is the JSON text
+            self.file.write("", self._template % tuple(strings))
+            return
         parts = []
-        for key, prefix in self._keys:
+        for (key, prefix), text in zip(self._keys, strings):
             if key not in values:
                 continue
             v = values[key]
             t = type(v)
-            if t is float:
-                s = repr(v) if v - v == 0 else ("NaN" if v != v else
-                                                ("Infinity" if v > 0 else "-Infinity"))
+            if t is float:  # str(float) is its shortest repr, valid JSON when finite
+                s = text if v - v == 0 else ("NaN" if v != v else
+                                             ("Infinity" if v > 0 else "-Infinity"))
             elif t is int:
-                s = str(v)
+                s = text
             elif t is str:
                 s = json.dumps(v)
             else:
@@ -443,9 +481,11 @@ class TensorBoardWriter(Writer):
         self._write(_tbevent.encode_file_version(time.time()))
 
     def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[self.file.write(view):]
+        done = self.file.write(data)
+        if done != len(data):  # a short write (disk full, signal): finish it
+            view = memoryview(data)[done:]
+            while view:
+                view = view[self.file.write(view):]
 
     def _check(self) -> None:
         if os.fstat(self.file.fileno()).st_nlink == 0:
