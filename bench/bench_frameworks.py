@@ -182,7 +182,8 @@ def test_logger_dump_20_keys(benchmark, tmp_path):
     for impl in loggers:
         prepare(impl)
         dump(impl)
-    interleaved(benchmark, "logger dump 20 keys (2 ranks)", 10.0, 300,
+    # Rows are formatted by Python (no compiled formatter since issue 11): >= 5x is the target.
+    interleaved(benchmark, "logger dump 20 keys (2 ranks)", 5.0, 300,
                 lambda: dump("spinfast"), lambda: dump("reference"), prepare=prepare,
                 warmup_rounds=5)
 

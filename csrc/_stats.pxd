@@ -1,6 +1,8 @@
 # cython: language_level=3
 """C-level interface of spinfast._stats: the Welford accumulator state and kernels."""
 
+from ddsketch cimport sf_sketch
+
 cdef struct acc_t:
     # count, mean, sum of squared deviations (M2), min, max; all float64.
     # Empty: (0, 0, 0, +inf, -inf), the identity of merge.
@@ -17,7 +19,9 @@ cdef void acc_merge(acc_t* a, const acc_t* b) noexcept nogil
 
 cdef class Welford:
     cdef acc_t acc
-    cdef int push_object(self, object value, object key) except -1
+    cdef sf_sketch sk      # quantile sketch: sk.counts is NULL unless quantiles are tracked
+    cdef object _counts    # the float64 numpy array behind sk.counts (None if untracked)
+    cdef sf_sketch* sketch(self) noexcept
 
 
 cdef struct key_slot_t:
@@ -29,12 +33,5 @@ cdef struct key_slot_t:
 cdef class EpochStats:
     cdef dict _accs
     cdef key_slot_t _slots[64]
-    # log_tabular's compiled path, wired up by EpochLogger (see EpochStats.log_tabular)
-    cdef public dict _row
-    cdef public set _headers
-    cdef public list _pending
-    cdef public dict _columns_cache
-    cdef public object _placeholder
-    cdef public bint _resolve_each
     cdef Welford _get_or_create(self, object key)
-    cdef acc_t* _lookup(self, object key) except NULL
+    cdef Welford _lookup(self, object key)

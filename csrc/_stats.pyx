@@ -22,11 +22,12 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_AsDouble
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.string cimport memcpy, memset, strlen
+from libc.string cimport memset
 
 
 cdef extern from "Python.h":
+    # The C types as CPython declares them: the generated C passes no pointer through a cast
+    # the compiler would have to accept on trust (GCC 14 rejects incompatible pointer types).
     ctypedef PyObject* (*PyCFunction)(PyObject*, PyObject*)
     ctypedef struct PyMethodDef:
         const char* ml_name
@@ -35,15 +36,16 @@ cdef extern from "Python.h":
         const char* ml_doc
     int METH_FASTCALL
     int METH_KEYWORDS
-    object PyDescr_NewMethod(object type, PyMethodDef* method)
-    int PyDict_SetItem(object d, object key, object value) except -1
-    void PyType_Modified(object type)
-    char* PyOS_double_to_string(double val, char format_code, int precision, int flags,
-                                int* ptype) except NULL
-    int Py_DTSF_ADD_DOT_0
-    object PyUnicode_DecodeUTF8(const char* s, Py_ssize_t size, const char* errors)
+    PyObject* PyDescr_NewMethod(PyTypeObject* type, PyMethodDef* method) except NULL
+    int PyDict_SetItem(object d, object key, PyObject* value) except -1
+    void PyType_Modified(PyTypeObject* type)
 from libc.math cimport INFINITY, NAN, isfinite, isnan, sqrt
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+from ddsketch cimport (
+    sf_sketch, sf_sketch_clear, sf_sketch_init, sf_sketch_merge, sf_sketch_push,
+    sf_sketch_push_f32, sf_sketch_push_f64, sf_sketch_quantile, sf_sketch_slots,
+)
 
 import numpy as np
 
@@ -361,8 +363,42 @@ cdef void _push_kind(acc_t* a, kind_t kind, const void* p, Py_ssize_t n) noexcep
         _push_array(a, <const uint64_t*>p, n)
 
 
-cdef int _push_buffer(acc_t* a, object value, bint dry_run=False) except -1:
+cdef void _sketch_kind(sf_sketch* sk, kind_t kind, const void* p, Py_ssize_t n) noexcept nogil:
+    # Count n values of a kind in a quantile sketch: float32/float64 by the sketch's array
+    # kernels, the integer kinds value by value (each converts exactly to float64 but uint64's
+    # and int64's beyond 2^53, which round as numpy's float64 conversion does).
+    cdef Py_ssize_t i
+    if kind == K_F32:
+        sf_sketch_push_f32(sk, <const float*>p, n)
+    elif kind == K_F64:
+        sf_sketch_push_f64(sk, <const double*>p, n)
+    else:
+        for i in range(n):
+            sf_sketch_push(sk, _kind_item(kind, p, i))
+
+
+cdef inline double _kind_item(kind_t kind, const void* p, Py_ssize_t i) noexcept nogil:
+    if kind == K_I8:
+        return (<const int8_t*>p)[i]
+    if kind == K_I16:
+        return (<const int16_t*>p)[i]
+    if kind == K_I32:
+        return (<const int32_t*>p)[i]
+    if kind == K_I64:
+        return <double>(<const int64_t*>p)[i]
+    if kind == K_U8:
+        return (<const uint8_t*>p)[i]
+    if kind == K_U16:
+        return (<const uint16_t*>p)[i]
+    if kind == K_U32:
+        return (<const uint32_t*>p)[i]
+    return <double>(<const uint64_t*>p)[i]
+
+
+cdef int _push_buffer(acc_t* a, object value, bint dry_run=False,
+                      sf_sketch* sk=NULL) except -1:
     # 1: consumed (or, with dry_run, would be); 0: a buffer the fast path does not take.
+    # With sk, the values are counted in that quantile sketch too.
     cdef Py_buffer view
     cdef kind_t kind
     cdef Py_ssize_t n
@@ -381,9 +417,13 @@ cdef int _push_buffer(acc_t* a, object value, bint dry_run=False) except -1:
             pass
         elif n < NOGIL_MIN:
             _push_kind(a, kind, view.buf, n)
+            if sk != NULL:
+                _sketch_kind(sk, kind, view.buf, n)
         else:
             with nogil:
                 _push_kind(a, kind, view.buf, n)
+                if sk != NULL:
+                    _sketch_kind(sk, kind, view.buf, n)
     finally:
         PyBuffer_Release(&view)
     return 1
@@ -397,31 +437,39 @@ cdef object _as_numeric_array(object value, object key):
     detach = getattr(value, "detach", None)
     if detach is not None and callable(detach) and not isinstance(value, np.ndarray):
         value = detach().cpu()  # a PyTorch tensor: leave the autograd graph, move to host
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()  # numpy has no bfloat16: its float32 values are exact
     try:
         arr = np.asarray(value)
     except Exception as exc:
         raise TypeError(
             f"{_where(key)}: cannot convert a value of type {type(value).__name__} to numbers "
             f"({exc}); {_EXPECTED}") from None
+    if arr.dtype.name == "bfloat16":  # ml_dtypes' bfloat16 (TensorFlow, JAX): kind "V"
+        arr = arr.astype(np.float32)
     if arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{_where(key)}: got a value of type {type(value).__name__} with dtype "
             f"{arr.dtype}; {_EXPECTED}")
     if arr.dtype.kind == "f" and arr.dtype.itemsize != 4 and arr.dtype.itemsize != 8:
-        arr = arr.astype(np.float64)  # float16, longdouble
+        arr = arr.astype(np.float64)  # float16 (half-precision tensors), longdouble
     elif not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return np.ascontiguousarray(arr)
 
 
-cdef inline int _push_value(acc_t* a, object value, object key) except -1:
+cdef inline int _push_value(acc_t* a, object value, object key,
+                            sf_sketch* sk=NULL) except -1:
+    # Every element of value into the accumulator (and into the quantile sketch sk, if any).
     cdef type t = type(value)
-    if t is float:
-        acc_push(a, PyFloat_AS_DOUBLE(value))
-    elif t is int or t is bool or t in _NUMPY_SCALARS:
-        acc_push(a, PyFloat_AsDouble(value))
-    elif not (PyObject_CheckBuffer(value) and _push_buffer(a, value)):
-        if not _push_buffer(a, _as_numeric_array(value, key)):
+    cdef double x
+    if t is float or t is int or t is bool or t in _NUMPY_SCALARS:
+        x = PyFloat_AS_DOUBLE(value) if t is float else PyFloat_AsDouble(value)
+        acc_push(a, x)
+        if sk != NULL:
+            sf_sketch_push(sk, x)
+    elif not (PyObject_CheckBuffer(value) and _push_buffer(a, value, False, sk)):
+        if not _push_buffer(a, _as_numeric_array(value, key), False, sk):
             raise TypeError(f"{_where(key)}: unsupported buffer of type {t.__name__}; {_EXPECTED}")
     return 0
 
@@ -443,9 +491,39 @@ cdef class Welford:
 
     def __cinit__(self):
         acc_reset(&self.acc)
+        self.sk.counts = NULL
 
-    cdef int push_object(self, object value, object key) except -1:
-        return _push_value(&self.acc, value, key)
+    cdef sf_sketch* sketch(self) noexcept:
+        return &self.sk if self.sk.counts != NULL else NULL
+
+    def track_quantiles(self, double relative_accuracy=0.01):
+        """Count the values pushed from now on in a quantile sketch as well.
+
+        The sketch (DDSketch-style, ``csrc/ddsketch.h``) answers quantiles within
+        ``relative_accuracy`` of the value, with a fixed memory of about
+        ``384 / relative_accuracy`` bytes. Calling it again with the same accuracy keeps the
+        sketch; another accuracy starts a new one.
+
+        Raises:
+            ValueError: ``relative_accuracy`` outside [1e-4, 0.5].
+        """
+        cdef int slots = sketch_size(relative_accuracy)
+        if self.sk.counts != NULL and self.sk.alpha == relative_accuracy:
+            return
+        counts = np.zeros(slots, dtype=np.float64)
+        cdef double[::1] c = counts
+        sf_sketch_init(&self.sk, relative_accuracy, &c[0])
+        self._counts = counts
+
+    @property
+    def quantile_counts(self):
+        """A copy of the sketch's counts (float64), or None if quantiles are not tracked."""
+        return None if self._counts is None else self._counts.copy()
+
+    @property
+    def relative_accuracy(self):
+        """The quantile sketch's relative accuracy, or None if quantiles are not tracked."""
+        return None if self._counts is None else self.sk.alpha
 
     def push(self, value):
         """Add a number, or every element of an array/list/tensor of numbers, to the statistics.
@@ -457,15 +535,22 @@ cdef class Welford:
         Raises:
             TypeError: the value is not numeric (str, None, dict, object or complex arrays).
         """
-        _push_value(&self.acc, value, None)
+        _push_value(&self.acc, value, None, self.sketch())
 
     def merge(self, Welford other not None):
-        """Fold ``other``'s values into this accumulator (Chan et al.); ``other`` is unchanged."""
+        """Fold ``other``'s values into this accumulator (Chan et al.); ``other`` is unchanged.
+
+        Quantile sketches of the same accuracy merge too (their counts add).
+        """
         acc_merge(&self.acc, &other.acc)
+        if self.sk.counts != NULL and other.sk.counts != NULL:
+            sf_sketch_merge(&self.sk, &other.sk)
 
     def reset(self):
-        """Forget every value: count 0, statistics NaN."""
+        """Forget every value: count 0, statistics NaN, empty quantile sketch."""
         acc_reset(&self.acc)
+        if self.sk.counts != NULL:
+            sf_sketch_clear(&self.sk)
 
     @property
     def state(self):
@@ -535,72 +620,6 @@ cdef class Welford:
                 f"min={self.min!r}, max={self.max!r})")
 
 
-cdef inline tuple _stats_tuple(double n, double mean, double m2, double lo, double hi):
-    if n > 0.0:
-        return (mean, sqrt(m2 / n), lo, hi)
-    return (NAN, NAN, NAN, NAN)
-
-
-def stats_of_states(states):
-    """Return ``[(mean, std, min, max), ...]``, one tuple of floats per state.
-
-    ``states`` is an iterable of 5-sequences ``(count, mean, M2, min, max)`` (a (k, 5) array
-    works); std is the population std (ddof=0); an empty state (count 0) gives NaNs.
-    """
-    return [_stats_tuple(float(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]))
-            for r in states]
-
-
-def pending_states(list pending):
-    """The (k, 5) float64 array of the states in ``pending`` (item 1 of each entry).
-
-    ``pending`` holds EpochLogger's ``(key, state, known, columns)`` entries, ``state`` a
-    5-tuple of floats ``(count, mean, M2, min, max)``.
-    """
-    cdef Py_ssize_t i, j, k = len(pending)
-    out = np.empty((k, 5), dtype=np.float64)
-    cdef double[:, ::1] o = out
-    cdef tuple state
-    for i in range(k):
-        state = <tuple>(<tuple>pending[i])[1]
-        for j in range(5):
-            o[i, j] = PyFloat_AsDouble(state[j])
-    return out
-
-
-def fill_stat_columns(dict row, list pending, const double[:, ::1] states not None):
-    """Write each pending statistic's columns into ``row``; return the indices with no values.
-
-    Entry i of ``pending`` is ``(key, state, known, (names, which))`` and row i of ``states``
-    its merged ``(count, mean, M2, min, max)``: ``row[names[j]]`` becomes statistic
-    ``which[j]`` of it (0 mean, 1 population std, 2 min, 3 max; NaN when the count is 0).
-    """
-    cdef Py_ssize_t i, j, k = len(pending)
-    cdef list empty = []
-    cdef double stat[4]
-    cdef double n
-    cdef tuple names, which, columns
-    if states.shape[0] != k or states.shape[1] != 5:
-        raise ValueError(f"fill_stat_columns(): {k} entries but states of shape "
-                         f"{tuple(states.shape)[:2]!r}")
-    for i in range(k):
-        n = states[i, 0]
-        if n > 0.0:
-            stat[0] = states[i, 1]
-            stat[1] = sqrt(states[i, 2] / n)
-            stat[2] = states[i, 3]
-            stat[3] = states[i, 4]
-        else:
-            stat[0] = stat[1] = stat[2] = stat[3] = NAN
-            empty.append(i)
-        columns = <tuple>(<tuple>pending[i])[3]
-        names = <tuple>columns[0]
-        which = <tuple>columns[1]
-        for j in range(len(names)):
-            row[names[j]] = stat[<int>which[j]]
-    return empty
-
-
 def merge_states(const double[:, :, ::1] gathered not None):
     """Merge states gathered from ranks: (r, k, 5) float64 → (k, 5), rank 0 first.
 
@@ -631,99 +650,43 @@ def merge_states(const double[:, :, ::1] gathered not None):
     return out
 
 
-cdef extern from "float_format.h" nogil:
-    int sff_repr(double x, char* out)
-    int sff_g(double x, int prec, char* out)
+def sketch_size(double relative_accuracy):
+    """Return the number of float64 counts of a quantile sketch of ``relative_accuracy``.
 
-
-cdef Py_ssize_t _put_double(char* out, double v, char code, int prec, int flags,
-                            Py_ssize_t width) except -1:
-    # Python's own float formatting (what "%.{prec}{code}" % v and repr(v) give), right-aligned
-    # in width columns; returns the bytes written (at most max(width, 32)). The common values
-    # take the exact fast path of float_format.h, the others CPython's dtoa.
-    cdef char fast[40]
-    cdef char* text = fast
-    cdef Py_ssize_t n = sff_repr(v, fast) if code == b"r" else sff_g(v, prec, fast)
-    if n < 0:
-        text = PyOS_double_to_string(v, code, prec, flags, NULL)
-        n = strlen(text)
-    cdef Py_ssize_t pad = width - n if width > n else 0
-    memset(out, b" ", pad)
-    memcpy(out + pad, text, n)
-    if text != fast:
-        PyMem_Free(text)
-    return pad + n
-
-
-def _fast_float_text(double x, int prec):
-    """(repr(x), "%.<prec>g" % x) from the fast path, None where it defers to CPython (tests)."""
-    cdef char out[40]
-    cdef int n = sff_repr(x, out)
-    r = out[:n].decode() if n >= 0 else None
-    n = sff_g(x, prec, out)
-    return r, (out[:n].decode() if n >= 0 else None)
-
-
-def format_float_row(dict row, list headers, list prefixes, bytes rule):
-    r"""The stdout table and the progress.txt line of a row whose values are all floats.
-
-    Args:
-        row: the row, ``{header: value}``; the values are taken in the order of ``headers``.
-        headers: the columns.
-        prefixes: per header, the UTF-8 bytes that start its table line (``b"| <key> | "``).
-        rule: the UTF-8 bytes of the table's top and bottom line.
-
-    Returns:
-        ``(table, line)``: the table (rule, then ``prefix + "%15.3g" % v + " |"`` per value,
-        then the rule, joined by newlines) and ``"\t".join(map(str, values)) + "\n"``, both
-        exactly as Python formats them (the same dtoa); or None if a header has no value or a
-        value is not a float.
+    Raises:
+        ValueError: ``relative_accuracy`` outside [1e-4, 0.5].
     """
-    cdef Py_ssize_t i, n = len(headers), cap = 2 * len(rule) + 2, at = 0, lat = 0
-    cdef object v
-    cdef PyObject* found
-    cdef char* table
-    cdef char* line
-    cdef list values = [None] * n
-    if len(prefixes) != n:
-        raise ValueError(f"format_float_row(): {n} headers but {len(prefixes)} prefixes")
-    for i in range(n):
-        found = PyDict_GetItem(row, headers[i])
-        if found == NULL or type(<object>found) is not float:
-            return None
-        values[i] = <object>found
-        cap += len(<bytes>prefixes[i]) + 40
-    table = <char*>PyMem_Malloc(cap)
-    line = <char*>PyMem_Malloc(n * 32 + 1)
-    if table == NULL or line == NULL:
-        PyMem_Free(table)
-        PyMem_Free(line)
-        raise MemoryError()
-    try:
-        memcpy(table, <const char*>rule, len(rule))
-        at = len(rule)
-        for i in range(n):
-            v = values[i]
-            table[at] = b"\n"
-            at += 1
-            memcpy(table + at, <const char*><bytes>prefixes[i], len(<bytes>prefixes[i]))
-            at += len(<bytes>prefixes[i])
-            at += _put_double(table + at, PyFloat_AS_DOUBLE(v), b"g", 3, 0, 15)
-            memcpy(table + at, b" |", 2)
-            at += 2
-            if i:
-                line[lat] = b"\t"
-                lat += 1
-            lat += _put_double(line + lat, PyFloat_AS_DOUBLE(v), b"r", 0, Py_DTSF_ADD_DOT_0, 0)
-        table[at] = b"\n"
-        memcpy(table + at + 1, <const char*>rule, len(rule))
-        at += 1 + len(rule)
-        line[lat] = b"\n"
-        return (PyUnicode_DecodeUTF8(table, at, "surrogatepass"),
-                PyUnicode_DecodeUTF8(line, lat + 1, NULL))
-    finally:
-        PyMem_Free(table)
-        PyMem_Free(line)
+    cdef int slots = sf_sketch_slots(relative_accuracy)
+    if slots == 0:
+        raise ValueError(f"track_quantiles(): relative_accuracy must be in [1e-4, 0.5], got "
+                         f"{relative_accuracy!r}")
+    return slots
+
+
+def sketch_quantiles(const double[::1] counts not None, double relative_accuracy, qs):
+    """Return the quantiles ``qs`` (each in [0, 1]) of a sketch given by its counts.
+
+    ``counts`` is a sketch's float64 counts (:attr:`Welford.quantile_counts`, or such counts
+    of several sketches added up, e.g. over MPI ranks) of ``relative_accuracy``. Each result
+    is within that relative error of a value between numpy's ``lower`` and ``higher``
+    quantiles of the values counted; NaN if none was counted or one was NaN.
+
+    Raises:
+        ValueError: counts of another length than the accuracy's sketch, or a q outside [0, 1].
+    """
+    cdef sf_sketch sk
+    cdef double q
+    if sf_sketch_slots(relative_accuracy) != counts.shape[0]:
+        raise ValueError(f"sketch_quantiles(): {counts.shape[0]} counts do not make a sketch of "
+                         f"relative accuracy {relative_accuracy!r} "
+                         f"({sf_sketch_slots(relative_accuracy)} counts)")
+    sf_sketch_init(&sk, relative_accuracy, <double*>&counts[0])  # read only below
+    out = []
+    for q in qs:
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"sketch_quantiles(): quantiles must be in [0, 1], got {q!r}")
+        out.append(sf_sketch_quantile(&sk, q))
+    return out
 
 
 cdef class EpochStats:
@@ -754,18 +717,18 @@ cdef class EpochStats:
         self._accs[key] = w
         return w
 
-    cdef acc_t* _lookup(self, object key) except NULL:
+    cdef Welford _lookup(self, object key):
         cdef size_t h = (<size_t><PyObject*>key >> 4) & 63
         cdef key_slot_t* slot = &self._slots[h]
         cdef Welford w
         if slot.key == <void*>key:
-            return &(<Welford>slot.acc).acc
+            return <Welford>slot.acc
         w = self._get_or_create(key)
         Py_XDECREF(<PyObject*>slot.key)
         Py_INCREF(key)
         slot.key = <void*>key
         slot.acc = <void*>w
-        return &w.acc
+        return w
 
     def _store_kwargs(self, kwargs):
         # General path: convert every value first so that a bad one stores nothing.
@@ -774,8 +737,10 @@ cdef class EpochStats:
             if not _is_plain_number(value) and not _push_buffer(NULL, value, True):
                 value = _as_numeric_array(value, key)
             prepared.append((key, value))
+        cdef Welford w
         for key, value in prepared:
-            _push_value(self._lookup(key), value, key)
+            w = self._lookup(key)
+            _push_value(&w.acc, value, key, w.sketch())
 
     def stats_accumulator(self, key):
         """Return the live accumulator of ``key``; KeyError listing the stored keys if none."""
@@ -786,58 +751,13 @@ cdef class EpochStats:
                 f"{sorted(map(str, self._accs))!r}. Call store({key}=...) first.")
         return w
 
-    def log_tabular(self, key, val=None, with_min_and_max=False, average_only=False):
-        """Log a value, or statistics of the values stored under ``key`` this epoch.
+    def take_state(self, key, bint reset=True):
+        """Return the state of ``key``, then empty it (``reset``); None if never stored.
 
-        Args:
-            key: diagnostic name.
-            val: a value to log directly, as :meth:`Logger.log_tabular`. If None, log
-                ``Average<key>`` (or ``key`` with ``average_only``), ``Std<key>`` (unless
-                ``average_only``), then ``Max<key>``, ``Min<key>`` (``with_min_and_max``).
-            with_min_and_max: also log the max and min.
-            average_only: log only the average, under the plain key.
-
-        Under MPI the statistics cover every rank's values; they are merged for all keys of the
-        row with one collective in :meth:`dump_tabular` (so ``log_current_row`` holds them from
-        then on), and every rank must make the same calls in the same order.
-
-        Raises:
-            KeyError: ``key`` was never stored (the message lists the stored keys).
-            ValueError: a column not in the first row, or set twice in one row.
+        The state is ``(count, mean, M2, min, max)``, five floats; an empty one is
+        ``(0.0, 0.0, 0.0, inf, -inf)``. ``EpochLogger.log_tabular`` takes a key's epoch with
+        one call of this; ``get_stats`` reads it with ``reset=False``.
         """
-        # The common call (a stored key, after the first row, columns seen before, none set in
-        # this row yet) is done here; everything else by the owner's _log_tabular.
-        cdef PyObject* found
-        cdef tuple columns, names
-        cdef Welford w
-        cdef dict row
-        cdef set headers
-        if val is None and not self.first_row:  # columns fixed once the first row is written
-            found = PyDict_GetItem(self._columns_cache, (key, with_min_and_max, average_only))
-            if found != NULL:
-                columns = <tuple>found
-                names = <tuple>columns[0]
-                row = self._row
-                headers = self._headers
-                for name in names:
-                    if name not in headers or name in row:
-                        break
-                else:
-                    found = PyDict_GetItem(self._accs, key)
-                    if found != NULL:
-                        w = <Welford>found
-                        state = (w.acc.n, w.acc.mean, w.acc.m2, w.acc.lo, w.acc.hi)
-                        acc_reset(&w.acc)
-                        for name in names:
-                            row[name] = self._placeholder
-                        self._pending.append((key, state, True, columns))
-                        if self._resolve_each:
-                            self._resolve_row()
-                        return None
-        return self._log_tabular(key, val, with_min_and_max, average_only)
-
-    def snapshot(self, key, bint reset=False):
-        """Return the state of ``key`` (then empty it if ``reset``), or None if never stored."""
         cdef PyObject* found = PyDict_GetItem(self._accs, key)
         cdef Welford w
         if found == NULL:
@@ -846,7 +766,34 @@ cdef class EpochStats:
         state = (w.acc.n, w.acc.mean, w.acc.m2, w.acc.lo, w.acc.hi)
         if reset:
             acc_reset(&w.acc)
+            if w.sk.counts != NULL:
+                sf_sketch_clear(&w.sk)
         return state
+
+    def track_sketch(self, key, double relative_accuracy=0.01):
+        """Count ``key``'s values stored from now on in a quantile sketch as well.
+
+        See :meth:`Welford.track_quantiles`; the key is created if it was never stored.
+        """
+        if not isinstance(key, str):
+            raise TypeError(f"track_quantiles(): keys must be str, got {key!r}")  # the caller
+        self._get_or_create(key).track_quantiles(relative_accuracy)
+
+    def take_sketch(self, key, bint reset=True):
+        """Return a copy of ``key``'s quantile-sketch counts, then clear them (``reset``).
+
+        None if ``key`` was never stored or its quantiles are not tracked. Call it before
+        :meth:`take_state`, which clears the sketch along with the state.
+        """
+        cdef PyObject* found = PyDict_GetItem(self._accs, key)
+        cdef Welford w
+        if found == NULL or (<Welford>found)._counts is None:
+            return None
+        w = <Welford>found
+        counts = w._counts.copy()
+        if reset:
+            sf_sketch_clear(&w.sk)
+        return counts
 
     def stored_keys(self):
         """Keys ever stored, in first-store order."""
@@ -871,9 +818,14 @@ cdef object _store_vectorcall(object self, PyObject** args, Py_ssize_t nargs,
             table._store_kwargs({<object>PyTuple_GET_ITEM(<object>kwnames, j): <object>args[j]
                                  for j in range(n)})
             return None
+    cdef Welford w
+    cdef double x
     for i in range(n):
-        acc_push(table._lookup(<object>PyTuple_GET_ITEM(<object>kwnames, i)),
-                 PyFloat_AsDouble(<object>args[i]))
+        w = table._lookup(<object>PyTuple_GET_ITEM(<object>kwnames, i))
+        x = PyFloat_AsDouble(<object>args[i])
+        acc_push(&w.acc, x)
+        if w.sk.counts != NULL:
+            sf_sketch_push(&w.sk, x)
     return None
 
 
@@ -892,6 +844,7 @@ Raises:
     TypeError: a value is not numeric; the message names the key. Nothing of that call is
         stored, and everything stored before stays."""
 _store_def.ml_doc = _STORE_DOC
-PyDict_SetItem(<object>(<PyTypeObject*>EpochStats).tp_dict, "store",
-               PyDescr_NewMethod(EpochStats, &_store_def))
-PyType_Modified(EpochStats)
+cdef PyObject* _store_descr = PyDescr_NewMethod(<PyTypeObject*>EpochStats, &_store_def)
+PyDict_SetItem(<object>(<PyTypeObject*>EpochStats).tp_dict, "store", _store_descr)
+Py_XDECREF(_store_descr)  # the type's dict holds it
+PyType_Modified(<PyTypeObject*>EpochStats)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+MPI_PROGRAMS = Path(__file__).resolve().parent / "mpi"
+
+# tests/mpi holds programs that tests launch (under mpiexec or as plain processes); they are
+# linted and covered like any module but are not tests themselves.
+collect_ignore = ["mpi"]
 
 
 def find_mpiexec() -> str | None:
@@ -37,26 +42,50 @@ def rank_files(folder, size, name="out"):
     return [json.loads((folder / f"{name}{rank}.json").read_text()) for rank in range(size)]
 
 
+def mpi_program(name: str) -> Path:
+    """The path of the program ``tests/mpi/{name}.py``; fail the test if there is none."""
+    path = MPI_PROGRAMS / f"{name}.py"
+    if not path.is_file():
+        pytest.fail(f"no test program {name!r}: expected {path}")
+    return path
+
+
+def load_mpi_module(name: str):
+    """Import the helper module ``tests/mpi/{name}.py`` (one without side effects) by path.
+
+    Programs import their helpers by plain name (their folder is ``sys.path[0]``); tests use
+    this to share the same helpers, e.g. a model or the data each rank starts from.
+    """
+    module_name = f"_mpi_helper_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, mpi_program(name))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def run_mpi(tmp_path):
-    """Run a Python source string under ``mpiexec -n N``; return the CompletedProcess.
+    """Run the program ``tests/mpi/{name}.py`` under ``mpiexec -n N``; return the process.
 
-    ``run_mpi(code, n=2, timeout=120, args=(), check=True)``. The program runs in ``tmp_path``
-    (its current directory). A hang fails the test at ``timeout`` instead of blocking CI.
+    ``run_mpi(name, n=2, timeout=120, args=(), check=True, env=None)``. Arguments reach the
+    program as ``sys.argv[1:]`` (as strings); it runs in ``tmp_path`` (its current directory),
+    where it writes its results. A hang fails the test at ``timeout`` instead of blocking CI.
     """
     launcher = find_mpiexec()
     if launcher is None:  # the mpi extra is part of the test setup; say so loudly
         pytest.fail("no mpiexec found: install the test setup with pip install '.[mpi,test]'")
 
-    def run(code: str, n: int = 2, timeout: float = 120, args=(), check: bool = True,
+    def run(name: str, n: int = 2, timeout: float = 120, args=(), check: bool = True,
             env: dict[str, str] | None = None):
-        script = tmp_path / f"prog_{abs(hash(code))}.py"
-        script.write_text(textwrap.dedent(code))
+        script = mpi_program(name)
         cmd = [launcher, "-n", str(n), sys.executable, str(script), *map(str, args)]
         proc = subprocess.run(cmd, cwd=tmp_path, env=mpi_env(**(env or {})),
                               capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
-            raise AssertionError(f"mpiexec -n {n} failed with code {proc.returncode}\n"
+            raise AssertionError(f"mpiexec -n {n} {name} failed with code {proc.returncode}\n"
                                  f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
         return proc
 

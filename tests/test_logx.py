@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -11,8 +13,11 @@ import sys
 import joblib
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spinfast import logx
+from spinfast._writers import Row, StdoutWriter
 from spinfast.logx import EpochLogger, Logger, colorize
 from spinfast.serialization_utils import convert_json
 
@@ -277,10 +282,12 @@ def test_unpicklable_state_keeps_previous_file(tmp_path, capsys):
             raise TypeError("nope")
 
     logger.save_state({"good": 2, "bad": Unpicklable()})
-    assert capsys.readouterr().out == colorize("Warning: could not pickle state_dict.", "red",
-                                               bold=True) + "\n"
+    assert capsys.readouterr().out == colorize(
+        "Warning: could not pickle state_dict. (TypeError: nope)", "red", bold=True) + "\n"
     assert joblib.load(tmp_path / "vars.pkl") == {"good": 1}
-    assert sorted(os.listdir(tmp_path)) == ["progress.txt", "vars.pkl"]  # no temp file left
+    assert logger.load_state() == {"good": 1}  # the last checkpoint that was saved
+    # no temp file left
+    assert sorted(os.listdir(tmp_path)) == ["progress.txt", "spinfast_resume.json", "vars.pkl"]
 
 
 def test_default_output_dir_is_unique(tmp_path, monkeypatch):
@@ -340,9 +347,9 @@ def test_store_framework_tensors(tmp_path):
     import torch
 
     logger = EpochLogger(output_dir=str(tmp_path))
-    t = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
-    logger.store(T=t * 1, S=torch.tensor(5.0), F=tf.constant([6.0, 7.0]), V=tf.Variable(8.0))
-    t.data.fill_(100.0)  # consumed at store: later changes do not matter
+    t = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True) * 1  # in an autograd graph
+    logger.store(T=t, S=torch.tensor(5.0), F=tf.constant([6.0, 7.0]), V=tf.Variable(8.0))
+    t.data.fill_(100.0)  # the stored tensor's own memory: consumed at store, so no effect
     logger.log_tabular("T", with_min_and_max=True)
     logger.log_tabular("S", average_only=True)
     logger.log_tabular("F", average_only=True)
@@ -360,3 +367,34 @@ def test_store_does_not_import_frameworks(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                          text=True, check=True, timeout=60).stdout
     assert out.strip().endswith("[]")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                          st.integers(-10**20, 10**20), st.booleans()), min_size=1, max_size=30),
+       st.lists(st.text(st.characters(blacklist_characters="\t\n\r\x0b\x0c\x1c\x1d\x1e\x85"
+                                      "\u2028\u2029"), min_size=1, max_size=20),
+                min_size=30, max_size=30, unique=True))
+def test_table_and_progress_line_are_spinning_ups_formats(values, keys):
+    """Any numbers and key text: the table and progress.txt as SPEC §2 states them."""
+    keys = keys[:len(values)]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        StdoutWriter().write_row(Row(keys, dict(zip(keys, values)), 0))
+    w = max(15, max(len(k) for k in keys))
+    rule = "-" * (22 + w)
+    assert out.getvalue() == "\n".join(
+        [rule, *("| %*s | %15s |" % (w, k, "%8.3g" % v) for k, v in zip(keys, values)),
+         rule]) + "\n"
+
+
+def test_bfloat16_and_float16_tensors_count_as_their_float_values(tmp_path):
+    torch = pytest.importorskip("torch")
+    logger = EpochLogger(output_dir=str(tmp_path))
+    vals = [0.5, 1.25, -3.0, 2.0 ** -8]  # exact in bfloat16 and float16
+    logger.store(B=torch.tensor(vals, dtype=torch.bfloat16),
+                 H=torch.tensor(vals, dtype=torch.float16))
+    logger.store(B=torch.tensor(7.0, dtype=torch.bfloat16, requires_grad=True))
+    expected = np.array(vals + [7.0])
+    assert logger.get_stats("B") == [expected.mean(), expected.std()]
+    assert logger.get_stats("H") == [np.mean(vals), np.std(vals)]

@@ -4,109 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import load_mpi_module
 
 pytestmark = pytest.mark.mpi
 
-COMMON = """
-import numpy as np
-import tensorflow as tf
-tf1 = tf.compat.v1
+# Programs: tests/mpi/tf1_training.py, tests/mpi/tf2_training.py (data and initial weights in
+# tf_data.py), tests/mpi/tf1_shapes.py.
 
-def data(rank):
-    rng = np.random.default_rng(rank)
-    return (rng.normal(size=(16, 3)).astype(np.float32),
-            rng.normal(size=(16, 1)).astype(np.float32))
-
-def init(seed):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(3, 8)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
-"""
-
-TF1_PROGRAM = COMMON + """
-import sys
-from spinfast.mpi_tf import MpiAdamOptimizer, sync_all_params
-from spinfast.mpi_tools import proc_id
-
-rank = proc_id()
-sync_every = int(sys.argv[1])
-graph = tf.Graph()
-with graph.as_default():
-    x = tf1.placeholder(tf.float32, [None, 3])
-    y = tf1.placeholder(tf.float32, [None, 1])
-    w0, w1 = init(seed=rank)                      # different per rank until synced
-    W0, W1 = tf1.Variable(w0), tf1.Variable(w1)
-    unused = tf1.Variable(np.zeros(2, np.float32))  # gradient None on every rank
-    loss = tf.reduce_mean((tf.matmul(tf.tanh(tf.matmul(x, W0)), W1) - y) ** 2)
-    opt = MpiAdamOptimizer(learning_rate=0.05, sync_every=sync_every)
-    train = opt.minimize(loss, var_list=[W0, W1, unused])
-    sess = tf1.Session(graph=graph)
-    sess.run(tf1.global_variables_initializer())
-    sess.run(sync_all_params())
-    X, Y = data(rank)
-    for step in range(6):
-        sess.run(train, {x: X, y: Y})
-    np.save(f"tf1_rank{rank}.npy", np.concatenate([v.ravel() for v in sess.run([W0, W1])]))
-    if rank == 1:
-        sess.run(W1.assign(W1 + 1.0))             # diverge on purpose
-    if sync_every == 1:                           # the next step repairs: rank 0's values
-        before = sess.run([W0, W1])
-        sess.run(train, {x: X, y: Y})
-        after = np.concatenate([v.ravel() for v in sess.run([W0, W1])])
-        np.save(f"tf1_repaired_rank{rank}.npy", after)
-        np.save(f"tf1_changed_rank{rank}.npy", after != np.concatenate([b.ravel() for b in before]))
-        sys.exit(0)
-    try:
-        for step in range(sync_every):
-            sess.run(train, {x: X, y: Y})
-    except tf.errors.OpError as exc:
-        print(f"rank {rank} diverged: {'differ between MPI ranks' in str(exc)}", flush=True)
-"""
-
-TF2_PROGRAM = COMMON + """
-import sys
-from spinfast.mpi_tf import MpiAdam, sync_all_params
-from spinfast.mpi_tools import proc_id
-
-rank = proc_id()
-mode = sys.argv[1]
-w0, w1 = init(seed=rank)
-W0, W1 = tf.Variable(w0), tf.Variable(w1)
-extra = tf.Variable(np.zeros(2, np.float32))
-sync_all_params([W0, W1, extra])
-opt = MpiAdam(learning_rate=0.05)
-X, Y = data(rank)
-
-def step():
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_mean((tf.matmul(tf.tanh(tf.matmul(X, W0)), W1) - Y) ** 2)
-    grads = tape.gradient(loss, [W0, W1, extra])
-    opt.apply_gradients(zip(grads, [W0, W1, extra]))
-
-if mode == "function":
-    step = tf.function(step)
-for _ in range(6):
-    step()
-np.save(f"tf2_{mode}_rank{rank}.npy", np.concatenate([W0.numpy().ravel(), W1.numpy().ravel()]))
-if rank == 1:
-    W1.assign(W1 + 1.0)                           # diverge on purpose: the next step repairs
-step()
-np.save(f"tf2_{mode}_repaired_rank{rank}.npy",
-        np.concatenate([W0.numpy().ravel(), W1.numpy().ravel()]))
-"""
+DATA = load_mpi_module("tf_data")
 
 
 def reference(size):
     import tensorflow as tf
 
-    namespace = {}
-    exec(COMMON, namespace)
-    w0, w1 = namespace["init"](seed=0)
+    w0, w1 = DATA.init(seed=0)
     W0, W1 = tf.Variable(w0), tf.Variable(w1)
     opt = tf.keras.optimizers.Adam(learning_rate=0.05)
     for _ in range(6):
         grads = []
         for rank in range(size):
-            X, Y = namespace["data"](rank)
+            X, Y = DATA.data(rank)
             with tf.GradientTape() as tape:
                 loss = tf.reduce_mean((tf.matmul(tf.tanh(tf.matmul(X, W0)), W1) - Y) ** 2)
             grads.append(tape.gradient(loss, [W0, W1]))
@@ -120,13 +37,11 @@ def reference_tf1(size):
     import tensorflow as tf
 
     tf1 = tf.compat.v1
-    namespace = {}
-    exec(COMMON, namespace)
     graph = tf.Graph()
     with graph.as_default():
         x = tf1.placeholder(tf.float32, [None, 3])
         y = tf1.placeholder(tf.float32, [None, 1])
-        w0, w1 = namespace["init"](seed=0)
+        w0, w1 = DATA.init(seed=0)
         W0, W1 = tf1.Variable(w0), tf1.Variable(w1)
         loss = tf.reduce_mean((tf.matmul(tf.tanh(tf.matmul(x, W0)), W1) - y) ** 2)
         grads = tf.gradients(loss, [W0, W1])
@@ -136,7 +51,7 @@ def reference_tf1(size):
         sess = tf1.Session(graph=graph)
         sess.run(tf1.global_variables_initializer())
         for _ in range(6):
-            per_rank = [sess.run(grads, dict(zip((x, y), namespace["data"](r))))
+            per_rank = [sess.run(grads, dict(zip((x, y), DATA.data(r))))
                         for r in range(size)]
             mean = [sum(g[i] for g in per_rank) / size for i in range(2)]
             sess.run(train, dict(zip(g_in, mean)))
@@ -145,7 +60,7 @@ def reference_tf1(size):
 
 @pytest.mark.parametrize("sync_every", [1, 3])
 def test_tf1_graph_training_matches_single_process(run_mpi, tmp_path, sync_every):
-    proc = run_mpi(TF1_PROGRAM, n=2, args=[sync_every], timeout=180)
+    proc = run_mpi("tf1_training", n=2, args=[sync_every], timeout=180)
     r0, r1 = (np.load(tmp_path / f"tf1_rank{r}.npy") for r in range(2))
     np.testing.assert_array_equal(r0, r1)
     np.testing.assert_allclose(r0, reference_tf1(2), rtol=1e-5, atol=1e-6)
@@ -159,7 +74,7 @@ def test_tf1_graph_training_matches_single_process(run_mpi, tmp_path, sync_every
 
 @pytest.mark.parametrize("mode", ["eager", "function"])
 def test_tf2_training_matches_single_process(run_mpi, tmp_path, mode):
-    run_mpi(TF2_PROGRAM, n=2, args=[mode], timeout=180)
+    run_mpi("tf2_training", n=2, args=[mode], timeout=180)
     r0, r1 = (np.load(tmp_path / f"tf2_{mode}_rank{r}.npy") for r in range(2))
     np.testing.assert_array_equal(r0, r1)
     np.testing.assert_allclose(r0, reference(2), rtol=1e-5, atol=1e-6)
@@ -222,36 +137,10 @@ def test_result_arrays_are_aligned_for_tensorflow_and_reused_only_when_free():
     assert [int(g) for g in got] == [arrays[i].ctypes.data for i in (0, 1, 3)]
 
 
-SHAPES_PROGRAM = """
-import numpy as np
-import tensorflow as tf
-from spinfast.mpi_tf import sync_all_params
-from spinfast.mpi_tools import proc_id
-
-tf1 = tf.compat.v1
-rank = proc_id()
-graph = tf.Graph()
-with graph.as_default():
-    shape = (3, 8) if rank == 0 else (8, 3)      # the same size, another shape on rank 1
-    W = tf1.Variable(np.full(shape, float(rank), np.float32))
-    b = tf1.Variable(np.full(5, float(rank), np.float32))
-    sess = tf1.Session(graph=graph)
-    sess.run(tf1.global_variables_initializer())
-    try:
-        sess.run(sync_all_params())
-        print(f"rank {rank} synced", flush=True)
-    except tf.errors.OpError as exc:
-        text = " ".join(exc.message.split())      # (short lines: ranks share stdout)
-        at = text.find("FlatBuffer.bcast()")
-        print(f"rank {rank} error: {text[at:at + 160] if at >= 0 else text[:160]}", flush=True)
-    print(f"rank {rank} kept {float(sess.run(b)[0])}", flush=True)
-"""
-
-
 def test_tf1_sync_sees_shapes_not_only_sizes(run_mpi):
     """A variable of the same size but another shape on one rank is named on every rank, and
     no variable is overwritten."""
-    proc = run_mpi(SHAPES_PROGRAM, n=2, timeout=180)
+    proc = run_mpi("tf1_shapes", n=2, timeout=180)
     for rank in range(2):
         line = next(x for x in proc.stdout.splitlines() if x.startswith(f"rank {rank} error"))
         assert ("FlatBuffer.bcast(): array 0 differs between ranks: rank 0 has float32 (3, 8), "

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
 import pytest
-from conftest import rank_files
+from conftest import MPI_PROGRAMS, load_mpi_module, mpi_program, rank_files
 
 from spinfast import mpi_tools
 from spinfast.mpi_tools import (
@@ -37,26 +36,18 @@ def clean_env(**extra):
     return env
 
 
-def run_python(code, tmp_path, env=None, timeout=60, args=()):
-    script = tmp_path / f"prog_{abs(hash(code))}.py"
-    script.write_text(textwrap.dedent(code))
-    return subprocess.run([sys.executable, str(script), *args], check=False, cwd=tmp_path,
-                          env=env or clean_env(), capture_output=True, text=True,
-                          timeout=timeout)
+def run_python(name, tmp_path, env=None, timeout=60, args=()):
+    """Run ``tests/mpi/{name}.py`` as one plain process (no launcher) in ``tmp_path``."""
+    return subprocess.run([sys.executable, str(mpi_program(name)), *map(str, args)],
+                          check=False, cwd=tmp_path, env=env or clean_env(),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------------
 # Without a launch: one process, rank 0, no MPI initialised
 
 def test_import_and_queries_touch_no_mpi(tmp_path):
-    proc = run_python("""
-        import sys
-        import spinfast.mpi_tools as mt
-        print(sorted(m for m in ("mpi4py", "numpy") if m in sys.modules))
-        print(mt.proc_id(), mt.num_procs(), mt.comm_world())
-        print(float(mt.mpi_avg(2.5)), mt.mpi_statistics_scalar([1.0, 3.0]))
-        print("mpi4py" in sys.modules)
-    """, tmp_path)
+    proc = run_python("no_mpi_queries", tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "[]", "0 1 None", "2.5 (np.float64(2.0), np.float64(1.0))", "False"]
@@ -64,16 +55,7 @@ def test_import_and_queries_touch_no_mpi(tmp_path):
 
 def test_mpi4py_missing_runs_as_single_process(tmp_path):
     # A launch without mpi4py: every function still works, as rank 0 of 1, with a warning.
-    proc = run_python("""
-        import sys, warnings
-        sys.modules["mpi4py"] = None          # make "import mpi4py" fail
-        import spinfast.mpi_tools as mt
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            print(mt.proc_id(), mt.num_procs())
-        print([str(w.message) for w in caught])
-        print(mt.mpi_sum([1, 2]).tolist(), mt.mpi_statistics_scalar([1.0, 2.0, 3.0], True))
-    """, tmp_path, env=clean_env(PMI_RANK="0", PMI_SIZE="2"))
+    proc = run_python("no_mpi4py", tmp_path, env=clean_env(PMI_RANK="0", PMI_SIZE="2"))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "0 1"
@@ -174,22 +156,13 @@ def test_msg_format(capsys):
 
 
 # ---------------------------------------------------------------------------------------------
-# mpi_fork
-
-FORK_PROGRAM = """
-import sys
-from spinfast.mpi_tools import mpi_fork, proc_id, num_procs
-mpi_fork(int(sys.argv[1]))
-with open(f"fork{proc_id()}.txt", "w") as f:
-    f.write(f"{proc_id()} {num_procs()} {' '.join(sys.argv[1:])}")
-sys.exit(int(sys.argv[2]))
-"""
+# mpi_fork (tests/mpi/fork_exit.py N CODE ...: fork into N, write fork{rank}.txt, exit CODE)
 
 
 @pytest.mark.mpi
 @pytest.mark.timeout(90)
 def test_mpi_fork_relaunches_and_propagates_exit_code(tmp_path):
-    proc = run_python(FORK_PROGRAM, tmp_path, args=("2", "7", "--flag"))
+    proc = run_python("fork_exit", tmp_path, args=("2", "7", "--flag"))
     assert proc.returncode == 7, proc.stderr
     got = sorted((tmp_path / f"fork{r}.txt").read_text() for r in range(2))
     assert got == ["0 2 2 7 --flag", "1 2 2 7 --flag"]
@@ -198,10 +171,9 @@ def test_mpi_fork_relaunches_and_propagates_exit_code(tmp_path):
 @pytest.mark.mpi
 @pytest.mark.timeout(90)
 def test_mpi_fork_relaunches_python_dash_m(tmp_path):
-    (tmp_path / "forkmod.py").write_text(textwrap.dedent(FORK_PROGRAM))
-    proc = subprocess.run([sys.executable, "-m", "forkmod", "2", "0"], check=False,
+    proc = subprocess.run([sys.executable, "-m", "fork_exit", "2", "0"], check=False,
                           cwd=tmp_path,
-                          env=clean_env(PYTHONPATH=str(tmp_path)), capture_output=True,
+                          env=clean_env(PYTHONPATH=str(MPI_PROGRAMS)), capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert sorted((tmp_path / f"fork{r}.txt").read_text() for r in range(2)) == [
@@ -209,14 +181,14 @@ def test_mpi_fork_relaunches_python_dash_m(tmp_path):
 
 
 def test_mpi_fork_single_rank_returns(tmp_path):
-    proc = run_python(FORK_PROGRAM, tmp_path, args=("1", "0"))
+    proc = run_python("fork_exit", tmp_path, args=("1", "0"))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "fork0.txt").read_text() == "0 1 1 0"
 
 
 @pytest.mark.mpi
 def test_mpi_fork_does_nothing_inside_a_launch(run_mpi, tmp_path):
-    run_mpi(FORK_PROGRAM, n=2, args=("3", "0"), timeout=60)
+    run_mpi("fork_exit", n=2, args=("3", "0"), timeout=60)
     assert sorted((tmp_path / f"fork{r}.txt").read_text() for r in range(2)) == [
         "0 2 3 0", "1 2 3 0"]
     assert not (tmp_path / "fork2.txt").exists()
@@ -243,69 +215,51 @@ def test_physical_cores_is_positive():
 # ---------------------------------------------------------------------------------------------
 # Under mpiexec: numbers equal numpy over the concatenation of every rank's data
 
-COUNTS = [5, 0, 7, 3]  # rank 1 has no values
+# Programs: tests/mpi/collectives.py (data in collective_data.py), tests/mpi/stat_states.py
+# (data in states_data.py), tests/mpi/crash.py.
+
+DATA = load_mpi_module("collective_data")
 
 
-def rank_values(rank):
-    rng = np.random.default_rng(rank)
-    return rng.normal(2.0, 3.0, size=(COUNTS[rank], 2))
+def expected_ops(size):
+    """numpy's answer for every ``mpi_op`` call of collectives.py, by its name there."""
+    ufuncs = {"sum": np.add, "min": np.minimum, "max": np.maximum, "prod": np.multiply}
+    out = {}
+    for dtype in ("float64", "float32", "int64", "int32", "float16"):
+        stack = np.stack([DATA.mixed(r, dtype) for r in range(size)])
+        for op, ufunc in ufuncs.items():
+            want = [str(np.dtype(dtype)), ufunc.reduce(stack, axis=0).astype(np.float64).tolist()]
+            out[f"{op} {dtype}"] = out[f"MPI.{op.upper()} {dtype}"] = want
+    ints = np.stack([DATA.mixed(r, "int64") for r in range(size)])
+    out["MPI.BAND int64"] = ["int64", np.bitwise_and.reduce(ints, axis=0).astype(float).tolist()]
+    out["scalar max"] = ["float64", [max(float(DATA.mixed(r, "float64")[1])
+                                         for r in range(size))]]
+    return out
 
 
-COLLECTIVES_PROGRAM = r"""
-import json, sys
-import numpy as np
-from spinfast import mpi_tools as mt
-
-lazy = "mpi4py" not in sys.modules           # nothing imported before the first call
-rank, size = mt.proc_id(), mt.num_procs()
-COUNTS = [5, 0, 7, 3]
-x = np.random.default_rng(rank).normal(2.0, 3.0, size=(COUNTS[rank], 2))
-out = {"lazy": lazy, "rank": rank, "size": size}
-out["stats"] = [float(v) for v in mt.mpi_statistics_scalar(x, with_min_and_max=True)]
-out["stats2"] = [float(v) for v in mt.mpi_statistics_scalar(x.ravel().tolist())]
-v32 = (np.arange(6, dtype=np.float32) + 0.25) * (rank + 1)
-v64 = np.arange(6, dtype=np.float64) / 3 * (rank + 1)
-for name, value in [("avg32", mt.mpi_avg(v32)), ("avg64", mt.mpi_avg(v64)),
-                    ("sum32", mt.mpi_sum(v32)), ("avgscalar", mt.mpi_avg(float(rank))),
-                    ("avgint", mt.mpi_avg(rank)), ("sumint", mt.mpi_sum(np.int64(rank))),
-                    ("min", mt.mpi_op(v64, "min")), ("max", mt.mpi_op(v64 * (-1) ** rank, "max")),
-                    ("mpimin", mt.mpi_op(v64, __import__("mpi4py").MPI.MIN)),
-                    ("avg16", mt.mpi_avg(np.float16(rank + 1)))]:
-    out[name] = [str(np.asarray(value).dtype), np.asarray(value, np.float64).ravel().tolist()]
-b = np.full((2, 3), float(rank))
-mt.broadcast(b, root=size - 1)
-bi = np.full(4, rank, np.int32)
-mt.broadcast(bi, root=size - 1)
-strided = np.full(8, float(rank))[::2]
-mt.broadcast(strided, root=size - 1)
-pair = [np.full(3, float(rank), np.float32), np.full(2, float(rank))]
-mt.broadcast(pair, root=size - 1)
-out["bcast"] = [b.ravel().tolist(), bi.tolist(), strided.tolist(), pair[0].tolist(),
-                pair[1].tolist()]
-grads = [np.full(5, float(rank), np.float32), np.full((2, 2), float(rank))]
-mt.allreduce_arrays(grads)
-out["arrays"] = [grads[0].tolist(), grads[1].ravel().tolist()]
-send = np.full(3, float(rank)); recv = np.zeros(3)
-mt.allreduce(send, recv, op=__import__("mpi4py").MPI.SUM)
-out["allreduce"] = recv.tolist()
-try:
-    mt.mpi_avg(np.ones(3 + rank))
-except ValueError as exc:
-    out["shape_error"] = str(exc)
-with open(f"out{rank}.json", "w") as f:
-    json.dump(out, f)
-"""
+@pytest.mark.parametrize("size", [2, 3])
+def test_collective_data_tells_every_op_apart(size):
+    """Each op's answer differs from every other op's and from every rank's own input, so a
+    swapped, constant or one-rank implementation fails test_collectives_match_numpy."""
+    stack = np.stack([DATA.mixed(r, "int64") for r in range(size)])
+    answers = [tuple(u.reduce(stack, axis=0)) for u in (np.add, np.minimum, np.maximum,
+                                                         np.multiply)]
+    candidates = answers + [tuple(row) for row in stack]
+    assert len(set(candidates)) == len(candidates)
+    assert all((np.min(stack, 0) < np.max(stack, 0)).tolist())  # min != max everywhere
 
 
 @pytest.mark.mpi
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("size", [2, 3])
-def test_collectives_match_numpy(run_mpi, tmp_path, size):
-    run_mpi(COLLECTIVES_PROGRAM, n=size, timeout=120)
+@pytest.mark.parametrize("size, counts", [(2, [5, 9]), (3, [5, 0, 7])])
+def test_collectives_match_numpy(run_mpi, tmp_path, size, counts):
+    run_mpi("collectives", n=size, args=[",".join(map(str, counts))], timeout=120)
     outs = rank_files(tmp_path, size)
-    allx = np.concatenate([rank_values(r) for r in range(size)]).ravel()
-    v32 = [(np.arange(6, dtype=np.float32) + 0.25) * (r + 1) for r in range(size)]
-    v64 = [np.arange(6, dtype=np.float64) / 3 * (r + 1) for r in range(size)]
+    allx = np.concatenate([DATA.stat_values(r, counts) for r in range(size)]).ravel()
+    assert len({allx.size, *(2 * c for c in counts)}) == size + 1  # one rank's count is wrong
+    v32 = [DATA.v32(r) for r in range(size)]
+    v64 = [DATA.v64(r) for r in range(size)]
+    ops = expected_ops(size)
     for rank, out in enumerate(outs):
         assert out["lazy"] is True and (out["rank"], out["size"]) == (rank, size)
         mean, std, hi, lo = out["stats"][0], out["stats"][1], out["stats"][3], out["stats"][2]
@@ -322,7 +276,7 @@ def test_collectives_match_numpy(run_mpi, tmp_path, size):
         np.testing.assert_allclose(out["sum32"][1], np.sum(v32, 0), rtol=1e-6)
         assert out["avgscalar"] == ["float64", [sum(range(size)) / size]]
         assert out["avgint"] == ["float64", [sum(range(size)) / size]]
-        assert out["sumint"] == ["int64", [sum(range(size))]]
+        assert out["sumint"] == ["int64", [sum(10**r for r in range(size))]]
         assert out["min"] == ["float64", np.min(v64, 0).tolist()]
         assert out["max"] == ["float64", np.max([v * (-1) ** r for r, v in enumerate(v64)],
                                                 0).tolist()]
@@ -333,63 +287,26 @@ def test_collectives_match_numpy(run_mpi, tmp_path, size):
         assert out["bcast"] == [[last] * 6, [size - 1] * 4, [last] * 4, [last] * 3, [last] * 2]
         mean_rank = sum(range(size)) / size
         assert out["arrays"] == [pytest.approx([mean_rank] * 5, rel=1e-6), [mean_rank] * 4]
-        assert out["allreduce"] == [float(sum(range(size)))] * 3
+        assert out["allreduce"] == np.sum([DATA.mixed(r, "float64") for r in range(size)],
+                                          0).tolist()
+        for name, want in ops.items():
+            assert out[name] == want, (name, out[name], want)
         assert "array 0 differs between ranks: rank 0 has float64 (3,), rank 1 has float64 " \
                "(4,)" in out["shape_error"]
     for key in ("stats", "stats2", "avg32", "avg64", "arrays"):  # bit-identical on every rank
         assert all(out[key] == outs[0][key] for out in outs), key
 
 
-STATES_PROGRAM = r"""
-import json
-import numpy as np
-from spinfast import mpi_tools as mt
-from spinfast._stats import Welford
-
-rank, size = mt.proc_id(), mt.num_procs()
-keys = [f"K{i}" for i in range(70)]           # more than one fixed-size round
-rows = []
-for i, key in enumerate(keys):
-    w = Welford()
-    rng = np.random.default_rng(1000 * rank + i)
-    n = 0 if (rank == 1 and i % 3 == 0) else 1 + (i + rank) % 5
-    w.push(rng.normal(i, 1.0 + rank, size=n))
-    rows.append(w.state)
-merged = mt.reduce_stat_states(keys, np.array(rows))
-few = mt.reduce_stat_states(keys[:3], np.array(rows[:3]))
-swapped = keys[:4] if rank % 2 == 0 else [keys[1], keys[0], keys[3], keys[2]]
-order = [keys.index(k) for k in swapped]
-reordered = mt.reduce_stat_states(swapped, np.array(rows)[order])
-errors = []
-for label, ks, st in [
-        ("differ", ["Loss", "Ret"] if rank == 0 else ["Loss", f"Only{rank}"], np.zeros((2, 5))),
-        ("count", ["Loss"] * (1 + (rank > 0)), np.zeros((1 + (rank > 0), 5))),
-        ("shape", ["Loss"], np.zeros((1, 5)) if rank == 0 else np.zeros((2, 5)))]:
-    try:
-        mt.reduce_stat_states(ks, st)
-    except ValueError as exc:
-        errors.append([label, str(exc)])
-after = mt.reduce_stat_states(keys[:3], np.array(rows[:3]))   # usable after the errors
-with open(f"out{rank}.json", "w") as f:
-    json.dump({"merged": merged.tolist(), "few": few.tolist(), "reordered": reordered.tolist(),
-               "swapped": swapped, "errors": errors, "after": after.tolist()}, f)
-"""
-
-
 def union_values(size, i):
-    vals = []
-    for rank in range(size):
-        rng = np.random.default_rng(1000 * rank + i)
-        n = 0 if (rank == 1 and i % 3 == 0) else 1 + (i + rank) % 5
-        vals.append(rng.normal(i, 1.0 + rank, size=n))
-    return np.concatenate(vals)
+    states = load_mpi_module("states_data")
+    return np.concatenate([states.key_values(rank, i) for rank in range(size)])
 
 
 @pytest.mark.mpi
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("size", [2, 4])
 def test_reduce_stat_states_union_and_errors(run_mpi, tmp_path, size):
-    run_mpi(STATES_PROGRAM, n=size, timeout=120)
+    run_mpi("stat_states", n=size, timeout=120)
     outs = rank_files(tmp_path, size)
     for out in outs:
         assert out["merged"] == outs[0]["merged"]  # bit-identical on every rank
@@ -417,23 +334,12 @@ def test_reduce_stat_states_union_and_errors(run_mpi, tmp_path, size):
                 errors["shape"]
 
 
-CRASH_PROGRAM = r"""
-import numpy as np
-from spinfast import mpi_tools as mt
-rank = mt.proc_id()
-mt.mpi_avg(np.ones(3))                       # MPI is up on every rank
-if rank == 1:
-    raise ZeroDivisionError("rank 1 failed on purpose")
-mt.mpi_avg(np.ones(3))                       # the others wait here for rank 1
-"""
-
-
 @pytest.mark.mpi
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("size", [2, 3])
 def test_a_crashing_rank_ends_the_run(run_mpi, size):
     start = time.monotonic()
-    proc = run_mpi(CRASH_PROGRAM, n=size, timeout=60, check=False)
+    proc = run_mpi("crash", n=size, timeout=60, check=False)
     assert proc.returncode != 0
     assert time.monotonic() - start < 60
     assert "ZeroDivisionError: rank 1 failed on purpose" in proc.stderr

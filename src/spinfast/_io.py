@@ -6,18 +6,21 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 __all__ = ["atomic_path", "atomic_dir"]
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+def atomic_path(path: str | os.PathLike,
+                before_replace: Callable[[str], None] | None = None) -> Iterator[str]:
     """Yield a temporary file name beside ``path`` to write; on success move it over ``path``.
 
     The rename is atomic on POSIX, so readers (and a crash at any moment) see either the old
     file or the complete new one, never a truncated mix. If the body raises, the temporary
-    file is removed and ``path`` is left untouched.
+    file is removed and ``path`` is left untouched. ``before_replace(tmp)``, if given, runs
+    once the complete file is on disk, just before the rename (a commit record naming ``tmp``
+    lets a reader roll a crash between the two forward).
     """
     path = os.fspath(path)
     head, tail = os.path.split(path)
@@ -27,6 +30,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

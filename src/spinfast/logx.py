@@ -11,23 +11,22 @@ Importing this module loads neither TensorFlow nor PyTorch and does not initiali
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import os.path as osp
+import re
 import time
 import warnings
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 
 from spinfast import mpi_tools
 from spinfast._io import atomic_dir, atomic_path
-from spinfast._stats import (
-    EpochStats,
-    fill_stat_columns,
-    format_float_row,
-    pending_states,
-    stats_of_states,
-)
+from spinfast._stats import EpochStats, sketch_quantiles, sketch_size
+from spinfast._writers import ResumePoint, Row, TxtWriter, make_writers, parse_formats
 from spinfast.serialization_utils import convert_json, dumps_config
 
 __all__ = ["Logger", "EpochLogger", "colorize", "color2num", "restore_tf_graph",
@@ -37,6 +36,7 @@ color2num = dict(gray=30, red=31, green=32, yellow=33, blue=34, magenta=35, cyan
                  white=37, crimson=38)
 
 DEFAULT_ROOT = "/tmp/experiments"
+RESUME_FILE = "spinfast_resume.json"  # beside the outputs: where a resumed run continues
 
 
 def colorize(string, color, bold=False, highlight=False):
@@ -112,69 +112,6 @@ def _unique_default_dir() -> str:
             candidate = f"{base}_{k}"
 
 
-def _format_cell(val) -> str:
-    """The value as shown in the stdout table (Spinning Up's ``%8.3g`` for numbers)."""
-    if isinstance(val, np.ndarray) and val.size != 1:
-        return str(val)
-    if hasattr(val, "__float__") and not isinstance(val, (str, bytes)):
-        try:
-            return "%8.3g" % val
-        except TypeError:
-            return str(val)
-    return str(val)
-
-
-_PLAIN_NUMBERS = frozenset((float, int, bool))
-
-
-class _TableLayout:
-    """The stdout table of a header list (Spinning Up's layout), for every row.
-
-    ``w = max(15, longest key)``; a rule of ``22 + w`` dashes; ``| <key right-aligned in w> |
-    <value right-aligned in 15> |`` per key; the rule again. A row of floats (the common
-    case) is formatted by compiled code (:func:`spinfast._stats.format_float_row`, with
-    Python's own float formatting); other rows fill a ``%`` template in which a plain number's
-    slot formats it (``%15.3g``) and any other value's slot takes its formatted cell (``%15s``).
-    """
-
-    def __init__(self, headers):
-        self.headers = list(headers)
-        width = max(15, max(len(k) for k in headers))
-        self.prefixes = ["| %*s | " % (width, key) for key in headers]
-        self.rule = "-" * (22 + width)
-        self.prefix_bytes = [p.encode("utf-8", "surrogatepass") for p in self.prefixes]
-        self.rule_bytes = self.rule.encode()
-        self._templates: dict[tuple, str] = {}
-
-    def format(self, row):
-        """``(table, progress.txt line)`` of a row (``{header: value}``; missing ones empty)."""
-        fast = format_float_row(row, self.headers, self.prefix_bytes, self.rule_bytes)
-        if fast is not None:
-            return fast
-        vals = [row.get(key, "") for key in self.headers]
-        plain = tuple(type(v) in _PLAIN_NUMBERS for v in vals)
-        template = self._templates.get(plain)
-        if template is None:
-            rows = [p.replace("%", "%%") + ("%15.3g |" if pl else "%15s |")
-                    for p, pl in zip(self.prefixes, plain)]
-            template = self._templates[plain] = "\n".join([self.rule, *rows, self.rule])
-        table = template % tuple(v if p else _format_cell(v) for v, p in zip(vals, plain))
-        line = "\t".join(str(v) if p else _field(k, v)
-                         for k, v, p in zip(self.headers, vals, plain)) + "\n"
-        return table, line
-
-
-def _field(key, val) -> str:
-    """The value as written to progress.txt: ``str(val)``, tabs and line breaks as spaces."""
-    s = str(val)
-    if "\t" in s or "\n" in s or "\r" in s:
-        warnings.warn(f"dump_tabular(): value of {key!r} holds tabs or line breaks, which "
-                      f"would corrupt progress.txt; they are written as spaces",
-                      RuntimeWarning, stacklevel=3)
-        s = s.replace("\r\n", " ").replace("\t", " ").replace("\n", " ").replace("\r", " ")
-    return s
-
-
 class _Pending:
     """Placeholder of a statistic whose value is known once the row's states are merged."""
 
@@ -198,34 +135,71 @@ class Logger:
             Default: a new ``/tmp/experiments/<seconds since epoch>`` (made unique).
         output_fname: name of the tab-separated diagnostics file.
         exp_name: experiment name, added to ``config.json``.
+        formats: output formats of each row, a comma-separated string or a sequence of
+            names (see :data:`spinfast._writers.FORMATS`). Default: ``$SPINFAST_LOG_FORMATS``,
+            else ``"stdout,txt"`` (Spinning Up's table and ``progress.txt``).
+        resume: continue the run in ``output_dir`` (after a crash or a preemption): the rows
+            it dumped up to its last :meth:`save_state` are kept in every output, later ones
+            (and a torn last line) are dropped, new rows append, and :meth:`load_state`
+            returns that checkpoint. A folder with no checkpoint starts afresh.
+
+    Raises:
+        ValueError: an unknown format name (the message lists the valid ones), or
+            ``resume=True`` without an ``output_dir``.
     """
 
-    def __init__(self, output_dir=None, output_fname="progress.txt", exp_name=None):
+    def __init__(self, output_dir=None, output_fname="progress.txt", exp_name=None, *,
+                 formats=None, resume=False):
+        self.formats = parse_formats(formats)
+        if resume and output_dir is None:
+            raise ValueError("Logger(): resume=True needs output_dir, the folder of the run to "
+                             "continue")
+        self._run_dir = output_dir  # every rank's view of the folder (for load_state)
+        record = _read_resume_record(output_dir) if resume else None
+        self._resume = record
+        self.writers = []
         if mpi_tools.proc_id() == 0:
             if output_dir is None:
                 output_dir = _unique_default_dir()
+            elif record is not None:
+                print(colorize("Resuming the run in %s after its row %d"
+                               % (output_dir, record["rows"]), "green", bold=True))
             elif osp.exists(output_dir):
                 print("Warning: Log dir %s already exists! Storing info there anyway."
                       % output_dir)
             else:
                 os.makedirs(output_dir, exist_ok=True)
             self.output_dir = output_dir
-            self.output_file = open(osp.join(output_dir, output_fname), "w")
-            self._finalizer = weakref.finalize(self, self.output_file.close)
-            print(colorize("Logging data to %s" % self.output_file.name, "green", bold=True))
+            point = None
+            if record is not None:
+                _finish_checkpoint(output_dir, record)
+            if record is not None and record["rows"] > 0:
+                point = ResumePoint(record["rows"], record["next_step"])
+            self.writers = make_writers(self.formats, output_dir, point, output_fname)
+            self._finalizer = weakref.finalize(self, _close_all, self.writers)
+            where = self.output_file.name if self.output_file is not None else output_dir
+            print(colorize("Logging data to %s" % where, "green", bold=True))
         else:
             self.output_dir = None
-            self.output_file = None
         self.first_row = True
         self.log_headers = []
         self._header_set = set()  # membership of log_headers, O(1)
-        self._layout = None  # _TableLayout of the current headers
         self.log_current_row = {}
         self.exp_name = exp_name
+        self._rows_dumped = record["rows"] if record is not None else 0
+        self._next_step = record["next_step"] if record is not None else 0
+
+    @property
+    def output_file(self):
+        """The open ``progress.txt`` (None without the ``txt`` format, and on ranks > 0)."""
+        for writer in self.writers:
+            if isinstance(writer, TxtWriter):
+                return writer.file.file
+        return None
 
     def close(self):
-        """Close ``progress.txt`` (also done when the logger is garbage collected)."""
-        if self.output_file is not None:
+        """Flush and close every output (also done at exit or when garbage collected)."""
+        if self.writers:
             self._finalizer()
 
     def log(self, msg, color="green"):
@@ -241,34 +215,46 @@ class Logger:
         Raises:
             ValueError: a key not in the first row, or a key set twice in one row.
         """
-        self._put((key,), val)
+        self._check_new((key,))
+        self._insert((key,), (val,))
 
-    def _put(self, keys, val):
-        """Set each of ``keys`` to ``val`` in the current row, with log_tabular's checks."""
+    def _check_new(self, keys):
+        """Raise log_tabular's ValueError if any of ``keys`` cannot be set in this row."""
         row, headers = self.log_current_row, self._header_set
-        for key in keys:  # every check first: a refused call changes nothing
-            if key not in headers and not self.first_row:
-                raise ValueError(
-                    "Trying to introduce a new key %s that you didn't include in the first "
-                    "iteration" % key)
+        if row.keys().isdisjoint(keys) and (self.first_row or headers.issuperset(keys)):
+            return
+        for key in keys:
             if key in row:
                 raise ValueError(
                     "You already set %s this iteration. Maybe you forgot to call "
                     "dump_tabular()" % key)
-        for key in keys:
-            if key not in headers:
-                self.log_headers.append(key)
-                headers.add(key)
-            row[key] = val
+            if key not in headers and not self.first_row:
+                raise ValueError(
+                    "Trying to introduce a new key %s that you didn't include in the first "
+                    "iteration" % key)
+
+    def _insert(self, keys, vals):
+        """Set ``keys`` (checked by :meth:`_check_new`) to ``vals`` in this row."""
+        if self.first_row:  # the header grows during the first row only
+            headers = self._header_set
+            for key in keys:
+                if key not in headers:
+                    self.log_headers.append(key)
+                    headers.add(key)
+        self.log_current_row.update(zip(keys, vals))
 
     def _resolve_row(self):
         """Fill in statistics whose values wait for the row's cross-rank merge (hook)."""
 
-    def dump_tabular(self):
-        """Write all diagnostics of the current row to stdout (a table) and ``progress.txt``.
+    def dump_tabular(self, step=None):
+        """Write the current row to every output: stdout's table, ``progress.txt``, ...
 
         Header keys not set in this row are written as empty fields. With nothing logged,
         warns and writes no row.
+
+        Args:
+            step: the row's step for step-indexed formats (TensorBoard, W&B). Default: the
+                number of rows dumped before this one (0, 1, 2, ...).
         """
         self._resolve_row()
         if not self.log_current_row:
@@ -276,20 +262,17 @@ class Logger:
                 warnings.warn("dump_tabular(): nothing was logged since the last dump; no row "
                               "written. Call log_tabular() first.", RuntimeWarning, stacklevel=2)
             return
-        if mpi_tools.proc_id() == 0:
-            headers = self.log_headers
-            if self._layout is None or self._layout.headers != headers:
-                self._layout = _TableLayout(headers)
-            # Plain numbers print as Spinning Up's "%8.3g" right-aligned in 15 columns.
-            table, out = self._layout.format(self.log_current_row)
-            print(table, flush=True)
-            if self.output_file is not None:
-                if self.first_row:
-                    out = "\t".join(_field(k, k) for k in headers) + "\n" + out
-                self.output_file.write(out)
-                self.output_file.flush()
+        if self.first_row and self._resume is not None and self._resume["rows"] > 0:
+            _check_resumed_headers(self.log_headers, self._resume["headers"])
+        step = self._rows_dumped if step is None else int(step)
+        if self.writers:
+            row = Row(self.log_headers, self.log_current_row, step)
+            for writer in self.writers:
+                writer.write_row(row)
         self.log_current_row.clear()
         self.first_row = False
+        self._rows_dumped += 1
+        self._next_step = step + 1
 
     def save_config(self, config):
         """Save an experiment configuration as ``config.json`` (and print it), rank 0 only.
@@ -308,29 +291,71 @@ class Logger:
             with atomic_path(osp.join(self.output_dir, "config.json")) as tmp:
                 with open(tmp, "w") as out:
                     out.write(output)
+            for writer in self.writers:
+                writer.write_config(config_json, output)
 
     def save_state(self, state_dict, itr=None):
         """Save ``state_dict`` with joblib as ``vars.pkl`` (``itr`` None) or ``vars<itr>.pkl``.
 
         Then saves the framework model if a saver is set up. Files are written to a temporary
         name and renamed, so a crash or an unpicklable state never leaves a truncated file;
-        an unpicklable state logs a red warning and the run goes on.
+        an unpicklable state logs a red warning naming the cause and the run goes on. A
+        vanished output folder is created again.
+
+        The checkpoint also records how many rows were dumped so far (``spinfast_resume.json``):
+        a run resumed from it (``resume=True``) keeps those rows. Call it after the
+        ``dump_tabular`` of the epoch it checkpoints.
         """
         if mpi_tools.proc_id() == 0:
             import joblib  # loaded on first save: it costs more to import than all of logx
 
+            os.makedirs(self.output_dir, exist_ok=True)
             fname = "vars.pkl" if itr is None else f"vars{itr}.pkl"
-            try:
-                with atomic_path(osp.join(self.output_dir, fname)) as tmp:
+            try:  # the resume record is the commit point of the state file (see load_state)
+                with atomic_path(osp.join(self.output_dir, fname),
+                                 lambda tmp: self._write_resume_record(fname, tmp)) as tmp:
                     joblib.dump(state_dict, tmp)
-            except Exception:
-                self.log("Warning: could not pickle state_dict.", color="red")
+            except Exception as exc:
+                self.log(f"Warning: could not pickle state_dict. ({type(exc).__name__}: {exc})",
+                         color="red")
             if hasattr(self, "tf_saver_elements"):
                 self._tf_simple_save(itr)
             if hasattr(self, "tf2_saver_elements"):
                 self._tf2_simple_save(itr)
             if hasattr(self, "pytorch_saver_elements"):
                 self._pytorch_simple_save(itr)
+
+    def _write_resume_record(self, state_file, pending):
+        """Record the rows dumped so far with the state file being saved (``pending``, the
+        complete file under its temporary name, is renamed to ``state_file`` next)."""
+        record = {"rows": self._rows_dumped, "next_step": self._next_step,
+                  "headers": list(self.log_headers) if self._rows_dumped else [],
+                  "state_file": state_file, "pending": osp.basename(pending)}
+        with atomic_path(osp.join(self.output_dir, RESUME_FILE)) as tmp:
+            with open(tmp, "w") as out:
+                json.dump(record, out)
+
+    def load_state(self):
+        """Return the state dict of the run's last :meth:`save_state` (None if none).
+
+        On a resumed run (``resume=True``) that is the checkpoint the run continues from;
+        every rank reads it. The rows kept by the resume are always those dumped before that
+        state was saved, even if the run was killed in the middle of ``save_state``.
+        """
+        folder = self.output_dir or self._run_dir
+        record = None if folder is None else _read_resume_record(folder)
+        if record is None:
+            return None
+        import joblib
+
+        # A kill between the record and the rename of the state leaves the state under its
+        # temporary name (rank 0 renames it on resume): read it from wherever it is.
+        for name in (record.get("pending"), record["state_file"]):
+            try:
+                return joblib.load(osp.join(folder, name))
+            except (FileNotFoundError, TypeError):
+                continue
+        return None
 
     def setup_tf_saver(self, sess, inputs, outputs):
         """Save a TF1 graph (through ``tf.compat.v1``) with each :meth:`save_state`.
@@ -399,24 +424,123 @@ class Logger:
                 torch.save(self.pytorch_saver_elements, tmp)
 
 
+def _read_resume_record(output_dir):
+    """The resume record of ``output_dir`` (a dict), or None if it has none."""
+    try:
+        with open(osp.join(output_dir, RESUME_FILE)) as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        return None
+    if not (isinstance(record, dict) and isinstance(record.get("rows"), int)):
+        raise ValueError(f"Logger(): {osp.join(output_dir, RESUME_FILE)} is not a spinfast "
+                         f"resume record; remove it to start the run afresh")
+    return record
+
+
+def _finish_checkpoint(output_dir, record):
+    """Roll forward a save_state killed between its resume record and its state's rename."""
+    pending = record.get("pending")
+    if pending and osp.exists(osp.join(output_dir, pending)):
+        os.replace(osp.join(output_dir, pending), osp.join(output_dir, record["state_file"]))
+    for name in os.listdir(output_dir):  # states a kill cut off before their record
+        if re.fullmatch(r"\.vars\d*\.pkl\.\d+\.[0-9a-f]{8}\.tmp", name):
+            os.unlink(osp.join(output_dir, name))
+
+
+def _check_resumed_headers(headers, recorded):
+    """Raise ValueError unless a resumed run's first row has the run's columns, in order."""
+    if list(headers) == list(recorded):
+        return
+    missing = [k for k in recorded if k not in headers]
+    extra = [k for k in headers if k not in recorded]
+    parts = ([f"missing {missing!r}"] if missing else []) + ([f"new {extra!r}"] if extra else [])
+    detail = "; ".join(parts) or (f"the same columns in another order: {list(headers)!r} "
+                                  f"instead of {list(recorded)!r}")
+    raise ValueError(f"dump_tabular(): the resumed run's columns differ from those of the run "
+                     f"it continues ({detail}); log the same keys in the same order as before "
+                     f"the restart")
+
+
+def _close_all(writers):
+    for writer in writers:
+        writer.close()
+
+
+class _Columns(NamedTuple):
+    """The columns of ``log_tabular(key, ...)`` for a statistic, and what each one shows.
+
+    ``which[j]`` indexes ``(mean, std, max, min, *quantiles)`` for column ``names[j]``; the
+    order is Spinning Up's: ``Average<key>`` (or ``<key>`` with ``average_only``),
+    ``Std<key>``, then ``Max<key>``, ``Min<key>``; then ``P<100 q><key>`` per quantile.
+    """
+
+    names: tuple[str, ...]
+    which: tuple[int, ...]
+    quantiles: tuple[float, ...]
+
+
+class _PendingStat(NamedTuple):
+    """A statistic logged in this row whose columns wait for the merge over MPI ranks."""
+
+    key: str
+    columns: _Columns
+    state: tuple  # this rank's (count, mean, M2, min, max) of the epoch
+    known: bool  # this rank ever stored the key (else KeyError if no rank has values)
+    counts: object  # this rank's quantile-sketch counts (an array), None without quantiles
+
+
 _COLUMNS: dict = {}
 
 
-def _columns(key, with_min_and_max, average_only):
-    """``(column names, indices into a stats_of_states tuple)`` of a statistic, cached.
+def _columns(key, with_min_and_max, average_only, quantiles=None) -> _Columns:
+    """The :class:`_Columns` of a statistic (cached per call signature).
 
-    Indices: 0 mean, 1 std, 2 min, 3 max; order as Spinning Up: Average, Std, Max, Min.
+    Raises:
+        ValueError: a quantile outside [0, 1] (or not a number).
     """
-    spec = (key, bool(with_min_and_max), bool(average_only))
+    spec = (key, with_min_and_max, average_only, quantiles)
     columns = _COLUMNS.get(spec)
     if columns is None:
+        qs = _quantile_list(quantiles)
         pairs = [(key if average_only else "Average" + key, 0)]
         if not average_only:
             pairs.append(("Std" + key, 1))
         if with_min_and_max:
-            pairs += [("Max" + key, 3), ("Min" + key, 2)]
-        columns = _COLUMNS[spec] = tuple(zip(*pairs))
+            pairs += [("Max" + key, 2), ("Min" + key, 3)]
+        pairs += [("P%g%s" % (100 * q, key), 4 + j) for j, q in enumerate(qs)]
+        names, which = zip(*pairs)
+        columns = _Columns(names, which, qs)
+        try:
+            _COLUMNS[spec] = columns
+        except TypeError:  # quantiles given as a list: not hashable, not cached
+            pass
     return columns
+
+
+def _quantile_list(quantiles) -> tuple[float, ...]:
+    if quantiles is None:
+        return ()
+    try:
+        qs = tuple(float(q) for q in quantiles)
+    except (TypeError, ValueError):
+        raise ValueError(f"log_tabular(): quantiles must be a sequence of numbers in [0, 1], "
+                         f"got {quantiles!r}") from None
+    for q in qs:
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"log_tabular(): quantiles must be in [0, 1], got {q!r} in "
+                             f"{quantiles!r}")
+    return qs
+
+
+def _statistics(state) -> tuple[float, ...]:
+    """``(mean, std, max, min)`` of a state ``(count, mean, M2, min, max)``; NaNs if empty.
+
+    std is the population std (ddof=0), as ``np.std``.
+    """
+    n, mean, m2, lo, hi = state
+    if n > 0.0:
+        return (mean, math.sqrt(m2 / n) if m2 >= 0.0 else math.nan, hi, lo)
+    return (math.nan, math.nan, math.nan, math.nan)
 
 
 class EpochLogger(Logger, EpochStats):
@@ -429,77 +553,156 @@ class EpochLogger(Logger, EpochStats):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._pending = []  # (key, state, known here, columns) of each statistic not merged yet
-        # What the compiled log_tabular (EpochStats) works on; the objects are never rebound.
-        self._row, self._headers = self.log_current_row, self._header_set
-        self._columns_cache, self._placeholder = _COLUMNS, _PENDING
-        self._resolve_each = mpi_tools.num_procs() == 1
+        self._pending = []  # _PendingStat of each statistic of this row not merged yet
+        self._single = mpi_tools.num_procs() == 1
+        self._tracked = {}  # key -> relative accuracy of its quantile sketch, in call order
 
-    # Compiled (spinfast._stats.EpochStats.log_tabular, which documents it): the common call
-    # is done there, everything else by _log_tabular below.
-    log_tabular = EpochStats.log_tabular
+    def track_quantiles(self, *keys, relative_accuracy=0.01):
+        """Count the values of ``keys`` stored from now on in mergeable quantile sketches.
 
-    def _log_tabular(self, key, val=None, with_min_and_max=False, average_only=False):
-        """EpochLogger.log_tabular, every case (see EpochStats.log_tabular)."""
-        if val is not None:
-            return super().log_tabular(key, val)
-        state, known = self._local_state(key, reset=False)
-        columns = _columns(key, with_min_and_max, average_only)
-        self._put(columns[0], _PENDING)  # raises before anything changed
-        if known:
-            self.snapshot(key, True)  # the call is accepted: this epoch's values are taken
-        self._pending.append((key, state, known, columns))
-        if mpi_tools.num_procs() == 1:
-            self._resolve_row()
+        Then ``log_tabular(key, quantiles=(0.05, 0.5, 0.95))`` adds the columns ``P5<key>``,
+        ``P50<key>``, ``P95<key>``. A sketch (DDSketch-style, fixed log buckets) answers each
+        quantile within ``relative_accuracy`` of a value between numpy's ``lower`` and
+        ``higher`` quantiles of the epoch's values, on every rank's values together; zero and
+        negative values work. Memory per key is fixed: ``2 * ceil(64 k) + 4`` float64 counts
+        with ``k = 3 / (4 ln((1 + a) / (1 - a)))`` (38 KB at ``a = 0.01``). Magnitudes beyond
+        ``[2**-32, 2**32)`` count as 0 or as about 4.3e9 (same sign).
 
-    def _local_state(self, key, reset):
-        """This rank's ``(state, known)`` of ``key``; under MPI an unknown key is empty here.
+        Under MPI every rank must make the same calls (checked: a difference raises a
+        ValueError on every rank).
 
-        Single process: KeyError for a key never stored. Under MPI the decision waits for
-        the merge (:meth:`_merged`), since other ranks may hold values for it.
+        Raises:
+            ValueError: ``relative_accuracy`` outside [1e-4, 0.5], or ranks that disagree.
+            TypeError: a key that is not a string.
         """
-        state = self.snapshot(key, reset)
-        if state is not None:
-            return state, True
-        if mpi_tools.num_procs() == 1:
-            self.stats_accumulator(key)  # raises KeyError listing the stored keys
-        return _EMPTY_STATE, False
+        for key in keys:
+            if not isinstance(key, str):
+                raise TypeError(f"track_quantiles(): keys must be str, got {key!r}")
+        if not self._single:
+            mine = (keys, float(relative_accuracy))
+            everyone = mpi_tools.comm_world().allgather(mine)
+            if any(other != mine for other in everyone):
+                raise ValueError(f"track_quantiles(): MPI ranks passed different keys or "
+                                 f"accuracies: {everyone!r}; every rank must make the same "
+                                 f"calls")
+        for key in keys:
+            self.track_sketch(key, relative_accuracy)
+            self._tracked[key] = float(relative_accuracy)
 
-    def _merged(self, pending):
-        """Merge the states of ``(key, state, known, ...)`` entries over ranks (one collective).
+    def log_tabular(self, key, val=None, with_min_and_max=False, average_only=False,
+                    quantiles=None):
+        """Log a value, or statistics of the values stored under ``key`` this epoch.
 
-        Returns the (k, 5) float64 array of merged states.
+        Args:
+            key: diagnostic name.
+            val: a value to log directly, as :meth:`Logger.log_tabular`. If None, log
+                ``Average<key>`` (or ``key`` with ``average_only``), ``Std<key>`` (unless
+                ``average_only``), then ``Max<key>``, ``Min<key>`` (``with_min_and_max``),
+                of the values stored since the key was last logged; then reset the key.
+            with_min_and_max: also log the max and min.
+            average_only: log only the average, under the plain key.
+            quantiles: quantiles in [0, 1] to log after the other columns, as
+                ``P<100 q><key>`` (``%g``: 0.999 gives ``P99.9<key>``); the key must be
+                tracked (:meth:`track_quantiles`).
+
+        In one process the columns hold their values at once. Under MPI the statistics
+        cover every rank's values; they are merged for all keys of the row with one
+        collective in :meth:`dump_tabular` (so ``log_current_row`` holds them from then on),
+        and every rank must make the same calls in the same order.
+
+        Raises:
+            KeyError: ``key`` was never stored (the message lists the stored keys).
+            ValueError: a column not in the first row, or set twice in one row; quantiles of
+                a key not tracked, or outside [0, 1].
+        """
+        if val is not None:
+            return Logger.log_tabular(self, key, val)
+        columns = _COLUMNS.get((key, with_min_and_max, average_only, quantiles))
+        if columns is None:
+            columns = _columns(key, with_min_and_max, average_only, quantiles)
+            if columns.quantiles and key not in self._tracked:
+                raise ValueError(f"log_tabular(): quantiles of {key!r} are not tracked; call "
+                                 f"logger.track_quantiles({key!r}) before storing its values")
+        try:
+            self._check_new(columns.names)  # a refused call changes nothing
+        except ValueError:
+            if self._single:
+                self.stats_accumulator(key)  # a key never stored: its KeyError comes first
+            raise
+        counts = self.take_sketch(key) if columns.quantiles else None
+        state = self.take_state(key)  # the epoch's values are taken (and the key reset)
+        known = state is not None
+        if not known:
+            if self._single:
+                self.stats_accumulator(key)  # raises KeyError listing the stored keys
+            state = _EMPTY_STATE  # other ranks may hold values: decided at the merge
+        if self._single:
+            self._insert_stats(key, columns, state, counts)
+        else:
+            if columns.quantiles and counts is None:  # tracked, but never stored here
+                counts = np.zeros(0)
+            self._insert(columns.names, (_PENDING,) * len(columns.names))
+            self._pending.append(_PendingStat(key, columns, state, known, counts))
+
+    def _insert_stats(self, key, columns, state, counts=None):
+        """Put the statistics of ``state`` (and ``counts``' quantiles) into ``columns`` of this
+        row (warn if empty)."""
+        stats = _statistics(state)
+        if columns.quantiles:
+            stats += tuple(sketch_quantiles(counts, self._tracked[key], columns.quantiles)
+                           if counts is not None and counts.size else
+                           [math.nan] * len(columns.quantiles))
+        self._insert(columns.names, [stats[which] for which in columns.which])
+        if state[0] == 0.0 and mpi_tools.proc_id() == 0:
+            warnings.warn(f"log_tabular(): no values stored for {key!r} since it was last "
+                          f"logged; its statistics are NaN", RuntimeWarning, stacklevel=3)
+
+    def _merged(self, pending, with_sketches=False):
+        """Merge ``pending``'s states over ranks (one collective): a (k, 5) array.
+
+        With ``with_sketches``, the quantile-sketch counts of every tracked key (zeros where
+        not logged with quantiles) travel in the same collective; returns ``(states,
+        {key: summed counts})``.
 
         Raises:
             KeyError: a key that no rank has values for and this rank never stored.
         """
-        states = pending_states(pending)
-        if mpi_tools.num_procs() > 1:
-            states = mpi_tools.reduce_stat_states([entry[0] for entry in pending], states)
-        if not states[:, 0].all():
-            for i in np.flatnonzero(states[:, 0] == 0):
-                if not pending[i][2]:
-                    self.stats_accumulator(pending[i][0])  # raises KeyError listing the keys
-        return states
+        states = np.array([p.state for p in pending], dtype=np.float64).reshape(-1, 5)
+        # A key logged with quantiles on one rank only must not go unnoticed: it is another key.
+        keys = [p.key + "[quantiles]" if p.counts is not None else p.key for p in pending]
+        counts = None
+        if with_sketches and self._tracked:
+            taken = {p.key: p.counts for p in pending if p.counts is not None}
+            parts = [taken.get(key) if taken.get(key) is not None and taken[key].size else
+                     np.zeros(sketch_size(acc)) for key, acc in self._tracked.items()]
+            counts = np.concatenate(parts)
+        merged = mpi_tools.reduce_stat_states(keys, states, counts)
+        if counts is not None:
+            merged, summed = merged
+            sketches, at = {}, 0
+            for key, acc in self._tracked.items():
+                sketches[key] = summed[at:at + sketch_size(acc)]
+                at += sketch_size(acc)
+        for p, count in zip(pending, merged[:, 0].tolist()):
+            if count == 0.0 and not p.known:
+                self.stats_accumulator(p.key)  # raises KeyError listing the stored keys
+        return (merged, sketches) if counts is not None else merged
 
     def _resolve_row(self):
         if not self._pending:
             return
         pending = self._pending[:]
         self._pending.clear()
-        try:
-            states = self._merged(pending)
-        except Exception:
-            for *_, (names, _) in pending:  # no placeholder may reach progress.txt
-                for name in names:
-                    self.log_current_row.pop(name, None)
-            raise
-        empty = fill_stat_columns(self.log_current_row, pending, states)
-        if empty and mpi_tools.proc_id() == 0:
-            for i in empty:
-                warnings.warn(f"log_tabular(): no values stored for {pending[i][0]!r} since it "
-                              f"was last logged; its statistics are NaN", RuntimeWarning,
-                              stacklevel=3)
+        for p in pending:  # no placeholder may reach an output, whatever happens next
+            for name in p.columns.names:
+                del self.log_current_row[name]
+        merged = self._merged(pending, with_sketches=True)
+        sketches = {}
+        if isinstance(merged, tuple):
+            merged, sketches = merged
+        for p, state in zip(pending, merged.tolist()):
+            counts = sketches.get(p.key) if p.counts is not None else None
+            self._insert_stats(p.key, p.columns, state, counts)
 
     def get_stats(self, key):
         """Return ``[mean, std]`` of the values stored under ``key`` this epoch (all ranks).
@@ -509,6 +712,14 @@ class EpochLogger(Logger, EpochStats):
         Raises:
             KeyError: ``key`` was never stored.
         """
-        state, known = self._local_state(key, reset=False)
-        mean, std, _, _ = stats_of_states(self._merged([(key, state, known, None)]))[0]
+        state = self.take_state(key, False)
+        known = state is not None
+        if not known:
+            if self._single:
+                self.stats_accumulator(key)  # raises KeyError listing the stored keys
+            state = _EMPTY_STATE
+        if not self._single:
+            columns = _columns(key, False, False)
+            state = self._merged([_PendingStat(key, columns, state, known, None)])[0].tolist()
+        mean, std, _, _ = _statistics(state)
         return [mean, std]

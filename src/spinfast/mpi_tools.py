@@ -546,21 +546,26 @@ def _check_states(keys, states):
     return keys, arr, None
 
 
-def reduce_stat_states(keys: Sequence[str], states: np.ndarray) -> np.ndarray:
-    """Merge per-key Welford states over all ranks with ONE collective.
+def reduce_stat_states(keys: Sequence[str], states: np.ndarray,
+                       counts: np.ndarray | None = None):
+    """Merge per-key Welford states (and quantile-sketch counts) over all ranks, ONE collective.
 
     Args:
         keys: the key of each row, in the same order on every rank.
         states: (k, 5) float64 rows ``(count, mean, M2, min, max)`` in the order of ``keys``;
             an empty row is ``(0, 0, 0, inf, -inf)``.
+        counts: optional float64 array of quantile-sketch counts, summed over ranks (the
+            merge of sketches). Its shape must be the same on every rank, which the caller
+            guarantees (EpochLogger sizes it by the keys given to ``track_quantiles``, which
+            all ranks agree on); it travels in the same collective as the states.
 
     Returns:
         The (k, 5) merged states, bit-identical on every rank (merged in rank order with
-        ``spinfast._stats.merge_states``). In a single process ``states`` itself, unchanged,
-        and no MPI is touched.
+        ``spinfast._stats.merge_states``); with ``counts``, ``(states, summed counts)``. In a
+        single process the inputs themselves, unchanged, and no MPI is touched.
 
-    One fixed-size Allgather carries a header (key count and a 64-bit hash of the keys) and
-    the first 64 rows; more keys take one more collective for the rest.
+    One fixed-size Allgather carries a header (key count and a 64-bit hash of the keys), the
+    first 64 rows and the counts; more keys take one more collective for the rest.
 
     Raises:
         ValueError: the keys differ between ranks (on EVERY rank, naming the differing keys;
@@ -572,21 +577,23 @@ def reduce_stat_states(keys: Sequence[str], states: np.ndarray) -> np.ndarray:
     if size == 1:
         if err is not None:
             raise ValueError(f"reduce_stat_states(): {err}")
-        return states
-    return _merge_over_ranks(comm, rank, size, keys_t, arr, err)
+        return states if counts is None else (states, counts)
+    return _merge_over_ranks(comm, rank, size, keys_t, arr, err, counts)
 
 
-def _merge_over_ranks(comm, rank, size, keys, arr, err):
+def _merge_over_ranks(comm, rank, size, keys, arr, err, counts=None):
     import numpy as np
 
     from spinfast._stats import merge_states
 
-    bufs = _gather_buffers.get(size)
-    if bufs is None:  # persistent: a header + _ROWS rows per rank
-        send = np.zeros(_HEAD + 5 * _ROWS, np.float64)
-        recv = np.zeros((size, _HEAD + 5 * _ROWS), np.float64)
-        bufs = _gather_buffers[size] = (send, recv, send[:_HEAD].view(np.int64),
-                                        recv[:, :_HEAD].view(np.int64))
+    flat = None if counts is None else np.ascontiguousarray(counts, np.float64).reshape(-1)
+    extra = 0 if flat is None else flat.size
+    bufs = _gather_buffers.get((size, extra))
+    if bufs is None:  # persistent: a header + _ROWS rows (+ the counts) per rank
+        send = np.zeros(_HEAD + 5 * _ROWS + extra, np.float64)
+        recv = np.zeros((size, _HEAD + 5 * _ROWS + extra), np.float64)
+        bufs = _gather_buffers[(size, extra)] = (send, recv, send[:_HEAD].view(np.int64),
+                                                 recv[:, :_HEAD].view(np.int64))
     send, recv, head, heads = bufs
     k = len(keys) if err is None else -1
     head[0] = k
@@ -594,16 +601,23 @@ def _merge_over_ranks(comm, rank, size, keys, arr, err):
     first = min(max(k, 0), _ROWS)
     if first:
         send[_HEAD:_HEAD + 5 * first] = arr[:first].reshape(-1)
+    if extra:
+        send[_HEAD + 5 * _ROWS:] = flat
     comm.Allgather(send, recv)
     rows = heads.tolist()
     if err is not None or any(row != rows[0] for row in rows):
-        return _states_mismatch(comm, rank, size, keys, arr, err)
-    gathered = recv[:, _HEAD:_HEAD + 5 * first].reshape(size, first, 5)
-    if k > _ROWS:
-        rest = np.empty((size, k - _ROWS, 5), np.float64)
-        comm.Allgather(arr[_ROWS:], rest)
-        gathered = np.concatenate([gathered, rest], axis=1)
-    return merge_states(np.ascontiguousarray(gathered))
+        merged = _states_mismatch(comm, rank, size, keys, arr, err)
+    else:
+        gathered = recv[:, _HEAD:_HEAD + 5 * first].reshape(size, first, 5)
+        if k > _ROWS:
+            rest = np.empty((size, k - _ROWS, 5), np.float64)
+            comm.Allgather(arr[_ROWS:], rest)
+            gathered = np.concatenate([gathered, rest], axis=1)
+        merged = merge_states(np.ascontiguousarray(gathered))
+    if counts is None:
+        return merged
+    summed = recv[:, _HEAD + 5 * _ROWS:].sum(axis=0)  # in rank order: the same on every rank
+    return merged, summed.reshape(np.shape(counts))
 
 
 def _states_mismatch(comm, rank, size, keys, arr, err):
