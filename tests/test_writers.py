@@ -328,6 +328,19 @@ def test_tensorboard_resume_purges_later_steps(tmp_path):
     assert (start.step, start.session_log.status) == (6, event_pb2.SessionLog.START)
 
 
+def test_tensorboard_new_run_in_old_folder_hides_the_old_one(tmp_path):
+    for offset in [0.0, 500.0]:  # two runs, the second not resumed
+        w = TensorBoardWriter(str(tmp_path))
+        for row in rows(4 if offset else 8, offset=offset):
+            w.write_row(row)
+        w.close()
+    assert len(event_files(tmp_path)) == 2
+    scalars = tb_scalars(tmp_path / "tb")
+    assert [s for s, _ in scalars["Epoch"]] == [0, 1, 2, 3]
+    assert [v for _, v in scalars["AverageEpRet"]] == \
+        [float(np.float32(r.values["AverageEpRet"])) for r in rows(4, offset=500.0)]
+
+
 def test_tensorboard_vanished_folder(tmp_path):
     out = tmp_path / "run"
     w = TensorBoardWriter(str(out))

@@ -454,8 +454,10 @@ class TensorBoardWriter(Writer):
 
     A resumed run starts a new event file with a ``SessionLog.START`` event at the resume
     step: TensorBoard then drops the earlier events of that step and later, so each step shows
-    once. If the folder vanishes mid-run, a new event file is started in a recreated folder,
-    with one warning naming it.
+    once. A run that is not resumed, in a folder that already holds event files, writes its
+    ``START`` at the lowest step, so that TensorBoard drops every earlier event (as the run
+    starts ``progress.txt`` anew); the old files are left in place. If the folder vanishes
+    mid-run, a new event file is started in a recreated folder, with one warning naming it.
     """
 
     def __init__(self, output_dir: str, resume: ResumePoint | None = None,
@@ -468,9 +470,13 @@ class TensorBoardWriter(Writer):
         self._keys: tuple[str, ...] = ()
         self._tags: tuple[bytes, ...] = ()
         self._warned = False
+        earlier = os.path.isdir(self.folder) and any(
+            name.startswith("events.out.tfevents.") for name in os.listdir(self.folder))
         self._open()
         if resume is not None:
             self._write(_tbevent.encode_session_start(resume.step, time.time()))
+        elif earlier:  # a new run in an old folder: TensorBoard drops all earlier events
+            self._write(_tbevent.encode_session_start(-(2**63), time.time()))
 
     def _open(self) -> None:
         from spinfast import _tbevent
