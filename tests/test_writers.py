@@ -584,6 +584,50 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
     assert len(event_files(tmp_path)) > 1  # it did restart
 
 
+def test_epoch_logger_tensorboard_equals_progress_txt(tmp_path, capsys):
+    """Through EpochLogger: TensorBoard scalars equal progress.txt's numbers, row by row,
+    and a resumed logger shows each step once."""
+    from spinfast.logx import EpochLogger
+
+    def epochs(logger, first, last):
+        for epoch in range(first, last):
+            rng = np.random.default_rng(epoch)
+            for _ in range(10):
+                logger.store(EpRet=float(rng.normal(-100, 20)),
+                             Q=rng.normal(size=4).astype(np.float32))
+            logger.log_tabular("Epoch", epoch)
+            logger.log_tabular("EpRet", with_min_and_max=True)
+            logger.log_tabular("Q", average_only=True)
+            logger.log_tabular("Env", "Hopper")
+            logger.dump_tabular(step=100 * epoch)
+            if epoch % 2 == 1:
+                logger.save_state({"epoch": epoch})
+
+    out = str(tmp_path)
+    logger = EpochLogger(output_dir=out, formats="txt,csv,jsonl,tensorboard")
+    logger.save_config({"lr": 0.5})
+    epochs(logger, 0, 5)  # checkpoints after epochs 1 and 3; epoch 4 is dropped on resume
+    logger.close()
+    logger = EpochLogger(output_dir=out, formats="txt,csv,jsonl,tensorboard", resume=True)
+    epochs(logger, 4, 7)
+    logger.close()
+    capsys.readouterr()
+    txt = read_txt(tmp_path / "progress.txt")
+    assert txt["Epoch"].tolist() == list(range(7))
+    scalars = tb_scalars(tmp_path / "tb")
+    assert sorted(scalars) == sorted(["Epoch", "AverageEpRet", "StdEpRet", "MaxEpRet",
+                                      "MinEpRet", "Q"])
+    for tag, series in scalars.items():
+        assert [s for s, _ in series] == [100 * e for e in range(7)]
+        np.testing.assert_array_equal(np.array([v for _, v in series], np.float32),
+                                      txt[tag].to_numpy(np.float64).astype(np.float32))
+    acc = accumulator(tmp_path / "tb")
+    (ev,) = acc.Tensors("config")
+    assert json.loads("\n".join(line[4:] for line in
+                                ev.tensor_proto.string_val[0].decode().split("\n"))) == \
+        {"lr": 0.5}
+
+
 # --------------------------------------------------------------------------- registry
 
 def test_formats_registered():

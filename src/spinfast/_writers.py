@@ -590,8 +590,10 @@ class WandbWriter(Writer):
             self.run.config.update({"config": config}, allow_val_change=True)
 
     def close(self) -> None:
-        """Finish the run (wandb uploads or, offline, closes its files)."""
-        self.run.finish()
+        """Finish the run (wandb uploads or, offline, closes its files); once."""
+        if self.run is not None:
+            self.run.finish()
+            self.run = None
 
 
 FORMATS: dict[str, type[Writer]] = {
