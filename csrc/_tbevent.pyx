@@ -223,7 +223,13 @@ def encode_scalars(tags, values, int64_t step, double wall_time):
                 s[i].value = arr[i]
             else:
                 v = values[i]
-                s[i].value = PyFloat_AS_DOUBLE(v) if PyFloat_CheckExact(v) else float(v)
+                if PyFloat_CheckExact(v):
+                    s[i].value = PyFloat_AS_DOUBLE(v)
+                elif isinstance(v, _Real):
+                    s[i].value = float(v)
+                else:
+                    raise TypeError(f"encode_scalars(): values must be real numbers, got "
+                                    f"{v!r} for tag {tags[i]!r}; pass floats")
         return encode_scalars_c(s, n, step, wall_time)
     finally:
         if s != stack:

@@ -184,6 +184,10 @@ def test_encode_scalars_accepts_arrays_and_checks_lengths():
         _tbevent.encode_scalars([b"a"], np.ones(2), 0, 0.0)
     with pytest.raises(TypeError, match="tags must be bytes"):
         _tbevent.encode_scalars(["a"], [1.0], 0, 0.0)
+    with pytest.raises(TypeError, match="values must be real numbers, got '1.5' for tag b'a'"):
+        _tbevent.encode_scalars([b"a"], ["1.5"], 0, 0.0)
+    assert _tbevent.encode_scalars([b"a", b"b"], [1, np.float32(2)], 0, 0.0) == \
+        _tbevent.encode_scalars([b"a", b"b"], [1.0, 2.0], 0, 0.0)
     assert _tbevent.encode_scalars([], [], 0, 0.0) == b""
 
 
