@@ -101,3 +101,29 @@ class ReferenceEpochLogger:
         out.write("\t".join(str(v) for v in self.row.values()) + "\n")
         out.flush()
         self.row.clear()
+
+
+def trim_mean_25(x):
+    """scipy.stats.trim_mean(x, 0.25, axis=None), written out: sort, cut int(n/4) per end."""
+    v = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    lo = int(0.25 * v.size)
+    return v[lo:v.size - lo].mean()
+
+
+def stratified_bootstrap_loop(scores, func, reps, ci=0.95, seed=0):
+    """rliable's get_interval_estimates, as it runs: one replicate at a time.
+
+    Each replicate draws run indices of shape (runs, tasks) (runs resampled within each
+    task), applies ``func`` to the resampled array, and the interval is the percentile one.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, x in scores.items():
+        runs, tasks = x.shape
+        cols = np.arange(tasks)
+        samples = np.empty(reps)
+        for k in range(reps):
+            samples[k] = func(x[rng.integers(0, runs, size=(runs, tasks)), cols])
+        alpha = 100 * (1 - ci) / 2
+        out[name] = (func(x), *np.percentile(samples, [alpha, 100 - alpha]))
+    return out

@@ -179,6 +179,96 @@ def test_module_function_grid_parallel_with_a_failure(tmp_path):
     assert proc.returncode == 1 and "0 ok, 1 failed, 1 skipped" in proc.stdout
 
 
+def test_module_function_grid_with_submitit_local_executor(tmp_path):
+    (tmp_path / "gridmod.py").write_text(GRID_MODULE)
+    data = tmp_path / "data"
+    proc = cli("gridmod:exp", "--lr", "-1", "0.5", "--data_dir", data, "--executor", "local",
+               "--slurm_time", "5", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # one variant fails on purpose
+    assert "1 ok, 1 failed, 0 skipped" in proc.stdout
+    assert json.loads((data / "cmd_exp_lr0-5" / "cmd_exp_lr0-5_s0" / "args.json")
+                      .read_text())["lr"] == 0.5
+    assert "ValueError: negative lr" in (data / "cmd_exp_lr-1" / "cmd_exp_lr-1_s0.log"
+                                         ).read_text()
+    # Each variant was a submitit job, with submitit's files under DATA_DIR/submitit.
+    assert len(list((data / "submitit").glob("*/*_result.pkl"))) == 2
+    proc = cli("gridmod:exp", "--lr", "-1", "0.5", "--data_dir", data, "--executor", "local",
+               "--resume", cwd=tmp_path)
+    assert proc.returncode == 1 and "0 ok, 1 failed, 1 skipped" in proc.stdout
+
+
+def test_slurm_executor_parameters():
+    """What --executor slurm asks submitit for, rendered by submitit into its sbatch file
+    (Slurm itself is not available here: the job is never submitted)."""
+    import submitit
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    from spinfast.run import slurm_parameters
+
+    params = slurm_parameters("g", 4, dict(partition="P", time=60))
+    assert params == dict(job_name="g", nodes=1, ntasks_per_node=1, cpus_per_task=4, time=60,
+                          partition="P")
+    assert set(params) <= submitit.SlurmExecutor._valid_parameters()
+    sbatch = _make_sbatch_string(command="python -u -m submitit.core._submit /f",
+                                 folder="/f/%j", **params).splitlines()
+    for line in ("#SBATCH --partition=P", "#SBATCH --time=60", "#SBATCH --cpus-per-task=4",
+                 "#SBATCH --ntasks-per-node=1", "#SBATCH --nodes=1", "#SBATCH --job-name=g"):
+        assert line in sbatch
+    # --slurm_cpus_per_task overrides --cpu's default; one CPU at least.
+    assert slurm_parameters("g", 2, dict(cpus_per_task=8))["cpus_per_task"] == 8
+    assert slurm_parameters("", 1, {})["cpus_per_task"] == 1
+    assert slurm_parameters("", "auto", {})["job_name"] == "spinfast"
+
+
+def test_make_executor_builds_submitit_slurm_executor(tmp_path, monkeypatch):
+    """The executor --executor slurm makes. submitit only checks that ``srun`` is on PATH
+    before accepting to build it; that file is never run (nothing is submitted)."""
+    import submitit
+
+    from spinfast.run import make_executor
+
+    (tmp_path / "bin").mkdir()
+    srun = tmp_path / "bin" / "srun"
+    srun.write_text("#!/bin/sh\nexit 1\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    executor, num_cpu = make_executor("slurm", str(tmp_path / "d"), 4, "g",
+                                      dict(partition="P", time=60))
+    assert isinstance(executor, submitit.SlurmExecutor) and num_cpu == 4
+    assert executor.parameters == dict(job_name="g", nodes=1, ntasks_per_node=1,
+                                       cpus_per_task=4, time=60, partition="P")
+    assert executor.folder == tmp_path / "d" / "submitit" / "%j"
+    # --cpu auto: one MPI rank per CPU the job asks for
+    executor, num_cpu = make_executor("slurm", str(tmp_path / "d"), "auto", "g",
+                                      dict(cpus_per_task=8))
+    assert num_cpu == 8 and executor.parameters["cpus_per_task"] == 8
+    with pytest.raises(UsageError, match=r"--executor slurm: Unavailable parameter\(s\): "
+                                         r"\['partitoin'\]"):
+        make_executor("slurm", str(tmp_path / "d"), 1, "g", dict(partitoin="P"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--executor", "slurm", "--slurm_partition", "P", "--slurm_time", "60"],
+     '--executor slurm: Could not detect "srun"'),
+    (["--executor", "slrum"], "--executor must be one of slurm, local, got 'slrum'; did you "
+                              "mean 'slurm'?"),
+    (["--slurm_partition", "P"], "--slurm_partition needs --executor slurm"),
+    (["--executor", "local", "--slurm_partition", "P"],
+     "--executor local takes only --slurm_time, got --slurm_partition"),
+    (["--executor", "local", "--slurm_time", "1", "2"],
+     "only provide one value for --slurm_time"),
+    (["--executor", "local", "--parallel", "2"], "--parallel runs variants on this machine"),
+])
+def test_executor_flag_errors(tmp_path, args, message):
+    if args[:2] == ["--executor", "slurm"] and __import__("shutil").which("srun"):
+        pytest.skip("this machine has Slurm")
+    (tmp_path / "gridmod.py").write_text(GRID_MODULE)
+    proc = cli("gridmod:exp", "--lr", "0.1", "--data_dir", tmp_path / "d", *args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("spinfast: error: ") and message in proc.stderr
+    assert not (tmp_path / "d" / "cmd_exp").exists()
+
+
 @pytest.mark.mpi
 def test_demo_end_to_end_with_two_mpi_ranks(tmp_path):
     proc = cli("demo", "--data_dir", tmp_path / "d", timeout=240)

@@ -9,7 +9,7 @@ from conftest import load_mpi_module
 pytestmark = pytest.mark.mpi
 
 # Programs: tests/mpi/logx_union.py (data in logx_union_data.py), logx_keys_differ.py,
-# logx_never_stored.py.
+# logx_never_stored.py, logx_twice.py.
 
 DATA = load_mpi_module("logx_union_data")
 
@@ -57,3 +57,23 @@ def test_key_never_stored_anywhere_raises_keyerror_everywhere(run_mpi):
     proc = run_mpi("logx_never_stored", n=2, timeout=60)
     for rank in (0, 1):
         assert f"rank {rank} KeyError: \"EpochLogger: key 'Typo' was never stored" in proc.stdout
+
+
+def test_key_logged_twice_in_a_row_refused_everywhere(run_mpi, tmp_path):
+    """The second call for a column is refused on every rank (first row and later rows), and
+    each row holds only the values stored since the key's previous log_tabular."""
+    proc = run_mpi("logx_twice", n=2, timeout=60)
+    for rank in (0, 1):
+        for row in (0, 1, 2):
+            for key in ("AverageA", "Epoch"):
+                assert (f"rank {rank} row {row} ValueError: You already set {key} this "
+                        f"iteration") in proc.stdout, proc.stdout
+    lines = (tmp_path / "out" / "progress.txt").read_text().splitlines()
+    assert lines[0].split("\t") == ["Epoch", "AverageA", "StdA", "MaxA", "MinA", "B"]
+    assert len(lines) == 4
+    # Row 0: A is 0 and 1 (ranks 0 and 1); row r > 0: 100 stored after the previous row's
+    # log_tabular (both ranks), then 10 r and 10 r + 1.
+    for row, line in enumerate(lines[1:]):
+        a = np.array([0.0, 1.0] if row == 0 else [100.0, 100.0, 10.0 * row, 10.0 * row + 1])
+        np.testing.assert_allclose([float(v) for v in line.split("\t")],
+                                   [row, a.mean(), a.std(), a.max(), a.min(), 1.0], rtol=1e-12)

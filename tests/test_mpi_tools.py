@@ -207,6 +207,31 @@ def test_mpi_fork_without_launcher_says_how_to_install(monkeypatch, tmp_path):
         mpi_fork("two")
 
 
+@pytest.mark.mpi
+def test_launch_command_is_srun_inside_a_slurm_job(monkeypatch, tmp_path):
+    # Only looked up on PATH, never run: CI machines have no Slurm.
+    srun = tmp_path / "srun"
+    srun.write_text("#!/bin/sh\nexit 1\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    assert mpi_tools._launch_command(4) == [str(srun), "--ntasks=4", "--cpus-per-task=1",
+                                            "--overlap", "--kill-on-bad-exit=1"]
+    assert mpi_tools._launch_command(2, bind_to_core=True)[-1] == "--cpu-bind=cores"
+    monkeypatch.delenv("SLURM_JOB_ID")  # outside a job: mpiexec beside the interpreter
+    cmd = mpi_tools._launch_command(3)
+    assert os.path.basename(cmd[0]) in ("mpiexec", "mpirun") and cmd[1:3] == ["-n", "3"]
+
+
+def test_without_launch_vars_keeps_everything_else():
+    env = {"PMI_RANK": "0", "PMI_FD": "5", "PMIX_RANK": "0", "PMIX_NAMESPACE": "x",
+           "OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2", "HYDRA_CONTROL_FD": "3",
+           "MPI_LOCALNRANKS": "1", "MV2_COMM_WORLD_RANK": "0", "IN_MPI": "1",
+           "SLURM_JOB_ID": "7", "OMPI_MCA_btl": "self", "PATH": "/bin"}
+    assert mpi_tools._without_launch_vars(env) == {"SLURM_JOB_ID": "7", "OMPI_MCA_btl": "self",
+                                                   "PATH": "/bin"}
+
+
 def test_physical_cores_is_positive():
     n = mpi_tools._physical_cores()
     assert 1 <= n <= (os.cpu_count() or 1)

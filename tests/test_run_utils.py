@@ -421,3 +421,396 @@ def test_failure_under_mpi_ends_the_job(tmp_path):
     assert time.time() - start < 60  # every rank ended; nothing hangs
     status = json.loads((tmp_path / "mpifail" / "mpifail_s0" / STATUS_FILE).read_text())
     assert status["exit_status"] != 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Executors: concurrent.futures and submitit run the same ExperimentJob records
+# ---------------------------------------------------------------------------------------------
+
+def resumable(seed, logger_kwargs, epochs=6, kill_at=None, sleep=0.0):
+    """An experiment that checkpoints every epoch and continues from it when resumed.
+
+    It logs with spinfast's own EpochLogger(**logger_kwargs), which drops the rows written
+    after the last ``save_state`` when ``logger_kwargs['resume']`` is set, and ``load_state``
+    gives the checkpoint to continue from. On a first attempt (not resumed) it kills itself
+    with SIGKILL when it reaches ``kill_at``. Every attempt appends ``"<resume> <first
+    epoch>"`` to ``attempts.txt``.
+    """
+    import contextlib
+    import io
+    import signal as signal_
+
+    from spinfast.logx import EpochLogger
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        logger = EpochLogger(formats="txt", **logger_kwargs)
+    resume = bool(logger_kwargs.get("resume", False))
+    first = (logger.load_state() or {"next_epoch": 0})["next_epoch"]
+    with open(os.path.join(logger_kwargs["output_dir"], "attempts.txt"), "a") as f:
+        f.write(f"{resume} {first}\n")
+    for epoch in range(first, epochs):
+        if kill_at == epoch and not resume:
+            os.kill(os.getpid(), signal_.SIGKILL)
+        time.sleep(sleep)
+        logger.log_tabular("Epoch", epoch)
+        logger.log_tabular("Value", 10 * seed + epoch)
+        logger.dump_tabular()
+        logger.save_state({"next_epoch": epoch + 1})
+    logger.close()
+
+
+def _executor(kind, tmp_path):
+    """A fresh executor of ``kind``; the caller shuts pools down."""
+    import concurrent.futures
+
+    import submitit
+
+    if kind == "process":
+        return concurrent.futures.ProcessPoolExecutor(2)
+    if kind == "submitit_local":
+        return submitit.LocalExecutor(folder=str(tmp_path / "submitit" / "%j"))
+    if kind == "submitit_debug":
+        return submitit.DebugExecutor(folder=str(tmp_path / "submitit" / "%j"))
+    raise AssertionError(kind)
+
+
+def _shutdown(executor):
+    shutdown = getattr(executor, "shutdown", None)
+    if shutdown is not None:
+        shutdown()
+
+
+def _tree(root):
+    """Every file under ``root`` (submitit's own folder left out) -> its text, status files
+    reduced to their exit status, log files to whether they report an epoch table."""
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if not path.is_file() or rel.startswith(("submitit/", "runs.txt")):
+            continue
+        if path.name == STATUS_FILE:
+            tree[rel] = json.loads(path.read_text())["exit_status"]
+        elif path.suffix == ".log":
+            tree[rel] = "|           Epoch |" in path.read_text()
+        else:
+            tree[rel] = path.read_text()
+    return tree
+
+
+def _failing_grid(counter):
+    eg = ExperimentGrid("ex")
+    eg.add("lr", [0.1, 0.2])
+    eg.add("fail", [False, True])
+    eg.add("counter", str(counter))
+    return eg
+
+
+@pytest.fixture(scope="module")
+def parallel_reference(tmp_path_factory):
+    """The failing grid run once with parallel=2: its files are what every executor makes."""
+    root = tmp_path_factory.mktemp("parallel")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(user_config, "WAIT_BEFORE_LAUNCH", 0)
+        results = _failing_grid(root / "runs.txt").run(log_progress, data_dir=str(root),
+                                                       parallel=2)
+    return root, results
+
+
+@pytest.mark.parametrize("kind", ["process", "submitit_local", "submitit_debug"])
+def test_executor_matches_parallel_reports_failures_and_skips(kind, tmp_path, capsys,
+                                                             parallel_reference):
+    ref_root, ref_results = parallel_reference
+    counter = tmp_path / "runs.txt"
+    executor = _executor(kind, tmp_path)
+    try:
+        results = _failing_grid(counter).run(log_progress, data_dir=str(tmp_path),
+                                             executor=executor)
+        out = capsys.readouterr().out
+        # Same variants, statuses, folders and files as parallel=2, byte for byte.
+        assert [(r.name, r.status, r.returncode) for r in results] == [
+            (r.name, r.status, r.returncode) for r in ref_results]
+        assert [(r.name, r.status, r.returncode) for r in results] == [
+            ("ex_lr0-1", "ok", 0), ("ex_lr0-1_fai", "failed", 1), ("ex_lr0-2", "ok", 0),
+            ("ex_lr0-2_fai", "failed", 1)]
+        assert _tree(tmp_path) == _tree(ref_root)
+        assert len(_tree(tmp_path)) == 4 * 4  # config, progress, status, log per variant
+        for r in results:
+            assert r.output_dir == str(tmp_path / r.name / f"{r.name}_s0")
+            assert r.log_path == r.output_dir + ".log"
+            if r.status == "failed":
+                assert f"RuntimeError: variant {r.name} fails on purpose" in open(
+                    r.log_path).read()
+        summary = out[out.index("Summary of the experiment grid"):]
+        assert re.search(r"ex_lr0-2_fai_s0 +\d+\.\d  .*failed \(exit 1\)", summary)
+        assert "2 ok, 2 failed, 0 skipped" in summary
+        if kind == "submitit_local":  # each variant was a submitit job with its own logs
+            assert len(list((tmp_path / "submitit").glob("*/*_result.pkl"))) == 4
+
+        # skip_finished is honoured: only the failed variants run again.
+        results = _failing_grid(counter).run(log_progress, data_dir=str(tmp_path),
+                                             executor=executor, skip_finished=True)
+        assert [r.status for r in results] == ["skipped", "failed"] * 2
+        assert sorted(counter.read_text().split()) == sorted(
+            ["ex_lr0-1", "ex_lr0-2"] + ["ex_lr0-1_fai", "ex_lr0-2_fai"] * 2)
+        assert "0 ok, 2 failed, 2 skipped" in capsys.readouterr().out
+    finally:
+        _shutdown(executor)
+
+
+def _resumable_grid():
+    eg = ExperimentGrid("res")
+    eg.add("seed", [0, 1])
+    eg.add("kill_at", 3)
+    return eg
+
+
+@pytest.mark.parametrize("kind", ["parallel", "process", "submitit_local", "submitit_debug"])
+def test_killed_job_resubmitted_with_resume_continues_in_its_folder(kind, tmp_path, capsys):
+    run_kwargs = dict(parallel=2) if kind == "parallel" else dict(
+        executor=_executor(kind, tmp_path))
+    try:
+        results = _resumable_grid().run(resumable, data_dir=str(tmp_path), **run_kwargs)
+        # Each job died by SIGKILL in epoch 3: reported, not finished.
+        assert [(r.status, r.returncode) for r in results] == [("failed", -9)] * 2
+        assert not any(is_finished(r.output_dir) for r in results)
+        capsys.readouterr()
+
+        results = _resumable_grid().run(resumable, data_dir=str(tmp_path), resume=True,
+                                        **run_kwargs)
+        assert [r.status for r in results] == ["ok", "ok"]
+        for seed, r in enumerate(results):
+            run = tmp_path / "res" / f"res_s{seed}"
+            assert r.output_dir == str(run)
+            # The second attempt saw resume=True and continued from its checkpoint.
+            assert (run / "attempts.txt").read_text() == "False 0\nTrue 3\n"
+            rows = (run / "progress.txt").read_text().splitlines()
+            assert rows == ["Epoch\tValue"] + [f"{e}\t{10 * seed + e}" for e in range(6)]
+            assert is_finished(run)
+            log = open(r.log_path).read()  # appended to, not replaced
+            assert log.count("Running experiment:") == 2
+            assert "exited with status -9" in log and "exited with status 0" in log
+
+        # Resuming again: everything is finished, nothing runs.
+        results = _resumable_grid().run(resumable, data_dir=str(tmp_path), resume=True,
+                                        **run_kwargs)
+        assert [r.status for r in results] == ["skipped", "skipped"]
+        assert (tmp_path / "res" / "res_s0" / "attempts.txt").read_text().count("\n") == 2
+    finally:
+        if "executor" in run_kwargs:
+            _shutdown(run_kwargs["executor"])
+
+
+@pytest.mark.timeout(120)
+def test_submitit_preempted_job_is_requeued_and_resumes(tmp_path):
+    """submitit signals the job before its time limit (as Slurm does on preemption or
+    timeout); ExperimentJob.checkpoint hands back the job with resume=True, submitit requeues
+    it, and the experiment continues from its checkpoint in the same folder."""
+    import submitit
+
+    executor = submitit.LocalExecutor(folder=str(tmp_path / "submitit" / "%j"),
+                                      max_num_timeout=5)
+    # Limit 20 s, signal 16 s before it: every attempt is interrupted after 4 s, while the
+    # experiment needs 20 x 0.3 s = 6 s of epochs.
+    executor.update_parameters(timeout_min=20 / 60, signal_delay_s=16)
+    result = call_experiment("pre", resumable, seed=2, data_dir=str(tmp_path),
+                             executor=executor, epochs=20, sleep=0.3)
+    run = tmp_path / "pre" / "pre_s2"
+    assert (result.status, result.returncode, result.output_dir) == ("ok", 0, str(run))
+    attempts = [line.split() for line in (run / "attempts.txt").read_text().splitlines()]
+    assert len(attempts) >= 2 and attempts[0] == ["False", "0"]
+    assert all(flag == "True" for flag, _ in attempts[1:])
+    firsts = [int(first) for _, first in attempts]
+    assert firsts == sorted(firsts) and firsts[-1] > 0
+    rows = (run / "progress.txt").read_text().splitlines()
+    assert rows == ["Epoch\tValue"] + [f"{e}\t{20 + e}" for e in range(20)]
+    assert is_finished(run)
+    assert open(result.log_path).read().count("Running experiment:") == len(attempts)
+
+
+def test_call_experiment_with_executor(tmp_path, capsys):
+    import concurrent.futures
+
+    with concurrent.futures.ProcessPoolExecutor(1) as pool:
+        result = call_experiment("cx", log_progress, seed=3, data_dir=str(tmp_path),
+                                 executor=pool, lr=0.5)
+        run = tmp_path / "cx" / "cx_s3"
+        assert (result.status, result.returncode, result.output_dir) == ("ok", 0, str(run))
+        assert result.log_path == str(run) + ".log" and is_finished(run)
+        assert "|           Epoch |" in open(result.log_path).read()
+        printed = capsys.readouterr().out
+        assert "Running experiment:" in printed and "output goes to " + str(run) + ".log" \
+            in printed
+        assert "python -m spinfast.run plot " + str(run) in printed
+        with pytest.raises(subprocess.CalledProcessError):
+            call_experiment("cxf", log_progress, data_dir=str(tmp_path), executor=pool,
+                            fail=True)
+        assert "There appears to have been an error" in capsys.readouterr().out
+        # resume: a finished run is not run again
+        result = call_experiment("cx", log_progress, seed=3, data_dir=str(tmp_path),
+                                 executor=pool, resume=True, lr=0.5)
+        assert result.status == "skipped"
+        assert "Skipping cx: " in capsys.readouterr().out
+
+
+def test_job_description_is_small_and_names_the_thunk(tmp_path):
+    import concurrent.futures
+    import pickle
+
+    from spinfast.run_utils import ExperimentJob, _make_job
+
+    job = _make_job("j", log_progress, 0, 1, str(tmp_path), False, dict(lr=0.1), "f", log=True)
+    assert isinstance(job, ExperimentJob)
+    assert job.thunk == f"{log_progress.__module__}:log_progress"  # by reference
+    assert job.output_dir == str(tmp_path / "j" / "j_s0")
+    assert job.log_path == job.output_dir + ".log"
+    assert len(pickle.dumps(job)) < 4096 + len(pickle.dumps(job.sys_path))
+    ckpt = job.checkpoint()
+    assert ckpt.function == job.__class__(**{**job.__dict__, "resume": True})
+    # A closure cannot be named: it travels by value and still runs in a worker process.
+    marker = tmp_path / "closure.txt"
+
+    def closure(seed, logger_kwargs):
+        marker.write_text(f"{seed} {logger_kwargs['exp_name']}")
+
+    job = _make_job("c", closure, 4, 1, str(tmp_path), False, {}, "f", log=True)
+    assert isinstance(job.thunk, bytes)
+    with concurrent.futures.ProcessPoolExecutor(1) as pool:
+        assert pool.submit(job).result().status == "ok"
+    assert marker.read_text() == "4 c"
+
+
+def test_executor_argument_errors(tmp_path):
+    import concurrent.futures
+
+    eg = ExperimentGrid("e")
+    eg.add("lr", [0.1])
+    with pytest.raises(TypeError, match=r"ExperimentGrid.run\(\): executor must have a "
+                                        r"submit\(fn, \*args\) method"):
+        eg.run(log_progress, data_dir=str(tmp_path), executor=object())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with pytest.raises(ValueError, match="pass parallel or executor, not both"):
+            eg.run(log_progress, data_dir=str(tmp_path), executor=pool, parallel=2)
+    with pytest.raises(ValueError, match="resume=True cannot find earlier runs"):
+        eg.run(log_progress, data_dir=str(tmp_path), resume=True, datestamp=True)
+    with pytest.raises(ValueError, match=r"call_experiment\(\): resume=True cannot find"):
+        call_experiment("x", log_progress, data_dir=str(tmp_path), resume=True,
+                        datestamp=True)
+    with pytest.raises(TypeError, match=r"call_experiment\(\): executor must have"):
+        call_experiment("x", log_progress, data_dir=str(tmp_path), executor="slurm")
+
+
+@pytest.mark.mpi
+def test_experiment_started_inside_a_launch_decides_its_own_ranks(run_mpi, tmp_path):
+    """As a submitit job that srun started with PMI variables: the experiment it launches is
+    not rank 0 of 1 of that launch but forks its own num_cpu ranks."""
+    run_mpi("experiment_in_launch", n=1, args=(os.path.dirname(__file__),), timeout=120)
+    infos = [json.loads((tmp_path / f"r.{i}").read_text()) for i in range(2)]
+    assert sorted((i["rank"], i["size"]) for i in infos) == [(0, 2), (1, 2)]
+
+
+class InlineExecutor:
+    """The least an executor offers: ``submit(fn)`` returning an object with ``result()``
+    (no ``done()``, so the grid collects results in order). Runs each job at once; the job
+    named ``lose`` is reported lost, as a cluster losing a node would."""
+
+    class Outcome:
+        def __init__(self, value=None, error=None):
+            self.value, self.error = value, error
+
+        def result(self):
+            if self.error is not None:
+                raise self.error
+            return self.value
+
+    def __init__(self, lose):
+        self.lose, self.names = lose, []
+
+    def submit(self, fn, *args, **kwargs):
+        self.names.append(fn.exp_name)
+        if fn.exp_name == self.lose:
+            return self.Outcome(error=RuntimeError("node lost\nsecond line"))
+        return self.Outcome(fn(*args, **kwargs))
+
+
+def test_minimal_executor_not_started_and_lost_jobs_reported(tmp_path, capsys):
+    import threading
+
+    eg = ExperimentGrid("m")
+    eg.add("lr", [0.1, 0.2, 0.3])
+    eg.add("epochs", [1, threading.Lock()], shorthand="b")  # a lock cannot be pickled
+    names = [eg.variant_name(v) for v in eg.variants()]
+    executor = InlineExecutor(lose=names[2])
+    results = eg.run(log_progress, data_dir=str(tmp_path), executor=executor)
+    assert [(r.status, r.error) for r in results] == [
+        ("ok", None), ("failed", "did not start"), ("failed", "job error: RuntimeError"),
+        ("failed", "did not start"), ("ok", None), ("failed", "did not start")]
+    assert executor.names == [names[0], names[2], names[4]]  # unpicklable ones never sent
+    assert is_finished(results[0].output_dir) and is_finished(results[4].output_dir)
+    out = capsys.readouterr()
+    assert f"Variant {names[2]}: the executor reports RuntimeError: node lost\x1b" in out.out
+    assert f"Variant {names[1]} could not start: TypeError: ExperimentGrid.run(): could not " \
+           f"serialize the experiment" in out.out
+    summary = out.out[out.out.index("Summary of the experiment grid"):]
+    assert re.search(r"failed \(job error: RuntimeError\)\x1b\[0m  log: \S+m_lr0-2_b1_s0.log",
+                     summary)
+    assert "2 ok, 4 failed, 0 skipped" in summary
+
+
+def sleeper(seed, logger_kwargs, pid_dir):
+    """Record this experiment process's pid, then sleep far beyond any test's time."""
+    with open(os.path.join(pid_dir, f"{seed}.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(300)
+
+
+def interrupted_grid(kind, data_dir, pid_dir):
+    """The program of the Ctrl-C test: four sleeping variants, two at a time."""
+    import concurrent.futures
+
+    user_config.WAIT_BEFORE_LAUNCH = 0
+    eg = ExperimentGrid("int")
+    eg.add("seed", [0, 1, 2, 3])
+    eg.add("pid_dir", pid_dir)
+    if kind == "parallel":
+        eg.run(sleeper, data_dir=data_dir, parallel=2)
+    else:
+        with concurrent.futures.ProcessPoolExecutor(2) as pool:
+            eg.run(sleeper, data_dir=data_dir, executor=pool)
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+@pytest.mark.parametrize("kind", ["parallel", "process"])
+def test_ctrl_c_stops_running_experiments_and_starts_no_more(kind, tmp_path):
+    import signal
+
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+            f"import test_run_utils as t; "
+            f"t.interrupted_grid({kind!r}, {str(tmp_path / 'd')!r}, {str(pid_dir)!r})")
+    # Its own session, so that SIGINT to the group reaches it as a terminal's Ctrl-C does.
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while len(list(pid_dir.glob("*.pid"))) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        pids = [int(p.read_text()) for p in pid_dir.glob("*.pid")]
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+        assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr.read().decode()
+        assert not any(_alive(pid) for pid in pids)
+        time.sleep(0.5)
+        assert len(list(pid_dir.glob("*.pid"))) == 2  # the queued variants never started
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -2,10 +2,13 @@
 
 Usage (internal): ``python -m spinfast._experiment PAYLOAD``. ``PAYLOAD`` is a file holding
 a plain pickle of launch metadata (the launcher's ``sys.path``, whether
-:func:`spinfast.compat.install` was active) followed by a cloudpickle of
-``dict(thunk=..., kwargs=..., num_cpu=...)``. The experiment splits into ``num_cpu`` MPI
-processes with :func:`spinfast.mpi_tools.mpi_fork` (which relaunches this file with the same
-payload), then every process calls ``thunk(**kwargs)``.
+:func:`spinfast.compat.install` was active) followed by a plain pickle of
+``dict(thunk=..., kwargs=..., num_cpu=..., resume=...)``: ``thunk`` is ``'module:qualname'``
+(imported here) or cloudpickle bytes, ``kwargs`` cloudpickle bytes. Both are loaded only after
+``sys.path`` is set. The experiment splits into ``num_cpu`` MPI processes with
+:func:`spinfast.mpi_tools.mpi_fork` (which relaunches this file with the same payload), then
+every process calls ``thunk(**kwargs)``; with ``resume`` its ``logger_kwargs`` dict gets
+``resume=True``.
 """
 
 import os
@@ -30,9 +33,27 @@ def _load(path):
             from spinfast import compat
 
             compat.install()
-        import cloudpickle
+        return pickle.load(f)
 
-        return cloudpickle.load(f)
+
+def resolve_thunk(ref):
+    """Return the function a job names: ``'module:qualname'`` is imported, bytes unpickled."""
+    if isinstance(ref, bytes):
+        return pickle.loads(ref)
+    import importlib
+
+    module, _, qualname = ref.partition(":")
+    obj = importlib.import_module(module)
+    for attr in qualname.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
+
+def _thunk_kwargs(job):
+    kwargs = pickle.loads(job["kwargs"])
+    if job.get("resume") and isinstance(kwargs.get("logger_kwargs"), dict):
+        kwargs["logger_kwargs"] = {**kwargs["logger_kwargs"], "resume": True}
+    return kwargs
 
 
 def main(argv=None):
@@ -49,7 +70,7 @@ def main(argv=None):
         print("usage: python -m spinfast._experiment PAYLOAD", file=sys.stderr)
         raise SystemExit(2)
     job = _load(argv[0])
-    thunk, kwargs, num_cpu = job["thunk"], dict(job["kwargs"]), job["num_cpu"]
+    thunk, kwargs, num_cpu = resolve_thunk(job["thunk"]), _thunk_kwargs(job), job["num_cpu"]
     if "env_name" in kwargs:
         import gymnasium as gym
 

@@ -17,9 +17,10 @@ Beyond Spinning Up:
   :func:`broadcast_arrays` expose it for lists of arrays.
 * Under MPI with several ranks, an uncaught exception on one rank prints its traceback and
   aborts the whole job (``MPI_Abort``) rather than leaving the other ranks blocked forever.
-* ``mpi_fork`` finds the launcher beside the interpreter first, passes Open MPI the flags it
-  needs as root or with more ranks than cores, relaunches ``python -m`` programs as such,
-  propagates the exit code, and does nothing inside an existing launch.
+* ``mpi_fork`` uses ``srun`` inside a Slurm job, else finds the launcher beside the
+  interpreter first, passes Open MPI the flags it needs as root or with more ranks than
+  cores, relaunches ``python -m`` programs as such, propagates the exit code, and does nothing
+  inside an existing launch.
 """
 
 from __future__ import annotations
@@ -216,6 +217,49 @@ def _is_open_mpi(launcher: str) -> bool:
     return "open mpi" in text or "openrte" in text or "open-mpi" in text
 
 
+def _launch_command(n: int, bind_to_core: bool = False) -> list:
+    """Return the launcher command (without the program) that starts ``n`` ranks.
+
+    Inside a Slurm job (``SLURM_JOB_ID`` set and ``srun`` on PATH) this is the site's ``srun``:
+    a new job step of ``n`` tasks of one CPU each, allowed to overlap the step already running
+    (``--overlap``, Slurm >= 20.11), as when an experiment runs inside a submitit job.
+    Elsewhere it is ``mpiexec``/``mpirun`` (see :func:`_find_launcher`).
+    """
+    import shutil
+
+    srun = shutil.which("srun") if os.environ.get("SLURM_JOB_ID") else None
+    if srun:
+        cmd = [srun, f"--ntasks={n}", "--cpus-per-task=1", "--overlap", "--kill-on-bad-exit=1"]
+        if bind_to_core:
+            cmd.append("--cpu-bind=cores")
+        return cmd
+    launcher = _find_launcher()
+    cmd = [launcher, "-n", str(n)]
+    if _is_open_mpi(launcher):
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            cmd.append("--allow-run-as-root")
+        if n > _physical_cores():
+            cmd.append("--oversubscribe")
+        if bind_to_core:
+            cmd += ["--bind-to", "core"]
+    elif bind_to_core:
+        cmd += ["-bind-to", "core"]
+    return cmd
+
+
+def _without_launch_vars(env: dict) -> dict:
+    """Return a copy of ``env`` without the variables an MPI launcher sets in its processes.
+
+    A program started from inside a launched process (e.g. an experiment started by a submitit
+    job that Slurm's ``srun`` launched with PMI) is not one of that launch's ranks; without
+    these variables it decides its own MPI world.
+    """
+    prefixes = (*_LAUNCH_PREFIXES, "PMI_")
+    return {k: v for k, v in env.items()
+            if k not in _LAUNCH_VARS and k not in _SIZE_VARS and k != "IN_MPI"
+            and not k.startswith(prefixes)}
+
+
 def _relaunch_argv() -> list:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
@@ -239,7 +283,8 @@ def mpi_fork(n, bind_to_core=False):
     code (128 + signal number if the launcher was killed by a signal).
 
     Does nothing if ``n`` <= 1, if ``IN_MPI`` is set (this is a relaunched worker), or if the
-    process already runs under an MPI launcher.
+    process already runs under an MPI launcher. The launcher is ``srun`` inside a Slurm job
+    (``SLURM_JOB_ID`` set), else ``mpiexec``/``mpirun`` beside ``sys.executable`` or on PATH.
 
     Args:
         n (int or 'auto'): Number of process to split into; ``'auto'`` uses the number of
@@ -263,18 +308,7 @@ def mpi_fork(n, bind_to_core=False):
         return
     import subprocess
 
-    launcher = _find_launcher()
-    cmd = [launcher, "-n", str(n)]
-    if _is_open_mpi(launcher):
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            cmd.append("--allow-run-as-root")
-        if n > _physical_cores():
-            cmd.append("--oversubscribe")
-        if bind_to_core:
-            cmd += ["--bind-to", "core"]
-    elif bind_to_core:
-        cmd += ["-bind-to", "core"]
-    cmd += [sys.executable, *_relaunch_argv()]
+    cmd = _launch_command(n, bind_to_core) + [sys.executable, *_relaunch_argv()]
     env = os.environ.copy()
     env.update(MKL_NUM_THREADS="1", OMP_NUM_THREADS="1", IN_MPI="1")
     sys.stdout.flush()

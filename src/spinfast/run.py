@@ -19,7 +19,8 @@ import shutil
 import subprocess
 import sys
 
-__all__ = ["main", "parse_grid_args", "REGISTRY", "SUBSTITUTIONS", "RUN_KEYS"]
+__all__ = ["main", "parse_grid_args", "REGISTRY", "SUBSTITUTIONS", "RUN_KEYS", "EXECUTORS",
+           "make_executor", "slurm_parameters"]
 
 PROG = "python -m spinfast.run"
 
@@ -32,7 +33,12 @@ SUBSTITUTIONS = {"env": "env_name", "hid": "ac_kwargs:hidden_sizes",
                  "act": "ac_kwargs:activation", "cpu": "num_cpu", "dt": "datestamp"}
 
 #: Flags that configure :meth:`ExperimentGrid.run` rather than the function (one value each).
-RUN_KEYS = ("num_cpu", "data_dir", "datestamp", "parallel", "skip_finished")
+RUN_KEYS = ("num_cpu", "data_dir", "datestamp", "parallel", "skip_finished", "executor",
+            "resume")
+
+#: ``--executor`` values; ``--slurm_KEY V`` flags set submitit's Slurm parameter KEY.
+EXECUTORS = ("slurm", "local")
+SLURM_PREFIX = "slurm_"
 
 COMMANDS = {
     "plot": "plot learning curves from experiment folders (PNG/SVG/PDF with --save)",
@@ -73,6 +79,14 @@ grid flags (MODULE:FUNC and NAME):
   --datestamp         date and time in folder names (also --dt)
   --parallel K        run K variants at once (or auto), logs in <run folder>.log, summary
   --skip_finished     skip variants whose folder already holds a finished run
+  --resume            skip finished variants, restart the others in their folders with
+                      logger_kwargs resume=True
+  --executor E        submit each variant as a job: slurm (submitit's SlurmExecutor) or local
+                      (submitit's LocalExecutor); job logs in DATA_DIR/submitit. Each job
+                      runs its --cpu N MPI ranks with srun under Slurm, else mpiexec
+  --slurm_KEY V       submitit Slurm parameter KEY (sbatch's --KEY): --slurm_partition P,
+                      --slurm_time MINUTES (also the local executor's limit; default 60),
+                      --slurm_cpus_per_task N (default: --cpu), --slurm_mem_gb ...
   --env E             --env_name E: the function gets env_fn making gymnasium env E
   --hid H / --act A   --ac_kwargs:hidden_sizes H / --ac_kwargs:activation A
                       (A may be a dotted name such as torch.nn.ReLU)
@@ -83,6 +97,8 @@ examples:
   {PROG} test_policy data/ppo/ppo_s0 -n 10 -nr
   {PROG} spinfast.examples_demo:train --lr 0.1 0.5 --seed 0 1 --epochs 20 --cpu 2
   {PROG} corridor_pg --length 6 10 --exp_name corridor --parallel 2
+  {PROG} mypkg.algos:ppo --seed 0 1 2 --cpu 4 --executor slurm --slurm_partition gpu \\
+      --slurm_time 600
   {PROG} mypkg.algos:ppo --env CartPole-v1 --hid "[64,64]" --act torch.nn.Tanh
 """
 
@@ -364,7 +380,8 @@ def _check_function_flags(func, arg_dict, spec):
     accepted = set(valid) | ({"env_name"} if "env_fn" in valid else set())
     for key in arg_dict:
         top = key.split(":")[0]
-        if top in accepted or key in RUN_KEYS or key == "exp_name":
+        if top in accepted or key in RUN_KEYS or key == "exp_name" \
+                or key.startswith(SLURM_PREFIX):
             continue
         flags = ["--" + n for n in valid] + ["--" + k for k in RUN_KEYS] + [
             "--exp_name", *("--" + k for k in SUBSTITUTIONS)]
@@ -383,6 +400,68 @@ def _check_env_names(names):
         if not isinstance(name, str) or name not in gym.envs.registry:
             raise UsageError(f"{name!r} is not a registered gymnasium environment"
                              + _suggest(str(name), registry))
+
+
+def slurm_parameters(grid_name, num_cpu, options):
+    """Return the parameters of submitit's ``SlurmExecutor.update_parameters`` for a grid.
+
+    One job per variant: one node, one task holding ``cpus_per_task`` CPUs (default
+    ``num_cpu``, at least 1), in which the experiment starts its ``num_cpu`` MPI ranks with
+    ``srun`` (see :func:`spinfast.mpi_tools.mpi_fork`); ``time`` 60 minutes unless given.
+    ``options`` (from ``--slurm_KEY V``) override any of them and add others (``partition``,
+    ``mem_gb``, ``gpus_per_node``, ``account``, ``qos``, ``constraint``, ...).
+    """
+    params = dict(job_name=grid_name or "spinfast", nodes=1, ntasks_per_node=1,
+                  cpus_per_task=num_cpu if isinstance(num_cpu, int) and num_cpu > 1 else 1,
+                  time=60)
+    params.update(options)
+    return params
+
+
+def make_executor(kind, data_dir, num_cpu, grid_name, options):
+    """Build the submitit executor named by ``--executor``; return ``(executor, num_cpu)``.
+
+    ``slurm``: a ``submitit.SlurmExecutor`` with :func:`slurm_parameters`; ``local``: a
+    ``submitit.LocalExecutor`` whose time limit is ``options['time']`` minutes (default 60).
+    Job logs go to ``DATA_DIR/submitit/<job id>``. ``num_cpu='auto'`` becomes the job's
+    ``cpus_per_task`` under Slurm (one rank per CPU of the job).
+
+    Raises:
+        UsageError: unknown kind, submitit missing, no Slurm here, or a parameter submitit
+            does not know.
+    """
+    from spinfast import user_config
+
+    if kind not in EXECUTORS:
+        raise UsageError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind!r}"
+                         + _suggest(str(kind), EXECUTORS))
+    try:
+        import submitit
+    except ImportError:
+        raise UsageError(f"--executor {kind} needs submitit: pip install 'spinfast[cluster]'") \
+            from None
+    folder = osp.join(data_dir or user_config.DEFAULT_DATA_DIR, "submitit", "%j")
+    try:
+        if kind == "slurm":
+            params = slurm_parameters(grid_name, num_cpu, options)
+            if num_cpu == "auto":
+                num_cpu = params["cpus_per_task"]
+            executor = submitit.SlurmExecutor(folder=folder)
+            executor.update_parameters(**params)
+        else:
+            options = dict(options)
+            minutes = options.pop("time", 60)
+            if options:
+                raise UsageError(f"--executor local takes only --{SLURM_PREFIX}time, got "
+                                 + ", ".join(f"--{SLURM_PREFIX}{k}" for k in options))
+            executor = submitit.LocalExecutor(folder=folder)
+            executor.update_parameters(timeout_min=minutes)
+    except RuntimeError as exc:  # no srun: not on a Slurm cluster
+        raise UsageError(f"--executor {kind}: {exc}; submit from a Slurm login node, or use "
+                         f"--executor local or --parallel K on this machine") from None
+    except ValueError as exc:  # a parameter submitit does not know
+        raise UsageError(f"--executor {kind}: {str(exc).splitlines()[0]}") from None
+    return executor, num_cpu
 
 
 def _run_grid(spec, func, args):
@@ -412,6 +491,22 @@ def _run_grid(spec, func, args):
         exp_name = "cmd_" + getattr(func, "__name__", "experiment")
     if "env_name" in arg_dict:
         _check_env_names(arg_dict["env_name"])
+    slurm_options = {}
+    for k in [k for k in arg_dict if k.startswith(SLURM_PREFIX)]:
+        vals = arg_dict.pop(k)
+        if len(vals) != 1:
+            raise UsageError(f"you can only provide one value for --{k}, got {vals!r}")
+        slurm_options[k[len(SLURM_PREFIX):]] = vals[0]
+    if "executor" in run_kwargs:
+        if "parallel" in run_kwargs:
+            raise UsageError("--parallel runs variants on this machine; with --executor the "
+                             "executor decides how many run at once: give one of the two")
+        run_kwargs["executor"], run_kwargs["num_cpu"] = make_executor(
+            run_kwargs["executor"], run_kwargs.get("data_dir"), run_kwargs.get("num_cpu", 1),
+            exp_name, slurm_options)
+    elif slurm_options:
+        raise UsageError(f"--{SLURM_PREFIX}{next(iter(slurm_options))} needs --executor slurm "
+                         f"(or local)")
     grid = ExperimentGrid(name=exp_name)
     for k, v in arg_dict.items():
         grid.add(k, v, shorthand=shorthands.get(k))

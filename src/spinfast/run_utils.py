@@ -6,7 +6,10 @@ logger settings from :func:`setup_logger_kwargs`, optionally split into MPI rank
 :class:`ExperimentGrid` names and runs every combination of a set of parameter values; beyond
 Spinning Up it can run several variants at once with a progress bar, per-variant log files,
 a summary table, failures that do not stop the other variants, and skipping of variants that
-already finished.
+already finished. Variants can also go to any executor (``concurrent.futures`` pools,
+submitit's Slurm/local/debug executors, dask): each is handed over as an
+:class:`ExperimentJob`, a small picklable record, and ``resume=True`` restarts unfinished
+variants in their folders (as submitit does by itself after a preemption).
 
 A variant (or any :func:`call_experiment` run) is **finished** when its output folder holds
 
@@ -22,6 +25,7 @@ never counts as finished, even if it left rows in ``progress.txt``. Runs made by
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import os.path as osp
@@ -41,7 +45,8 @@ from spinfast import user_config
 from spinfast.serialization_utils import convert_json, dumps_config
 
 __all__ = ["setup_logger_kwargs", "call_experiment", "ExperimentGrid", "VariantResult",
-           "is_finished", "valid_str", "all_bools", "DIV_LINE_WIDTH", "STATUS_FILE"]
+           "ExperimentJob", "is_finished", "valid_str", "all_bools", "DIV_LINE_WIDTH",
+           "STATUS_FILE"]
 
 DIV_LINE_WIDTH = 80
 STATUS_FILE = "spinfast_run.json"
@@ -110,19 +115,114 @@ def _cpu_count():
     return os.cpu_count() or 1
 
 
-@dataclass
-class _Launch:
-    """Everything needed to start one experiment process."""
+def _thunk_ref(thunk):
+    """Name ``thunk`` as ``'module:qualname'`` when importing that gives it back, else pickle it.
+
+    Functions defined at module level travel by reference (a short string any worker
+    imports); lambdas, closures, bound methods, partials and functions of ``__main__`` travel
+    as cloudpickle bytes.
+    """
+    module = getattr(thunk, "__module__", None)
+    qualname = getattr(thunk, "__qualname__", None)
+    if (isinstance(module, str) and isinstance(qualname, str) and module != "__main__"
+            and "<" not in qualname):
+        from spinfast._experiment import resolve_thunk
+
+        ref = f"{module}:{qualname}"
+        try:
+            if resolve_thunk(ref) is thunk:
+                return ref
+        except Exception:  # not importable by name: pickle it by value instead
+            pass
+    import cloudpickle
+
+    return cloudpickle.dumps(thunk)
+
+
+# Experiment processes started by jobs running in this process (thread pools), so that an
+# interrupted grid can stop them; and the runs interrupted (Ctrl-C) in this process, whose
+# jobs still queued here then start nothing.
+_running: dict = {}
+_running_lock = threading.Lock()
+_interrupted: set = set()
+
+
+@dataclass(frozen=True)
+class ExperimentJob:
+    """One experiment as a small picklable record; calling it runs the experiment.
+
+    This is what :func:`call_experiment` and :meth:`ExperimentGrid.run` hand to an executor
+    (``executor.submit(job)``): names, the thunk by reference (or pickled), its pickled
+    kwargs and the output folder, nothing of the grid. Calling it, in any process on any
+    machine that shares the output file system, writes the payload to a temporary folder
+    beside the log file, runs ``python -m spinfast._experiment`` (which forks ``num_cpu`` MPI
+    ranks through the site's launcher), records the exit status in the output folder and
+    returns a :class:`VariantResult`.
+
+    It is checkpointable for submitit: when Slurm preempts the job or its time runs out,
+    submitit calls :meth:`checkpoint` and requeues the same job with ``resume=True``.
+
+    Attributes:
+        exp_name: the experiment's name.
+        output_dir: its output folder, or None if the thunk's ``logger_kwargs`` has none.
+        log_path: file receiving the experiment's stdout and stderr; None: this process's.
+        header: what is written at the top of the log (name and kwargs).
+        thunk: ``'module:qualname'`` or cloudpickle bytes of the function.
+        kwargs: cloudpickle bytes of the thunk's keyword arguments (``seed`` and
+            ``logger_kwargs`` included).
+        num_cpu: MPI processes.
+        resume: add ``resume=True`` to the thunk's ``logger_kwargs`` dict, and append to the
+            log instead of replacing it.
+        sys_path: the submitting process's ``sys.path``, appended in the experiment process.
+        compat: whether :func:`spinfast.compat.install` was active when submitting.
+        run_id: the grid run (or call) the job belongs to; once a job of it is interrupted
+            in a process (Ctrl-C), its other jobs queued in that process start nothing.
+    """
 
     exp_name: str
-    output_dir: str
-    header: str        # what call_experiment prints before launching
-    payload_dir: str   # temporary folder holding the payload file
-    cmd: list
+    output_dir: str | None
+    log_path: str | None
+    header: str
+    thunk: str | bytes
+    kwargs: bytes
+    num_cpu: int
+    resume: bool = False
+    sys_path: tuple = ()
+    compat: bool = False
+    run_id: str = ""
+
+    def __call__(self):
+        """Run the experiment and return its :class:`VariantResult`."""
+        try:
+            return _run_job(self)
+        except KeyboardInterrupt:
+            if self.run_id:
+                _interrupted.add(self.run_id)
+            raise
+
+    def checkpoint(self, *args, **kwargs):
+        """Return this job with ``resume=True`` as a submitit ``DelayedSubmission``.
+
+        submitit calls this (as on its ``helpers.Checkpointable``) when the job is preempted
+        or times out, and requeues what it returns: the experiment restarts in its folder.
+        """
+        import dataclasses
+
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(dataclasses.replace(self, resume=True), *args, **kwargs)
 
 
-def _prepare(exp_name, thunk, seed, num_cpu, data_dir, datestamp, kwargs, func):
-    """Check the arguments, write the payload file and return a :class:`_Launch`."""
+def _log_path_of(exp_name, output_dir, data_dir):
+    if output_dir:
+        return output_dir.rstrip(os.sep) + ".log"
+    # the thunk got logger_kwargs without an output_dir
+    return osp.join(data_dir or user_config.DEFAULT_DATA_DIR, exp_name + ".log")
+
+
+def _make_job(exp_name, thunk, seed, num_cpu, data_dir, datestamp, kwargs, func, log=False,
+              resume=False, run_id=""):
+    """Check the arguments, serialize the thunk and kwargs, return an :class:`ExperimentJob`."""
     if not isinstance(exp_name, str):
         raise TypeError(f"{func}(): exp_name must be a string, got {exp_name!r}; "
                         f"pass the experiment's name")
@@ -143,23 +243,101 @@ def _prepare(exp_name, thunk, seed, num_cpu, data_dir, datestamp, kwargs, func):
         header += "Note: Call experiment is not handling logger_kwargs.\n\n"
     logger_kwargs = kwargs["logger_kwargs"]
     output_dir = logger_kwargs.get("output_dir") if isinstance(logger_kwargs, dict) else None
+    output_dir = os.fspath(output_dir) if output_dir else None
 
     from spinfast import compat
 
-    meta = dict(sys_path=list(sys.path), compat=compat.is_installed(), exp_name=exp_name)
     try:
-        body = cloudpickle.dumps(dict(thunk=thunk, kwargs=kwargs, num_cpu=num_cpu))
+        thunk_ref = _thunk_ref(thunk)
+        kwargs_bytes = cloudpickle.dumps(kwargs)
     except Exception as exc:
         raise TypeError(f"{func}(): could not serialize the experiment {exp_name!r} with "
                         f"cloudpickle ({type(exc).__name__}: {exc}); make the thunk and its "
                         f"kwargs picklable") from exc
-    payload_dir = tempfile.mkdtemp(prefix="spinfast-exp-")
-    payload = osp.join(payload_dir, "experiment.pkl")
-    with open(payload, "wb") as f:
-        pickle.dump(meta, f)
-        f.write(body)
-    cmd = [sys.executable or "python", "-m", "spinfast._experiment", payload]
-    return _Launch(exp_name, output_dir, header, payload_dir, cmd)
+    return ExperimentJob(exp_name=exp_name, output_dir=output_dir,
+                         log_path=_log_path_of(exp_name, output_dir, data_dir) if log else None,
+                         header=header, thunk=thunk_ref, kwargs=kwargs_bytes, num_cpu=num_cpu,
+                         resume=bool(resume), sys_path=tuple(sys.path),
+                         compat=compat.is_installed(), run_id=run_id)
+
+
+def _stop_process(proc):
+    """SIGTERM the experiment's process group; SIGKILL it if it outlives 10 seconds."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _stop_running():
+    """Stop every experiment process started by jobs of this process."""
+    with _running_lock:
+        procs = list(_running.values())
+    for proc in procs:
+        _stop_process(proc)
+
+
+def _run_job(job):
+    from spinfast.mpi_tools import _without_launch_vars
+
+    out = job.output_dir
+    if job.run_id and job.run_id in _interrupted:
+        return VariantResult(job.exp_name, out, "failed", None, 0.0, job.log_path,
+                             "interrupted")
+    _clear_status(out)
+    log_dir = None
+    if job.log_path is not None:
+        log_dir = osp.dirname(osp.abspath(job.log_path))
+        os.makedirs(log_dir, exist_ok=True)
+    payload_dir = tempfile.mkdtemp(prefix=".spinfast-job-", dir=log_dir)
+    try:
+        payload = osp.join(payload_dir, "experiment.pkl")
+        with open(payload, "wb") as f:
+            pickle.dump(dict(sys_path=list(job.sys_path), compat=job.compat,
+                             exp_name=job.exp_name), f)
+            pickle.dump(dict(thunk=job.thunk, kwargs=job.kwargs, num_cpu=job.num_cpu,
+                             resume=job.resume), f)
+        cmd = [sys.executable or "python", "-m", "spinfast._experiment", payload]
+        # The experiment decides its own MPI world, even when this job was launched by srun.
+        env = _without_launch_vars(os.environ)
+        start = time.time()
+        if job.log_path is None:
+            returncode = subprocess.call(cmd, env=env)
+        else:
+            env["PYTHONUNBUFFERED"] = "1"
+            with open(job.log_path, "a" if job.resume else "w") as log:
+                log.write(job.header)
+                log.flush()
+                if job.run_id and job.run_id in _interrupted:
+                    return VariantResult(job.exp_name, out, "failed", None, 0.0, job.log_path,
+                                         "interrupted")
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=env,
+                                        start_new_session=True)
+                with _running_lock:
+                    _running[proc.pid] = proc
+                try:
+                    returncode = proc.wait()
+                except BaseException:  # interrupted, or preempted (submitit exits): stop it
+                    _stop_process(proc)
+                    raise
+                finally:
+                    with _running_lock:
+                        _running.pop(proc.pid, None)
+                log.write(f"\n[spinfast] experiment process exited with status {returncode} "
+                          f"after {time.time() - start:.1f} s\n")
+        seconds = time.time() - start
+        _write_status(out, job.exp_name, returncode, seconds)
+    finally:
+        shutil.rmtree(payload_dir, ignore_errors=True)
+    return VariantResult(job.exp_name, out, "ok" if returncode == 0 else "failed", returncode,
+                         seconds, job.log_path)
 
 
 def _end_message(output_dir):
@@ -229,17 +407,32 @@ def is_finished(output_dir):
     return any(line.count("\t") == ncols for line in complete[1:])
 
 
+def _check_executor(executor, func):
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise TypeError(f"{func}(): executor must have a submit(fn, *args) method returning a "
+                        f"future, got {executor!r}; pass e.g. concurrent.futures."
+                        f"ProcessPoolExecutor(2) or a submitit executor")
+
+
+def _check_resume(flag_name, datestamp, func):
+    if datestamp or user_config.FORCE_DATESTAMP:
+        raise ValueError(f"{func}(): {flag_name}=True cannot find earlier runs when folder names "
+                         f"carry a datestamp (datestamp={datestamp!r}, FORCE_DATESTAMP="
+                         f"{user_config.FORCE_DATESTAMP!r}); turn datestamps off")
+
+
 def call_experiment(exp_name, thunk, seed=0, num_cpu=1, data_dir=None, datestamp=False,
-                    **kwargs):
+                    executor=None, resume=False, **kwargs):
     """Run ``thunk(**kwargs)`` in a fresh Python process, with logger settings and MPI.
 
     ``seed`` and ``logger_kwargs`` (from :func:`setup_logger_kwargs`, unless given in
     ``kwargs``) are added to the thunk's keyword arguments. If ``env_name`` is among them it
     is replaced by ``env_fn``, a function making that gymnasium environment (gymnasium is
-    imported only then). The thunk and its arguments are serialized with cloudpickle to a
-    temporary file read by ``python -m spinfast._experiment``, which splits into ``num_cpu``
-    MPI processes with :func:`spinfast.mpi_tools.mpi_fork` before calling the thunk. Prints
-    the experiment's name and kwargs before, and the commands to plot and test it after.
+    imported only then). The thunk (by reference when importable, else by value) and its
+    arguments are serialized with cloudpickle into an :class:`ExperimentJob`, which runs
+    ``python -m spinfast._experiment``; that splits into ``num_cpu`` MPI processes with
+    :func:`spinfast.mpi_tools.mpi_fork` before calling the thunk. Prints the experiment's
+    name and kwargs before, and the commands to plot and test it after.
 
     Args:
         exp_name: experiment name.
@@ -248,27 +441,75 @@ def call_experiment(exp_name, thunk, seed=0, num_cpu=1, data_dir=None, datestamp
         num_cpu: MPI processes, or ``'auto'`` for one per available CPU.
         data_dir: where results go (default ``user_config.DEFAULT_DATA_DIR``).
         datestamp: add date and time to folder names.
+        executor: None to run here, or anything with ``submit(fn)`` returning an object with
+            ``.result()`` (a ``concurrent.futures`` pool, a submitit executor, a dask
+            ``Client``): the job runs there and its output goes to ``<output_dir>.log``.
+        resume: restart in the existing output folder: nothing runs if it holds a finished
+            run, else the thunk's ``logger_kwargs`` dict gets ``resume=True`` (the thunk's
+            logger must accept it). Needs ``datestamp=False``.
         **kwargs: keyword arguments of the thunk.
 
+    Returns:
+        the run's :class:`VariantResult` (status ``'skipped'`` when resuming a finished run).
+
     Raises:
-        TypeError: ``exp_name`` not a string, ``thunk`` not callable or not serializable.
-        ValueError: bad ``num_cpu``.
+        TypeError: ``exp_name`` not a string, ``thunk`` not callable or not serializable,
+            ``executor`` without ``submit``.
+        ValueError: bad ``num_cpu``; ``resume`` with datestamps.
         subprocess.CalledProcessError: the experiment process failed.
+        Exception: what the executor's ``result()`` raises when the job itself failed.
     """
-    launch = _prepare(exp_name, thunk, seed, num_cpu, data_dir, datestamp, kwargs,
-                      "call_experiment")
-    print(launch.header, end="", flush=True)
-    _clear_status(launch.output_dir)
-    start = time.time()
-    try:
-        returncode = subprocess.call(launch.cmd, env=os.environ.copy())
-    finally:
-        shutil.rmtree(launch.payload_dir, ignore_errors=True)
-    _write_status(launch.output_dir, exp_name, returncode, time.time() - start)
-    if returncode != 0:
+    _check_executor(executor, "call_experiment")
+    if resume:
+        _check_resume("resume", datestamp, "call_experiment")
+    job = _make_job(exp_name, thunk, seed, num_cpu, data_dir, datestamp, kwargs,
+                    "call_experiment", log=executor is not None, resume=resume)
+    if resume and job.output_dir and is_finished(job.output_dir):
+        print(_colorize(f"Skipping {exp_name}: {job.output_dir} holds a finished run.",
+                        "yellow", bold=True))
+        return VariantResult(exp_name, job.output_dir, "skipped", None, 0.0)
+    print(job.header, end="", flush=True)
+    if executor is None:
+        result = job()
+    else:
+        print(f"Submitted to {type(executor).__name__}; output goes to {job.log_path}",
+              flush=True)
+        result = executor.submit(job).result()
+    if result.returncode != 0:
         print(_ERROR_MESSAGE)
-        raise subprocess.CalledProcessError(returncode, launch.cmd)
-    print(_end_message(launch.output_dir), end="")
+        raise subprocess.CalledProcessError(result.returncode,
+                                            ["python", "-m", "spinfast._experiment", exp_name])
+    print(_end_message(job.output_dir), end="")
+    return result
+
+
+def _completed(submitted):
+    """Yield ``(future, index)`` pairs as their futures finish.
+
+    ``concurrent.futures`` futures are waited on directly; other futures with ``done()``
+    (submitit jobs, dask futures) are polled, every 10 ms at first, then less often up to
+    once a second; anything else is waited on in order.
+    """
+    if all(isinstance(fut, concurrent.futures.Future) for fut, _ in submitted):
+        index = {fut: i for fut, i in submitted}
+        for fut in concurrent.futures.as_completed(index):
+            yield fut, index[fut]
+        return
+    if not all(callable(getattr(fut, "done", None)) for fut, _ in submitted):
+        yield from submitted
+        return
+    pending, delay = list(submitted), 0.01
+    while pending:
+        ready, still = [], []
+        for pair in pending:
+            (ready if pair[0].done() else still).append(pair)
+        if ready:
+            yield from ready
+            delay = 0.01
+        else:
+            time.sleep(delay)
+            delay = min(1.0, delay * 1.5)
+        pending = still
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +554,9 @@ class VariantResult:
         status: ``'ok'``, ``'failed'`` or ``'skipped'`` (already finished).
         returncode: exit status of the experiment process (None if skipped).
         seconds: wall time of the run (0 if skipped).
-        log_path: the per-variant log file (parallel mode), else None.
+        log_path: the per-variant log file (parallel mode and executors), else None.
+        error: why a failed variant has no exit status (could not start, or the executor
+            reported the job lost), else None.
     """
 
     name: str
@@ -322,6 +565,7 @@ class VariantResult:
     returncode: int | None
     seconds: float
     log_path: str | None = None
+    error: str | None = None
 
 
 class ExperimentGrid:
@@ -489,33 +733,46 @@ class ExperimentGrid:
     # -- running ------------------------------------------------------------------------------
 
     def run(self, thunk, num_cpu=1, data_dir=None, datestamp=False, parallel=None,
-            skip_finished=False):
+            skip_finished=False, executor=None, resume=False):
         """Run each variant of the grid with ``thunk``, named by :meth:`variant_name`.
 
-        With ``parallel=None`` (Spinning Up's way) variants run one after another through
-        :func:`call_experiment`, printing to the terminal, and the first failure raises.
-        With ``parallel=k`` up to ``k`` variants run at once (``'auto'``: as many as fit the
-        available CPUs at ``num_cpu`` MPI processes each); each variant's output goes to the
-        log file ``<output_dir>.log``, a progress bar counts finished variants, a failing
+        With ``parallel=None`` and no executor (Spinning Up's way) variants run one after
+        another through :func:`call_experiment`, printing to the terminal, and the first
+        failure raises. With ``parallel=k`` up to ``k`` variants run at once on this machine
+        (``'auto'``: as many as fit the available CPUs at ``num_cpu`` MPI processes each); with
+        ``executor`` each variant is submitted to it as an :class:`ExperimentJob` (a small
+        picklable record, nothing of the grid). In both cases each variant's output goes to
+        the log file ``<output_dir>.log``, a progress bar counts finished variants, a failing
         variant is reported and the others go on, and a summary table (variant, seconds,
         status) ends the run.
 
         Args:
             thunk: a callable, or the name of a grid parameter whose values are callables.
-            num_cpu: MPI processes per variant (int or ``'auto'``).
+            num_cpu: MPI processes per variant (int or ``'auto'``), started inside each job
+                by ``srun`` under Slurm, else ``mpiexec``.
             data_dir: where results go (default ``user_config.DEFAULT_DATA_DIR``).
             datestamp: add date and time to folder names.
             parallel: None, an int >= 1, or ``'auto'``.
             skip_finished: skip variants whose output folder holds a finished run (see the
                 module docstring); needs ``datestamp=False``.
+            executor: anything with ``submit(fn)`` returning an object with ``.result()``:
+                ``concurrent.futures.ProcessPoolExecutor``, submitit's ``AutoExecutor``,
+                ``SlurmExecutor``, ``LocalExecutor``, ``DebugExecutor``, a dask ``Client``.
+                Submitted jobs requeued by submitit after preemption resume in their folder.
+            resume: skip finished variants and restart the others in their existing folders,
+                with ``resume=True`` added to each thunk's ``logger_kwargs`` dict (the thunk's
+                logger must accept it); needs ``datestamp=False``.
 
         Returns:
             list of :class:`VariantResult`, one per variant, in grid order.
 
         Raises:
-            TypeError: ``thunk`` is neither callable nor a grid key.
-            ValueError: bad ``parallel``/``num_cpu``, or ``skip_finished`` with datestamps.
-            subprocess.CalledProcessError: a variant failed (``parallel=None`` only).
+            TypeError: ``thunk`` is neither callable nor a grid key; ``executor`` has no
+                ``submit``.
+            ValueError: bad ``parallel``/``num_cpu``, both ``parallel`` and ``executor``, or
+                ``skip_finished``/``resume`` with datestamps.
+            subprocess.CalledProcessError: a variant failed (``parallel=None`` without
+                executor only).
         """
         if isinstance(thunk, str):
             if thunk not in self.keys:
@@ -526,18 +783,22 @@ class ExperimentGrid:
             raise TypeError(f"ExperimentGrid.run(): thunk must be callable or a grid key, got "
                             f"{thunk!r}; pass the experiment function")
         ncpu = _resolve_num_cpu(num_cpu, "ExperimentGrid.run")
+        _check_executor(executor, "ExperimentGrid.run")
         if parallel is not None:
+            if executor is not None:
+                raise ValueError(f"ExperimentGrid.run(): pass parallel or executor, not both "
+                                 f"(parallel={parallel!r}, executor={executor!r}); the "
+                                 f"executor decides how many variants run at once")
             if parallel == "auto":
                 parallel = max(1, _cpu_count() // ncpu)
             elif isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
                 raise ValueError(f"ExperimentGrid.run(): parallel must be None, an int >= 1 or "
                                  f"'auto', got {parallel!r}; pass how many variants may run "
                                  f"at once")
-        if skip_finished and (datestamp or user_config.FORCE_DATESTAMP):
-            raise ValueError("ExperimentGrid.run(): skip_finished=True cannot find earlier runs "
-                             "when folder names carry a datestamp (datestamp="
-                             f"{datestamp!r}, FORCE_DATESTAMP={user_config.FORCE_DATESTAMP!r}); "
-                             "turn datestamps off")
+        if skip_finished:
+            _check_resume("skip_finished", datestamp, "ExperimentGrid.run")
+        if resume:
+            _check_resume("resume", datestamp, "ExperimentGrid.run")
 
         self.print()
         variants = self.variants()
@@ -558,10 +819,24 @@ class ExperimentGrid:
                 thunk_ = thunk
             jobs.append((exp_name, thunk_, var))
 
-        if parallel is None:
-            return self._run_sequential(jobs, num_cpu, data_dir, datestamp, skip_finished)
-        return self._run_batch(jobs, num_cpu, ncpu, data_dir, datestamp, parallel,
-                               skip_finished)
+        if parallel is None and executor is None:
+            return self._run_sequential(jobs, num_cpu, data_dir, datestamp,
+                                        skip_finished or resume, resume)
+        own_pool = None
+        if executor is None:
+            parallel = min(parallel, max(1, len(jobs)))
+            if parallel * ncpu > _cpu_count():
+                print(_colorize(f"Note: {parallel} variants x {ncpu} MPI processes exceed the "
+                                f"{_cpu_count()} available CPUs; runs will share cores.",
+                                "yellow", bold=True))
+            # Threads suffice: each only waits for its experiment process.
+            executor = own_pool = concurrent.futures.ThreadPoolExecutor(max_workers=parallel)
+        try:
+            return self._run_batch(jobs, num_cpu, data_dir, datestamp, executor,
+                                   skip_finished or resume, resume)
+        finally:
+            if own_pool is not None:
+                own_pool.shutdown(wait=True, cancel_futures=True)
 
     @staticmethod
     def _wait_before_launch(line):
@@ -590,7 +865,7 @@ class ExperimentGrid:
         return setup_logger_kwargs(exp_name, var.get("seed", 0), data_dir,
                                    datestamp)["output_dir"]
 
-    def _run_sequential(self, jobs, num_cpu, data_dir, datestamp, skip_finished):
+    def _run_sequential(self, jobs, num_cpu, data_dir, datestamp, skip_finished, resume):
         results = []
         for exp_name, thunk_, var in jobs:
             out = self._output_dir_of(exp_name, var, data_dir, datestamp)
@@ -599,65 +874,28 @@ class ExperimentGrid:
                                 bold=True))
                 results.append(VariantResult(exp_name, out, "skipped", None, 0.0))
                 continue
-            start = time.time()
-            call_experiment(exp_name, thunk_, num_cpu=num_cpu, data_dir=data_dir,
-                            datestamp=datestamp, **var)
-            results.append(VariantResult(exp_name, out, "ok", 0, time.time() - start))
+            results.append(call_experiment(exp_name, thunk_, num_cpu=num_cpu,
+                                           data_dir=data_dir, datestamp=datestamp,
+                                           resume=resume, **var))
         return results
 
-    def _run_batch(self, jobs, num_cpu, ncpu, data_dir, datestamp, parallel, skip_finished):
+    def _run_batch(self, jobs, num_cpu, data_dir, datestamp, executor, skip_finished, resume):
+        import uuid
+
         from tqdm import tqdm
 
-        parallel = min(parallel, max(1, len(jobs)))
-        if parallel * ncpu > _cpu_count():
-            print(_colorize(f"Note: {parallel} variants x {ncpu} MPI processes exceed the "
-                            f"{_cpu_count()} available CPUs; runs will share cores.", "yellow",
-                            bold=True))
+        run_id = uuid.uuid4().hex
         results = [None] * len(jobs)
-        procs, lock = {}, threading.Lock()
-        stopping = threading.Event()
-
-        def work(i, exp_name, thunk_, var):
-            seed = var.pop("seed", 0)
-            launch = _prepare(exp_name, thunk_, seed, num_cpu, data_dir, datestamp, var,
-                              "ExperimentGrid.run")
-            log_path = None
-            try:
-                out = launch.output_dir
-                if out:
-                    log_path = out.rstrip(os.sep) + ".log"
-                else:  # the thunk got logger_kwargs without an output_dir
-                    log_path = osp.join(data_dir or user_config.DEFAULT_DATA_DIR,
-                                        exp_name + ".log")
-                os.makedirs(osp.dirname(osp.abspath(log_path)), exist_ok=True)
-                _clear_status(out)
-                env = dict(os.environ, PYTHONUNBUFFERED="1")
-                start = time.time()
-                with open(log_path, "w") as log:
-                    log.write(launch.header)
-                    log.flush()
-                    if stopping.is_set():
-                        return VariantResult(exp_name, out, "failed", None, 0.0, log_path)
-                    proc = subprocess.Popen(launch.cmd, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env,
-                                            start_new_session=True)
-                    with lock:
-                        procs[i] = proc
-                    returncode = proc.wait()
-                    with lock:
-                        procs.pop(i, None)
-                    seconds = time.time() - start
-                    log.write(f"\n[spinfast] experiment process exited with status "
-                              f"{returncode} after {seconds:.1f} s\n")
-                _write_status(out, exp_name, returncode, seconds)
-                status = "ok" if returncode == 0 else "failed"
-                return VariantResult(exp_name, out, status, returncode, seconds, log_path)
-            finally:
-                shutil.rmtree(launch.payload_dir, ignore_errors=True)
-
+        ready, submitted = [], []  # (job, index), (future, index)
         bar = tqdm(total=len(jobs), desc="Variants", unit="variant", dynamic_ncols=True)
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=parallel)
-        futures = {}
+
+        def not_started(i, out, exc):
+            results[i] = VariantResult(jobs[i][0], out, "failed", None, 0.0,
+                                       error="did not start")
+            bar.write(_colorize(f"Variant {jobs[i][0]} could not start: "
+                                f"{type(exc).__name__}: {exc}", "red", bold=True))
+            bar.update(1)
+
         try:
             for i, (exp_name, thunk_, var) in enumerate(jobs):
                 out = self._output_dir_of(exp_name, var, data_dir, datestamp)
@@ -667,15 +905,42 @@ class ExperimentGrid:
                                         "yellow", bold=True))
                     bar.update(1)
                     continue
-                futures[pool.submit(work, i, exp_name, thunk_, dict(var))] = i
-            for fut in concurrent.futures.as_completed(futures):
-                i = futures[fut]
+                var = dict(var)
+                seed = var.pop("seed", 0)
+                try:
+                    ready.append((_make_job(exp_name, thunk_, seed, num_cpu, data_dir,
+                                            datestamp, var, "ExperimentGrid.run", log=True,
+                                            resume=resume, run_id=run_id), i))
+                except Exception as exc:  # could not even start: report, keep going
+                    not_started(i, out, exc)
+            # submitit submits a batch as one job array (one sbatch call under Slurm).
+            batch = getattr(executor, "batch", None) if len(ready) > 1 and \
+                type(executor).__module__.partition(".")[0] == "submitit" else None
+            try:
+                with batch() if callable(batch) else contextlib.nullcontext():
+                    for job, i in ready:
+                        try:
+                            submitted.append((executor.submit(job), i))
+                        except Exception as exc:
+                            if callable(batch):
+                                raise
+                            not_started(i, job.output_dir, exc)
+            except Exception as exc:  # the batch could not be submitted
+                submitted = []
+                for job, i in ready:
+                    not_started(i, job.output_dir, exc)
+            for fut, i in _completed(submitted):
+                exp_name, _, var = jobs[i]
                 try:
                     res = fut.result()
-                except Exception as exc:  # could not even start: report, keep going
-                    res = VariantResult(jobs[i][0], None, "failed", None, 0.0)
-                    bar.write(_colorize(f"Variant {jobs[i][0]} could not start: "
-                                        f"{type(exc).__name__}: {exc}", "red", bold=True))
+                except Exception as exc:  # the job itself was lost: report, keep going
+                    out = self._output_dir_of(exp_name, var, data_dir, datestamp)
+                    res = VariantResult(exp_name, out, "failed", None, 0.0,
+                                        _log_path_of(exp_name, out, data_dir),
+                                        error=f"job error: {type(exc).__name__}")
+                    first = (str(exc).strip().splitlines() or [""])[0]
+                    bar.write(_colorize(f"Variant {exp_name}: the executor reports "
+                                        f"{type(exc).__name__}: {first}", "red", bold=True))
                 else:
                     if res.status == "failed":
                         bar.write(_colorize(f"Variant {res.name} failed with exit status "
@@ -684,16 +949,17 @@ class ExperimentGrid:
                 results[i] = res
                 bar.update(1)
         except KeyboardInterrupt:
-            stopping.set()
-            with lock:
-                for proc in procs.values():
+            _interrupted.add(run_id)
+            for fut, _ in submitted:
+                cancel = getattr(fut, "cancel", None)
+                if callable(cancel):
                     try:
-                        os.killpg(proc.pid, signal.SIGTERM)
-                    except (ProcessLookupError, PermissionError):
+                        cancel()
+                    except Exception:  # already finished, or the cluster is unreachable
                         pass
+            _stop_running()
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
         self._print_summary(results)
         return results
@@ -714,7 +980,8 @@ class ExperimentGrid:
             elif r.status == "ok":
                 status = "ok (exit 0)"
             elif r.returncode is None:
-                status = _colorize("failed (did not start)", "red")
+                status = _colorize(f"failed ({r.error or 'did not start'})", "red") + (
+                    f"  log: {r.log_path}" if r.log_path else "")
             else:
                 status = _colorize(f"failed (exit {r.returncode})", "red") + (
                     f"  log: {r.log_path}" if r.log_path else "")

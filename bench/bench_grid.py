@@ -1,0 +1,48 @@
+"""Grid overhead per variant: an executor (``ProcessPoolExecutor(2)``) against ``parallel=2``.
+
+Both run the same 8 variants of a function that only makes its output folder, so the time is
+the grid's own overhead: building each job, handing it to a worker, starting the experiment
+process, recording its status, the progress bar and summary. The executor's pool is created
+inside the timed region, as a user would create one per grid.
+
+Run: ``python -m pytest bench/bench_grid.py -p no:cacheprovider`` (add ``--check-targets``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import io
+import itertools
+
+import pytest
+from grid_thunk import make_folder
+
+from spinfast import user_config
+from spinfast.run_utils import ExperimentGrid
+
+VARIANTS = 8
+
+
+@pytest.mark.parametrize("impl", ["spinfast", "reference"])
+def test_grid_overhead(benchmark, paired, tmp_path, monkeypatch, impl):
+    # The target allows for timing noise: the two sides start the same processes.
+    paired(benchmark, f"grid of {VARIANTS} variants, 2 at once (executor vs parallel=)", impl,
+           0.9)
+    monkeypatch.setattr(user_config, "WAIT_BEFORE_LAUNCH", 0)
+    grid = ExperimentGrid("b")
+    grid.add("seed", list(range(VARIANTS)))
+    rounds = itertools.count()
+
+    def run_grid():
+        data_dir = str(tmp_path / str(next(rounds)))
+        with contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            if impl == "spinfast":
+                with concurrent.futures.ProcessPoolExecutor(2) as pool:
+                    results = grid.run(make_folder, data_dir=data_dir, executor=pool)
+            else:
+                results = grid.run(make_folder, data_dir=data_dir, parallel=2)
+        assert [r.status for r in results] == ["ok"] * VARIANTS
+
+    benchmark.pedantic(run_grid, rounds=7, iterations=1, warmup_rounds=1)

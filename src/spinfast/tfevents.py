@@ -1,0 +1,251 @@
+"""Read scalars from TensorBoard event files in pure Python (no TensorFlow, no protobuf).
+
+An event file (``events.out.tfevents.*``) is a sequence of TFRecords: a little-endian u64
+length, the masked CRC32C of those 8 bytes (u32), the data, the masked CRC32C of the data
+(u32). Each record's data is a serialized ``tensorflow.Event`` protobuf; of it this module
+decodes only what scalars need:
+
+- ``Event``: ``wall_time`` (1, double), ``step`` (2, int64), ``summary`` (5),
+  ``session_log`` (7; a ``START`` at step ``s`` discards the scalars read so far with steps
+  ``>= s``, as TensorBoard does after a restart);
+- ``Summary.value`` (1) -> ``Value``: ``tag`` (1, string), ``simple_value`` (2, float; what
+  ``torch.utils.tensorboard``, stable-baselines3 and spinfast write) or ``tensor`` (8; TF2's
+  ``tf.summary.scalar``): a one-element numeric ``TensorProto`` in ``float_val`` (5),
+  ``double_val`` (6), ``int_val`` (7), ``int64_val`` (10), ``bool_val`` (11), ``half_val``
+  (13) or ``tensor_content`` (4). Other values (images, histograms, text) are skipped.
+
+CRC32C is the Castagnoli polynomial (reflected 0x82F63B78); masking is
+``((crc >> 15) | (crc << 17)) + 0xA282EAD8`` mod 2**32 (TFRecord's definition). A record cut
+short at the end of a file (a writer still running, or killed) ends the file quietly; a
+checksum that does not match raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import os.path as osp
+import struct
+from typing import NamedTuple
+
+__all__ = ["Scalar", "crc32c", "read_scalars", "event_files"]
+
+_MASK_DELTA = 0xA282EAD8
+_DT_SIZES = {1: ("<f", 4), 2: ("<d", 8), 3: ("<i", 4), 9: ("<q", 8), 10: ("<?", 1),
+             4: ("<B", 1), 5: ("<h", 2), 6: ("<b", 1), 19: ("<e", 2)}
+
+
+class Scalar(NamedTuple):
+    """One scalar of an event file."""
+
+    step: int
+    wall_time: float
+    tag: str
+    value: float
+
+
+def _make_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_TABLE = _make_table()
+
+
+def crc32c(data):
+    """Return the CRC32C (Castagnoli) of ``data`` (bytes), as an int."""
+    crc = 0xFFFFFFFF
+    table = _TABLE
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _masked(crc):
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+# ---------------------------------------------------------------------------------------------
+# Protobuf wire format: just enough to walk fields
+# ---------------------------------------------------------------------------------------------
+
+def _varint(buf, pos):
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(buf):
+    """Yield ``(field_number, wire_type, value)``; value is int (0, 1, 5) or bytes (2)."""
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 1:
+            value, pos = buf[pos:pos + 8], pos + 8
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            value, pos = buf[pos:pos + size], pos + size
+        elif wire == 5:
+            value, pos = buf[pos:pos + 4], pos + 4
+        else:  # groups (3, 4) are not used by these messages
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        if pos > end:
+            raise ValueError("truncated protobuf field")
+        yield number, wire, value
+
+
+def _signed64(v):
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _tensor_scalar(buf):
+    """The value of a one-element numeric TensorProto, else None."""
+    dtype, values, content = None, [], None
+    for number, wire, value in _fields(buf):
+        if number == 1 and wire == 0:
+            dtype = value
+        elif number == 4 and wire == 2:
+            content = value
+        elif number in (5, 6, 13):  # float_val, double_val, half_val (packed or not)
+            if number == 13:  # half_val holds float16 bits in int32 varints
+                raw = _unpack_varints(value) if wire == 2 else [value]
+                values += [struct.unpack("<e", struct.pack("<H", v & 0xFFFF))[0] for v in raw]
+            else:
+                fmt = "<f" if number == 5 else "<d"
+                size = struct.calcsize(fmt)
+                values += [v[0] for v in struct.iter_unpack(fmt, value)] \
+                    if len(value) % size == 0 else []
+        elif number in (7, 10, 11):  # int_val, int64_val, bool_val (varints)
+            raw = _unpack_varints(value) if wire == 2 else [value]
+            values += [_signed64(v) if number != 11 else bool(v) for v in raw]
+    if dtype not in _DT_SIZES:
+        return None
+    if content is not None:
+        fmt, size = _DT_SIZES[dtype]
+        if len(content) != size:
+            return None
+        return float(struct.unpack(fmt, content)[0])
+    if len(values) != 1:
+        return None
+    return float(values[0])
+
+
+def _unpack_varints(buf):
+    out, pos = [], 0
+    while pos < len(buf):
+        v, pos = _varint(buf, pos)
+        out.append(v)
+    return out
+
+
+def _summary_scalars(buf):
+    for number, wire, value in _fields(buf):
+        if number != 1 or wire != 2:
+            continue
+        tag, scalar = None, None
+        for vnum, vwire, vval in _fields(value):
+            if vnum == 1 and vwire == 2:
+                tag = bytes(vval).decode("utf-8", "replace")
+            elif vnum == 2 and vwire == 5:
+                scalar = struct.unpack("<f", vval)[0]
+            elif vnum == 8 and vwire == 2:
+                scalar = _tensor_scalar(vval)
+        if tag is not None and scalar is not None:
+            yield tag, float(scalar)
+
+
+def _records(path, check_crc):
+    with open(path, "rb") as f:
+        data = f.read()
+    pos, end = 0, len(data)
+    while pos + 12 <= end:
+        header = data[pos:pos + 8]
+        (length,) = struct.unpack("<Q", header)
+        (length_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
+        if _masked(crc32c(header)) != length_crc:
+            raise ValueError(f"read_scalars(): corrupt record header in {path!r} at byte "
+                             f"{pos}; the file is damaged (not a TFRecord event file?)")
+        start = pos + 12
+        if start + length + 4 > end:
+            return  # cut short: a writer still running, or killed mid-record
+        body = data[start:start + length]
+        if check_crc:
+            (body_crc,) = struct.unpack("<I", data[start + length:start + length + 4])
+            if _masked(crc32c(body)) != body_crc:
+                raise ValueError(f"read_scalars(): data checksum mismatch in {path!r} at "
+                                 f"byte {pos}; the file is damaged")
+        yield body
+        pos = start + length + 4
+
+
+def event_files(folder):
+    """Return the ``events.out.tfevents.*`` files directly in ``folder``, sorted by name."""
+    return sorted(p for p in glob.glob(osp.join(glob.escape(os.fspath(folder)),
+                                                "events.out.tfevents.*"))
+                  if osp.isfile(p))
+
+
+def read_scalars(path, check_crc=True):
+    """Read every scalar of an event file, or of all event files of a folder in name order.
+
+    Args:
+        path: an ``events.out.tfevents.*`` file, or a folder holding such files.
+        check_crc: verify each record's data checksum (pure Python: about 10 MB/s).
+
+    Returns:
+        list of :class:`Scalar` ``(step, wall_time, tag, value)`` in file order, without those
+        a later ``SessionLog.START`` discarded.
+
+    Raises:
+        FileNotFoundError: no such file, or a folder without event files.
+        ValueError: a damaged file (bad checksum or protobuf).
+    """
+    path = os.fspath(path)
+    if osp.isdir(path):
+        files = event_files(path)
+        if not files:
+            raise FileNotFoundError(f"read_scalars(): no events.out.tfevents.* files in "
+                                    f"{path!r}; give a TensorBoard log folder")
+    elif osp.exists(path):
+        files = [path]
+    else:
+        raise FileNotFoundError(f"read_scalars(): {path!r} does not exist; give an event file "
+                                f"or a folder of them")
+    out = []
+    for file in files:
+        for body in _records(file, check_crc):
+            step, wall_time, summary, restart = 0, 0.0, None, False
+            try:
+                for number, wire, value in _fields(body):
+                    if number == 1 and wire == 1:
+                        wall_time = struct.unpack("<d", value)[0]
+                    elif number == 2 and wire == 0:
+                        step = _signed64(value)
+                    elif number == 5 and wire == 2:
+                        summary = value
+                    elif number == 7 and wire == 2:
+                        restart = any(n == 1 and w == 0 and v == 1 for n, w, v in _fields(value))
+                if restart:
+                    out = [s for s in out if s.step < step]
+                if summary is not None:
+                    out += [Scalar(step, wall_time, tag, value)
+                            for tag, value in _summary_scalars(summary)]
+            except (ValueError, struct.error) as exc:
+                raise ValueError(f"read_scalars(): damaged event in {file!r} ({exc}); the "
+                                 f"file is not a valid TensorBoard event file") from None
+    return out
