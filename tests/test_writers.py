@@ -345,6 +345,28 @@ def test_tensorboard_new_run_in_old_folder_hides_the_old_one(tmp_path):
         [float(np.float32(r.values["AverageEpRet"])) for r in rows(4, offset=500.0)]
 
 
+def test_tensorboard_files_read_by_spinfast_tfevents(tmp_path):
+    """spinfast's own reader (for plots) sees what TensorBoard sees, purges included."""
+    from spinfast.tfevents import read_scalars
+
+    w = TensorBoardWriter(str(tmp_path))
+    for row in rows(8):
+        w.write_row(row)
+    w.close()
+    w = TensorBoardWriter(str(tmp_path), ResumePoint(rows=5, step=5))
+    for row in rows(4, start=5, offset=7.0):
+        w.write_row(row)
+    w.close()
+    ours = {}
+    for s in read_scalars(str(tmp_path / "tb")):
+        ours.setdefault(s.tag, []).append((s.step, s.value))
+    theirs = tb_scalars(tmp_path / "tb")
+    assert sorted(ours) == sorted(theirs)
+    for tag, series in theirs.items():
+        assert [st for st, _ in ours[tag]] == [st for st, _ in series] == list(range(9))
+        np.testing.assert_array_equal([v for _, v in ours[tag]], [v for _, v in series])
+
+
 def test_tensorboard_vanished_folder(tmp_path):
     out = tmp_path / "run"
     w = TensorBoardWriter(str(out))
