@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import math
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import find_mpiexec, mpi_env, rank_files
+from conftest import load_mpi_module, rank_files
 
 from spinfast._sketch import QuantileSketch
 
 QS = [0.0, 0.0001, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 0.9999,
       1.0]
-MPI_PROGRAM = Path(__file__).with_name("mpi") / "sketch_union.py"
 
 
 def within(est: float, lower: float, higher: float, alpha: float) -> bool:
@@ -198,17 +195,9 @@ def test_compiled():
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("size", [2, 3])
-def test_mpi_allreduce_of_counts_is_the_union(tmp_path, size):
-    sys.path.insert(0, str(MPI_PROGRAM.parent))
-    try:
-        import sketch_union
-    finally:
-        sys.path.pop(0)
-    launcher = find_mpiexec()
-    if launcher is None:
-        pytest.fail("no mpiexec found: install the test setup with pip install '.[mpi,test]'")
-    subprocess.run([launcher, "-n", str(size), sys.executable, str(MPI_PROGRAM), str(tmp_path)],
-                   env=mpi_env(), check=True, timeout=120, capture_output=True)
+def test_mpi_allreduce_of_counts_is_the_union(run_mpi, tmp_path, size):
+    sketch_union = load_mpi_module("sketch_union")
+    run_mpi("sketch_union", n=size, args=(tmp_path,), timeout=120)
     single = QuantileSketch(0.01)
     for r in range(size):
         single.push(sketch_union.values(r))
