@@ -813,3 +813,25 @@ def test_wandb_missing_names_the_extra():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert "pip install 'spinfast[wandb]'" in out and "'wandb'" in out
+
+
+def test_epoch_logger_to_wandb(tmp_path, wandb_offline, capsys):
+    from spinfast.logx import EpochLogger
+
+    logger = EpochLogger(output_dir=str(tmp_path / "run"), formats="txt,wandb",
+                         exp_name="demo")
+    logger.save_config({"lr": 0.25})
+    for epoch in range(3):
+        logger.store(Ret=float(epoch), Loss=np.float32(0.5))
+        logger.log_tabular("Epoch", epoch)
+        logger.log_tabular("Ret", average_only=True)
+        logger.log_tabular("Loss", with_min_and_max=True)
+        logger.dump_tabular(step=1000 * epoch)
+    logger.close()
+    capsys.readouterr()
+    history, config = wandb_history(tmp_path / "run")
+    txt = read_txt(tmp_path / "run" / "progress.txt")
+    assert config == {"lr": 0.25, "exp_name": "demo"}
+    assert sorted(history) == [0, 1000, 2000]
+    for epoch, step in enumerate(sorted(history)):
+        assert history[step] == {k: txt[k][epoch] for k in txt.columns}
