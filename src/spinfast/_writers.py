@@ -14,12 +14,16 @@ started again with its header in a recreated folder, and reported once with a wa
 
 from __future__ import annotations
 
+import numbers
 import os
+import struct
+import time
 import warnings
 from typing import Any, NamedTuple
 
 __all__ = ["Row", "ResumePoint", "Writer", "LineFile", "StdoutWriter", "TxtWriter",
-           "FORMATS", "DEFAULT_FORMATS", "parse_formats", "make_writers"]
+           "CsvWriter", "JsonlWriter", "TensorBoardWriter", "WandbWriter", "FORMATS",
+           "DEFAULT_FORMATS", "parse_formats", "make_writers"]
 
 
 class Row(NamedTuple):
@@ -88,13 +92,17 @@ class LineFile:
         path: the file.
         resume: None to start the file anew; else keep its header and first ``resume.rows``
             rows (a torn last line and every later row are cut off) and append after them.
+        header: False for a file of rows only (``progress.jsonl``): no header line is kept
+            or written (``write``'s ``header`` is then ignored).
     """
 
-    def __init__(self, path: str, resume: ResumePoint | None = None):
+    def __init__(self, path: str, resume: ResumePoint | None = None, header: bool = True):
         self.path = path
-        self.has_header = False
+        self.header_lines = 1 if header else 0
+        self.has_header = not header
         if resume is not None and os.path.exists(path):
-            self.has_header = _truncate_lines(path, 1 + resume.rows) > 0
+            kept = _truncate_lines(path, self.header_lines + resume.rows)
+            self.has_header = self.has_header or kept > 0
             self.file = open(path, "a")
         else:
             self.file = open(path, "w")
@@ -121,7 +129,7 @@ class LineFile:
         self.file.close()
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         self.file = open(self.path, "w")
-        self.has_header = False
+        self.has_header = not self.header_lines
         if not self._warned:
             self._warned = True
             warnings.warn(f"dump_tabular(): {self.path} vanished while the run was writing "
@@ -197,6 +205,25 @@ def _cell(val: Any) -> str:
     return str(val)
 
 
+_strings_row: Row | None = None
+_strings: list[str] = []
+
+
+def _row_strings(row: Row) -> list[str]:
+    """``str()`` of the row's value under each header (``""`` where missing), once per row.
+
+    The line formats (txt, csv, jsonl) receive the same :class:`Row` object one after the
+    other and share these strings, so a row's numbers are formatted once, whatever the number
+    of formats. The cache holds the last row itself, so its identity cannot be reused.
+    """
+    global _strings_row, _strings
+    if row is not _strings_row:
+        values = row.values
+        _strings = [str(values[k]) if k in values else "" for k in row.headers]
+        _strings_row = row
+    return _strings
+
+
 class TxtWriter(Writer):
     """Spinning Up's ``progress.txt`` (format ``txt``): tab-separated, a header line first.
 
@@ -207,23 +234,375 @@ class TxtWriter(Writer):
     def __init__(self, output_dir: str, resume: ResumePoint | None = None,
                  output_fname: str = "progress.txt"):
         self.file = LineFile(os.path.join(output_dir, output_fname), resume)
+        self._headers: list[str] = []
+        self._header_line = ""
 
     def write_row(self, row: Row) -> None:
         """Append the row (the header line first, on a new file)."""
-        headers, values = row.headers, row.values
-        vals = [values.get(key, "") for key in headers]
-        line = "\t".join(str(v) if type(v) in _PLAIN_NUMBERS else _field(k, v)
-                         for k, v in zip(headers, vals)) + "\n"
-        self.file.write("\t".join(_field(k, k) for k in headers) + "\n", line)
+        headers = row.headers
+        if headers != self._headers:
+            self._headers = list(headers)
+            self._header_line = "\t".join(_field(k, k) for k in headers) + "\n"
+        line = "\t".join(_row_strings(row)) + "\n"
+        if line.count("\t") != len(headers) - 1 or "\n" in line[:-1] or "\r" in line:
+            # a value holds a tab or a line break: write it with spaces (and warn)
+            line = "\t".join(_field(k, v) for k, v in zip(headers, _row_strings(row))) + "\n"
+        self.file.write(self._header_line, line)
 
     def close(self) -> None:
         """Close progress.txt."""
         self.file.close()
 
 
+def _stem_path(output_dir: str, output_fname: str, ext: str) -> str:
+    """``<output_dir>/<stem of output_fname><ext>`` (progress.txt -> progress.csv)."""
+    return os.path.join(output_dir, os.path.splitext(output_fname)[0] + ext)
+
+
+_CSV_SPECIAL = frozenset(',"\n\r')
+
+
+def _csv_field(key: str, val: Any) -> str:
+    """A value as written to a csv cell: ``str(val)``, line breaks as spaces, quoted if needed."""
+    s = str(val)
+    if "\n" in s or "\r" in s:
+        warnings.warn(f"dump_tabular(): value of {key!r} holds line breaks, which would split "
+                      f"a row of progress.csv; they are written as spaces",
+                      RuntimeWarning, stacklevel=4)
+        s = s.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    if "," in s or '"' in s:
+        s = '"' + s.replace('"', '""') + '"'
+    return s
+
+
+class CsvWriter(Writer):
+    """``progress.csv`` (format ``csv``): the rows of ``progress.txt``, comma-separated.
+
+    Header and values are those of ``progress.txt`` (``str()`` of each value, a missing column
+    empty); a cell holding a comma or a double quote is quoted as RFC 4180 says (quotes
+    doubled), line breaks in values are written as spaces, so each row is one line (which is
+    what makes a killed run leave complete rows and lets a resume cut the file by lines).
+    ``pandas.read_csv`` reads the numbers ``pandas.read_table`` reads from ``progress.txt``.
+    """
+
+    def __init__(self, output_dir: str, resume: ResumePoint | None = None,
+                 output_fname: str = "progress.txt"):
+        self.file = LineFile(_stem_path(output_dir, output_fname, ".csv"), resume)
+        self._headers: list[str] = []
+        self._header_line = ""
+
+    def write_row(self, row: Row) -> None:
+        """Append the row (the header line first, on a new file)."""
+        headers = row.headers
+        if headers != self._headers:
+            self._headers = list(headers)
+            self._header_line = ",".join(_csv_field(k, k) for k in headers) + "\n"
+        line = ",".join(_row_strings(row)) + "\n"
+        if line.count(",") != len(headers) - 1 or '"' in line or "\n" in line[:-1] \
+                or "\r" in line:  # a cell to quote, or a line break to replace
+            line = ",".join(_csv_field(k, v) for k, v in zip(headers, _row_strings(row))) + "\n"
+        self.file.write(self._header_line, line)
+
+    def close(self) -> None:
+        """Close progress.csv."""
+        self.file.close()
+
+
+_JSON_NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_JSON_PLAIN = frozenset((float, int))
+_NON_FINITE = frozenset(_JSON_NONFINITE)
+
+
+def _json_value(val: Any) -> str:
+    """The JSON text of a value that is not a Python float, int or str.
+
+    numpy real scalars are written as ``str()`` writes them (the number ``progress.txt`` has),
+    booleans as ``true``/``false``, arrays as (nested) lists, other objects as their ``str()``.
+    """
+    import json
+
+    if isinstance(val, bool) or type(val).__name__ == "bool_":
+        return "true" if val else "false"
+    if isinstance(val, numbers.Integral):
+        return str(int(val))
+    if isinstance(val, numbers.Real):
+        s = str(val)
+        try:
+            float(s)
+        except ValueError:  # an exotic __str__: fall back to the float's repr
+            s = repr(float(val))
+        return _JSON_NONFINITE.get(s, s)
+    if hasattr(val, "tolist"):
+        try:
+            return json.dumps(val.tolist(), allow_nan=True, default=str)
+        except (TypeError, ValueError):
+            pass
+    return json.dumps(str(val))
+
+
+class JsonlWriter(Writer):
+    """``progress.jsonl`` (format ``jsonl``): one JSON object per row, one row per line.
+
+    Keys are the row's columns in header order; a column missing from a row is left out.
+    Numbers are written as ``progress.txt`` writes them (``str()``, the shortest repr of a
+    float); NaN and +/-infinity as ``NaN``, ``Infinity`` and ``-Infinity``, the extension that
+    Python's ``json`` writes and reads by default and ``pandas.read_json`` reads; arrays as
+    lists; other objects as their ``str()``. Strict JSON parsers reject the non-finite
+    spellings: log finite numbers if such a reader must load the file. Read it with
+    ``pandas.read_json(path, lines=True, precise_float=True)``: without ``precise_float``
+    pandas parses floats to within an ulp or two instead of exactly.
+    """
+
+    def __init__(self, output_dir: str, resume: ResumePoint | None = None,
+                 output_fname: str = "progress.txt"):
+        self.file = LineFile(_stem_path(output_dir, output_fname, ".jsonl"), resume,
+                             header=False)
+        self._headers: list[str] = []
+        self._keys: list[tuple[str, str]] = []
+        self._template = ""
+
+    def write_row(self, row: Row) -> None:
+        """Append the row as one JSON object on one line."""
+        import json
+
+        headers, values = row.headers, row.values
+        if headers != self._headers:
+            self._headers = list(headers)
+            self._keys = [(k, json.dumps(k) + ":") for k in headers]
+            self._template = ("{" + ",".join(p.replace("%", "%%") + "%s" for _, p in self._keys)
+                              + "}\n")
+        strings = _row_strings(row)
+        if set(map(type, map(values.get, headers))) <= _JSON_PLAIN \
+                and _NON_FINITE.isdisjoint(strings):
+            # every column present, a finite float or an int: str() is the JSON text
+            self.file.write("", self._template % tuple(strings))
+            return
+        parts = []
+        for (key, prefix), text in zip(self._keys, strings):
+            if key not in values:
+                continue
+            v = values[key]
+            t = type(v)
+            if t is float:  # str(float) is its shortest repr, valid JSON when finite
+                s = text if v - v == 0 else ("NaN" if v != v else
+                                             ("Infinity" if v > 0 else "-Infinity"))
+            elif t is int:
+                s = text
+            elif t is str:
+                s = json.dumps(v)
+            else:
+                s = _json_value(v)
+            parts.append(prefix + s)
+        self.file.write("", "{" + ",".join(parts) + "}\n")
+
+    def close(self) -> None:
+        """Close progress.jsonl."""
+        self.file.close()
+
+
+def _event_file_name(folder: str) -> str:
+    """A new event file's name in ``folder``, sorting after the event files already there.
+
+    TensorBoard reads a folder's event files in name order; the name holds the time in
+    seconds, bumped past the newest existing file's so that a restart within the same second
+    still sorts last.
+    """
+    import socket
+
+    stamp = int(time.time())
+    for name in os.listdir(folder):
+        parts = name.split(".")
+        if name.startswith("events.out.tfevents.") and len(parts) > 3 and parts[3].isdigit():
+            stamp = max(stamp, int(parts[3]) + 1)
+    return f"events.out.tfevents.{stamp:010d}.{socket.gethostname()}.{os.getpid()}.spinfast"
+
+
+def _pb_varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _pb_bytes(field: int, data: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _pb_varint(field << 3 | 2) + _pb_varint(len(data)) + data
+
+
+def _text_event(tag: str, text: str, wall_time: float) -> bytes:
+    """An Event (step 0) holding ``text`` for TensorBoard's text plugin under ``tag``."""
+    plugin = _pb_bytes(1, _pb_bytes(1, b"text"))            # SummaryMetadata.plugin_data
+    tensor = (_pb_varint(1 << 3) + _pb_varint(7)               # TensorProto.dtype = DT_STRING
+              + _pb_bytes(2, b"")                               # tensor_shape: a scalar
+              + _pb_bytes(8, text.encode()))                    # string_val
+    value = _pb_bytes(1, tag.encode()) + _pb_bytes(9, plugin) + _pb_bytes(8, tensor)
+    return (b"\x09" + struct.pack("<d", wall_time) + b"\x10\x00"  # wall_time, step 0
+            + _pb_bytes(5, _pb_bytes(1, value)))                  # summary.value
+
+
+class TensorBoardWriter(Writer):
+    """TensorBoard event files under ``<output_dir>/tb/`` (format ``tensorboard``).
+
+    Each numeric column of a row (Python or numpy real numbers) becomes a scalar, stored as
+    float32, whose tag is the column name unchanged, at the row's step; other columns are
+    skipped. The records are encoded by the compiled :mod:`spinfast._tbevent` (no TensorFlow,
+    PyTorch or tensorboard package needed) and written with one unbuffered ``write`` per row,
+    so a killed run leaves whole records (TensorBoard's reader skips a torn last record). The
+    configuration is written once as text (the text plugin's tag ``config``).
+
+    A resumed run starts a new event file with a ``SessionLog.START`` event at the resume
+    step: TensorBoard then drops the earlier events of that step and later, so each step shows
+    once. A run that is not resumed, in a folder that already holds event files, writes its
+    ``START`` at the lowest step, so that TensorBoard drops every earlier event (as the run
+    starts ``progress.txt`` anew); the old files are left in place. If the folder vanishes
+    mid-run, a new event file is started in a recreated folder, with one warning naming it.
+    """
+
+    def __init__(self, output_dir: str, resume: ResumePoint | None = None,
+                 output_fname: str = "progress.txt"):
+        from spinfast import _tbevent
+
+        self._encode_row = _tbevent.encode_row
+        self.folder = os.path.join(output_dir, "tb")
+        self._headers: list[str] = []
+        self._keys: tuple[str, ...] = ()
+        self._tags: tuple[bytes, ...] = ()
+        self._warned = False
+        earlier = os.path.isdir(self.folder) and any(
+            name.startswith("events.out.tfevents.") for name in os.listdir(self.folder))
+        self._open()
+        if resume is not None:
+            self._write(_tbevent.encode_session_start(resume.step, time.time()))
+        elif earlier:  # a new run in an old folder: TensorBoard drops all earlier events
+            self._write(_tbevent.encode_session_start(-(2**63), time.time()))
+
+    def _open(self) -> None:
+        from spinfast import _tbevent
+
+        os.makedirs(self.folder, exist_ok=True)
+        self.path = os.path.join(self.folder, _event_file_name(self.folder))
+        self.file = open(self.path, "xb", buffering=0)
+        self._write(_tbevent.encode_file_version(time.time()))
+
+    def _write(self, data: bytes) -> None:
+        done = self.file.write(data)
+        if done != len(data):  # a short write (disk full, signal): finish it
+            view = memoryview(data)[done:]
+            while view:
+                view = view[self.file.write(view):]
+
+    def _check(self) -> None:
+        if os.fstat(self.file.fileno()).st_nlink == 0:
+            # The file was unlinked (its folder removed): start a new one where it belongs.
+            self.file.close()
+            self._open()
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"dump_tabular(): {self.folder} vanished while the run was "
+                              f"writing TensorBoard events (its folder was removed); it was "
+                              f"created again, rows before this one are lost from it",
+                              RuntimeWarning, stacklevel=4)
+
+    def write_row(self, row: Row) -> None:
+        """Append one scalar record per numeric column, at ``row.step``, in one write."""
+        headers = row.headers
+        if headers != self._headers:
+            self._headers = list(headers)
+            self._keys = tuple(headers)
+            self._tags = tuple(k.encode() for k in headers)
+        self._check()
+        self._write(self._encode_row(self._keys, self._tags, row.values, row.step,
+                                     time.time()))
+
+    def write_config(self, config: Any, text: str) -> None:
+        """Write the configuration (``text``, config.json's JSON) as a text summary."""
+        from spinfast import _tbevent
+
+        self._check()
+        body = "\n".join("    " + line for line in text.splitlines())  # a Markdown code block
+        self._write(_tbevent.frame_record(_text_event("config", body, time.time())))
+
+    def close(self) -> None:
+        """Close the event file."""
+        self.file.close()
+
+
+class WandbWriter(Writer):
+    """A Weights & Biases run (format ``wandb``; needs ``pip install 'spinfast[wandb]'``).
+
+    ``wandb`` is imported when the writer opens. The run is ``wandb.init(dir=output_dir,
+    name=<output folder's name>)`` (project from ``$WANDB_PROJECT``, else ``spinfast``; mode,
+    entity and the rest from wandb's own environment variables, e.g. ``WANDB_MODE=offline``).
+    Each row's numeric columns (Python or numpy real numbers, under their column names) are
+    logged at ``row.step``; other columns are skipped. :meth:`write_config` sets the run's
+    config. The run id is kept in ``<output_dir>/wandb_run_id.txt``; a resumed run continues
+    that W&B run (``resume="allow"``). W&B keeps the first value logged at a step: rows that
+    the killed run logged after its checkpoint keep their old values there (W&B's own
+    ``resume_from`` rewind is a server-side feature this writer does not use). Crash safety
+    and the local files under ``<output_dir>/wandb/`` are wandb's.
+
+    Raises:
+        ImportError: wandb is not installed (the message names the extra to install).
+    """
+
+    def __init__(self, output_dir: str, resume: ResumePoint | None = None,
+                 output_fname: str = "progress.txt"):
+        try:
+            import wandb
+        except ImportError as e:
+            raise ImportError("Logger(): output format 'wandb' needs the wandb package, which "
+                              "is not installed; pip install 'spinfast[wandb]' or drop "
+                              "'wandb' from formats") from e
+        id_path = os.path.join(output_dir, "wandb_run_id.txt")
+        run_id = None
+        if resume is not None and os.path.exists(id_path):
+            with open(id_path) as f:
+                run_id = f.read().strip() or None
+        os.makedirs(output_dir, exist_ok=True)
+        self.run = wandb.init(dir=output_dir, project=os.environ.get("WANDB_PROJECT", "spinfast"),
+                              name=os.path.basename(os.path.normpath(output_dir)), id=run_id,
+                              resume="allow" if run_id else None, reinit="create_new")
+        if run_id is None:
+            tmp = id_path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(self.run.id + "\n")
+            os.replace(tmp, id_path)
+        self._headers: list[str] = []
+
+    def write_row(self, row: Row) -> None:
+        """Log the row's numeric columns at ``row.step``."""
+        data = {}
+        for key in row.headers:
+            v = row.values.get(key)
+            if type(v) is float or type(v) is int:
+                data[key] = v
+            elif isinstance(v, numbers.Real) and not isinstance(v, (str, bytes)):
+                data[key] = float(v)
+        self.run.log(data, step=row.step)
+
+    def write_config(self, config: Any, text: str) -> None:
+        """Set the run's config to ``config`` (a JSON-safe dict, as config.json holds)."""
+        if isinstance(config, dict):
+            self.run.config.update(config, allow_val_change=True)
+        else:
+            self.run.config.update({"config": config}, allow_val_change=True)
+
+    def close(self) -> None:
+        """Finish the run (wandb uploads or, offline, closes its files); once."""
+        if self.run is not None:
+            self.run.finish()
+            self.run = None
+
+
 FORMATS: dict[str, type[Writer]] = {
     "stdout": StdoutWriter,
     "txt": TxtWriter,
+    "csv": CsvWriter,
+    "jsonl": JsonlWriter,
+    "tensorboard": TensorBoardWriter,
+    "wandb": WandbWriter,
 }
 """Writer class of each format name."""
 

@@ -1,0 +1,141 @@
+"""Output formats and quantile sketches against their references, in one run.
+
+Run: ``python -m pytest bench/bench_writers.py -p no:cacheprovider`` (add ``--check-targets``).
+
+- TensorBoard: a row of 20 scalars through :class:`TensorBoardWriter` (compiled encoder, one
+  write) against 20 ``torch.utils.tensorboard.SummaryWriter.add_scalar`` calls.
+- All formats: the same row to ``txt,csv,jsonl,tensorboard`` against ``txt`` alone; the ratio
+  is txt / all, so the target 0.5 means "at most 2x the cost of txt".
+- Sketch: pushing 1e6 float32 into a :class:`QuantileSketch` against keeping them and calling
+  ``numpy.quantile`` (what one does without a sketch), and 1000 scalar pushes against 1000
+  pushes into the mean/std accumulator (``Welford``) that ``store`` feeds for every key.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spinfast._sketch import QuantileSketch
+from spinfast._stats import Welford
+from spinfast._writers import Row, make_writers
+
+IMPLS = ["spinfast", "reference"]
+HEADERS = ["Epoch"] + [f"Metric{i:02d}" for i in range(19)]
+CALLS = 1000
+
+
+def make_row(step: int) -> Row:
+    """A row of 20 numbers: the epoch and 19 floats, as a training loop logs them."""
+    rng = np.random.default_rng(step)
+    values = {"Epoch": step}
+    values.update({k: float(v) for k, v in zip(HEADERS[1:], rng.normal(size=19))})
+    return Row(HEADERS, values, step)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_tensorboard_row_of_20_scalars(benchmark, paired, tmp_path, impl):
+    paired(benchmark, "tensorboard: 20 scalars (ref: torch add_scalar)", impl, 100)
+    row = make_row(1)
+    if impl == "spinfast":
+        (writer,) = make_writers(("tensorboard",), str(tmp_path))
+        step = iter(range(10**9))
+
+        def run():
+            writer.write_row(row._replace(step=next(step)))
+        benchmark(run)
+        writer.close()
+    else:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(tmp_path / "torch"))
+        items = [(k, row.values[k]) for k in HEADERS]
+        step = iter(range(10**9))
+
+        def run():
+            s = next(step)
+            for k, v in items:
+                writer.add_scalar(k, v, s)
+        benchmark(run)
+        writer.close()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_tensorboard_encode_20_scalars(benchmark, paired, tmp_path, impl):
+    # the compiled encoder alone (no file, no check): what a scalar costs before the syscalls
+    paired(benchmark, "tb encode only: 20 scalars (ref: torch)", impl, 100)
+    row = make_row(1)
+    if impl == "spinfast":
+        from spinfast._tbevent import encode_row
+
+        keys, tags = tuple(HEADERS), tuple(k.encode() for k in HEADERS)
+        values = row.values
+        benchmark(lambda: encode_row(keys, tags, values, 7, 1.0e9))
+        if benchmark.stats is not None:  # None under --benchmark-disable
+            benchmark.extra_info["ns_per_scalar"] = benchmark.stats.stats.median / 20 * 1e9
+    else:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(tmp_path / "torch"))
+        items = [(k, row.values[k]) for k in HEADERS]
+        step = iter(range(10**9))
+
+        def run():
+            s = next(step)
+            for k, v in items:
+                writer.add_scalar(k, v, s)
+        benchmark(run)
+        writer.close()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_all_formats_vs_txt(benchmark, paired, tmp_path, impl):
+    # reference = txt alone; spinfast = all four file formats; ratio = txt / all
+    paired(benchmark, "row of 20: txt,csv,jsonl,tb (ref: txt alone)", impl, 0.5)
+    names = ("txt", "csv", "jsonl", "tensorboard") if impl == "spinfast" else ("txt",)
+    writers = make_writers(names, str(tmp_path))
+    rows = [make_row(i) for i in range(64)]
+    state = {"i": 0}
+
+    def run():
+        i = state["i"]
+        state["i"] = i + 1
+        row = rows[i % 64]._replace(step=i)
+        for w in writers:
+            w.write_row(row)
+    benchmark(run)
+    for w in writers:
+        w.close()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_sketch_million_float32(benchmark, paired, impl):
+    paired(benchmark, "quantiles of 1e6 float32 (ref: np.quantile)", impl, 1)
+    x = np.random.default_rng(0).standard_cauchy(1_000_000).astype(np.float32)
+    qs = [0.05, 0.5, 0.95]
+    if impl == "spinfast":
+        sketch = QuantileSketch(0.01)
+
+        def run():
+            sketch.clear()
+            sketch.push(x)
+            return sketch.quantile(qs)
+    else:
+        def run():
+            return np.quantile(x, qs)
+    result = benchmark(run)
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        benchmark.extra_info["ns_per_value"] = benchmark.stats.stats.median / x.size * 1e9
+    assert len(result) == 3
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_sketch_scalars(benchmark, paired, impl):
+    paired(benchmark, "push x1000 scalars: sketch (ref: Welford)", impl)
+    values = np.random.default_rng(0).normal(size=CALLS).tolist()
+    push = QuantileSketch(0.01).push if impl == "spinfast" else Welford().push
+
+    def run():
+        for v in values:
+            push(v)
+    benchmark(run)
