@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from spinfast._writers import FORMATS
 from spinfast.logx import EpochLogger
+from spinfast.tfevents import read_scalars
 
 PROGRAM = Path(__file__).parent / "programs" / "resumable.py"
-FILE_FORMATS = [f for f in ("txt", "csv", "jsonl") if f in FORMATS]
+FILE_FORMATS = ["txt", "csv", "jsonl", "tensorboard"]
 EPOCHS = 40
 
 
@@ -26,9 +26,11 @@ def run_program(out, formats, sleep_s=0.0):
 
 
 def outputs(folder):
-    """What a reader sees, per file format (the text of each file)."""
-    names = {"txt": "progress.txt", "csv": "progress.csv", "jsonl": "progress.jsonl"}
-    return {fmt: (folder / names[fmt]).read_text() for fmt in FILE_FORMATS}
+    """What a reader sees, per format: the text of each file; TensorBoard's scalars (what
+    remains after its restart markers) as (tag, step, value), times left out."""
+    seen = {fmt: (folder / f"progress.{fmt}").read_text() for fmt in ("txt", "csv", "jsonl")}
+    seen["tensorboard"] = sorted((s.tag, s.step, s.value) for s in read_scalars(folder / "tb"))
+    return seen
 
 
 def test_killed_and_resumed_run_reads_as_an_uninterrupted_one(tmp_path):
@@ -63,7 +65,12 @@ def test_killed_and_resumed_run_reads_as_an_uninterrupted_one(tmp_path):
             break
         assert proc.returncode == -signal.SIGKILL, err
     assert kills == 20 and proc.returncode == 0
-    assert outputs(resumed) == expected
+    got = outputs(resumed)
+    for fmt in FILE_FORMATS:
+        assert got[fmt] == expected[fmt], fmt
+    steps = [step for tag, step, _ in got["tensorboard"] if tag == "AverageRet"]
+    assert steps == [10 * epoch for epoch in range(EPOCHS)]  # each epoch once
+    assert got["tensorboard"] == expected["tensorboard"]
 
 
 def test_resume_keeps_rows_up_to_the_checkpoint_and_drops_a_torn_line(tmp_path, capsys):

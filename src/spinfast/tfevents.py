@@ -1,4 +1,4 @@
-"""Read scalars from TensorBoard event files in pure Python (no TensorFlow, no protobuf).
+"""Read scalars from TensorBoard event files (no TensorFlow, no protobuf, no tensorboard).
 
 An event file (``events.out.tfevents.*``) is a sequence of TFRecords: a little-endian u64
 length, the masked CRC32C of those 8 bytes (u32), the data, the masked CRC32C of the data
@@ -15,7 +15,9 @@ decodes only what scalars need:
   (13) or ``tensor_content`` (4). Other values (images, histograms, text) are skipped.
 
 CRC32C is the Castagnoli polynomial (reflected 0x82F63B78); masking is
-``((crc >> 15) | (crc << 17)) + 0xA282EAD8`` mod 2**32 (TFRecord's definition). A record cut
+``((crc >> 15) | (crc << 17)) + 0xA282EAD8`` mod 2**32 (TFRecord's definition). The checksums
+are computed by the compiled code that also writes spinfast's event files
+(:mod:`spinfast._tbevent`: one CRC32C in the project, GB/s with SSE4.2). A record cut
 short at the end of a file (a writer still running, or killed) ends the file quietly; a
 checksum that does not match raises ``ValueError``.
 """
@@ -28,9 +30,10 @@ import os.path as osp
 import struct
 from typing import NamedTuple
 
+from spinfast._tbevent import crc32c, masked_crc32c
+
 __all__ = ["Scalar", "crc32c", "read_scalars", "event_files"]
 
-_MASK_DELTA = 0xA282EAD8
 _DT_SIZES = {1: ("<f", 4), 2: ("<d", 8), 3: ("<i", 4), 9: ("<q", 8), 10: ("<?", 1),
              4: ("<B", 1), 5: ("<h", 2), 6: ("<b", 1), 19: ("<e", 2)}
 
@@ -42,32 +45,6 @@ class Scalar(NamedTuple):
     wall_time: float
     tag: str
     value: float
-
-
-def _make_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_TABLE = _make_table()
-
-
-def crc32c(data):
-    """Return the CRC32C (Castagnoli) of ``data`` (bytes), as an int."""
-    crc = 0xFFFFFFFF
-    table = _TABLE
-    for b in data:
-        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def _masked(crc):
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,7 +154,7 @@ def _records(path, check_crc):
         header = data[pos:pos + 8]
         (length,) = struct.unpack("<Q", header)
         (length_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
-        if _masked(crc32c(header)) != length_crc:
+        if masked_crc32c(header) != length_crc:
             raise ValueError(f"read_scalars(): corrupt record header in {path!r} at byte "
                              f"{pos}; the file is damaged (not a TFRecord event file?)")
         start = pos + 12
@@ -186,7 +163,7 @@ def _records(path, check_crc):
         body = data[start:start + length]
         if check_crc:
             (body_crc,) = struct.unpack("<I", data[start + length:start + length + 4])
-            if _masked(crc32c(body)) != body_crc:
+            if masked_crc32c(body) != body_crc:
                 raise ValueError(f"read_scalars(): data checksum mismatch in {path!r} at "
                                  f"byte {pos}; the file is damaged")
         yield body
@@ -205,7 +182,7 @@ def read_scalars(path, check_crc=True):
 
     Args:
         path: an ``events.out.tfevents.*`` file, or a folder holding such files.
-        check_crc: verify each record's data checksum (pure Python: about 10 MB/s).
+        check_crc: verify each record's data checksum.
 
     Returns:
         list of :class:`Scalar` ``(step, wall_time, tag, value)`` in file order, without those
