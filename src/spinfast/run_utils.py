@@ -146,7 +146,11 @@ def _prepare(exp_name, thunk, seed, num_cpu, data_dir, datestamp, kwargs, func):
 
     from spinfast import compat
 
-    meta = dict(sys_path=list(sys.path), compat=compat.is_installed(), exp_name=exp_name)
+    # A Spinning Up algorithm needs compat in its process to import (spinup/__init__.py
+    # would import every algorithm and TF1) and gets gym's old API for env_name.
+    spinup_thunk = _from_spinup(thunk)
+    meta = dict(sys_path=list(sys.path), compat=compat.is_installed() or spinup_thunk,
+                exp_name=exp_name, old_gym_api=spinup_thunk)
     try:
         body = cloudpickle.dumps(dict(thunk=thunk, kwargs=kwargs, num_cpu=num_cpu))
     except Exception as exc:
@@ -160,6 +164,15 @@ def _prepare(exp_name, thunk, seed, num_cpu, data_dir, datestamp, kwargs, func):
         f.write(body)
     cmd = [sys.executable or "python", "-m", "spinfast._experiment", payload]
     return _Launch(exp_name, output_dir, header, payload_dir, cmd)
+
+
+def _from_spinup(thunk):
+    """Return True if ``thunk`` (or the function of a ``functools.partial``) is Spinning Up's."""
+    seen = 0
+    while hasattr(thunk, "func") and seen < 10:  # functools.partial, possibly nested
+        thunk, seen = thunk.func, seen + 1
+    module = getattr(thunk, "__module__", None) or ""
+    return module == "spinup" or module.startswith("spinup.")
 
 
 def _end_message(output_dir):
@@ -236,7 +249,10 @@ def call_experiment(exp_name, thunk, seed=0, num_cpu=1, data_dir=None, datestamp
     ``seed`` and ``logger_kwargs`` (from :func:`setup_logger_kwargs`, unless given in
     ``kwargs``) are added to the thunk's keyword arguments. If ``env_name`` is among them it
     is replaced by ``env_fn``, a function making that gymnasium environment (gymnasium is
-    imported only then). The thunk and its arguments are serialized with cloudpickle to a
+    imported only then); for a thunk from Spinning Up (``spinup.*``), which calls
+    ``o = env.reset()``, the environment has gym's old API
+    (:class:`spinfast.gym_compat.OldApiEnv`), and the experiment process installs
+    :mod:`spinfast.compat`. The thunk and its arguments are serialized with cloudpickle to a
     temporary file read by ``python -m spinfast._experiment``, which splits into ``num_cpu``
     MPI processes with :func:`spinfast.mpi_tools.mpi_fork` before calling the thunk. Prints
     the experiment's name and kwargs before, and the commands to plot and test it after.
