@@ -427,14 +427,10 @@ def _install_compat():
 
 
 def _spinup_algo(cmd):
-    """Return ``(full_name, function)`` for Spinning Up's algorithm ``cmd``, or None.
+    """Return the full name if ``cmd`` names a Spinning Up algorithm, else None.
 
     ``cmd`` is ``ALGO`` (backend from ``user_config.DEFAULT_BACKEND``), ``ALGO_pytorch`` or
-    ``ALGO_tf1``. Installs :mod:`spinfast.compat`, so the algorithm runs on spinfast's
-    utilities, gym's old API over gymnasium and (TF1) ``tf.compat.v1``.
-
-    Raises:
-        UsageError: Spinning Up is not importable.
+    ``ALGO_tf1``; the full name has the backend.
     """
     base, _, backend = cmd.rpartition("_")
     if cmd in SPINUP_ALGOS:
@@ -444,7 +440,33 @@ def _spinup_algo(cmd):
         print(f"\n\nUsing default backend ({backend}) for {cmd}.\n")
     elif not (base in SPINUP_ALGOS and backend in ("pytorch", "tf1")):
         return None
-    full = f"{base}_{backend}"
+    return f"{base}_{backend}"
+
+
+def _check_spinup_args(algo, args):
+    """Check what Spinning Up's command line checks, before its algorithm is imported."""
+    if any(a in ("-h", "--help", "help") for a in args):
+        return
+    arg_dict, _ = parse_grid_args(args)
+    cpus = arg_dict.get("num_cpu", [1])
+    if cpus != [1] and algo.rpartition("_")[0] not in MPI_COMPATIBLE_ALGOS:
+        raise UsageError(f"{algo} can't be run with --cpu {' '.join(map(str, cpus))}; only "
+                         f"{', '.join(MPI_COMPATIBLE_ALGOS)} run on several MPI processes")
+    if "env_name" not in arg_dict:
+        raise UsageError(f"you did not give a value for --env (--env_name) to {algo}; add "
+                         f"one, e.g. --env CartPole-v1")
+    _check_env_names(arg_dict["env_name"])
+
+
+def _load_spinup_algo(cmd, full):
+    """Import Spinning Up's algorithm ``full`` (e.g. ``ppo_pytorch``) through compat.
+
+    Installs :mod:`spinfast.compat`, so the algorithm runs on spinfast's utilities, gym's old
+    API over gymnasium and (TF1) ``tf.compat.v1``.
+
+    Raises:
+        UsageError: Spinning Up is not importable.
+    """
     _install_compat()
     from spinfast import compat
 
@@ -454,7 +476,7 @@ def _spinup_algo(cmd):
                          f"/path/to/spinningup) or put its folder on PYTHONPATH")
     import spinup
 
-    return full, getattr(spinup, full)
+    return getattr(spinup, full)
 
 
 def _run_compat(argv):
@@ -485,8 +507,8 @@ def _run_compat(argv):
     return 0
 
 
-def _run_grid(spec, func, args, exp_name=None, algo=None):
-    """Run ``func`` over the grid in ``args``; ``algo``: Spinning Up's name, checked as it does."""
+def _run_grid(spec, func, args, exp_name=None):
+    """Run ``func`` over the grid in ``args``; experiments named ``exp_name`` by default."""
     from spinfast.run_utils import ExperimentGrid
 
     if any(a in ("-h", "--help", "help") for a in args):
@@ -511,14 +533,6 @@ def _run_grid(spec, func, args, exp_name=None, algo=None):
         exp_name = str(vals[0])
     elif exp_name is None:
         exp_name = "cmd_" + getattr(func, "__name__", "experiment")
-    if algo is not None:
-        if run_kwargs.get("num_cpu", 1) != 1 and algo.rpartition("_")[0] \
-                not in MPI_COMPATIBLE_ALGOS:
-            raise UsageError(f"{algo} can't be run with --cpu {run_kwargs['num_cpu']!r}; only "
-                             f"{', '.join(MPI_COMPATIBLE_ALGOS)} run on several MPI processes")
-        if "env_name" not in arg_dict:
-            raise UsageError(f"you did not give a value for --env (--env_name) to {algo}; add "
-                             f"one, e.g. --env CartPole-v1")
     if "env_name" in arg_dict:
         _check_env_names(arg_dict["env_name"])
     grid = ExperimentGrid(name=exp_name)
@@ -551,10 +565,11 @@ def _dispatch(argv):
         return _run_demo(rest)
     if cmd == "compat":
         return _run_compat(rest)
-    found = _spinup_algo(cmd)
-    if found is not None:
-        full, func = found
-        return _run_grid(f"spinup.{full}", func, rest, exp_name="cmd_" + full, algo=full)
+    full = _spinup_algo(cmd)
+    if full is not None:
+        _check_spinup_args(full, rest)
+        return _run_grid(f"spinup.{full}", _load_spinup_algo(cmd, full), rest,
+                         exp_name="cmd_" + full)
     registered = _all_registered()
     if ":" in cmd:
         return _run_grid(cmd, _load_function(cmd), rest)
