@@ -257,3 +257,61 @@ def test_test_policy_shows_tracebacks_of_real_errors(trained, tmp_path):
     assert proc.returncode == 1
     assert "Traceback (most recent call last)" in proc.stderr
     assert "UnpicklingError" in proc.stderr or "RuntimeError" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def compat_venv(tmp_path_factory):
+    """A fresh virtual environment seeing this one's packages, with ``spinfast compat enable``.
+
+    Made without pip (``--without-pip``) and given this environment's site-packages through
+    a ``.pth`` calling ``site.addsitedir``, so nothing is installed and the developer's own
+    environment never gets the hook.
+    """
+    import site
+    import sysconfig
+
+    root = tmp_path_factory.mktemp("compat_venv")
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; "
+                              "print(sysconfig.get_paths()['purelib'])"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+    ours = [sysconfig.get_paths()["purelib"], *site.getsitepackages()]
+    lines = "".join(f"import site; site.addsitedir({p!r})\n" for p in dict.fromkeys(ours))
+    # Sorted before spinfast_compat.pth, so spinfast is importable when the hook runs.
+    (Path(purelib) / "00_parent_env.pth").write_text(lines)
+    env = su_env()
+    env.pop("PYTHONPATH")  # the hook, not the test, must make spinup resolve to spinfast
+    proc = run(["-m", "spinfast.run", "compat", "enable"], cwd=root, python=python, env=env)
+    pth = Path(purelib) / "spinfast_compat.pth"
+    assert pth.exists() and str(pth) in proc.stdout
+    return python, root
+
+
+def test_spinup_run_unchanged_after_compat_enable(compat_venv, tmp_path):
+    """Issue 10 (5): Spinning Up's own ``python -m spinup.run ppo`` in an enabled env."""
+    python, _ = compat_venv
+    proc = run(["-m", "spinup.run", "ppo", "--env", "CartPole-v1", "--epochs", "2",
+                "--steps_per_epoch", "120", "--train_pi_iters", "3", "--train_v_iters", "3",
+                "--exp_name", "su", "--data_dir", tmp_path], cwd=tmp_path, python=python,
+               timeout=300)
+    assert "Using default backend (pytorch) for ppo." in proc.stdout
+    check_progress(tmp_path / "su" / "su_s0", "ppo")
+
+
+def test_compat_disable_removes_the_hook(compat_venv, tmp_path):
+    python, root = compat_venv
+    env = su_env()
+    check = ["-c", "import sys, spinup.utils.logx as m; print(m.__name__)"]
+    assert run(check, cwd=tmp_path, python=python, env=env).stdout.strip() == "spinfast.logx"
+    proc = run(["-m", "spinfast.run", "compat", "disable"], cwd=root, python=python)
+    assert "spinfast compat disabled: removed" in proc.stdout
+    proc = subprocess.run([str(python), *check], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    # Without the hook the real spinup/__init__.py runs, and fails on today's stack.
+    assert proc.returncode != 0
+    assert os.path.join("spinup", "__init__.py") in proc.stderr, proc.stderr
+    proc = run(["-m", "spinfast.run", "compat", "enable"], cwd=root, python=python)
+    assert "spinfast compat enabled" in proc.stdout
