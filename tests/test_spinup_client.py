@@ -72,6 +72,18 @@ HEADERS = {
 STEPS = 120  # steps_per_epoch in tests/mpi/spinup_algos.py
 
 
+HEADERS_TF1 = {
+    "vpg_tf1": HEADERS["vpg"],
+    "trpo_tf1": columns(*ON_POLICY[:-2], "KL", "BacktrackIters", "Time"),
+    "ppo_tf1": HEADERS["ppo"],
+    "ddpg_tf1": HEADERS["ddpg"],
+    "td3_tf1": HEADERS["td3"],
+    "sac_tf1": columns("Epoch", "EpRet+", "TestEpRet+", "EpLen", "TestEpLen",
+                       "TotalEnvInteracts", "Q1Vals+", "Q2Vals+", "LogPi+", "LossPi", "LossQ1",
+                       "LossQ2", "Time"),
+}
+
+
 def read_progress(folder):
     lines = (Path(folder) / "progress.txt").read_text().splitlines()
     header = lines[0].split("\t")
@@ -80,10 +92,11 @@ def read_progress(folder):
 
 def check_progress(folder, algo):
     header, rows = read_progress(folder)
-    assert header == HEADERS[algo]
+    assert header == {**HEADERS, **HEADERS_TF1}[algo]
+    algo = algo.partition("_")[0]
     assert rows.shape == (2, len(header)) and np.isfinite(rows).all()
     col = {k: rows[:, i] for i, k in enumerate(header)}
-    if algo in ("vpg", "ppo"):
+    if algo in ("vpg", "ppo", "trpo"):
         assert list(col["Epoch"]) == [0, 1]
         assert list(col["TotalEnvInteracts"]) == [STEPS, 2 * STEPS]
     else:  # off-policy: epochs count from 1 and log the last step index t
@@ -96,7 +109,7 @@ def check_progress(folder, algo):
             assert (col["Min" + base] <= col[k] + 1e-9).all()
             assert (col[k] <= col["Max" + base] + 1e-9).all()
             assert (col["Std" + base] >= 0).all()
-    if "AverageEpRet" in col and algo in ("vpg", "ppo"):  # CartPole: reward 1 per step
+    if "AverageEpRet" in col and algo in ("vpg", "ppo", "trpo"):  # CartPole: reward 1 per step
         np.testing.assert_allclose(col["AverageEpRet"], col["EpLen"], rtol=1e-12)
 
 
@@ -315,3 +328,24 @@ def test_compat_disable_removes_the_hook(compat_venv, tmp_path):
     assert os.path.join("spinup", "__init__.py") in proc.stderr, proc.stderr
     proc = run(["-m", "spinfast.run", "compat", "enable"], cwd=root, python=python)
     assert "spinfast compat enabled" in proc.stdout
+
+
+def test_tf1_algorithms_run_on_tensorflow_2(tmp_path):
+    """Each TF1 algorithm, 2 short epochs, on tf.compat.v1 with tf-keras layers."""
+    run([ALGOS_PROGRAM, tmp_path, *HEADERS_TF1], cwd=tmp_path, timeout=400)
+    for algo in HEADERS_TF1:
+        check_progress(tmp_path / algo, algo)
+        assert (tmp_path / algo / "tf1_save" / "saved_model.pb").exists()
+    proc = run(["-m", "spinfast.run", "test_policy", tmp_path / "ppo_tf1", "-n", "2", "-nr"],
+               cwd=tmp_path)
+    lens = [int(line.split()[-1]) for line in proc.stdout.splitlines()
+            if line.startswith("Episode ")]
+    assert len(lens) == 2 and all(1 <= n <= 500 for n in lens)
+
+
+def test_spinning_up_own_tf1_test_passes(compat_venv, tmp_path):
+    """Spinning Up's test/test_ppo.py (TF1 PPO, unittest), unchanged, in an enabled env."""
+    python, _ = compat_venv
+    proc = run([SPINUP / "test" / "test_ppo.py"], cwd=tmp_path, python=python, timeout=300)
+    assert "Ran 1 test" in proc.stderr and proc.stderr.rstrip().endswith("OK")
+    assert proc.stdout.count("TotalEnvInteracts") == 10  # its 10 epochs

@@ -216,10 +216,54 @@ def _tf1():
     return _tf1_module
 
 
+_numpy_module = None
+
+
+def _numpy_for_tf1():
+    """The ``numpy`` seen by Spinning Up's TF1 modules: arrays from ``zeros`` take 1-element
+    values in scalar slots.
+
+    Their buffers do ``self.val_buf[self.ptr] = v_t`` with ``v_t`` of shape ``(1,)`` (one
+    ``sess.run`` row); NumPy 2.4 made that conversion of a 1-D array to a scalar an error.
+    """
+    global _numpy_module
+    if _numpy_module is None:
+        import numpy as np
+
+        class ScalarSlotArray(np.ndarray):
+            """An ndarray whose scalar elements accept any one-element value."""
+
+            def __setitem__(self, key, value):
+                try:
+                    np.ndarray.__setitem__(self, key, value)
+                except (TypeError, ValueError):
+                    arr = np.asarray(value)
+                    if arr.size != 1:
+                        raise
+                    np.ndarray.__setitem__(self, key, arr.reshape(-1)[0])
+
+        def zeros(shape, dtype=float, order="C", **kwargs):
+            """Return ``numpy.zeros(...)`` as a :class:`ScalarSlotArray`."""
+            return np.zeros(shape, dtype, order, **kwargs).view(ScalarSlotArray)
+
+        class NumpyNamespace(types.ModuleType):
+            def __getattr__(self, name):
+                return getattr(np, name)
+
+        _numpy_module = NumpyNamespace("numpy", "numpy for Spinning Up's TF1 code "
+                                       "(spinfast.compat)")
+        _numpy_module.zeros = zeros
+        _numpy_module.ScalarSlotArray = ScalarSlotArray
+    return _numpy_module
+
+
 def _tf1_import(name, globals=None, locals=None, fromlist=(), level=0):
-    """``__import__`` of TF1 modules: ``tensorflow`` is :func:`_tf1`, the rest as usual."""
+    """``__import__`` of TF1 modules: ``tensorflow`` is :func:`_tf1`, ``numpy`` is
+    :func:`_numpy_for_tf1`, the rest as usual."""
     if level == 0 and name == "tensorflow":
         return _tf1()
+    if level == 0 and name == "numpy" and not fromlist:
+        return _numpy_for_tf1()
     return builtins.__import__(name, globals, locals, fromlist, level)
 
 

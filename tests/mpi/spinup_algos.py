@@ -1,7 +1,9 @@
-"""Train Spinning Up's own PyTorch algorithms for a few short epochs through spinfast.compat.
+"""Train Spinning Up's own algorithms for a few short epochs through spinfast.compat.
 
 Usage: ``python tests/mpi/spinup_algos.py DATA_DIR ALGO [ALGO ...]`` (also under
-``mpiexec -n N``). Spinning Up's source must be importable (its folder on PYTHONPATH). Each
+``mpiexec -n N``); ``ALGO`` is ``vpg``, ``ppo``, ``ddpg``, ``td3``, ``sac`` (PyTorch) or
+``trpo_tf1``, ``ppo_tf1`` ... (TF1, each in its own ``tf.Graph``). Spinning Up's source
+must be importable (its folder on PYTHONPATH). Each
 algorithm runs unchanged, made as its docs show (``from spinup import ppo_pytorch`` and an
 ``env_fn`` calling ``gym.make``; here ``gym`` is spinfast's old-API adapter over gymnasium),
 with tiny settings, logging into ``DATA_DIR/<ALGO>``. Every rank then writes
@@ -9,6 +11,7 @@ with tiny settings, logging into ``DATA_DIR/<ALGO>``. Every rank then writes
 ``gym`` and ``spinup.utils.logx``.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -36,14 +39,24 @@ SETTINGS = {
 }
 
 
+SETTINGS["trpo"] = SETTINGS["vpg"]
+
+
 def main(data_dir, algos):
     """Train each of ``algos`` into ``data_dir/<algo>``."""
     for name in algos:
-        env_name, kwargs = SETTINGS[name]
-        algo = getattr(spinup, name + "_pytorch")
+        base, _, backend = name.partition("_")
+        env_name, kwargs = SETTINGS[base]
+        algo = getattr(spinup, base + "_" + (backend or "pytorch"))
         out = os.path.join(data_dir, name)
-        algo(lambda: gym.make(env_name), seed=3,  # noqa: B023 (called right here)
-             logger_kwargs=dict(output_dir=out, exp_name=name), **kwargs)
+        graph = contextlib.nullcontext()
+        if backend == "tf1":
+            import tensorflow as tf
+
+            graph = tf.Graph().as_default()
+        with graph:
+            algo(lambda: gym.make(env_name), seed=3,  # noqa: B023 (called right here)
+                 logger_kwargs=dict(output_dir=out, exp_name=name), **kwargs)
         with open(os.path.join(out, f"rank{proc_id()}.json"), "w") as f:
             json.dump(dict(rank=proc_id(), size=num_procs(), gym=gym.make.__module__,
                            logx=sys.modules["spinup.utils.logx"].__name__), f)
