@@ -312,21 +312,29 @@ def test_spinup_run_unchanged_after_compat_enable(compat_venv, tmp_path):
                timeout=300)
     assert "Using default backend (pytorch) for ppo." in proc.stdout
     check_progress(tmp_path / "su" / "su_s0", "ppo")
+    # Its test_policy runs Spinning Up's own utils/test_policy.py as a script (torch.load of
+    # a whole module, old-API env loop), on the run it just saved.
+    proc = run(["-m", "spinup.run", "test_policy", tmp_path / "su" / "su_s0", "-n", "2",
+                "-nr"], cwd=tmp_path, python=python, timeout=300)
+    lens = [int(line.split()[-1]) for line in proc.stdout.splitlines()
+            if line.startswith("Episode ")]
+    assert len(lens) == 2 and all(1 <= n <= 500 for n in lens)
 
 
 def test_compat_disable_removes_the_hook(compat_venv, tmp_path):
     python, root = compat_venv
-    env = su_env()
-    check = ["-c", "import sys, spinup.utils.logx as m; print(m.__name__)"]
+    env = mpi_env()
+    env.pop("PYTHONPATH", None)  # no Spinning Up: spinup exists only through the hook
+    check = ["-c", "import spinup.utils.logx as m; print(m.__name__)"]
     assert run(check, cwd=tmp_path, python=python, env=env).stdout.strip() == "spinfast.logx"
-    proc = run(["-m", "spinfast.run", "compat", "disable"], cwd=root, python=python)
+    proc = run(["-m", "spinfast.run", "compat", "disable"], cwd=root, python=python, env=env)
     assert "spinfast compat disabled: removed" in proc.stdout
     proc = subprocess.run([str(python), *check], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)
-    # Without the hook the real spinup/__init__.py runs, and fails on today's stack.
-    assert proc.returncode != 0
-    assert os.path.join("spinup", "__init__.py") in proc.stderr, proc.stderr
-    proc = run(["-m", "spinfast.run", "compat", "enable"], cwd=root, python=python)
+    assert proc.returncode == 1 and "No module named 'spinup'" in proc.stderr
+    proc = run(["-m", "spinfast.run", "compat", "disable"], cwd=root, python=python, env=env)
+    assert "spinfast compat was not enabled" in proc.stdout
+    proc = run(["-m", "spinfast.run", "compat", "enable"], cwd=root, python=python, env=env)
     assert "spinfast compat enabled" in proc.stdout
 
 

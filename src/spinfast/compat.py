@@ -37,7 +37,7 @@ import sys
 import types
 
 __all__ = ["install", "uninstall", "is_installed", "ALIASES", "SPINUP_NAMES",
-           "PTH_NAME", "enable", "disable", "pth_path"]
+           "PTH_NAME", "enable", "disable", "pth_path", "startup"]
 
 #: Spinning Up module name -> spinfast module name.
 ALIASES = {
@@ -360,8 +360,22 @@ def uninstall() -> None:
 #: File name of the startup hook written by :func:`enable`.
 PTH_NAME = "spinfast_compat.pth"
 
-_PTH_LINE = ("import sys; exec('try:\\n import spinfast.compat\\n spinfast.compat.install()\\n"
+_PTH_LINE = ("import sys; exec('try:\\n import spinfast.compat\\n spinfast.compat.startup()\\n"
              "except ImportError:\\n pass')\n")
+
+
+def startup() -> None:
+    """Run by the hook of :func:`enable` when Python starts: :func:`install`, and more.
+
+    ``python -m spinup.run test_policy`` runs Spinning Up's ``spinup/utils/test_policy.py`` as
+    a script, whose ``torch.load(fname)`` of a whole module fails on PyTorch 2.6+ (loads
+    default to ``weights_only=True``); for that script only, whole-module loads are allowed
+    again (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``), as Spinning Up expects.
+    """
+    install()
+    script = os.path.abspath(sys.argv[0]) if getattr(sys, "argv", None) else ""
+    if script.endswith(os.path.join("spinup", "utils", "test_policy.py")):
+        os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 
 def pth_path() -> str:
