@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 SPINUP = ROOT.parent / "shared" / "clients" / "spinningup"
 
@@ -50,8 +52,14 @@ def child(side, out, epochs, steps):
     _setup(side)
     import gym
     from spinup import ppo_pytorch
+    from spinup.utils.mpi_tools import proc_id
 
-    ppo_pytorch(lambda: gym.make("CartPole-v1"), seed=0, steps_per_epoch=steps, epochs=epochs,
+    def env_fn():  # seeded, so both sides see the same episodes (Spinning Up seeds no env)
+        env = gym.make("CartPole-v1")
+        env.seed(1000 + proc_id())
+        return env
+
+    ppo_pytorch(env_fn, seed=0, steps_per_epoch=steps, epochs=epochs,
                 logger_kwargs=dict(output_dir=out, exp_name=side))
 
 
@@ -76,6 +84,14 @@ def _epoch_times(progress):
     return [b - a for a, b in zip(t, t[1:])]
 
 
+def _work(progress):
+    """The columns that fix how much work an epoch did (returns, PPO's early stop)."""
+    lines = Path(progress).read_text().splitlines()
+    head = lines[0].split("\t")
+    cols = [head.index(k) for k in ("AverageEpRet", "StopIter")]
+    return [tuple(float(line.split("\t")[c]) for c in cols) for line in lines[1:]]
+
+
 def main():
     """Run the interleaved comparison and print the table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -97,6 +113,7 @@ def main():
     sides = ("spinfast", "spinup")
     epoch = {(s, n): [] for s in sides for n in args.ranks}
     start = {s: [] for s in sides}
+    work = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for s in (sides if r % 2 == 0 else sides[::-1]):
@@ -111,6 +128,7 @@ def main():
                         cmd = [mpiexec, "-n", str(n), *cmd]
                     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
                     epoch[(s, n)] += _epoch_times(os.path.join(out, "progress.txt"))
+                    work[(s, n, r)] = _work(os.path.join(out, "progress.txt"))
     print(f"\nSpinning Up ppo_pytorch, CartPole-v1, {args.steps} steps/epoch, "
           f"{args.rounds} rounds x {args.epochs} epochs (medians)\n")
     print("| measure | spinfast | Spinning Up's utils | ratio |\n|---|---|---|---|")
@@ -118,6 +136,10 @@ def main():
         a, b = (statistics.median(epoch[(s, n)]) for s in sides)
         print(f"| time per epoch, {n} rank{'s' if n > 1 else ''} | {a:.3f} s | {b:.3f} s | "
               f"{b / a:.2f}x |")
+    # Spinning Up sums its statistics in float32, spinfast in float64: equal to ~1e-6.
+    same = all(np.allclose(work[("spinfast", n, r)], work[("spinup", n, r)], rtol=1e-5)
+               for n in args.ranks for r in range(args.rounds))
+    print(f"| same episodes and early stops on both sides | {same} | | |")
     a, b = (statistics.median(start[s]) for s in sides)
     print(f"| start-up (python + import logx, mpi_tools, mpi_pytorch) | {a:.2f} s | {b:.2f} s "
           f"| {b / a:.2f}x |")

@@ -164,16 +164,16 @@ def test_spinup_names_are_lazy_and_need_spinup(tmp_path):
         import sys
         import spinfast.compat
         spinfast.compat.install()
-        from spinup import ppo_pytorch, vpg_tf1
+        from spinup import ppo_pytorch
         assert ppo_pytorch.__module__ == "spinup.algos.pytorch.ppo.ppo"
-        assert vpg_tf1.__module__ == "spinup.algos.tf1.vpg.vpg"
         import spinup
-        print(spinup.__version__, "tf1" in sys.modules.get("spinup.algos.tf1.vpg.vpg").__name__)
+        assert "spinup.algos.pytorch.vpg.vpg" not in sys.modules  # only what was asked for
+        print(spinup.__version__, "tensorflow" in sys.modules)
     """
     env = dict(__import__("os").environ, PYTHONPATH=str(SPINUP))
     if not (SPINUP / "spinup").exists():
         pytest.skip(f"Spinning Up's source is not at {SPINUP}")
-    assert python(code, tmp_path, env=env).split() == ["0.2.0", "True"]
+    assert python(code, tmp_path, env=env).split() == ["0.2.0", "False"]
 
 
 def test_user_config_has_every_name_of_spinning_up():

@@ -50,11 +50,12 @@ RUN_KEYS = ("num_cpu", "data_dir", "datestamp", "parallel", "skip_finished")
 
 COMMANDS = {
     "plot": "plot learning curves from experiment folders (PNG/SVG/PDF with --save)",
-    "test_policy": "run a saved policy (PyTorch or TF1) in its saved gymnasium environment",
+    "test_policy": "run a saved policy (PyTorch or TF1, spinfast's or Spinning Up's run) in "
+                   "its saved env",
     "demo": "train a small numpy policy-gradient example as a 2-variant grid on 2 MPI "
             "ranks each, then plot it",
-    "compat": "'compat enable' makes Spinning Up's own programs (python -m spinup.run ...) "
-              "use spinfast in this Python environment; 'compat disable' undoes it",
+    "compat": "enable|disable|status: Spinning Up's own programs (python -m spinup.run) "
+              "use spinfast",
 }
 
 # Messages of the errors that plot / test_policy raise about their input (the folder or the
@@ -101,6 +102,7 @@ grid flags (MODULE:FUNC and NAME):
   --parallel K        run K variants at once (or auto), logs in <run folder>.log, summary
   --skip_finished     skip variants whose folder already holds a finished run
   --env E             --env_name E: the function gets env_fn making gymnasium env E
+                      (with gym's old API for Spinning Up's algorithms)
   --hid H / --act A   --ac_kwargs:hidden_sizes H / --ac_kwargs:activation A
                       (A may be a dotted name such as torch.nn.ReLU)
 
@@ -483,7 +485,9 @@ def _run_compat(argv):
     from spinfast import compat
 
     if argv in (["-h"], ["--help"], ["help"]):
-        print(f"usage: {PROG} compat enable|disable|status\n\n{COMMANDS['compat']}.\n"
+        print(f"usage: {PROG} compat enable|disable|status\n\n'compat enable' makes Spinning "
+              f"Up's own programs (python -m spinup.run ...) use spinfast in this Python "
+              f"environment; 'compat disable' undoes it.\n"
               f"'enable' writes {compat.PTH_NAME} into site-packages "
               f"({osp.dirname(compat.pth_path())}), whose one line calls "
               f"spinfast.compat.install() when Python starts.")
@@ -578,7 +582,8 @@ def _dispatch(argv):
     if cmd.startswith("-"):
         raise UsageError(f"expected a command before {cmd!r}; commands: "
                          f"{', '.join([*COMMANDS, *registered])}, or MODULE:FUNCTION")
-    raise UsageError(f"unknown command {cmd!r}" + _suggest(cmd, [*COMMANDS, *registered])
+    raise UsageError(f"unknown command {cmd!r}"
+                     + _suggest(cmd, [*COMMANDS, *registered, *SPINUP_ALGOS])
                      + f" Commands: {', '.join([*COMMANDS, *registered])}, or "
                      f"MODULE:FUNCTION (see {PROG} --help)")
 

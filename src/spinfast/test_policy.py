@@ -324,8 +324,8 @@ def build_parser(prog="python -m spinfast.run test_policy"):
     """Return the argument parser of the ``test_policy`` command."""
     parser = argparse.ArgumentParser(
         prog=prog, description="Run a saved policy (PyTorch pyt_save/ or TF1 tf1_save) in its "
-        "saved environment (gymnasium) and report episode returns and lengths. Loads "
-        "trusted pickles: only use it on your own runs.",
+        "saved environment (gymnasium or gym's old API) and report episode returns and "
+        "lengths. Loads trusted pickles: only use it on your own runs.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("fpath", type=str, help="the run's output folder")
     parser.add_argument("--len", "-l", type=int, default=0,
