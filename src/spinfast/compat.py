@@ -19,7 +19,11 @@ Spinning Up's own names work too (see the project README):
   ``gym`` package is importable.
 - Modules under ``spinup.algos.tf1`` and ``spinup.exercises.tf1`` get ``tf.compat.v1`` (with
   TF2 behaviour disabled) when they ``import tensorflow as tf``, and ``tf.layers`` from
-  ``tf-keras``, so Spinning Up's TF1 algorithms run on TensorFlow 2.
+  ``tf-keras``, so Spinning Up's TF1 algorithms run on TensorFlow 2; their ``import numpy``
+  gets arrays from ``np.zeros`` that take one-element values in scalar slots, as their
+  buffers need on NumPy 2.4+.
+- :func:`enable` / :func:`disable` (``spinfast compat enable|disable``) add or remove a
+  ``.pth`` hook that calls :func:`startup` whenever Python starts in the environment.
 
 Experiments launched by :mod:`spinfast.run_utils` while the aliases are installed install
 them in their own processes too.
