@@ -229,6 +229,14 @@ def test_spinfast_run_with_spinning_up_algorithm_names(tmp_path):
     check_progress(tmp_path / "x" / "x_s0", "ppo")
 
 
+def test_spinfast_run_module_function_of_spinning_up(tmp_path):
+    """Issue 10 (3): MODULE:FUNCTION naming Spinning Up's ppo gets the old API for --env."""
+    run(["-m", "spinfast.run", "spinup.algos.pytorch.ppo.ppo:ppo", "--env", "CartPole-v1",
+         "--epochs", "2", "--steps_per_epoch", "120", "--train_pi_iters", "3",
+         "--train_v_iters", "3", "--data_dir", tmp_path], cwd=tmp_path)
+    check_progress(tmp_path / "cmd_ppo" / "cmd_ppo_s0", "ppo")
+
+
 @pytest.mark.parametrize("args, message", [
     (["sac", "--env", "Pendulum-v1", "--cpu", "2"],
      "sac_pytorch can't be run with --cpu 2; only vpg, trpo, ppo run on several MPI"),
