@@ -127,7 +127,11 @@ def test_compat_gym_is_the_adapter_unless_a_real_gym_exists(tmp_path):
         assert env.reset().shape == (4,) and len(env.step(0)) == 4
         assert "CartPole-v1" in [e.id for e in gym.envs.registry.all()]
         from gym.envs.classic_control import CartPoleEnv
-        print(gym.__name__, type(env).__name__)
+        name = gym.__name__
+        spinfast.compat.uninstall()
+        import sys
+        assert not [m for m in sys.modules if m == "gym" or m.startswith("gym.")]
+        print(name, type(env).__name__)
     """
     assert python(code, tmp_path).split() == ["gym", "OldApiEnv"]
     (tmp_path / "gym").mkdir()  # a real gym package on the path wins

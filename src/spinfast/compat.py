@@ -349,12 +349,12 @@ def uninstall() -> None:
         while _finder in sys.meta_path:
             sys.meta_path.remove(_finder)
     _finder = None
+    ours_gym = isinstance(getattr(sys.modules.get("gym"), "__loader__", None), _GymLoader)
     for name in list(sys.modules):
         if name == "spinup" or name.startswith("spinup."):
             del sys.modules[name]
-        elif (name == "gym" or name.startswith("gym.")) and isinstance(
-                getattr(sys.modules[name], "__loader__", None), (_GymLoader, _AliasLoader)):
-            del sys.modules[name]
+        elif ours_gym and (name == "gym" or name.startswith("gym.")):
+            del sys.modules[name]  # the adapter and the gymnasium modules aliased under gym.
 
 
 # ---------------------------------------------------------------------------------------------
