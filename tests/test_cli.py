@@ -71,6 +71,8 @@ def test_python_dash_m_spinfast_and_console_script():
     (["corridor_pg", "--exp_name", "a", "b"], "only provide one value for --exp_name"),
     (["corridor_pg", "--cpu", "1", "2"], "only provide one value for --num_cpu"),
     (["--lr"], "expected a command before '--lr'"),
+    (["compat", "on"], "compat takes one of enable, disable, status; got ['on']"),
+    (["ppoo", "--env", "CartPole-v1"], "unknown command 'ppoo'; did you mean 'ppo'?"),
 ])
 def test_unknown_names_suggest_closest(args, message):
     proc = cli(*args)

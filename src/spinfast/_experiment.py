@@ -1,8 +1,9 @@
 """Run one experiment written by :func:`spinfast.run_utils.call_experiment`.
 
 Usage (internal): ``python -m spinfast._experiment PAYLOAD``. ``PAYLOAD`` is a file holding
-a plain pickle of launch metadata (the launcher's ``sys.path``, whether
-:func:`spinfast.compat.install` was active) followed by a plain pickle of
+a plain pickle of launch metadata (the launcher's ``sys.path``, whether to install
+:mod:`spinfast.compat`, whether ``env_name`` becomes an environment with gym's old API
+because the thunk is Spinning Up's) followed by a plain pickle of
 ``dict(thunk=..., kwargs=..., num_cpu=..., resume=...)``: ``thunk`` is ``'module:qualname'``
 (imported here) or cloudpickle bytes, ``kwargs`` cloudpickle bytes. Both are loaded only after
 ``sys.path`` is set. The experiment splits into ``num_cpu`` MPI processes with
@@ -24,6 +25,7 @@ import pickle
 
 
 def _load(path):
+    """Return ``(meta, job)`` read from the payload file ``path``."""
     with open(path, "rb") as f:
         meta = pickle.load(f)
         for entry in meta.get("sys_path", []):
@@ -33,7 +35,7 @@ def _load(path):
             from spinfast import compat
 
             compat.install()
-        return pickle.load(f)
+        return meta, pickle.load(f)
 
 
 def resolve_thunk(ref):
@@ -69,13 +71,15 @@ def main(argv=None):
     if len(argv) != 1:
         print("usage: python -m spinfast._experiment PAYLOAD", file=sys.stderr)
         raise SystemExit(2)
-    job = _load(argv[0])
+    meta, job = _load(argv[0])
     thunk, kwargs, num_cpu = resolve_thunk(job["thunk"]), _thunk_kwargs(job), job["num_cpu"]
     if "env_name" in kwargs:
-        import gymnasium as gym
-
         env_name = kwargs.pop("env_name")
-        kwargs["env_fn"] = lambda: gym.make(env_name)
+        if meta.get("old_gym_api"):  # a Spinning Up algorithm: o = env.reset()
+            from spinfast.gym_compat import make
+        else:
+            from gymnasium import make
+        kwargs["env_fn"] = lambda: make(env_name)
     if num_cpu > 1:
         from spinfast.mpi_tools import mpi_fork
 

@@ -1,8 +1,14 @@
 """The spinfast command line: ``python -m spinfast.run COMMAND ...`` (also ``spinfast ...``).
 
-Commands: ``plot``, ``test_policy``, ``demo``, and ``MODULE:FUNCTION`` (or a registered name)
-to run any function over a grid of hyperparameters, as ``python -m spinup.run`` does for
-Spinning Up's algorithms. ``python -m spinfast.run --help`` lists them with examples.
+Commands: ``plot``, ``test_policy``, ``demo``, ``compat enable|disable``, Spinning Up's
+algorithm names (``ppo``, ``sac_pytorch``, ``vpg_tf1`` ...: its algorithms, when ``spinup`` is
+importable), and ``MODULE:FUNCTION`` (or a registered name) to run any function over a grid
+of hyperparameters, as ``python -m spinup.run`` does for Spinning Up's algorithms.
+``python -m spinfast.run --help`` lists them with examples.
+
+Usage errors (a wrong name, flag or value; a run folder without saves) are printed on one
+line as ``spinfast: error: ...`` with exit status 2 (1 for ``plot``/``test_policy`` input
+errors); any other exception shows its traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import subprocess
 import sys
 
 __all__ = ["main", "parse_grid_args", "REGISTRY", "SUBSTITUTIONS", "RUN_KEYS", "EXECUTORS",
-           "make_executor", "slurm_parameters"]
+           "make_executor", "slurm_parameters", "SPINUP_ALGOS", "MPI_COMPATIBLE_ALGOS"]
 
 PROG = "python -m spinfast.run"
 
@@ -32,6 +38,13 @@ REGISTRY = {"corridor_pg": "spinfast.examples_demo:train"}
 SUBSTITUTIONS = {"env": "env_name", "hid": "ac_kwargs:hidden_sizes",
                  "act": "ac_kwargs:activation", "cpu": "num_cpu", "dt": "datestamp"}
 
+#: Spinning Up's algorithm names (each also with ``_pytorch`` and ``_tf1``); without a suffix
+#: the backend comes from ``spinfast.user_config.DEFAULT_BACKEND``.
+SPINUP_ALGOS = ("vpg", "trpo", "ppo", "ddpg", "td3", "sac")
+
+#: The algorithms of Spinning Up that run on several MPI processes (``--cpu N``).
+MPI_COMPATIBLE_ALGOS = ("vpg", "trpo", "ppo")
+
 #: Flags that configure :meth:`ExperimentGrid.run` rather than the function (one value each).
 RUN_KEYS = ("num_cpu", "data_dir", "datestamp", "parallel", "skip_finished", "executor",
             "resume")
@@ -42,9 +55,20 @@ SLURM_PREFIX = "slurm_"
 
 COMMANDS = {
     "plot": "plot learning curves from experiment folders (PNG/SVG/PDF with --save)",
-    "test_policy": "run a saved policy (PyTorch or TF1) in its saved gymnasium environment",
+    "test_policy": "run a saved policy (PyTorch or TF1, spinfast's or Spinning Up's run) in "
+                   "its saved env",
     "demo": "train a small numpy policy-gradient example as a 2-variant grid on 2 MPI "
             "ranks each, then plot it",
+    "compat": "enable|disable|status: Spinning Up's own programs (python -m spinup.run) "
+              "use spinfast",
+}
+
+# Messages of the errors that plot / test_policy raise about their input (the folder or the
+# flags): shown on one line. Any other exception keeps its traceback.
+_INPUT_ERRORS = {
+    "plot": ("make_plots(): ", "plot_data(): ", "get_all_datasets(): "),
+    "test_policy": ("load_policy_and_env(): ", "run_policy(): environment not found",
+                    "run_policy(): num_episodes"),
 }
 
 # Dotted values whose first part is one of these are resolved to Python objects
@@ -60,6 +84,9 @@ commands:
   plot           {COMMANDS['plot']}
   test_policy    {COMMANDS['test_policy']}
   demo           {COMMANDS['demo']}
+  compat         {COMMANDS['compat']}
+  ALGO           Spinning Up's algorithms: {', '.join(SPINUP_ALGOS)}, each also as
+                 ALGO_pytorch / ALGO_tf1 (needs Spinning Up importable)
   MODULE:FUNC    run FUNC of MODULE (importable, or a .py module in the current folder)
                  once per combination of the values given to its parameters
   NAME           a registered experiment: {', '.join(f'{k} ({v})' for k, v in REGISTRY.items())}
@@ -88,11 +115,13 @@ grid flags (MODULE:FUNC and NAME):
                       --slurm_time MINUTES (also the local executor's limit; default 60),
                       --slurm_cpus_per_task N (default: --cpu), --slurm_mem_gb ...
   --env E             --env_name E: the function gets env_fn making gymnasium env E
+                      (with gym's old API for Spinning Up's algorithms)
   --hid H / --act A   --ac_kwargs:hidden_sizes H / --ac_kwargs:activation A
                       (A may be a dotted name such as torch.nn.ReLU)
 
 examples:
   {PROG} demo
+  {PROG} ppo --env CartPole-v1 --exp_name ppo-cartpole --cpu 2 --epochs 50
   {PROG} plot data/demo -s 3 --save demo.png
   {PROG} test_policy data/ppo/ppo_s0 -n 10 -nr
   {PROG} spinfast.examples_demo:train --lr 0.1 0.5 --seed 0 1 --epochs 20 --cpu 2
@@ -141,7 +170,9 @@ def _run_module_command(command, argv):
     _check_flags(module.build_parser(), argv, command)
     try:
         return module.main(argv, prog=f"{PROG} {command}")
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, TypeError) as exc:
+        if not str(exc).startswith(_INPUT_ERRORS[command]):
+            raise
         print(f"spinfast: error: {exc}", file=sys.stderr)
         return 1
 
@@ -348,6 +379,8 @@ def _load_function(spec):
         raise UsageError(f"{spec!r} is not MODULE:FUNCTION; write e.g. mypkg.algos:train")
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
+    if module_name == "spinup" or module_name.startswith("spinup."):
+        _install_compat()  # Spinning Up's modules, without its TF1-era __init__
     try:
         obj = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -464,7 +497,100 @@ def make_executor(kind, data_dir, num_cpu, grid_name, options):
     return executor, num_cpu
 
 
-def _run_grid(spec, func, args):
+def _install_compat():
+    from spinfast import compat
+
+    try:
+        compat.install()
+    except ImportError:  # the real Spinning Up is already imported: use it as it is
+        pass
+
+
+def _spinup_algo(cmd):
+    """Return the full name if ``cmd`` names a Spinning Up algorithm, else None.
+
+    ``cmd`` is ``ALGO`` (backend from ``user_config.DEFAULT_BACKEND``), ``ALGO_pytorch`` or
+    ``ALGO_tf1``; the full name has the backend.
+    """
+    base, _, backend = cmd.rpartition("_")
+    if cmd in SPINUP_ALGOS:
+        from spinfast import user_config
+
+        base, backend = cmd, user_config.DEFAULT_BACKEND[cmd]
+        print(f"\n\nUsing default backend ({backend}) for {cmd}.\n")
+    elif not (base in SPINUP_ALGOS and backend in ("pytorch", "tf1")):
+        return None
+    return f"{base}_{backend}"
+
+
+def _check_spinup_args(algo, args):
+    """Check what Spinning Up's command line checks, before its algorithm is imported."""
+    if any(a in ("-h", "--help", "help") for a in args):
+        return
+    arg_dict, _ = parse_grid_args(args)
+    cpus = arg_dict.get("num_cpu", [1])
+    if cpus != [1] and algo.rpartition("_")[0] not in MPI_COMPATIBLE_ALGOS:
+        raise UsageError(f"{algo} can't be run with --cpu {' '.join(map(str, cpus))}; only "
+                         f"{', '.join(MPI_COMPATIBLE_ALGOS)} run on several MPI processes")
+    if "env_name" not in arg_dict:
+        raise UsageError(f"you did not give a value for --env (--env_name) to {algo}; add "
+                         f"one, e.g. --env CartPole-v1")
+    _check_env_names(arg_dict["env_name"])
+
+
+def _load_spinup_algo(cmd, full):
+    """Import Spinning Up's algorithm ``full`` (e.g. ``ppo_pytorch``) through compat.
+
+    Installs :mod:`spinfast.compat`, so the algorithm runs on spinfast's utilities, gym's old
+    API over gymnasium and (TF1) ``tf.compat.v1``.
+
+    Raises:
+        UsageError: Spinning Up is not importable.
+    """
+    _install_compat()
+    from spinfast import compat
+
+    if "spinup" not in sys.modules and not compat._real_package_path("spinup"):
+        raise UsageError(f"{cmd!r} is a Spinning Up algorithm, and Spinning Up is not "
+                         f"importable; install it (pip install --no-deps -e "
+                         f"/path/to/spinningup) or put its folder on PYTHONPATH")
+    import spinup
+
+    return getattr(spinup, full)
+
+
+def _run_compat(argv):
+    from spinfast import compat
+
+    if argv in (["-h"], ["--help"], ["help"]):
+        print(f"usage: {PROG} compat enable|disable|status\n\n'compat enable' makes Spinning "
+              f"Up's own programs (python -m spinup.run ...) use spinfast in this Python "
+              f"environment; 'compat disable' undoes it.\n"
+              f"'enable' writes {compat.PTH_NAME} into site-packages "
+              f"({osp.dirname(compat.pth_path())}), whose one line calls "
+              f"spinfast.compat.install() when Python starts.")
+        return 0
+    if len(argv) != 1 or argv[0] not in ("enable", "disable", "status"):
+        raise UsageError(f"compat takes one of enable, disable, status; got {argv!r} (see "
+                         f"{PROG} compat --help)")
+    if argv[0] == "enable":
+        path = compat.enable()
+        print(f"spinfast compat enabled: {path}\nEvery Python of {sys.prefix} now resolves "
+              f"spinup.utils.* to spinfast (and gym to gymnasium's adapter when no gym is "
+              f"installed). Undo with: {PROG} compat disable")
+    elif argv[0] == "disable":
+        path = compat.disable()
+        print(f"spinfast compat disabled: removed {path}" if path else
+              f"spinfast compat was not enabled in {sys.prefix} (no {compat.pth_path()})")
+    else:
+        on = osp.exists(compat.pth_path())
+        print(f"spinfast compat is {'enabled' if on else 'disabled'} in {sys.prefix} "
+              f"({compat.pth_path()})")
+    return 0
+
+
+def _run_grid(spec, func, args, exp_name=None):
+    """Run ``func`` over the grid in ``args``; experiments named ``exp_name`` by default."""
     from spinfast.run_utils import ExperimentGrid
 
     if any(a in ("-h", "--help", "help") for a in args):
@@ -487,7 +613,7 @@ def _run_grid(spec, func, args):
         if len(vals) != 1:
             raise UsageError(f"you can only provide one value for --exp_name, got {vals!r}")
         exp_name = str(vals[0])
-    else:
+    elif exp_name is None:
         exp_name = "cmd_" + getattr(func, "__name__", "experiment")
     if "env_name" in arg_dict:
         _check_env_names(arg_dict["env_name"])
@@ -535,6 +661,13 @@ def _dispatch(argv):
         return _run_module_command(cmd, rest)
     if cmd == "demo":
         return _run_demo(rest)
+    if cmd == "compat":
+        return _run_compat(rest)
+    full = _spinup_algo(cmd)
+    if full is not None:
+        _check_spinup_args(full, rest)
+        return _run_grid(f"spinup.{full}", _load_spinup_algo(cmd, full), rest,
+                         exp_name="cmd_" + full)
     registered = _all_registered()
     if ":" in cmd:
         return _run_grid(cmd, _load_function(cmd), rest)
@@ -543,7 +676,8 @@ def _dispatch(argv):
     if cmd.startswith("-"):
         raise UsageError(f"expected a command before {cmd!r}; commands: "
                          f"{', '.join([*COMMANDS, *registered])}, or MODULE:FUNCTION")
-    raise UsageError(f"unknown command {cmd!r}" + _suggest(cmd, [*COMMANDS, *registered])
+    raise UsageError(f"unknown command {cmd!r}"
+                     + _suggest(cmd, [*COMMANDS, *registered, *SPINUP_ALGOS])
                      + f" Commands: {', '.join([*COMMANDS, *registered])}, or "
                      f"MODULE:FUNCTION (see {PROG} --help)")
 

@@ -174,7 +174,10 @@ class ExperimentJob:
         resume: add ``resume=True`` to the thunk's ``logger_kwargs`` dict, and append to the
             log instead of replacing it.
         sys_path: the submitting process's ``sys.path``, appended in the experiment process.
-        compat: whether :func:`spinfast.compat.install` was active when submitting.
+        compat: install :mod:`spinfast.compat` in the experiment process (it was active when
+            submitting, or the thunk is Spinning Up's).
+        old_gym_api: ``env_name`` becomes an environment with gym's old API (a Spinning Up
+            thunk), else a gymnasium one.
         run_id: the grid run (or call) the job belongs to; once a job of it is interrupted
             in a process (Ctrl-C), its other jobs queued in that process start nothing.
     """
@@ -189,6 +192,7 @@ class ExperimentJob:
     resume: bool = False
     sys_path: tuple = ()
     compat: bool = False
+    old_gym_api: bool = False
     run_id: str = ""
 
     def __call__(self):
@@ -247,6 +251,9 @@ def _make_job(exp_name, thunk, seed, num_cpu, data_dir, datestamp, kwargs, func,
 
     from spinfast import compat
 
+    # A Spinning Up algorithm needs compat in its process to import (spinup/__init__.py
+    # would import every algorithm and TF1) and gets gym's old API for env_name.
+    spinup_thunk = _from_spinup(thunk)
     try:
         thunk_ref = _thunk_ref(thunk)
         kwargs_bytes = cloudpickle.dumps(kwargs)
@@ -258,7 +265,8 @@ def _make_job(exp_name, thunk, seed, num_cpu, data_dir, datestamp, kwargs, func,
                          log_path=_log_path_of(exp_name, output_dir, data_dir) if log else None,
                          header=header, thunk=thunk_ref, kwargs=kwargs_bytes, num_cpu=num_cpu,
                          resume=bool(resume), sys_path=tuple(sys.path),
-                         compat=compat.is_installed(), run_id=run_id)
+                         compat=compat.is_installed() or spinup_thunk,
+                         old_gym_api=spinup_thunk, run_id=run_id)
 
 
 def _stop_process(proc):
@@ -300,7 +308,7 @@ def _run_job(job):
         payload = osp.join(payload_dir, "experiment.pkl")
         with open(payload, "wb") as f:
             pickle.dump(dict(sys_path=list(job.sys_path), compat=job.compat,
-                             exp_name=job.exp_name), f)
+                             exp_name=job.exp_name, old_gym_api=job.old_gym_api), f)
             pickle.dump(dict(thunk=job.thunk, kwargs=job.kwargs, num_cpu=job.num_cpu,
                              resume=job.resume), f)
         cmd = [sys.executable or "python", "-m", "spinfast._experiment", payload]
@@ -338,6 +346,15 @@ def _run_job(job):
         shutil.rmtree(payload_dir, ignore_errors=True)
     return VariantResult(job.exp_name, out, "ok" if returncode == 0 else "failed", returncode,
                          seconds, job.log_path)
+
+
+def _from_spinup(thunk):
+    """Return True if ``thunk`` (or the function of a ``functools.partial``) is Spinning Up's."""
+    seen = 0
+    while hasattr(thunk, "func") and seen < 10:  # functools.partial, possibly nested
+        thunk, seen = thunk.func, seen + 1
+    module = getattr(thunk, "__module__", None) or ""
+    return module == "spinup" or module.startswith("spinup.")
 
 
 def _end_message(output_dir):
@@ -428,7 +445,10 @@ def call_experiment(exp_name, thunk, seed=0, num_cpu=1, data_dir=None, datestamp
     ``seed`` and ``logger_kwargs`` (from :func:`setup_logger_kwargs`, unless given in
     ``kwargs``) are added to the thunk's keyword arguments. If ``env_name`` is among them it
     is replaced by ``env_fn``, a function making that gymnasium environment (gymnasium is
-    imported only then). The thunk (by reference when importable, else by value) and its
+    imported only then); for a thunk from Spinning Up (``spinup.*``), which calls
+    ``o = env.reset()``, the environment has gym's old API
+    (:class:`spinfast.gym_compat.OldApiEnv`), and the experiment process installs
+    :mod:`spinfast.compat`. The thunk (by reference when importable, else by value) and its
     arguments are serialized with cloudpickle into an :class:`ExperimentJob`, which runs
     ``python -m spinfast._experiment``; that splits into ``num_cpu`` MPI processes with
     :func:`spinfast.mpi_tools.mpi_fork` before calling the thunk. Prints the experiment's

@@ -8,9 +8,13 @@ either ``pyt_save/model.pt`` / ``model<itr>.pt`` (a whole PyTorch module, ``torc
 The PyTorch file is a full pickle, loaded with ``torch.load(..., weights_only=False)``: like
 any pickle it can run code when loaded, so only load folders you trust (your own runs).
 
-Environments use the gymnasium API (``reset() -> (obs, info)``, ``step() -> (obs, reward,
-terminated, truncated, info)``). PyTorch, TensorFlow and gymnasium are imported only when
-needed.
+Environments may use the gymnasium API (``reset() -> (obs, info)``, ``step() -> (obs,
+reward, terminated, truncated, info)``) or gym's old one (``reset() -> obs``, ``step() ->
+(obs, reward, done, info)``), as the environments Spinning Up saves do; wrapped in
+:class:`spinfast.gym_compat.OldApiEnv` or not. Loading installs :mod:`spinfast.compat` first
+(unless a real Spinning Up is already imported), so runs saved by Spinning Up itself, whose
+pickles name ``spinup.*`` modules and ``gym``, load without running its ``__init__``.
+PyTorch, TensorFlow and gymnasium are imported only when needed.
 
 Command line: ``python -m spinfast.run test_policy FPATH [-l LEN] [-n EPISODES] [-nr] [-i ITR]
 [-d]``.
@@ -68,6 +72,7 @@ def load_policy_and_env(fpath, itr="last", deterministic=False):
         TypeError: ``itr`` is neither ``'last'`` nor an int.
     """
     fpath = os.fspath(fpath)
+    _install_compat()
     if not osp.isdir(fpath):
         raise FileNotFoundError(f"load_policy_and_env(): {fpath!r} is not a folder; pass a "
                                 f"run's output folder (it holds pyt_save/ or tf1_save)")
@@ -111,6 +116,17 @@ def load_policy_and_env(fpath, itr="last", deterministic=False):
     return env, get_action
 
 
+def _install_compat():
+    """Let pickles of Spinning Up runs import ``spinup.*`` and ``gym`` (see the module doc)."""
+    from spinfast import compat
+
+    if not compat.is_installed():
+        try:
+            compat.install()
+        except ImportError:  # the real Spinning Up is imported: its own modules unpickle
+            pass
+
+
 def load_tf_policy(fpath, itr, deterministic=False):
     """Load a TF1 policy saved in ``fpath/tf1_save<itr>``; return ``get_action(obs)``."""
     import tensorflow as tf
@@ -146,6 +162,7 @@ def load_pytorch_policy(fpath, itr, deterministic=False):
     """
     import torch
 
+    _install_compat()
     fname = osp.join(fpath, "pyt_save", "model" + itr + ".pt")
     print("\n\nLoading from %s.\n\n" % fname)
     model = torch.load(fname, weights_only=False)
@@ -191,6 +208,38 @@ def _render_env(env, render):
     return gym.make(spec, render_mode="human"), True
 
 
+class _EnvApi:
+    """Step an environment of either API and see gymnasium's results.
+
+    Which API ``env`` speaks is read from what its first ``reset()`` returns: a pair whose
+    second item is a dict is gymnasium's ``(obs, info)``; anything else is gym's old bare
+    observation.
+    """
+
+    def __init__(self, env):
+        self.env = env
+        self.old = None
+
+    def reset(self):
+        out = self.env.reset()
+        if self.old is None:
+            self.old = not (isinstance(out, tuple) and len(out) == 2
+                            and isinstance(out[1], dict))
+        return out if self.old else out[0]
+
+    def step(self, action):
+        out = self.env.step(action)
+        if len(out) == 5:
+            obs, reward, terminated, truncated, _ = out
+            return obs, reward, terminated or truncated
+        if len(out) == 4:
+            obs, reward, done, _ = out
+            return obs, reward, done
+        raise ValueError(f"run_policy(): env.step() returned {len(out)} values; expected "
+                         f"gymnasium's 5 (obs, reward, terminated, truncated, info) or gym's "
+                         f"4 (obs, reward, done, info)")
+
+
 def run_policy(env, get_action, max_ep_len=None, num_episodes=100, render=True,
                output_dir=None):
     """Run ``get_action`` in ``env`` for ``num_episodes`` episodes; log EpRet and EpLen.
@@ -200,7 +249,7 @@ def run_policy(env, get_action, max_ep_len=None, num_episodes=100, render=True,
     made without ``render_mode`` is remade with ``render_mode='human'`` when a display exists.
 
     Args:
-        env: a gymnasium environment.
+        env: an environment with gymnasium's API or gym's old one (see the module doc).
         get_action: function from an observation to an action.
         max_ep_len: end an episode after this many steps (None or 0: no limit).
         num_episodes: number of episodes.
@@ -224,7 +273,10 @@ def run_policy(env, get_action, max_ep_len=None, num_episodes=100, render=True,
             or num_episodes < 1:
         raise ValueError(f"run_policy(): num_episodes must be an int >= 1, got "
                          f"{num_episodes!r}; pass how many episodes to run")
-    env, do_render = _render_env(env, render)
+    from spinfast.gym_compat import to_gymnasium
+
+    env, do_render = _render_env(to_gymnasium(env), render)
+    env = _EnvApi(env)
     with contextlib.ExitStack() as stack:
         if output_dir is None:
             # EpochLogger always writes progress.txt: give it a folder that goes away, and
@@ -236,22 +288,22 @@ def run_policy(env, get_action, max_ep_len=None, num_episodes=100, render=True,
             logger = EpochLogger(output_dir=os.fspath(output_dir))
         stack.callback(logger.close)
         rets, lens = [], []
-        o, _ = env.reset()
+        o = env.reset()
         ep_ret, ep_len, n = 0.0, 0, 0
         while n < num_episodes:
             if do_render:
-                env.render()
+                env.env.render()
                 time.sleep(1e-3)
             a = get_action(o)
-            o, r, terminated, truncated, _ = env.step(a)
+            o, r, done = env.step(a)
             ep_ret += float(r)
             ep_len += 1
-            if terminated or truncated or (max_ep_len and ep_len == max_ep_len):
+            if done or (max_ep_len and ep_len == max_ep_len):
                 logger.store(EpRet=ep_ret, EpLen=ep_len)
                 rets.append(ep_ret)
                 lens.append(ep_len)
                 print("Episode %d \t EpRet %.3f \t EpLen %d" % (n, ep_ret, ep_len))
-                o, _ = env.reset()
+                o = env.reset()
                 ep_ret, ep_len = 0.0, 0
                 n += 1
         logger.log_tabular("EpRet", with_min_and_max=True)
@@ -272,8 +324,8 @@ def build_parser(prog="python -m spinfast.run test_policy"):
     """Return the argument parser of the ``test_policy`` command."""
     parser = argparse.ArgumentParser(
         prog=prog, description="Run a saved policy (PyTorch pyt_save/ or TF1 tf1_save) in its "
-        "saved environment (gymnasium) and report episode returns and lengths. Loads "
-        "trusted pickles: only use it on your own runs.",
+        "saved environment (gymnasium or gym's old API) and report episode returns and "
+        "lengths. Loads trusted pickles: only use it on your own runs.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("fpath", type=str, help="the run's output folder")
     parser.add_argument("--len", "-l", type=int, default=0,

@@ -14,6 +14,11 @@ falls back to the value given:
   :meth:`~spinfast.run_utils.ExperimentGrid.run` waits (showing what it will run) before
   launching. Default ``5``, as Spinning Up; ``0`` disables it.
 
+- ``DEFAULT_BACKEND``: for Spinning Up's algorithm names given without a backend
+  (``python -m spinfast.run ppo``), which backend runs: ``'pytorch'`` or ``'tf1'`` per
+  algorithm, as in Spinning Up (``trpo`` has only a TF1 version). Change it by assigning to
+  the dict.
+
 Booleans accept ``1/0``, ``true/false``, ``yes/no``, ``on/off`` (any case).
 """
 
@@ -21,7 +26,8 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["DEFAULT_DATA_DIR", "FORCE_DATESTAMP", "DEFAULT_SHORTHAND", "WAIT_BEFORE_LAUNCH"]
+__all__ = ["DEFAULT_DATA_DIR", "FORCE_DATESTAMP", "DEFAULT_SHORTHAND", "WAIT_BEFORE_LAUNCH",
+           "DEFAULT_BACKEND"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -60,3 +66,5 @@ DEFAULT_DATA_DIR: str = os.path.abspath(os.environ.get("SPINFAST_DATA_DIR") or "
 FORCE_DATESTAMP: bool = _env_bool("SPINFAST_FORCE_DATESTAMP", False)
 DEFAULT_SHORTHAND: bool = _env_bool("SPINFAST_DEFAULT_SHORTHAND", True)
 WAIT_BEFORE_LAUNCH: float = _env_float("SPINFAST_WAIT_BEFORE_LAUNCH", 5)
+DEFAULT_BACKEND: dict[str, str] = {"vpg": "pytorch", "trpo": "tf1", "ppo": "pytorch",
+                                   "ddpg": "pytorch", "td3": "pytorch", "sac": "pytorch"}

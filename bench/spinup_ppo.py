@@ -1,0 +1,172 @@
+"""Spinning Up's own PyTorch ppo on spinfast's utilities against Spinning Up's own utilities.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python bench/spinup_ppo.py [--rounds 3] [--epochs 6] [--steps 4000]
+
+Needs Spinning Up's source (``../shared/clients/spinningup`` from the repository root, or
+``--spinup PATH``). Both sides run Spinning Up's unchanged ``spinup/algos/pytorch/ppo/ppo.py``
+on CartPole-v1 (gym's old API through :mod:`spinfast.gym_compat`, the same for both), same
+seeds, in fresh processes, alternating side by side round after round (the VM's speed drifts
+by minutes), on 1 and 2 MPI ranks:
+
+- ``spinfast``: ``spinfast.compat.install()``: ``spinup.utils.*`` are spinfast's modules;
+- ``spinup``: the same placeholders, but ``spinup.utils.*`` load Spinning Up's own files
+  (``logx`` imports TensorFlow and PyTorch, ``mpi_tools`` mpi4py at import).
+
+Reported: the median time per epoch (from the ``Time`` column of progress.txt, epochs after
+the first), and the start-up time (import of the utilities ppo uses: ``logx``,
+``mpi_tools``, ``mpi_pytorch``, in a fresh interpreter), with ratios spinup / spinfast.
+
+Also the program each run executes: ``python bench/spinup_ppo.py --child SIDE OUT EPOCHS
+STEPS`` and ``--startup SIDE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SPINUP = ROOT.parent / "shared" / "clients" / "spinningup"
+
+
+def _setup(side):
+    import spinfast.compat
+
+    spinfast.compat.install()
+    if side == "spinup":  # placeholders stay; spinup.utils.* come from Spinning Up's files
+        spinfast.compat.ALIASES.clear()
+
+
+def child(side, out, epochs, steps):
+    """Run Spinning Up's ppo with ``side``'s utilities into ``out``."""
+    _setup(side)
+    import gym
+    from spinup import ppo_pytorch
+    from spinup.utils.mpi_tools import proc_id
+
+    def env_fn():  # seeded, so both sides see the same episodes (Spinning Up seeds no env)
+        env = gym.make("CartPole-v1")
+        env.seed(1000 + proc_id())
+        return env
+
+    # CPU time of this process at each epoch's end: on a shared VM, wall time also counts
+    # the time other programs held the cores.
+    import json
+
+    from spinup.utils.logx import EpochLogger
+
+    cpu, dump = [], EpochLogger.dump_tabular
+
+    def timed_dump(self):
+        cpu.append(time.process_time())
+        dump(self)
+
+    EpochLogger.dump_tabular = timed_dump
+    ppo_pytorch(env_fn, seed=0, steps_per_epoch=steps, epochs=epochs,
+                logger_kwargs=dict(output_dir=out, exp_name=side))
+    with open(os.path.join(out, f"cpu{proc_id()}.json"), "w") as f:
+        json.dump(cpu, f)
+
+
+def startup(side):
+    """Import the utilities Spinning Up's ppo imports, with ``side``'s modules."""
+    _setup(side)
+    import spinup.utils.logx  # noqa: F401
+    import spinup.utils.mpi_pytorch  # noqa: F401
+    import spinup.utils.mpi_tools  # noqa: F401
+
+
+def _env(spinup_path):
+    return dict(os.environ, OMP_NUM_THREADS="1",
+                PYTHONPATH=os.pathsep.join(filter(None, [str(spinup_path),
+                                                         os.environ.get("PYTHONPATH")])))
+
+
+def _epoch_times(progress):
+    lines = Path(progress).read_text().splitlines()
+    col = lines[0].split("\t").index("Time")
+    t = [float(line.split("\t")[col]) for line in lines[1:]]
+    return [b - a for a, b in zip(t, t[1:])]
+
+
+def _work(progress):
+    """The columns that fix how much work an epoch did (returns, PPO's early stop)."""
+    lines = Path(progress).read_text().splitlines()
+    head = lines[0].split("\t")
+    cols = [head.index(k) for k in ("AverageEpRet", "StopIter")]
+    return [tuple(float(line.split("\t")[c]) for c in cols) for line in lines[1:]]
+
+
+def main():
+    """Run the interleaved comparison and print the table."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--spinup", default=str(SPINUP))
+    p.add_argument("--child", nargs=4, metavar=("SIDE", "OUT", "EPOCHS", "STEPS"))
+    p.add_argument("--startup", metavar="SIDE")
+    args = p.parse_args()
+    if args.child:
+        side, out, epochs, steps = args.child
+        return child(side, out, int(epochs), int(steps))
+    if args.startup:
+        return startup(args.startup)
+    env = _env(args.spinup)
+    mpiexec = str(Path(sys.executable).parent / "mpiexec")
+    sides = ("spinfast", "spinup")
+    epoch = {(s, n): [] for s in sides for n in args.ranks}
+    cpu = {(s, n): [] for s in sides for n in args.ranks}
+    start = {s: [] for s in sides}
+    work = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            for s in (sides if r % 2 == 0 else sides[::-1]):
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, __file__, "--startup", s], env=env, check=True)
+                start[s].append(time.perf_counter() - t0)
+                for n in args.ranks:
+                    out = os.path.join(tmp, f"{s}-{n}-{r}")
+                    cmd = [sys.executable, __file__, "--child", s, out, str(args.epochs),
+                           str(args.steps)]
+                    if n > 1:
+                        cmd = [mpiexec, "-n", str(n), *cmd]
+                    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+                    epoch[(s, n)] += _epoch_times(os.path.join(out, "progress.txt"))
+                    work[(s, n, r)] = _work(os.path.join(out, "progress.txt"))
+                    t = json.loads(Path(out, "cpu0.json").read_text())
+                    cpu[(s, n)] += [b - a for a, b in zip(t, t[1:])]
+    print(f"\nSpinning Up ppo_pytorch, CartPole-v1, {args.steps} steps/epoch, "
+          f"{args.rounds} rounds x {args.epochs} epochs (medians)\n")
+    print("| measure | spinfast | Spinning Up's utils | ratio |\n|---|---|---|---|")
+    for n in args.ranks:
+        a, b = (statistics.median(epoch[(s, n)]) for s in sides)
+        print(f"| time per epoch, {n} rank{'s' if n > 1 else ''} | {a:.3f} s | {b:.3f} s | "
+              f"{b / a:.2f}x |")
+        a, b = (statistics.median(cpu[(s, n)]) for s in sides)
+        print(f"| CPU time per epoch (rank 0), {n} rank{'s' if n > 1 else ''} | {a:.3f} s | "
+              f"{b:.3f} s | {b / a:.2f}x |")
+    # Spinning Up sums its statistics in float32, spinfast in float64: equal to ~1e-6.
+    same = all(np.allclose(work[("spinfast", n, r)], work[("spinup", n, r)], rtol=1e-5)
+               for n in args.ranks for r in range(args.rounds))
+    print(f"| same episodes and early stops on both sides | {same} | | |")
+    a, b = (statistics.median(start[s]) for s in sides)
+    print(f"| start-up (python + import logx, mpi_tools, mpi_pytorch) | {a:.2f} s | {b:.2f} s "
+          f"| {b / a:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
