@@ -224,42 +224,60 @@ def _row_strings(row: Row) -> list[str]:
     return _strings
 
 
-class TxtWriter(Writer):
+class _SeparatedWriter(Writer):
+    """A file of a header line and one line per row, fields joined by ``SEP``.
+
+    Values are formatted once per row for every line format (:func:`_row_strings`); a row
+    holding ``SEP`` or one of ``SPECIAL`` in a value takes ``field(key, text)`` for every cell
+    (the format's escaping, with a warning where it changes the value).
+    """
+
+    SEP = "\t"
+    SPECIAL = "\n\r"
+    EXT = ""
+
+    def __init__(self, output_dir: str, resume: ResumePoint | None = None,
+                 output_fname: str = "progress.txt"):
+        self.file = LineFile(_stem_path(output_dir, output_fname, self.EXT)
+                             if self.EXT else os.path.join(output_dir, output_fname), resume)
+        self._headers: list[str] = []
+        self._header_line = ""
+
+    @staticmethod
+    def field(key: str, text: str) -> str:
+        """A cell as written (escaped)."""
+        raise NotImplementedError
+
+    def write_row(self, row: Row) -> None:
+        """Append the row (the header line first, on a new file)."""
+        headers, sep = row.headers, self.SEP
+        if headers != self._headers:
+            self._headers = list(headers)
+            self._header_line = sep.join(self.field(k, k) for k in headers) + "\n"
+        strings = _row_strings(row)
+        line = sep.join(strings) + "\n"
+        if line.count(sep) != len(headers) - 1 or any(c in line[:-1] for c in self.SPECIAL):
+            line = sep.join(self.field(k, v) for k, v in zip(headers, strings)) + "\n"
+        self.file.write(self._header_line, line)
+
+    def close(self) -> None:
+        """Close the file."""
+        self.file.close()
+
+
+class TxtWriter(_SeparatedWriter):
     """Spinning Up's ``progress.txt`` (format ``txt``): tab-separated, a header line first.
 
     Each row is ``"\\t".join(str(v) ...)``; a header missing in a row is an empty field; tabs
     and line breaks inside values are written as spaces (with a warning).
     """
 
-    def __init__(self, output_dir: str, resume: ResumePoint | None = None,
-                 output_fname: str = "progress.txt"):
-        self.file = LineFile(os.path.join(output_dir, output_fname), resume)
-        self._headers: list[str] = []
-        self._header_line = ""
-
-    def write_row(self, row: Row) -> None:
-        """Append the row (the header line first, on a new file)."""
-        headers = row.headers
-        if headers != self._headers:
-            self._headers = list(headers)
-            self._header_line = "\t".join(_field(k, k) for k in headers) + "\n"
-        line = "\t".join(_row_strings(row)) + "\n"
-        if line.count("\t") != len(headers) - 1 or "\n" in line[:-1] or "\r" in line:
-            # a value holds a tab or a line break: write it with spaces (and warn)
-            line = "\t".join(_field(k, v) for k, v in zip(headers, _row_strings(row))) + "\n"
-        self.file.write(self._header_line, line)
-
-    def close(self) -> None:
-        """Close progress.txt."""
-        self.file.close()
+    field = staticmethod(_field)
 
 
 def _stem_path(output_dir: str, output_fname: str, ext: str) -> str:
     """``<output_dir>/<stem of output_fname><ext>`` (progress.txt -> progress.csv)."""
     return os.path.join(output_dir, os.path.splitext(output_fname)[0] + ext)
-
-
-_CSV_SPECIAL = frozenset(',"\n\r')
 
 
 def _csv_field(key: str, val: Any) -> str:
@@ -275,7 +293,7 @@ def _csv_field(key: str, val: Any) -> str:
     return s
 
 
-class CsvWriter(Writer):
+class CsvWriter(_SeparatedWriter):
     """``progress.csv`` (format ``csv``): the rows of ``progress.txt``, comma-separated.
 
     Header and values are those of ``progress.txt`` (``str()`` of each value, a missing column
@@ -285,27 +303,10 @@ class CsvWriter(Writer):
     ``pandas.read_csv`` reads the numbers ``pandas.read_table`` reads from ``progress.txt``.
     """
 
-    def __init__(self, output_dir: str, resume: ResumePoint | None = None,
-                 output_fname: str = "progress.txt"):
-        self.file = LineFile(_stem_path(output_dir, output_fname, ".csv"), resume)
-        self._headers: list[str] = []
-        self._header_line = ""
-
-    def write_row(self, row: Row) -> None:
-        """Append the row (the header line first, on a new file)."""
-        headers = row.headers
-        if headers != self._headers:
-            self._headers = list(headers)
-            self._header_line = ",".join(_csv_field(k, k) for k in headers) + "\n"
-        line = ",".join(_row_strings(row)) + "\n"
-        if line.count(",") != len(headers) - 1 or '"' in line or "\n" in line[:-1] \
-                or "\r" in line:  # a cell to quote, or a line break to replace
-            line = ",".join(_csv_field(k, v) for k, v in zip(headers, _row_strings(row))) + "\n"
-        self.file.write(self._header_line, line)
-
-    def close(self) -> None:
-        """Close progress.csv."""
-        self.file.close()
+    SEP = ","
+    SPECIAL = '"\n\r'
+    EXT = ".csv"
+    field = staticmethod(_csv_field)
 
 
 _JSON_NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
