@@ -347,7 +347,7 @@ def test_compat_disable_removes_the_hook(compat_venv, tmp_path):
 
 
 def test_tf1_algorithms_run_on_tensorflow_2(tmp_path):
-    """Each TF1 algorithm, 2 short epochs, on tf.compat.v1 with tf-keras layers."""
+    """Each TF1 algorithm, 2 short epochs, on tf.compat.v1 with compat's tf.layers.dense."""
     run([ALGOS_PROGRAM, tmp_path, *HEADERS_TF1], cwd=tmp_path, timeout=400)
     for algo in HEADERS_TF1:
         check_progress(tmp_path / algo, algo)

@@ -18,10 +18,10 @@ Spinning Up's own names work too (see the project README):
 - ``import gym`` gives gym's old API over gymnasium (:mod:`spinfast.gym_compat`) when no real
   ``gym`` package is importable.
 - Modules under ``spinup.algos.tf1`` and ``spinup.exercises.tf1`` get ``tf.compat.v1`` (with
-  TF2 behaviour disabled) when they ``import tensorflow as tf``, and ``tf.layers`` from
-  ``tf-keras``, so Spinning Up's TF1 algorithms run on TensorFlow 2; their ``import numpy``
-  gets arrays from ``np.zeros`` that take one-element values in scalar slots, as their
-  buffers need on NumPy 2.4+.
+  TF2 behaviour disabled) when they ``import tensorflow as tf``, with a ``tf.layers.dense``
+  of compat's own, so Spinning Up's TF1 algorithms run on TensorFlow 2 (no ``tf-keras``
+  needed); their ``import numpy`` gets arrays from ``np.zeros`` that take one-element values
+  in scalar slots, as their buffers need on NumPy 2.4+.
 - :func:`enable` / :func:`disable` (``spinfast compat enable|disable``) add or remove a
   ``.pth`` hook that calls :func:`startup` whenever Python starts in the environment.
 
@@ -186,25 +186,56 @@ _tf1_module = None
 
 
 class _TF1Namespace(types.ModuleType):
-    """``tf.compat.v1``, with ``layers`` from tf-keras, as Spinning Up's TF1 code needs."""
+    """``tf.compat.v1``, with the ``layers.dense`` Spinning Up's TF1 code needs."""
 
     def __getattr__(self, name):
         if name == "layers":
-            try:
-                layers = importlib.import_module(
-                    "tf_keras.api._v1.keras.__internal__.legacy.layers")
-            except ImportError:
-                raise ImportError("tf.layers (used by Spinning Up's TF1 algorithms) needs "
-                                  "tf-keras on TensorFlow 2.16+; pip install tf-keras "
-                                  "(or spinfast[tf])", name="tf_keras") from None
-            self.layers = layers
-            return layers
+            self.layers = _tf1_layers()
+            return self.layers
         if name == "contrib":
             raise AttributeError("tf.contrib does not exist in TensorFlow 2; spinfast.compat "
                                  "cannot provide it")
         import tensorflow as tf
 
         return getattr(tf.compat.v1, name)
+
+
+def _tf1_layers():
+    """``tf.layers`` for Spinning Up's TF1 code: ``dense``, the one layer it uses.
+
+    TensorFlow 2.16+ keeps ``tf.compat.v1.layers`` only in the separate ``tf-keras`` package,
+    which requires the full ``tensorflow`` distribution beside ``tensorflow-cpu``. This is
+    ``tf.compat.v1.layers.dense`` in graph terms: variables ``kernel`` (Glorot uniform) and
+    ``bias`` (zeros) in a variable scope named ``dense``, ``dense_1``, ... as tf.layers names
+    them, then ``activation(inputs @ kernel + bias)``.
+    """
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+
+    def dense(inputs, units, activation=None, use_bias=True, kernel_initializer=None,
+              bias_initializer=None, name=None, reuse=None, trainable=True):
+        """Apply a fully connected layer (as ``tf.compat.v1.layers.dense``)."""
+        inputs = tf.convert_to_tensor(inputs)
+        dtype = inputs.dtype.base_dtype
+        with tf1.variable_scope(name, default_name="dense", reuse=reuse):
+            kernel = tf1.get_variable(
+                "kernel", [int(inputs.shape[-1]), units], dtype=dtype, trainable=trainable,
+                initializer=kernel_initializer or tf1.glorot_uniform_initializer())
+            if inputs.shape.rank == 2:
+                out = tf.matmul(inputs, kernel)
+            else:
+                out = tf.tensordot(inputs, kernel, [[inputs.shape.rank - 1], [0]])
+            if use_bias:
+                bias = tf1.get_variable("bias", [units], dtype=dtype, trainable=trainable,
+                                        initializer=bias_initializer or tf1.zeros_initializer())
+                out = tf.nn.bias_add(out, bias)
+            return activation(out) if activation is not None else out
+
+    layers = types.ModuleType("tensorflow.layers", "tf.layers for Spinning Up's TF1 code "
+                              "(spinfast.compat): dense")
+    layers.dense = dense
+    return layers
 
 
 def _tf1():
