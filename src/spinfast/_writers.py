@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import re
 import struct
 import time
 import warnings
@@ -114,9 +115,12 @@ class LineFile:
         """The file's path (as ``open(...).name``)."""
         return self.file.name
 
-    def write(self, header: str, line: str) -> None:
-        """Append ``line`` (newline-terminated), preceded by ``header`` if none was written."""
-        if os.fstat(self.file.fileno()).st_nlink == 0:
+    def write(self, header: str, line: str, row: Row | None = None) -> None:
+        """Append ``line`` (newline-terminated), preceded by ``header`` if none was written.
+
+        ``row``: the row being written, if several writers write it (see :func:`_unlinked`).
+        """
+        if _unlinked(self.file, row):
             self._reopen()
         if not self.has_header:
             line = header + line
@@ -139,6 +143,24 @@ class LineFile:
     def close(self) -> None:
         """Close the file."""
         self.file.close()
+
+
+_checked_row: Row | None = None
+_checked_unlinked = False
+
+
+def _unlinked(file, row: Row | None) -> bool:
+    """Return True if ``file`` was unlinked (its folder removed): its link count is 0.
+
+    The writers of a logger get the same :class:`Row` one after the other and their files lie
+    in one folder, which a cleaner removes as a whole: the first writer of a row asks the
+    system (one ``fstat``), the others of the same row reuse its answer.
+    """
+    global _checked_row, _checked_unlinked
+    if row is None or row is not _checked_row:
+        _checked_unlinked = os.fstat(file.fileno()).st_nlink == 0
+        _checked_row = row
+    return _checked_unlinked
 
 
 def _truncate_lines(path: str, keep: int) -> int:
@@ -233,7 +255,7 @@ class _SeparatedWriter(Writer):
     """
 
     SEP = "\t"
-    SPECIAL = "\n\r"
+    SPECIAL = re.compile("[\n\r]")  # besides SEP: characters that need field()
     EXT = ""
 
     def __init__(self, output_dir: str, resume: ResumePoint | None = None,
@@ -256,9 +278,9 @@ class _SeparatedWriter(Writer):
             self._header_line = sep.join(self.field(k, k) for k in headers) + "\n"
         strings = _row_strings(row)
         line = sep.join(strings) + "\n"
-        if line.count(sep) != len(headers) - 1 or any(c in line[:-1] for c in self.SPECIAL):
+        if line.count(sep) != len(headers) - 1 or self.SPECIAL.search(line, 0, len(line) - 1):
             line = sep.join(self.field(k, v) for k, v in zip(headers, strings)) + "\n"
-        self.file.write(self._header_line, line)
+        self.file.write(self._header_line, line, row)
 
     def close(self) -> None:
         """Close the file."""
@@ -304,7 +326,7 @@ class CsvWriter(_SeparatedWriter):
     """
 
     SEP = ","
-    SPECIAL = '"\n\r'
+    SPECIAL = re.compile('["\n\r]')
     EXT = ".csv"
     field = staticmethod(_csv_field)
 
@@ -376,7 +398,7 @@ class JsonlWriter(Writer):
         if set(map(type, map(values.get, headers))) <= _JSON_PLAIN \
                 and _NON_FINITE.isdisjoint(strings):
             # every column present, a finite float or an int: str() is the JSON text
-            self.file.write("", self._template % tuple(strings))
+            self.file.write("", self._template % tuple(strings), row)
             return
         parts = []
         for (key, prefix), text in zip(self._keys, strings):
@@ -394,7 +416,7 @@ class JsonlWriter(Writer):
             else:
                 s = _json_value(v)
             parts.append(prefix + s)
-        self.file.write("", "{" + ",".join(parts) + "}\n")
+        self.file.write("", "{" + ",".join(parts) + "}\n", row)
 
     def close(self) -> None:
         """Close progress.jsonl."""
@@ -494,8 +516,8 @@ class TensorBoardWriter(Writer):
             while view:
                 view = view[self.file.write(view):]
 
-    def _check(self) -> None:
-        if os.fstat(self.file.fileno()).st_nlink == 0:
+    def _check(self, row: Row | None = None) -> None:
+        if _unlinked(self.file, row):
             # The file was unlinked (its folder removed): start a new one where it belongs.
             self.file.close()
             self._open()
@@ -513,7 +535,7 @@ class TensorBoardWriter(Writer):
             self._headers = list(headers)
             self._keys = tuple(headers)
             self._tags = tuple(k.encode() for k in headers)
-        self._check()
+        self._check(row)
         self._write(self._encode_row(self._keys, self._tags, row.values, row.step,
                                      time.time()))
 
