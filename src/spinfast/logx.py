@@ -637,25 +637,25 @@ class EpochLogger(Logger, EpochStats):
                 self.stats_accumulator(key)  # raises KeyError listing the stored keys
             state = _EMPTY_STATE  # other ranks may hold values: decided at the merge
         if self._single:
-            self._insert_stats(key, columns, state, counts)
+            self._insert(columns.names, self._stat_values(key, columns, state, counts))
         else:
             if columns.quantiles and counts is None:  # tracked, but never stored here
                 counts = np.zeros(0)
             self._insert(columns.names, (_PENDING,) * len(columns.names))
             self._pending.append(_PendingStat(key, columns, state, known, counts))
 
-    def _insert_stats(self, key, columns, state, counts=None):
-        """Put the statistics of ``state`` (and ``counts``' quantiles) into ``columns`` of this
-        row (warn if empty)."""
+    def _stat_values(self, key, columns, state, counts=None):
+        """The values of ``columns`` from ``state`` (and ``counts``' quantiles); warn if the
+        key had no values."""
         stats = _statistics(state)
         if columns.quantiles:
             stats += tuple(sketch_quantiles(counts, self._tracked[key], columns.quantiles)
                            if counts is not None and counts.size else
                            [math.nan] * len(columns.quantiles))
-        self._insert(columns.names, [stats[which] for which in columns.which])
         if state[0] == 0.0 and mpi_tools.proc_id() == 0:
             warnings.warn(f"log_tabular(): no values stored for {key!r} since it was last "
-                          f"logged; its statistics are NaN", RuntimeWarning, stacklevel=3)
+                          f"logged; its statistics are NaN", RuntimeWarning, stacklevel=4)
+        return [stats[which] for which in columns.which]
 
     def _merged(self, pending, with_sketches=False):
         """Merge ``pending``'s states over ranks (one collective): a (k, 5) array.
@@ -693,16 +693,20 @@ class EpochLogger(Logger, EpochStats):
             return
         pending = self._pending[:]
         self._pending.clear()
-        for p in pending:  # no placeholder may reach an output, whatever happens next
-            for name in p.columns.names:
-                del self.log_current_row[name]
-        merged = self._merged(pending, with_sketches=True)
+        row = self.log_current_row
+        try:
+            merged = self._merged(pending, with_sketches=True)
+        except Exception:
+            for p in pending:  # no placeholder may reach an output
+                for name in p.columns.names:
+                    del row[name]
+            raise
         sketches = {}
         if isinstance(merged, tuple):
             merged, sketches = merged
-        for p, state in zip(pending, merged.tolist()):
+        for p, state in zip(pending, merged.tolist()):  # the placeholders get their values
             counts = sketches.get(p.key) if p.counts is not None else None
-            self._insert_stats(p.key, p.columns, state, counts)
+            row.update(zip(p.columns.names, self._stat_values(p.key, p.columns, state, counts)))
 
     def get_stats(self, key):
         """Return ``[mean, std]`` of the values stored under ``key`` this epoch (all ranks).
