@@ -357,13 +357,15 @@ def test_mpi_collectives_match_numpy_and_the_engine(run_mpi, tmp_path, size):
     """algorithm='mpi' (argument or SPINFAST_COLLECTIVES) gives numpy's results on small
     (packed) and large (ring-sized, in place or packed) arrays of both dtypes for every op,
     the engine's results up to the order of float additions (min/max/broadcast exactly), the
-    same bits on every rank, and moves the data without the engine's scratch buffer."""
+    same bits on every rank (also into other arrays from read-only sources), and moves the
+    data without the engine's scratch buffer."""
     run_mpi("flat_algorithms", n=size, timeout=120, env={"SPINFAST_COLLECTIVES": "mpi"})
     res = rank_files(tmp_path, size, "algo")
     for rank in range(size):  # the argument wins; None reads the variable
         assert res[rank]["algorithms"] == {"engine": "engine", "mpi": "mpi", "auto": "auto",
                                            "env": "mpi"}
-    names = [k for k in res[0] if k != "algorithms" and not k.endswith("nbytes")]
+    names = [k for k in res[0] if k != "algorithms" and not k.endswith("nbytes")
+             and " into " not in k]
     assert len(names) == 4 * 2 * 5 * 8
     f64 = (1, 3, 6, 7)  # the float64 arrays of the program's SHAPES
     for name in names:
@@ -380,6 +382,9 @@ def test_mpi_collectives_match_numpy_and_the_engine(run_mpi, tmp_path, size):
             other = f"{'mpi' if algo == 'env' else 'env'} {thr} {op} {i}"
             if algo in ("env", "mpi"):  # the variable and the argument: the same path
                 assert digest == res[rank][other][2], (name, rank)
+    for rank in range(size):  # sources=: the same bits as in place, sources untouched
+        into = [k for k in res[rank] if " into " in k]
+        assert len(into) == 4 * 2 * 3 and all(res[rank][k] is True for k in into), res[rank]
     # The engine's ring and recursive doubling grow a scratch buffer; MPI's collectives do
     # not: under 'mpi' an instance holds only its packed buffers, float32 (the flag, 12 and
     # 777 elements) and float64 (1 and 101 elements).

@@ -6,7 +6,8 @@ each fusion threshold (small arrays packed and large ones in place, or everythin
 large buffers) and each op, the second call of the op (the agreed, steady-state path) records
 per array: the largest error against numpy over the allgathered inputs, whether it equals numpy
 exactly, a hash of the result's bytes (equal on every rank) and its largest difference from the
-engine's result; and the bytes each instance holds in the end.
+engine's result; whether results into other arrays from read-only ``sources`` equal
+the in-place ones; and the bytes each instance holds in the end.
 """
 
 import hashlib
@@ -27,6 +28,9 @@ SHAPES = [((3, 4), np.float32), ((1,), np.float64), ((777,), np.float32), ((101,
 rng = np.random.default_rng(70 + rank)
 mine = [rng.standard_normal(s).astype(dt) for s, dt in SHAPES]
 everyone = comm.allgather(mine)  # pickled: independent of the engine
+sources = [a.copy() for a in mine]
+for a in sources:
+    a.flags.writeable = False
 REFS = {
     "sum": lambda s: s.sum(0),
     "mean": lambda s: s.sum(0) / s.dtype.type(size),
@@ -39,6 +43,7 @@ engine = {}
 for algo in ("engine", "mpi", "auto", "env"):
     for thr in (1 << 16, 1 << 30):
         fb = FlatBuffer(thr, algorithm=None if algo == "env" else algo)
+        results = {}
         out["algorithms"][algo] = fb.algorithm
         for op in REFS:
             for step in range(2):  # the first call agrees on the layout, the second is steady
@@ -58,6 +63,14 @@ for algo in ("engine", "mpi", "auto", "env"):
                     hashlib.sha1(a.tobytes()).hexdigest(),
                     float(np.max(np.abs(a.astype(np.float64) - engine[(thr, op)][i]))),
                 )
+            results[op] = arrays
+        # Results into separate arrays from read-only sources: the bits of the in-place call.
+        for op in ("sum", "mean", "max"):
+            into = [np.full_like(a, np.nan) for a in mine]
+            fb.allreduce(comm, into, op=op, sources=sources)
+            out[f"{algo} {thr} into {op}"] = all(
+                np.array_equal(a, b) for a, b in zip(into, results[op])) and all(
+                np.array_equal(a, b) for a, b in zip(sources, mine))
         out[f"{algo} {thr} nbytes"] = fb.nbytes  # the engine's algorithms grow a scratch buffer
 with open(f"algo{rank}.json", "w") as f:
     json.dump(out, f)
