@@ -35,6 +35,12 @@ or numpy views of framework parameter/gradient memory) and works on them in plac
 
 The packed buffer follows Horovod's fusion buffer and DDP's buckets, inside one process.
 
+``FlatBuffer(algorithm='mpi')`` (or ``SPINFAST_COLLECTIVES=mpi`` when it is made) keeps the
+packing but bypasses the engine's own algorithms (ring, recursive doubling, binomial tree, the
+two-rank broadcast): every buffer, packed or in place, goes through MPI's ``Allreduce`` or
+``Bcast``, and a mean is divided after it. ``'engine'`` and ``'auto'`` (the default) take the
+paths above. The choice is part of the layout hash, so ranks that disagree raise, not hang.
+
 MPI is reached only through mpi4py's buffer calls (``Allreduce``/``Bcast`` with ``IN_PLACE``,
 point-to-point calls; all release the GIL), so this module links to no MPI library and works
 with whichever MPI mpi4py was built for. Buffers are allocated when the layout changes, never
@@ -80,6 +86,8 @@ from cpython.memoryview cimport PyMemoryView_FromMemory
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
+import os
+
 import numpy as np
 
 cdef enum dkind_t:
@@ -100,7 +108,14 @@ cdef enum fgroup_t:
     FG_F64 = 1      # ... of the packed float64 buffer
     FG_ALONE = 2    # a separate one-element float64 buffer
 
+cdef enum algo_t:
+    ALG_AUTO = 0
+    ALG_MPI = 1
+    ALG_ENGINE = 2
+
 cdef tuple _OP_NAMES = ("sum", "mean", "min", "max", "prod")
+# FlatBuffer(algorithm=) and SPINFAST_COLLECTIVES, by algo_t value.
+ALGORITHMS = ("auto", "mpi", "engine")
 cdef tuple _KIND_NAMES = ("?", "float32", "float64")
 
 # Header of a rank whose input was rejected: never a valid layout hash (those are < 2**62).
@@ -165,9 +180,9 @@ cdef int _buffer_kind(const Py_buffer* v) noexcept:
     return DK_NONE
 
 
-cdef inline bint _rings(int code, Py_ssize_t nbytes) noexcept nogil:
+cdef inline bint _rings(int algo, int code, Py_ssize_t nbytes) noexcept nogil:
     # Whether a reduction of this buffer goes through the engine's ring (same on every rank).
-    return (code == OP_SUM or code == OP_MEAN) and nbytes >= _RING_MIN
+    return algo != ALG_MPI and (code == OP_SUM or code == OP_MEAN) and nbytes >= _RING_MIN
 
 
 cdef inline Py_ssize_t _chunk_start(Py_ssize_t n, int chunk, int size) noexcept nogil:
@@ -328,9 +343,16 @@ cdef class FlatBuffer:
         fusion_threshold: arrays of fewer bytes than this are packed into one buffer per dtype
             and moved with one collective; larger ones are reduced or broadcast in place on
             their own memory. 0 packs nothing. Must be the same on every rank.
+        algorithm: ``'auto'`` (the engine's choice), ``'engine'`` (the engine's own ring,
+            recursive doubling and tree where they apply) or ``'mpi'`` (MPI's ``Allreduce`` and
+            ``Bcast`` on the packed buffers and the large arrays; results equal to the engine's
+            up to the order of float additions). None reads the environment variable
+            ``SPINFAST_COLLECTIVES`` (unset or empty: ``'auto'``). Must be the same on every
+            rank (a difference raises ValueError on every rank at the first call).
 
     Raises:
-        ValueError: ``fusion_threshold`` < 0.
+        ValueError: ``fusion_threshold`` < 0, or ``algorithm`` (or SPINFAST_COLLECTIVES) is
+            not one of ``'auto'``, ``'mpi'``, ``'engine'``.
 
     Not thread-safe: one call at a time per instance (a concurrent call raises RuntimeError).
     """
@@ -346,6 +368,7 @@ cdef class FlatBuffer:
     cdef Py_ssize_t _nacq
     cdef Py_ssize_t _count
     cdef readonly Py_ssize_t fusion_threshold
+    cdef int _algo              # algo_t: part of the layout hash, so equal on every rank
     cdef bint _busy
     # current plan
     cdef bint _planned
@@ -409,13 +432,23 @@ cdef class FlatBuffer:
         self._dt_count = -1
         self._pending = NULL
 
-    def __init__(self, Py_ssize_t fusion_threshold=DEFAULT_FUSION_THRESHOLD):
+    def __init__(self, Py_ssize_t fusion_threshold=DEFAULT_FUSION_THRESHOLD, algorithm=None):
         cdef int64_t[::1] h
         cdef double[::1] f
         if fusion_threshold < 0:
             raise ValueError(f"FlatBuffer(): fusion_threshold must be >= 0 bytes, got "
                              f"{fusion_threshold!r}; pass 0 to pack nothing")
+        if algorithm is None:
+            algorithm = os.environ.get("SPINFAST_COLLECTIVES") or "auto"
+            if algorithm not in ALGORITHMS:
+                raise ValueError(f"FlatBuffer(): the environment variable SPINFAST_COLLECTIVES "
+                                 f"is {algorithm!r}; set it to one of 'auto', 'mpi', 'engine' "
+                                 f"(or unset it for 'auto')")
+        elif not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+            raise ValueError(f"FlatBuffer(): algorithm must be one of 'auto', 'mpi', 'engine' "
+                             f"or None, got {algorithm!r}; None reads SPINFAST_COLLECTIVES")
         self.fusion_threshold = fusion_threshold
+        self._algo = ALGORITHMS.index(algorithm)
         self._store32 = np.zeros(0, np.float32)
         self._store64 = np.zeros(0, np.float64)
         self._view32 = self._store32
@@ -448,12 +481,18 @@ cdef class FlatBuffer:
         PyMem_Free(self._dt_ptrs)
 
     @property
+    def algorithm(self):
+        """Return the collectives in use: ``'auto'``, ``'mpi'`` or ``'engine'``."""
+        return ALGORITHMS[self._algo]
+
+    @property
     def nbytes(self):
         """Bytes held by the packed buffers and the ring's scratch buffer."""
         return self._store32.nbytes + self._store64.nbytes + self._scratch.nbytes
 
     def __repr__(self):
-        return f"FlatBuffer(fusion_threshold={self.fusion_threshold}, nbytes={self.nbytes})"
+        return (f"FlatBuffer(fusion_threshold={self.fusion_threshold}, "
+                f"algorithm={self.algorithm!r}, nbytes={self.nbytes})")
 
     # -- public calls ----------------------------------------------------------------------
 
@@ -652,6 +691,7 @@ cdef class FlatBuffer:
         h = _fnv(h, code)
         h = _fnv(h, root)
         h = _fnv(h, self.fusion_threshold)
+        h = _fnv(h, self._algo)
         h = _fnv(h, self._count)
         for i in range(self._count):
             v = &self._views[i]
@@ -850,7 +890,7 @@ cdef class FlatBuffer:
         self._agreed_root = root
         self._agreed_size = size
         self._pair_sizes = None
-        if bcast and size == 2:
+        if bcast and size == 2 and self._algo != ALG_MPI:
             m = self._bcast_buffers()
             if m:  # (the root's verdict needs a message to travel in)
                 self._pair_sizes = [self._ring_n[i] for i in range(m)]
@@ -872,7 +912,7 @@ cdef class FlatBuffer:
         cdef int kind
         cdef slot_t* s
         cdef int divide_by = size if code == OP_MEAN else 1
-        if code == OP_BCAST and size < _TREE_MAX_RANKS:
+        if code == OP_BCAST and size < _TREE_MAX_RANKS and self._algo != ALG_MPI:
             # Several buffers (packed ones, large arrays): down one binomial tree, as bytes.
             m = self._bcast_buffers()
             if m == 1:  # one buffer: MPI's own Bcast (shared-memory collectives)
@@ -895,10 +935,10 @@ cdef class FlatBuffer:
                              size, 1)
         for i in range(self._count):
             s = &self._slots[i]
-            if s.packed or s.n == 0 or _rings(code, s.nbytes):
+            if s.packed or s.n == 0 or _rings(self._algo, code, s.nbytes):
                 continue
             if code == OP_BCAST:
-                if size >= _TREE_MAX_RANKS:
+                if size >= _TREE_MAX_RANKS or self._algo == ALG_MPI:
                     comm.Bcast(arrays[i], root)
             else:
                 if s.src != s.ptr:
@@ -911,7 +951,7 @@ cdef class FlatBuffer:
                 m = 0
                 for i in range(self._count):
                     s = &self._slots[i]
-                    if not s.packed and s.kind == kind and _rings(code, s.nbytes):
+                    if not s.packed and s.kind == kind and _rings(self._algo, code, s.nbytes):
                         self._ring_ptr[m] = s.ptr
                         self._ring_src[m] = <char*>s.src
                         self._ring_n[m] = s.n
@@ -931,7 +971,7 @@ cdef class FlatBuffer:
                 if divide_by > 1:
                     for i in range(self._count):
                         s = &self._slots[i]
-                        if not s.packed and not _rings(code, s.nbytes):
+                        if not s.packed and not _rings(self._algo, code, s.nbytes):
                             _scale(s.kind, s.ptr, s.n, divide_by)
         return 0
 
@@ -1064,8 +1104,11 @@ cdef class FlatBuffer:
                      int code, int rank, int size, int divide_by, bint defer=False) except -1:
         # One in-place reduction of a buffer: MPI's Allreduce, or the ring for a large sum or
         # mean (which also divides by ``divide_by``; Allreduce leaves that to the caller).
+        # Under algorithm 'mpi' always Allreduce (``defer`` is then ignored: nothing pending).
         cdef Py_ssize_t n = nbytes // (4 if kind == DK_F32 else 8)
-        if _rings(code, nbytes):
+        if self._algo == ALG_MPI:
+            comm.Allreduce(_MPI.IN_PLACE, view, _MPI_OPS[code])
+        elif _rings(self._algo, code, nbytes):
             self._ring(self._dup_of(comm), &ptr, &ptr, &n, 1, kind, rank, size, divide_by)
         elif (code == OP_SUM or code == OP_MEAN) and size & (size - 1) == 0 and nbytes:
             self._doubling(self._dup_of(comm), ptr, n, kind, rank, size, defer)
@@ -1227,7 +1270,7 @@ cdef class FlatBuffer:
                 order = "F" if v.ndim > 1 and not PyBuffer_IsContiguous(v, b"C") else "C"
                 layout.append((_KIND_NAMES[self._slots[i].kind], tuple(shape), order))
             call = "bcast" if code == OP_BCAST else "allreduce"
-            mine = ("layout", call, op, root, self.fusion_threshold, layout)
+            mine = ("layout", call, op, root, self.fusion_threshold, self.algorithm, layout)
         everyone = comm.allgather(mine)
         if err is not None:
             raise err[0](f"{where}: {err[1]}")
@@ -1244,18 +1287,22 @@ cdef str _fmt_array(tuple a):
 cdef str _describe_difference(str where, list everyone):
     cdef tuple first = everyone[0]
     cdef str fix = "pass arrays of the same dtypes and shapes, in the same order, on every rank"
-    names = ("call", "op", "root", "fusion_threshold")
+    names = ("call", "op", "root", "fusion_threshold", "algorithm")
     for j, name in enumerate(names, start=1):
         for r, desc in enumerate(everyone):
+            if desc[j] != first[j] and name == "algorithm":
+                return (f"{where}: algorithm differs between ranks: rank 0 has {first[j]!r}, "
+                        f"rank {r} has {desc[j]!r}; pass the same FlatBuffer(algorithm=) and "
+                        f"set the same SPINFAST_COLLECTIVES on every rank")
             if desc[j] != first[j]:
                 return (f"{where}: {name} differs between ranks: rank 0 has {first[j]!r}, rank "
                         f"{r} has {desc[j]!r}; make the same call with the same arguments on "
                         f"every rank")
-    counts = [len(d[5]) for d in everyone]
+    counts = [len(d[6]) for d in everyone]
     for i in range(max(counts)):
         for r, desc in enumerate(everyone):
-            mine = desc[5][i] if i < counts[r] else None
-            ref = first[5][i] if i < counts[0] else None
+            mine = desc[6][i] if i < counts[r] else None
+            ref = first[6][i] if i < counts[0] else None
             if mine != ref:
                 a = _fmt_array(ref) if ref is not None else "no array"
                 b = _fmt_array(mine) if mine is not None else "no array"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import json
+import re
 
 import numpy as np
 import pytest
@@ -38,7 +39,8 @@ def test_constructor_and_repr():
     fb = FlatBuffer()
     assert fb.fusion_threshold == DEFAULT_FUSION_THRESHOLD
     assert FlatBuffer(fusion_threshold=0).fusion_threshold == 0
-    assert repr(fb) == f"FlatBuffer(fusion_threshold={DEFAULT_FUSION_THRESHOLD}, nbytes=0)"
+    assert repr(fb) == (f"FlatBuffer(fusion_threshold={DEFAULT_FUSION_THRESHOLD}, "
+                        f"algorithm={fb.algorithm!r}, nbytes=0)")
     with pytest.raises(ValueError, match=r"FlatBuffer\(\): fusion_threshold must be >= 0"):
         FlatBuffer(fusion_threshold=-1)
 
@@ -68,6 +70,39 @@ def test_read_only_and_not_a_list_and_bad_op_and_root():
     with pytest.raises(ValueError, match=r"FlatBuffer\.bcast\(\): root 1 is not a rank of a "
                                          r"communicator of size 1"):
         fb.bcast(None, [np.ones(3)], root=1)
+
+
+def test_algorithm_from_the_argument_or_the_environment(monkeypatch):
+    monkeypatch.delenv("SPINFAST_COLLECTIVES", raising=False)
+    assert FlatBuffer().algorithm == "auto"
+    assert [FlatBuffer(algorithm=a).algorithm for a in ("auto", "mpi", "engine")] == [
+        "auto", "mpi", "engine"]
+    monkeypatch.setenv("SPINFAST_COLLECTIVES", "mpi")
+    assert FlatBuffer().algorithm == "mpi"
+    assert FlatBuffer(0, algorithm="engine").algorithm == "engine"  # the argument wins
+    assert repr(FlatBuffer(0)) == "FlatBuffer(fusion_threshold=0, algorithm='mpi', nbytes=0)"
+    monkeypatch.setenv("SPINFAST_COLLECTIVES", "")
+    assert FlatBuffer().algorithm == "auto"
+    monkeypatch.setenv("SPINFAST_COLLECTIVES", "MPI")
+    with pytest.raises(ValueError, match=r"FlatBuffer\(\): the environment variable "
+                                         r"SPINFAST_COLLECTIVES is 'MPI'; set it to one of "
+                                         r"'auto', 'mpi', 'engine'"):
+        FlatBuffer()
+    assert FlatBuffer(algorithm="mpi").algorithm == "mpi"  # a valid argument: not read
+    for bad in ("ring", "", 1):
+        with pytest.raises(ValueError, match=r"FlatBuffer\(\): algorithm must be one of "
+                                             r"'auto', 'mpi', 'engine' or None, got "
+                                             + re.escape(repr(bad))):
+            FlatBuffer(algorithm=bad)
+    # One process under 'mpi': the inputs are checked, nothing changes.
+    arrays = [np.arange(6, dtype=np.float32), np.ones(70000)]
+    fb = FlatBuffer(algorithm="mpi")
+    for op in ("sum", "mean", "min", "max", "prod"):
+        fb.allreduce(None, arrays, op=op)
+    fb.bcast(None, arrays)
+    assert np.array_equal(arrays[0], np.arange(6)) and np.array_equal(arrays[1], np.ones(70000))
+    with pytest.raises(TypeError, match=r"array 0 has dtype int64"):
+        fb.allreduce(None, [np.arange(3)])
 
 
 def test_sources_fill_the_arrays_and_are_checked():
@@ -313,3 +348,76 @@ def test_bcast_steady_state_and_changed_layouts(run_mpi, tmp_path, size):
             else:
                 assert invalid.startswith("ValueError: FlatBuffer.bcast(): rank 0 passed "
                                           "invalid input: array 1 has dtype int64"), invalid
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("size", [2, 3, 4])
+def test_mpi_collectives_match_numpy_and_the_engine(run_mpi, tmp_path, size):
+    """algorithm='mpi' (argument or SPINFAST_COLLECTIVES) gives numpy's results on small
+    (packed) and large (ring-sized, in place or packed) arrays of both dtypes for every op,
+    the engine's results up to the order of float additions (min/max/broadcast exactly), the
+    same bits on every rank (also into other arrays from read-only sources), and moves the
+    data without the engine's scratch buffer."""
+    run_mpi("flat_algorithms", n=size, timeout=120, env={"SPINFAST_COLLECTIVES": "mpi"})
+    res = rank_files(tmp_path, size, "algo")
+    for rank in range(size):  # the argument wins; None reads the variable
+        assert res[rank]["algorithms"] == {"engine": "engine", "mpi": "mpi", "auto": "auto",
+                                           "env": "mpi"}
+    names = [k for k in res[0] if k != "algorithms" and not k.endswith("nbytes")
+             and " into " not in k]
+    assert len(names) == 4 * 2 * 5 * 8
+    f64 = (1, 3, 6, 7)  # the float64 arrays of the program's SHAPES
+    for name in names:
+        algo, thr, op, i = name.split()
+        tol = 1e-12 if int(i) in f64 else 1e-5
+        for rank in range(size):
+            err, exact, digest, vs_engine = res[rank][name]
+            assert err <= tol and vs_engine <= tol, (name, rank, res[rank][name])
+            if op in ("min", "max", "bcast"):
+                assert exact and vs_engine == 0.0, (name, rank)
+            if algo == "auto":  # today's engine paths
+                assert vs_engine == 0.0, (name, rank)
+            assert digest == res[0][name][2], (name, rank)  # bit-identical on every rank
+            other = f"{'mpi' if algo == 'env' else 'env'} {thr} {op} {i}"
+            if algo in ("env", "mpi"):  # the variable and the argument: the same path
+                assert digest == res[rank][other][2], (name, rank)
+    for rank in range(size):  # sources=: the same bits as in place, sources untouched
+        into = [k for k in res[rank] if " into " in k]
+        assert len(into) == 4 * 2 * 3 and all(res[rank][k] is True for k in into), res[rank]
+    # The engine's ring and recursive doubling grow a scratch buffer; MPI's collectives do
+    # not: under 'mpi' an instance holds only its packed buffers, float32 (the flag, 12 and
+    # 777 elements) and float64 (1 and 101 elements).
+    for rank in range(size):
+        for algo in ("mpi", "env"):
+            assert res[rank][f"{algo} 65536 nbytes"] == 4 * (1 + 12 + 777) + 8 * (1 + 101)
+            assert res[rank][f"{algo} 1073741824 nbytes"] < res[rank]["engine 1073741824 nbytes"]
+        assert res[rank]["engine 65536 nbytes"] > 4 * (1 + 12 + 777) + 8 * (1 + 101)
+    if size > 2:  # another order of additions: some float sums differ in the last bits
+        assert any(res[0][n][3] > 0 for n in names if n.startswith("mpi "))
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("size", [2, 3])
+def test_algorithm_mismatch_raises_on_every_rank(run_mpi, tmp_path, size):
+    """A rank whose SPINFAST_COLLECTIVES (or algorithm=) differs makes every rank raise the
+    same ValueError at the first call, for reductions and broadcasts, instead of hanging in
+    different collectives; instances with equal settings work afterwards."""
+    run_mpi("flat_algo_mismatch", n=size, timeout=60, env={"SPINFAST_COLLECTIVES": "engine"})
+    lines = "".join((tmp_path / f"out{r}.txt").read_text() for r in range(size)).splitlines()
+    last = size - 1
+    for label, mine in (("env-sum", "mpi"), ("env-mean", "mpi"), ("env-max", "mpi"),
+                        ("env-bcast", "mpi"), ("argument", "mpi"), ("auto-engine", "auto")):
+        got = [x for x in lines if x.split(" ")[1] == label]
+        call = "bcast" if label == "env-bcast" else "allreduce"
+        assert len(got) == size, (label, lines)
+        for line in got:
+            assert line.startswith("ERR ") and (
+                f"ValueError: FlatBuffer.{call}(): algorithm differs between ranks: rank 0 has "
+                f"'engine', rank {last} has '{mine}'; pass the same FlatBuffer(algorithm=) and "
+                f"set the same SPINFAST_COLLECTIVES on every rank") in line, line
+    assert sorted(x for x in lines if x.split(" ")[1] == "agreed") == [
+        f"OK agreed rank={r}" for r in range(size)]
+    assert sorted(x for x in lines if x.startswith("VALUE")) == [
+        f"VALUE rank={r} 1.0 mpi" for r in range(size)]
