@@ -20,6 +20,7 @@ import re
 import struct
 import time
 import warnings
+from itertools import repeat
 from typing import Any, NamedTuple
 
 __all__ = ["Row", "ResumePoint", "Writer", "LineFile", "StdoutWriter", "TxtWriter",
@@ -195,12 +196,16 @@ class StdoutWriter(Writer):
         if headers != self._headers:
             self._headers = list(headers)
             self._templates.clear()
-        vals = [row.values.get(key, "") for key in headers]
-        plain = tuple(type(v) in _PLAIN_NUMBERS for v in vals)
+        vals = tuple(map(row.values.get, headers, repeat("")))
+        if set(map(type, vals)) <= _PLAIN_NUMBERS:  # the common row: numbers only
+            plain = (True,) * len(vals)
+        else:
+            plain = tuple(type(v) in _PLAIN_NUMBERS for v in vals)
+            vals = tuple(v if p else _cell(v) for v, p in zip(vals, plain))
         template = self._templates.get(plain)
         if template is None:
             template = self._templates[plain] = _table_template(headers, plain)
-        print(template % tuple(v if p else _cell(v) for v, p in zip(vals, plain)), flush=True)
+        print(template % vals, flush=True)
 
 
 _PLAIN_NUMBERS = frozenset((float, int, bool))
@@ -240,8 +245,7 @@ def _row_strings(row: Row) -> list[str]:
     """
     global _strings_row, _strings
     if row is not _strings_row:
-        values = row.values
-        _strings = [str(values[k]) if k in values else "" for k in row.headers]
+        _strings = list(map(str, map(row.values.get, row.headers, repeat(""))))
         _strings_row = row
     return _strings
 
