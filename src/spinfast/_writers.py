@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import re
 import struct
 import time
 import warnings
@@ -90,6 +89,10 @@ def _field(key: str, val: Any) -> str:
 class LineFile:
     """A text file of a header line and one line per row, crash-safe and self-healing.
 
+    Each line is encoded and handed to the system with one ``write`` on the file's descriptor
+    (no Python buffer in between: that is the flush); ``file``, the open text file, is for
+    reading its name and closing it, not for writing.
+
     Args:
         path: the file.
         resume: None to start the file anew; else keep its header and first ``resume.rows``
@@ -108,7 +111,7 @@ class LineFile:
             self.file = open(path, "a")
         else:
             self.file = open(path, "w")
-        self._fd_checked = False
+        self._fd = self.file.fileno()
         self._warned = False
 
     @property
@@ -126,14 +129,14 @@ class LineFile:
         if not self.has_header:
             line = header + line
             self.has_header = True
-        self.file.write(line)
-        self.file.flush()
+        _write_all(self._fd, line.encode(self.file.encoding))
 
     def _reopen(self) -> None:
         # The file was unlinked (its folder removed): start it again where it belongs.
         self.file.close()
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         self.file = open(self.path, "w")
+        self._fd = self.file.fileno()
         self.has_header = not self.header_lines
         if not self._warned:
             self._warned = True
@@ -144,6 +147,15 @@ class LineFile:
     def close(self) -> None:
         """Close the file."""
         self.file.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to ``fd``: one ``write`` call, more only after a short write."""
+    done = os.write(fd, data)
+    if done != len(data):  # a short write (disk full, signal): finish it
+        view = memoryview(data)[done:]
+        while view:
+            view = view[os.write(fd, view):]
 
 
 _checked_row: Row | None = None
@@ -259,7 +271,7 @@ class _SeparatedWriter(Writer):
     """
 
     SEP = "\t"
-    SPECIAL = re.compile("[\n\r]")  # besides SEP: characters that need field()
+    SPECIAL: tuple[str, ...] = ("\n", "\r")  # besides SEP: characters that need field()
     EXT = ""
 
     def __init__(self, output_dir: str, resume: ResumePoint | None = None,
@@ -281,10 +293,10 @@ class _SeparatedWriter(Writer):
             self._headers = list(headers)
             self._header_line = sep.join(self.field(k, k) for k in headers) + "\n"
         strings = _row_strings(row)
-        line = sep.join(strings) + "\n"
-        if line.count(sep) != len(headers) - 1 or self.SPECIAL.search(line, 0, len(line) - 1):
-            line = sep.join(self.field(k, v) for k, v in zip(headers, strings)) + "\n"
-        self.file.write(self._header_line, line, row)
+        body = sep.join(strings)
+        if body.count(sep) != len(headers) - 1 or any(c in body for c in self.SPECIAL):
+            body = sep.join(self.field(k, v) for k, v in zip(headers, strings))
+        self.file.write(self._header_line, body + "\n", row)
 
     def close(self) -> None:
         """Close the file."""
@@ -330,7 +342,7 @@ class CsvWriter(_SeparatedWriter):
     """
 
     SEP = ","
-    SPECIAL = re.compile('["\n\r]')
+    SPECIAL = ('"', "\n", "\r")
     EXT = ".csv"
     field = staticmethod(_csv_field)
 
