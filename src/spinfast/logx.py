@@ -19,6 +19,7 @@ import re
 import time
 import warnings
 import weakref
+from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
@@ -477,16 +478,50 @@ class _Columns(NamedTuple):
     names: tuple[str, ...]
     which: tuple[int, ...]
     quantiles: tuple[float, ...]
+    placeholders: dict  # {name: _PENDING}: the row's entries until the MPI merge (not mutated)
 
 
 class _PendingStat(NamedTuple):
-    """A statistic logged in this row whose columns wait for the merge over MPI ranks."""
+    """A statistic logged in this row whose columns wait for the merge over MPI ranks.
+
+    Its state (this rank's ``(count, mean, M2, min, max)`` of the epoch) is the row of the same
+    index in the batch of taken states (``EpochStats.take_into_batch``).
+    """
 
     key: str
     columns: _Columns
-    state: tuple  # this rank's (count, mean, M2, min, max) of the epoch
     known: bool  # this rank ever stored the key (else KeyError if no rank has values)
     counts: object  # this rank's quantile-sketch counts (an array), None without quantiles
+
+
+class _RowLayout(NamedTuple):
+    """How the merged statistics of a row's pending keys fill its columns (cached per layout).
+
+    The statistics of the k-th pending key are ``(mean, std, max, min, *quantiles)``;
+    concatenated over the keys they form one flat list, and column ``names[j]`` takes its
+    element ``select[j]``.
+    """
+
+    columns: tuple  # the _Columns of each pending statistic, in log_tabular order
+    keys: tuple[str, ...]  # the merge's key of each (``key[quantiles]`` with quantiles)
+    names: tuple[str, ...]  # every column filled by the merge
+    select: tuple[int, ...]
+
+
+def _row_layout(pending: list) -> _RowLayout:
+    """The :class:`_RowLayout` of a row's pending statistics (a list of :class:`_PendingStat`).
+
+    A key logged with quantiles merges under another name than without: a rank that logs it
+    with quantiles while another does not is caught as a key mismatch.
+    """
+    keys, names, select, at = [], [], [], 0
+    for p in pending:
+        keys.append(p.key + "[quantiles]" if p.columns.quantiles else p.key)
+        names += p.columns.names
+        select += [at + which for which in p.columns.which]
+        at += 4 + len(p.columns.quantiles)
+    return _RowLayout(tuple(p.columns for p in pending), tuple(keys), tuple(names),
+                      tuple(select))
 
 
 _COLUMNS: dict = {}
@@ -509,7 +544,7 @@ def _columns(key, with_min_and_max, average_only, quantiles=None) -> _Columns:
             pairs += [("Max" + key, 2), ("Min" + key, 3)]
         pairs += [("P%g%s" % (100 * q, key), 4 + j) for j, q in enumerate(qs)]
         names, which = zip(*pairs)
-        columns = _Columns(names, which, qs)
+        columns = _Columns(names, which, qs, dict.fromkeys(names, _PENDING))
         try:
             _COLUMNS[spec] = columns
         except TypeError:  # quantiles given as a list: not hashable, not cached
@@ -554,6 +589,7 @@ class EpochLogger(Logger, EpochStats):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._pending = []  # _PendingStat of each statistic of this row not merged yet
+        self._layout = _RowLayout((), (), (), ())  # of the last merged row (the same each epoch)
         self._single = mpi_tools.num_procs() == 1
         self._tracked = {}  # key -> relative accuracy of its quantile sketch, in call order
 
@@ -630,23 +666,26 @@ class EpochLogger(Logger, EpochStats):
                 self.stats_accumulator(key)  # a key never stored: its KeyError comes first
             raise
         counts = self.take_sketch(key) if columns.quantiles else None
-        state = self.take_state(key)  # the epoch's values are taken (and the key reset)
-        known = state is not None
-        if not known:
-            if self._single:
-                self.stats_accumulator(key)  # raises KeyError listing the stored keys
-            state = _EMPTY_STATE  # other ranks may hold values: decided at the merge
         if self._single:
+            state = self.take_state(key)  # the epoch's values are taken (and the key reset)
+            if state is None:
+                self.stats_accumulator(key)  # raises KeyError listing the stored keys
             self._insert(columns.names, self._stat_values(key, columns, state, counts))
+            return
+        # Under MPI the state is taken into the row's batch, merged over the ranks by
+        # dump_tabular (a key never stored here may have values on other ranks).
+        known = self.take_into_batch(key)
+        if columns.quantiles and counts is None:  # tracked, but never stored here
+            counts = np.zeros(0)
+        if self.first_row:
+            self._insert(columns.names, columns.placeholders.values())
         else:
-            if columns.quantiles and counts is None:  # tracked, but never stored here
-                counts = np.zeros(0)
-            self._insert(columns.names, (_PENDING,) * len(columns.names))
-            self._pending.append(_PendingStat(key, columns, state, known, counts))
+            self.log_current_row.update(columns.placeholders)
+        self._pending.append(_PendingStat(key, columns, known, counts))
 
-    def _stat_values(self, key, columns, state, counts=None):
+    def _stat_values(self, key, columns, state, counts=None, all_columns=False):
         """The values of ``columns`` from ``state`` (and ``counts``' quantiles); warn if the
-        key had no values."""
+        key had no values. With ``all_columns``: ``(mean, std, max, min, *quantiles)``."""
         stats = _statistics(state)
         if columns.quantiles:
             stats += tuple(sketch_quantiles(counts, self._tracked[key], columns.quantiles)
@@ -655,21 +694,19 @@ class EpochLogger(Logger, EpochStats):
         if state[0] == 0.0 and mpi_tools.proc_id() == 0:
             warnings.warn(f"log_tabular(): no values stored for {key!r} since it was last "
                           f"logged; its statistics are NaN", RuntimeWarning, stacklevel=4)
-        return [stats[which] for which in columns.which]
+        return stats if all_columns else [stats[which] for which in columns.which]
 
-    def _merged(self, pending, with_sketches=False):
-        """Merge ``pending``'s states over ranks (one collective): a (k, 5) array.
+    def _merged(self, pending, keys, states, with_sketches=False):
+        """Merge ``pending``'s ``states`` (a (k, 5) array) under ``keys`` over ranks, one
+        collective.
 
-        With ``with_sketches``, the quantile-sketch counts of every tracked key (zeros where
-        not logged with quantiles) travel in the same collective; returns ``(states,
-        {key: summed counts})``.
+        Returns the (k, 5) merged states as a list of rows. With ``with_sketches``, the
+        quantile-sketch counts of every tracked key (zeros where not logged with quantiles)
+        travel in the same collective; returns ``(states, {key: summed counts})``.
 
         Raises:
             KeyError: a key that no rank has values for and this rank never stored.
         """
-        states = np.array([p.state for p in pending], dtype=np.float64).reshape(-1, 5)
-        # A key logged with quantiles on one rank only must not go unnoticed: it is another key.
-        keys = [p.key + "[quantiles]" if p.counts is not None else p.key for p in pending]
         counts = None
         if with_sketches and self._tracked:
             taken = {p.key: p.counts for p in pending if p.counts is not None}
@@ -683,30 +720,43 @@ class EpochLogger(Logger, EpochStats):
             for key, acc in self._tracked.items():
                 sketches[key] = summed[at:at + sketch_size(acc)]
                 at += sketch_size(acc)
-        for p, count in zip(pending, merged[:, 0].tolist()):
-            if count == 0.0 and not p.known:
+        merged = merged.tolist()
+        for p, state in zip(pending, merged):
+            if state[0] == 0.0 and not p.known:
                 self.stats_accumulator(p.key)  # raises KeyError listing the stored keys
         return (merged, sketches) if counts is not None else merged
 
     def _resolve_row(self):
+        """Merge the row's pending statistics over the ranks and put their values in the row.
+
+        One collective for all of them; the statistics of every key are concatenated into one
+        list and the row's columns take their values from it (see :class:`_RowLayout`).
+        """
         if not self._pending:
             return
-        pending = self._pending[:]
-        self._pending.clear()
+        pending, self._pending = self._pending, []
+        states = self.pop_batch()
+        layout = self._layout
+        if tuple(p.columns for p in pending) != layout.columns:
+            layout = self._layout = _row_layout(pending)
         row = self.log_current_row
         try:
-            merged = self._merged(pending, with_sketches=True)
+            merged = self._merged(pending, layout.keys, states, with_sketches=True)
         except Exception:
-            for p in pending:  # no placeholder may reach an output
-                for name in p.columns.names:
-                    del row[name]
+            for name in layout.names:  # no placeholder may reach an output
+                del row[name]
             raise
         sketches = {}
         if isinstance(merged, tuple):
             merged, sketches = merged
-        for p, state in zip(pending, merged.tolist()):  # the placeholders get their values
-            counts = sketches.get(p.key) if p.counts is not None else None
-            row.update(zip(p.columns.names, self._stat_values(p.key, p.columns, state, counts)))
+        if sketches or any(state[0] == 0.0 for state in merged):
+            stats = []  # quantiles, or keys without values (a warning each): key by key
+            for p, state in zip(pending, merged):
+                counts = sketches.get(p.key) if p.counts is not None else None
+                stats += self._stat_values(p.key, p.columns, state, counts, all_columns=True)
+        else:
+            stats = list(chain.from_iterable(map(_statistics, merged)))
+        row.update(zip(layout.names, map(stats.__getitem__, layout.select)))
 
     def get_stats(self, key):
         """Return ``[mean, std]`` of the values stored under ``key`` this epoch (all ranks).
@@ -723,7 +773,7 @@ class EpochLogger(Logger, EpochStats):
                 self.stats_accumulator(key)  # raises KeyError listing the stored keys
             state = _EMPTY_STATE
         if not self._single:
-            columns = _columns(key, False, False)
-            state = self._merged([_PendingStat(key, columns, state, known, None)])[0].tolist()
+            pending = _PendingStat(key, _columns(key, False, False), known, None)
+            state = self._merged([pending], [key], np.array([state]))[0]
         mean, std, _, _ = _statistics(state)
         return [mean, std]
