@@ -753,7 +753,7 @@ class EpochLogger(Logger, EpochStats):
             for name in layout.names:  # no placeholder may reach an output
                 del row[name]
             raise
-        if sketches or any(state[0] == 0.0 for state in merged):
+        if taken or any(state[0] == 0.0 for state in merged):
             stats = []  # quantiles, or keys without values (a warning each): key by key
             for columns, state in zip(pending, merged):
                 counts = sketches.get(columns.key) if columns.quantiles else None
