@@ -192,7 +192,11 @@ class Logger:
 
     @property
     def output_file(self):
-        """The open ``progress.txt`` (None without the ``txt`` format, and on ranks > 0)."""
+        """The open ``progress.txt`` (None without the ``txt`` format, and on ranks > 0).
+
+        Rows go to its file descriptor with one ``write`` each, not through this object's
+        buffer: flush it after writing to it yourself.
+        """
         for writer in self.writers:
             if isinstance(writer, TxtWriter):
                 return writer.file.file
