@@ -15,7 +15,7 @@ median (above 1: spinfast faster); for the TF1 step it compares overheads over p
 * ``torch grads`` / ``torch params``: each function alone against the same references;
   ``FlatGrads.average()`` against the raw Allreduce.
 * ``logger dump 20 keys``: 20 ``log_tabular`` + ``dump_tabular`` (one collective) against
-  Spinning Up's 2 to 4 Allreduces per key (target >= 10x).
+  Spinning Up's 2 to 4 Allreduces per key (target >= 5x: rows are formatted by Python).
 * ``tf1 adam step ~1M``: ``MpiAdamOptimizer`` (``sync_every=1``, the default: broadcast every
   step; and ``sync_every=100``) against Spinning Up's optimizer (concat + ``py_func`` into a
   fresh buffer + broadcast of all parameters every step); the ratio compares the overheads over

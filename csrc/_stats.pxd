@@ -33,5 +33,8 @@ cdef struct key_slot_t:
 cdef class EpochStats:
     cdef dict _accs
     cdef key_slot_t _slots[64]
+    cdef acc_t* _batch           # states taken by take_into_batch, in take order (PyMem)
+    cdef Py_ssize_t _batch_len
+    cdef Py_ssize_t _batch_cap
     cdef Welford _get_or_create(self, object key)
     cdef Welford _lookup(self, object key)

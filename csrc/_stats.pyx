@@ -19,6 +19,7 @@ from cpython.buffer cimport (
 )
 from cpython.dict cimport PyDict_GetItem
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_AsDouble
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
@@ -700,11 +701,14 @@ cdef class EpochStats:
     def __cinit__(self, *args, **kwargs):
         self._accs = {}
         memset(self._slots, 0, sizeof(self._slots))
+        self._batch = NULL
+        self._batch_len = self._batch_cap = 0
 
     def __dealloc__(self):
         cdef int i
         for i in range(64):
             Py_XDECREF(<PyObject*>self._slots[i].key)
+        PyMem_Free(self._batch)
 
     cdef Welford _get_or_create(self, object key):
         cdef PyObject* found = PyDict_GetItem(self._accs, key)  # borrowed, never raises
@@ -769,6 +773,52 @@ cdef class EpochStats:
             if w.sk.counts != NULL:
                 sf_sketch_clear(&w.sk)
         return state
+
+    def take_into_batch(self, key):
+        """Take the state of ``key`` as :meth:`take_state` does, into the table's batch.
+
+        The batch collects the states taken one key at a time (``EpochLogger.log_tabular``)
+        until :meth:`pop_batch` hands them over as one array (``dump_tabular``'s merge).
+        Returns False if ``key`` was never stored (an empty state is added then).
+        """
+        cdef PyObject* found = PyDict_GetItem(self._accs, key)
+        cdef Welford w
+        cdef acc_t* grown
+        cdef Py_ssize_t cap
+        if self._batch_len == self._batch_cap:
+            cap = 2 * self._batch_cap if self._batch_cap else 32
+            grown = <acc_t*>PyMem_Realloc(self._batch, cap * sizeof(acc_t))
+            if grown == NULL:
+                raise MemoryError()
+            self._batch, self._batch_cap = grown, cap
+        if found == NULL:
+            acc_reset(&self._batch[self._batch_len])
+            self._batch_len += 1
+            return False
+        w = <Welford>found
+        self._batch[self._batch_len] = w.acc
+        self._batch_len += 1
+        acc_reset(&w.acc)
+        if w.sk.counts != NULL:
+            sf_sketch_clear(&w.sk)
+        return True
+
+    def pop_batch(self):
+        """Return the states taken by :meth:`take_into_batch` and empty the batch.
+
+        A (k, 5) float64 array, one ``(count, mean, M2, min, max)`` row per call, in order.
+        """
+        out = np.empty((self._batch_len, 5), dtype=np.float64)
+        cdef double[:, ::1] o = out
+        cdef Py_ssize_t i
+        for i in range(self._batch_len):
+            o[i, 0] = self._batch[i].n
+            o[i, 1] = self._batch[i].mean
+            o[i, 2] = self._batch[i].m2
+            o[i, 3] = self._batch[i].lo
+            o[i, 4] = self._batch[i].hi
+        self._batch_len = 0
+        return out
 
     def track_sketch(self, key, double relative_accuracy=0.01):
         """Count ``key``'s values stored from now on in a quantile sketch as well.

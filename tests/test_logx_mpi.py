@@ -77,3 +77,40 @@ def test_key_logged_twice_in_a_row_refused_everywhere(run_mpi, tmp_path):
         a = np.array([0.0, 1.0] if row == 0 else [100.0, 100.0, 10.0 * row, 10.0 * row + 1])
         np.testing.assert_allclose([float(v) for v in line.split("\t")],
                                    [row, a.mean(), a.std(), a.max(), a.min(), 1.0], rtol=1e-12)
+
+
+def test_rows_with_statistics_in_another_order_or_left_out(run_mpi, tmp_path):
+    """Each row's merged values land in their own columns whatever the order and number of
+    the statistics logged (the layout of a row is cached from the previous one)."""
+    proc = run_mpi("logx_layouts", n=2, timeout=60)
+    lines = (tmp_path / "out" / "progress.txt").read_text().splitlines()
+    assert lines[0].split("\t") == ["Row", "AverageA", "StdA", "MaxA", "MinA", "AverageB",
+                                    "StdB"]
+    assert len(lines) == 6
+
+    def stats(values, with_min_and_max):
+        v = np.array(values, dtype=np.float64)
+        out = [v.mean(), v.std()]
+        return out + [v.max(), v.min()] if with_min_and_max else out
+
+    def a(row):  # A of both ranks in that row
+        return [10.0 * row + rank + i for rank in (0, 1) for i in range(3)]
+
+    def b(*rows):  # B of both ranks, stored in those rows
+        return [2.0 * rank + row for rank in (0, 1) for row in rows]
+
+    expected = [
+        [0, *stats(a(0), True), *stats(b(0), False)],
+        [1, *stats(a(1), True), *stats(b(1), False)],
+        [2, *stats(a(2), True), None, None],
+        [3, *stats(a(3), True), *stats(b(2, 3), False)],
+        [4, *[np.nan] * 4, *stats(b(4), False)],
+    ]
+    for line, want in zip(lines[1:], expected):
+        got = [float(v) if v else None for v in line.split("\t")]
+        assert [g is None for g in got] == [w is None for w in want], line
+        np.testing.assert_allclose([g for g in got if g is not None],
+                                   [w for w in want if w is not None], rtol=1e-12)
+    # Only rank 0 warns, once, about A in row 4.
+    assert proc.stdout.count("warning: log_tabular(): no values stored for 'A'") == 1
+    assert "rank 0 row 4 warning" in proc.stdout

@@ -315,3 +315,31 @@ def test_take_state_returns_and_resets():
     t.store(A=5.0)
     assert t.take_state("A") == (1.0, 5.0, 0.0, 5.0, 5.0)  # only the values since the reset
 
+
+
+def test_take_into_batch_takes_resets_and_pops_in_order():
+    table = EpochStats()
+    table.store(A=1.0, B=np.arange(4, dtype=np.float32))
+    table.store(A=3.0)
+    table.track_sketch("B")
+    table.store(B=10.0)
+    assert table.take_into_batch("B") is True
+    assert table.take_into_batch("Never") is False
+    assert table.take_into_batch("A") is True
+    table.store(A=7.0)  # after the take: the next batch's
+    many = [f"K{i}" for i in range(70)]  # past the initial capacity
+    for i, key in enumerate(many):
+        table.store(**{key: float(i)})
+    b = np.array([0.0, 1.0, 2.0, 3.0, 10.0])
+    first = table.pop_batch()
+    assert first.shape == (3, 5) and first.dtype == np.float64
+    np.testing.assert_allclose(first[0], [5, b.mean(), ((b - b.mean()) ** 2).sum(), 0, 10])
+    np.testing.assert_array_equal(first[1], [0, 0, 0, np.inf, -np.inf])
+    np.testing.assert_array_equal(first[2], [2, 2, 2, 1, 3])
+    assert table.take_state("B") == (0.0, 0.0, 0.0, math.inf, -math.inf)  # reset by the take
+    assert table.take_sketch("B").sum() == 0.0  # and its quantile sketch cleared
+    assert table.pop_batch().shape == (0, 5)  # popping empties the batch
+    assert all(table.take_into_batch(key) for key in ["A", *many])
+    second = table.pop_batch()
+    np.testing.assert_array_equal(second[0], [1, 7, 0, 7, 7])
+    np.testing.assert_array_equal(second[1:, 1], np.arange(70.0))

@@ -14,14 +14,16 @@ started again with its header in a recreated folder, and reported once with a wa
 
 from __future__ import annotations
 
+import json
 import numbers
 import os
-import re
 import struct
 import time
 import warnings
 from itertools import repeat
 from typing import Any, NamedTuple
+
+from spinfast._fsinfo import link_count
 
 __all__ = ["Row", "ResumePoint", "Writer", "LineFile", "StdoutWriter", "TxtWriter",
            "CsvWriter", "JsonlWriter", "TensorBoardWriter", "WandbWriter", "FORMATS",
@@ -90,6 +92,10 @@ def _field(key: str, val: Any) -> str:
 class LineFile:
     """A text file of a header line and one line per row, crash-safe and self-healing.
 
+    Each line is encoded and handed to the system with one ``write`` on the file's descriptor
+    (no Python buffer in between: that is the flush); ``file``, the open text file, is for
+    reading its name and closing it, not for writing.
+
     Args:
         path: the file.
         resume: None to start the file anew; else keep its header and first ``resume.rows``
@@ -108,7 +114,7 @@ class LineFile:
             self.file = open(path, "a")
         else:
             self.file = open(path, "w")
-        self._fd_checked = False
+        self._fd = self.file.fileno()
         self._warned = False
 
     @property
@@ -126,14 +132,14 @@ class LineFile:
         if not self.has_header:
             line = header + line
             self.has_header = True
-        self.file.write(line)
-        self.file.flush()
+        _write_all(self._fd, line.encode(self.file.encoding))
 
     def _reopen(self) -> None:
         # The file was unlinked (its folder removed): start it again where it belongs.
         self.file.close()
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         self.file = open(self.path, "w")
+        self._fd = self.file.fileno()
         self.has_header = not self.header_lines
         if not self._warned:
             self._warned = True
@@ -146,6 +152,15 @@ class LineFile:
         self.file.close()
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to ``fd``: one ``write`` call, more only after a short write."""
+    done = os.write(fd, data)
+    if done != len(data):  # a short write (disk full, signal): finish it
+        view = memoryview(data)[done:]
+        while view:
+            view = view[os.write(fd, view):]
+
+
 _checked_row: Row | None = None
 _checked_unlinked = False
 
@@ -155,11 +170,12 @@ def _unlinked(file, row: Row | None) -> bool:
 
     The writers of a logger get the same :class:`Row` one after the other and their files lie
     in one folder, which a cleaner removes as a whole: the first writer of a row asks the
-    system (one ``fstat``), the others of the same row reuse its answer.
+    system (one ``fstat``, compiled: :func:`spinfast._fsinfo.link_count`), the others of the
+    same row reuse its answer.
     """
     global _checked_row, _checked_unlinked
     if row is None or row is not _checked_row:
-        _checked_unlinked = os.fstat(file.fileno()).st_nlink == 0
+        _checked_unlinked = link_count(file.fileno()) == 0
         _checked_row = row
     return _checked_unlinked
 
@@ -196,7 +212,7 @@ class StdoutWriter(Writer):
         if headers != self._headers:
             self._headers = list(headers)
             self._templates.clear()
-        vals = tuple(map(row.values.get, headers, repeat("")))
+        vals = tuple(_row_values(row))
         if set(map(type, vals)) <= _PLAIN_NUMBERS:  # the common row: numbers only
             plain = (True,) * len(vals)
         else:
@@ -232,22 +248,37 @@ def _cell(val: Any) -> str:
     return str(val)
 
 
-_strings_row: Row | None = None
-_strings: list[str] = []
+_cached_row: Row | None = None
+_cached_values: list[Any] = []
+_cached_strings: list[str] | None = None
+
+
+def _row_values(row: Row) -> list[Any]:
+    """The row's value under each header (``""`` where missing), once per row.
+
+    The writers of a logger receive the same :class:`Row` object one after the other and
+    share this list (and :func:`_row_strings`). The cache holds the last row itself, so its
+    identity cannot be reused.
+    """
+    global _cached_row, _cached_values, _cached_strings
+    if row is not _cached_row:
+        _cached_values = list(map(row.values.get, row.headers, repeat("")))
+        _cached_strings = None
+        _cached_row = row
+    return _cached_values
 
 
 def _row_strings(row: Row) -> list[str]:
-    """``str()`` of the row's value under each header (``""`` where missing), once per row.
+    """``str()`` of each of :func:`_row_values`, once per row.
 
-    The line formats (txt, csv, jsonl) receive the same :class:`Row` object one after the
-    other and share these strings, so a row's numbers are formatted once, whatever the number
-    of formats. The cache holds the last row itself, so its identity cannot be reused.
+    The line formats (txt, csv, jsonl) share these strings, so a row's numbers are formatted
+    once, whatever the number of formats.
     """
-    global _strings_row, _strings
-    if row is not _strings_row:
-        _strings = list(map(str, map(row.values.get, row.headers, repeat(""))))
-        _strings_row = row
-    return _strings
+    global _cached_strings
+    values = _row_values(row)
+    if _cached_strings is None:
+        _cached_strings = list(map(str, values))
+    return _cached_strings
 
 
 class _SeparatedWriter(Writer):
@@ -259,7 +290,7 @@ class _SeparatedWriter(Writer):
     """
 
     SEP = "\t"
-    SPECIAL = re.compile("[\n\r]")  # besides SEP: characters that need field()
+    SPECIAL: tuple[str, ...] = ("\n", "\r")  # besides SEP: characters that need field()
     EXT = ""
 
     def __init__(self, output_dir: str, resume: ResumePoint | None = None,
@@ -281,10 +312,10 @@ class _SeparatedWriter(Writer):
             self._headers = list(headers)
             self._header_line = sep.join(self.field(k, k) for k in headers) + "\n"
         strings = _row_strings(row)
-        line = sep.join(strings) + "\n"
-        if line.count(sep) != len(headers) - 1 or self.SPECIAL.search(line, 0, len(line) - 1):
-            line = sep.join(self.field(k, v) for k, v in zip(headers, strings)) + "\n"
-        self.file.write(self._header_line, line, row)
+        body = sep.join(strings)
+        if body.count(sep) != len(headers) - 1 or any(c in body for c in self.SPECIAL):
+            body = sep.join(self.field(k, v) for k, v in zip(headers, strings))
+        self.file.write(self._header_line, body + "\n", row)
 
     def close(self) -> None:
         """Close the file."""
@@ -330,7 +361,7 @@ class CsvWriter(_SeparatedWriter):
     """
 
     SEP = ","
-    SPECIAL = re.compile('["\n\r]')
+    SPECIAL = ('"', "\n", "\r")
     EXT = ".csv"
     field = staticmethod(_csv_field)
 
@@ -346,8 +377,6 @@ def _json_value(val: Any) -> str:
     numpy real scalars are written as ``str()`` writes them (the number ``progress.txt`` has),
     booleans as ``true``/``false``, arrays as (nested) lists, other objects as their ``str()``.
     """
-    import json
-
     if isinstance(val, bool) or type(val).__name__ == "bool_":
         return "true" if val else "false"
     if isinstance(val, numbers.Integral):
@@ -390,8 +419,6 @@ class JsonlWriter(Writer):
 
     def write_row(self, row: Row) -> None:
         """Append the row as one JSON object on one line."""
-        import json
-
         headers, values = row.headers, row.values
         if headers != self._headers:
             self._headers = list(headers)
@@ -399,8 +426,7 @@ class JsonlWriter(Writer):
             self._template = ("{" + ",".join(p.replace("%", "%%") + "%s" for _, p in self._keys)
                               + "}\n")
         strings = _row_strings(row)
-        if set(map(type, map(values.get, headers))) <= _JSON_PLAIN \
-                and _NON_FINITE.isdisjoint(strings):
+        if set(map(type, _row_values(row))) <= _JSON_PLAIN and _NON_FINITE.isdisjoint(strings):
             # every column present, a finite float or an int: str() is the JSON text
             self.file.write("", self._template % tuple(strings), row)
             return
@@ -511,14 +537,11 @@ class TensorBoardWriter(Writer):
         os.makedirs(self.folder, exist_ok=True)
         self.path = os.path.join(self.folder, _event_file_name(self.folder))
         self.file = open(self.path, "xb", buffering=0)
+        self._fd = self.file.fileno()
         self._write(_tbevent.encode_file_version(time.time()))
 
     def _write(self, data: bytes) -> None:
-        done = self.file.write(data)
-        if done != len(data):  # a short write (disk full, signal): finish it
-            view = memoryview(data)[done:]
-            while view:
-                view = view[self.file.write(view):]
+        _write_all(self._fd, data)
 
     def _check(self, row: Row | None = None) -> None:
         if _unlinked(self.file, row):
@@ -540,8 +563,8 @@ class TensorBoardWriter(Writer):
             self._keys = tuple(headers)
             self._tags = tuple(k.encode() for k in headers)
         self._check(row)
-        self._write(self._encode_row(self._keys, self._tags, row.values, row.step,
-                                     time.time()))
+        _write_all(self._fd, self._encode_row(self._keys, self._tags, row.values, row.step,
+                                              time.time()))
 
     def write_config(self, config: Any, text: str) -> None:
         """Write the configuration (``text``, config.json's JSON) as a text summary."""

@@ -19,6 +19,7 @@ import re
 import time
 import warnings
 import weakref
+from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
@@ -191,7 +192,11 @@ class Logger:
 
     @property
     def output_file(self):
-        """The open ``progress.txt`` (None without the ``txt`` format, and on ranks > 0)."""
+        """The open ``progress.txt`` (None without the ``txt`` format, and on ranks > 0).
+
+        Rows go to its file descriptor with one ``write`` each, not through this object's
+        buffer: flush it after writing to it yourself.
+        """
         for writer in self.writers:
             if isinstance(writer, TxtWriter):
                 return writer.file.file
@@ -472,21 +477,46 @@ class _Columns(NamedTuple):
     ``which[j]`` indexes ``(mean, std, max, min, *quantiles)`` for column ``names[j]``; the
     order is Spinning Up's: ``Average<key>`` (or ``<key>`` with ``average_only``),
     ``Std<key>``, then ``Max<key>``, ``Min<key>``; then ``P<100 q><key>`` per quantile.
+
+    Under MPI it is also the record of a statistic logged in the current row and waiting for
+    the merge over the ranks (``EpochLogger._pending``): its state is the row of the same
+    index in the batch of taken states (``EpochStats.take_into_batch``).
     """
 
+    key: str
     names: tuple[str, ...]
     which: tuple[int, ...]
     quantiles: tuple[float, ...]
+    placeholders: dict  # {name: _PENDING}: the row's entries until the MPI merge (not mutated)
 
 
-class _PendingStat(NamedTuple):
-    """A statistic logged in this row whose columns wait for the merge over MPI ranks."""
+class _RowLayout(NamedTuple):
+    """How the merged statistics of a row's pending keys fill its columns (cached per layout).
 
-    key: str
-    columns: _Columns
-    state: tuple  # this rank's (count, mean, M2, min, max) of the epoch
-    known: bool  # this rank ever stored the key (else KeyError if no rank has values)
-    counts: object  # this rank's quantile-sketch counts (an array), None without quantiles
+    The statistics of the k-th pending key are ``(mean, std, max, min, *quantiles)``;
+    concatenated over the keys they form one flat list, and column ``names[j]`` takes its
+    element ``select[j]``.
+    """
+
+    columns: list  # the _Columns of each pending statistic, in log_tabular order
+    keys: tuple[str, ...]  # the merge's key of each (``key[quantiles]`` with quantiles)
+    names: tuple[str, ...]  # every column filled by the merge
+    select: tuple[int, ...]
+
+
+def _row_layout(pending: list) -> _RowLayout:
+    """The :class:`_RowLayout` of a row's pending statistics (a list of :class:`_Columns`).
+
+    A key logged with quantiles merges under another name than without: a rank that logs it
+    with quantiles while another does not is caught as a key mismatch.
+    """
+    keys, names, select, at = [], [], [], 0
+    for columns in pending:
+        keys.append(columns.key + "[quantiles]" if columns.quantiles else columns.key)
+        names += columns.names
+        select += [at + which for which in columns.which]
+        at += 4 + len(columns.quantiles)
+    return _RowLayout(list(pending), tuple(keys), tuple(names), tuple(select))
 
 
 _COLUMNS: dict = {}
@@ -509,7 +539,7 @@ def _columns(key, with_min_and_max, average_only, quantiles=None) -> _Columns:
             pairs += [("Max" + key, 2), ("Min" + key, 3)]
         pairs += [("P%g%s" % (100 * q, key), 4 + j) for j, q in enumerate(qs)]
         names, which = zip(*pairs)
-        columns = _Columns(names, which, qs)
+        columns = _Columns(key, names, which, qs, dict.fromkeys(names, _PENDING))
         try:
             _COLUMNS[spec] = columns
         except TypeError:  # quantiles given as a list: not hashable, not cached
@@ -553,7 +583,14 @@ class EpochLogger(Logger, EpochStats):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._pending = []  # _PendingStat of each statistic of this row not merged yet
+        # Under MPI, the statistics of this row not merged yet: their _Columns (their states
+        # are the batch's rows), the keys this rank never stored, the quantile-sketch counts
+        # of those logged with quantiles; the layout of the last merged row (the same each
+        # epoch).
+        self._pending = []
+        self._pending_unknown = set()
+        self._pending_counts = {}
+        self._layout = _RowLayout([], (), (), ())
         self._single = mpi_tools.num_procs() == 1
         self._tracked = {}  # key -> relative accuracy of its quantile sketch, in call order
 
@@ -630,83 +667,104 @@ class EpochLogger(Logger, EpochStats):
                 self.stats_accumulator(key)  # a key never stored: its KeyError comes first
             raise
         counts = self.take_sketch(key) if columns.quantiles else None
-        state = self.take_state(key)  # the epoch's values are taken (and the key reset)
-        known = state is not None
-        if not known:
-            if self._single:
-                self.stats_accumulator(key)  # raises KeyError listing the stored keys
-            state = _EMPTY_STATE  # other ranks may hold values: decided at the merge
         if self._single:
-            self._insert(columns.names, self._stat_values(key, columns, state, counts))
+            state = self.take_state(key)  # the epoch's values are taken (and the key reset)
+            if state is None:
+                self.stats_accumulator(key)  # raises KeyError listing the stored keys
+            self._insert(columns.names, self._stat_values(columns, state, counts))
+            return
+        # Under MPI the state is taken into the row's batch, merged over the ranks by
+        # dump_tabular (a key never stored here may have values on other ranks).
+        if not self.take_into_batch(key):
+            self._pending_unknown.add(key)  # KeyError at the merge if no rank has values
+        if columns.quantiles:  # (no counts: tracked, but never stored here)
+            self._pending_counts[key] = np.zeros(0) if counts is None else counts
+        if self.first_row:
+            self._insert(columns.names, columns.placeholders.values())
         else:
-            if columns.quantiles and counts is None:  # tracked, but never stored here
-                counts = np.zeros(0)
-            self._insert(columns.names, (_PENDING,) * len(columns.names))
-            self._pending.append(_PendingStat(key, columns, state, known, counts))
+            self.log_current_row.update(columns.placeholders)
+        self._pending.append(columns)
 
-    def _stat_values(self, key, columns, state, counts=None):
+    def _stat_values(self, columns, state, counts=None, all_columns=False):
         """The values of ``columns`` from ``state`` (and ``counts``' quantiles); warn if the
-        key had no values."""
+        key had no values. With ``all_columns``: ``(mean, std, max, min, *quantiles)``."""
         stats = _statistics(state)
         if columns.quantiles:
-            stats += tuple(sketch_quantiles(counts, self._tracked[key], columns.quantiles)
+            stats += tuple(sketch_quantiles(counts, self._tracked[columns.key],
+                                            columns.quantiles)
                            if counts is not None and counts.size else
                            [math.nan] * len(columns.quantiles))
         if state[0] == 0.0 and mpi_tools.proc_id() == 0:
-            warnings.warn(f"log_tabular(): no values stored for {key!r} since it was last "
-                          f"logged; its statistics are NaN", RuntimeWarning, stacklevel=4)
-        return [stats[which] for which in columns.which]
+            warnings.warn(f"log_tabular(): no values stored for {columns.key!r} since it was "
+                          f"last logged; its statistics are NaN", RuntimeWarning, stacklevel=4)
+        return stats if all_columns else [stats[which] for which in columns.which]
 
-    def _merged(self, pending, with_sketches=False):
-        """Merge ``pending``'s states over ranks (one collective): a (k, 5) array.
+    def _merged(self, pending, keys, states, unknown=(), taken=None):
+        """Merge the ``states`` of ``pending`` (a (k, 5) array) over the ranks, one collective.
 
-        With ``with_sketches``, the quantile-sketch counts of every tracked key (zeros where
-        not logged with quantiles) travel in the same collective; returns ``(states,
-        {key: summed counts})``.
+        Args:
+            pending: the _Columns of each state; ``keys``: the key each is merged under.
+            unknown: keys this rank never stored.
+            taken: the quantile-sketch counts of keys logged with quantiles (``{key:
+                counts}``); then the counts of every tracked key (zeros where not logged with
+                quantiles) travel in the same collective.
+
+        Returns:
+            ``(merged states as a list of rows, {key: summed sketch counts})``.
 
         Raises:
             KeyError: a key that no rank has values for and this rank never stored.
         """
-        states = np.array([p.state for p in pending], dtype=np.float64).reshape(-1, 5)
-        # A key logged with quantiles on one rank only must not go unnoticed: it is another key.
-        keys = [p.key + "[quantiles]" if p.counts is not None else p.key for p in pending]
         counts = None
-        if with_sketches and self._tracked:
-            taken = {p.key: p.counts for p in pending if p.counts is not None}
-            parts = [taken.get(key) if taken.get(key) is not None and taken[key].size else
+        if taken is not None and self._tracked:
+            parts = [taken[key] if key in taken and taken[key].size else
                      np.zeros(sketch_size(acc)) for key, acc in self._tracked.items()]
             counts = np.concatenate(parts)
         merged = mpi_tools.reduce_stat_states(keys, states, counts)
+        sketches = {}
         if counts is not None:
             merged, summed = merged
-            sketches, at = {}, 0
+            at = 0
             for key, acc in self._tracked.items():
                 sketches[key] = summed[at:at + sketch_size(acc)]
                 at += sketch_size(acc)
-        for p, count in zip(pending, merged[:, 0].tolist()):
-            if count == 0.0 and not p.known:
-                self.stats_accumulator(p.key)  # raises KeyError listing the stored keys
-        return (merged, sketches) if counts is not None else merged
+        merged = merged.tolist()
+        if unknown:
+            for columns, state in zip(pending, merged):
+                if state[0] == 0.0 and columns.key in unknown:
+                    self.stats_accumulator(columns.key)  # raises KeyError listing stored keys
+        return merged, sketches
 
     def _resolve_row(self):
+        """Merge the row's pending statistics over the ranks and put their values in the row.
+
+        One collective for all of them; the statistics of every key are concatenated into one
+        list and the row's columns take their values from it (see :class:`_RowLayout`).
+        """
         if not self._pending:
             return
-        pending = self._pending[:]
-        self._pending.clear()
+        pending, self._pending = self._pending, []
+        unknown, self._pending_unknown = self._pending_unknown, set()
+        taken, self._pending_counts = self._pending_counts, {}
+        states = self.pop_batch()
+        layout = self._layout
+        if pending != layout.columns:
+            layout = self._layout = _row_layout(pending)
         row = self.log_current_row
         try:
-            merged = self._merged(pending, with_sketches=True)
+            merged, sketches = self._merged(pending, layout.keys, states, unknown, taken)
         except Exception:
-            for p in pending:  # no placeholder may reach an output
-                for name in p.columns.names:
-                    del row[name]
+            for name in layout.names:  # no placeholder may reach an output
+                del row[name]
             raise
-        sketches = {}
-        if isinstance(merged, tuple):
-            merged, sketches = merged
-        for p, state in zip(pending, merged.tolist()):  # the placeholders get their values
-            counts = sketches.get(p.key) if p.counts is not None else None
-            row.update(zip(p.columns.names, self._stat_values(p.key, p.columns, state, counts)))
+        if taken or any(state[0] == 0.0 for state in merged):
+            stats = []  # quantiles, or keys without values (a warning each): key by key
+            for columns, state in zip(pending, merged):
+                counts = sketches.get(columns.key) if columns.quantiles else None
+                stats += self._stat_values(columns, state, counts, all_columns=True)
+        else:
+            stats = list(chain.from_iterable(map(_statistics, merged)))
+        row.update(zip(layout.names, map(stats.__getitem__, layout.select)))
 
     def get_stats(self, key):
         """Return ``[mean, std]`` of the values stored under ``key`` this epoch (all ranks).
@@ -723,7 +781,8 @@ class EpochLogger(Logger, EpochStats):
                 self.stats_accumulator(key)  # raises KeyError listing the stored keys
             state = _EMPTY_STATE
         if not self._single:
-            columns = _columns(key, False, False)
-            state = self._merged([_PendingStat(key, columns, state, known, None)])[0].tolist()
+            merged, _ = self._merged([_columns(key, False, False)], [key], np.array([state]),
+                                     () if known else {key})
+            state = merged[0]
         mean, std, _, _ = _statistics(state)
         return [mean, std]
