@@ -364,9 +364,14 @@ def test_mpi_collectives_match_numpy_and_the_engine(run_mpi, tmp_path, size):
     for rank in range(size):  # the argument wins; None reads the variable
         assert res[rank]["algorithms"] == {"engine": "engine", "mpi": "mpi", "auto": "auto",
                                            "env": "mpi"}
-    names = [k for k in res[0] if k != "algorithms" and not k.endswith("nbytes")
+    names = [k for k in res[0] if k != "algorithms" and not k.endswith(("nbytes", "paths"))
              and " into " not in k]
     assert len(names) == 4 * 2 * 5 * 8
+    for rank in range(size):  # every rank took the same paths; 'mpi' only MPI's
+        for key in (k for k in res[0] if k.endswith("paths")):
+            assert res[rank][key] == res[0][key], (key, rank)
+            if key.split()[0] in ("mpi", "env"):
+                assert set(res[rank][key].values()) == {"mpi"}, (key, res[rank][key])
     f64 = (1, 3, 6, 7)  # the float64 arrays of the program's SHAPES
     for name in names:
         algo, thr, op, i = name.split()
@@ -376,8 +381,11 @@ def test_mpi_collectives_match_numpy_and_the_engine(run_mpi, tmp_path, size):
             assert err <= tol and vs_engine <= tol, (name, rank, res[rank][name])
             if op in ("min", "max", "bcast"):
                 assert exact and vs_engine == 0.0, (name, rank)
-            if algo == "auto":  # today's engine paths
-                assert vs_engine == 0.0, (name, rank)
+            paths = res[0][f"{algo} {thr} {op} paths"]
+            if algo == "auto" and paths == res[0][f"engine {thr} {op} paths"]:
+                assert vs_engine == 0.0, (name, rank)  # the engine's choice, the same bits
+            if algo == "auto" and set(paths.values()) == {"mpi"}:
+                assert digest == res[rank][f"mpi {thr} {op} {i}"][2], (name, rank)
             assert digest == res[0][name][2], (name, rank)  # bit-identical on every rank
             other = f"{'mpi' if algo == 'env' else 'env'} {thr} {op} {i}"
             if algo in ("env", "mpi"):  # the variable and the argument: the same path

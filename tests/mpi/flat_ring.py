@@ -11,11 +11,11 @@ import json
 import numpy as np
 from mpi4py import MPI
 
-from spinfast._flat import RING_THRESHOLD, FlatBuffer
+from spinfast._flat import FlatBuffer
 
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
-ring_f32 = RING_THRESHOLD // 4
+ring_f32 = (1 << 16) // 4  # 64 KiB of float32: where the ring starts to win on two ranks
 # Around the ring threshold, lengths that do not divide by the number of ranks, both dtypes.
 SHAPES = [((ring_f32 - 1,), np.float32), ((ring_f32,), np.float32), ((100003,), np.float32),
           ((257, 301), np.float64), ((ring_f32 // 2 - 1,), np.float64), ((3,), np.float32)]
