@@ -6,8 +6,9 @@ each fusion threshold (small arrays packed and large ones in place, or everythin
 large buffers) and each op, the second call of the op (the agreed, steady-state path) records
 per array: the largest error against numpy over the allgathered inputs, whether it equals numpy
 exactly, a hash of the result's bytes (equal on every rank) and its largest difference from the
-engine's result; the paths the call took (``FlatBuffer.paths``); whether results into other arrays from read-only ``sources`` equal
-the in-place ones; and the bytes each instance holds in the end.
+engine's result; the paths the call took (``FlatBuffer.paths``); whether results into other
+arrays from read-only ``sources`` equal the in-place ones; and the bytes each instance holds in
+the end.
 """
 
 import hashlib
