@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.machinery
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -522,3 +525,21 @@ def test_cost_model_predictions_are_the_documented_formulas():
         choose("avg", 2, 8)
     with pytest.raises(ValueError, match=r"model has unknown keys \['latency'\]"):
         choose("sum", 2, 8, model={"latency": 1e-6})
+
+
+def test_scale_tables_show_autos_switch_to_mpi():
+    """bench/scale.py prints, for every set of constants, a mean and a broadcast table over
+    2..1024 ranks, and on the cluster auto hands everything beyond 2 ranks to MPI."""
+    script = Path(__file__).resolve().parents[1] / "bench" / "scale.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    sections = out.split("#### ")[1:]
+    assert len(sections) == 3 and sections[2].startswith("EDR InfiniBand cluster")
+    for section in sections:
+        rows = [line for line in section.splitlines() if line.startswith("| ") and
+                line[2].isdigit()]
+        assert [int(r.split("|")[1]) for r in rows] == [2 ** k for k in range(1, 11)] * 2
+    cluster = [line for line in sections[2].splitlines() if line.startswith("| ")]
+    for line in cluster:
+        if line[2].isdigit() and int(line.split("|")[1]) > 2:
+            assert line.count("-> **mpi**") == 4, line
