@@ -626,22 +626,13 @@ cdef class FlatBuffer:
         a.size = size
         if self._plan.fgroup == FG_F32:
             self._agreed_fview = self._view32
-            a.fkind = DK_F32
-            a.fptr = self._plan.p32
-            a.fbytes = self._plan.n32 * 4
-            a.fpath = self._plan.path32
+            _flag_in(a, DK_F32, self._plan.p32, self._plan.n32 * 4, self._plan.path32)
         elif self._plan.fgroup == FG_F64:
             self._agreed_fview = self._view64
-            a.fkind = DK_F64
-            a.fptr = self._plan.p64
-            a.fbytes = self._plan.n64 * 8
-            a.fpath = self._plan.path64
+            _flag_in(a, DK_F64, self._plan.p64, self._plan.n64 * 8, self._plan.path64)
         else:
             self._agreed_fview = self._flagbuf
-            a.fkind = DK_F64
-            a.fptr = self._flag_p
-            a.fbytes = 8
-            a.fpath = P_MPI
+            _flag_in(a, DK_F64, self._flag_p, 8, P_MPI)
 
     cdef void _disagree(self) noexcept:
         self._agree.agreed = False
@@ -844,6 +835,15 @@ cdef class FlatBuffer:
         else:
             comm.Allreduce(_MPI.IN_PLACE, view, _MPI_OPS[code])
         return 0
+
+
+cdef inline void _flag_in(agreement_t* a, int kind, char* ptr, Py_ssize_t nbytes,
+                          int path) noexcept:
+    # The agreed flag is element 0 of this buffer, moved along ``path``.
+    a.fkind = kind
+    a.fptr = ptr
+    a.fbytes = nbytes
+    a.fpath = path
 
 
 cdef int _grow(void** p, size_t nbytes) except -1:
