@@ -15,6 +15,7 @@ import hashlib
 import json
 
 import numpy as np
+from flat_data import steady
 from mpi4py import MPI
 
 from spinfast._flat import FlatBuffer
@@ -47,12 +48,7 @@ for algo in ("engine", "mpi", "auto", "env"):
         results = {}
         out["algorithms"][algo] = fb.algorithm
         for op in REFS:
-            for step in range(2):  # the first call agrees on the layout, the second is steady
-                arrays = [a.copy() for a in mine]
-                if op == "bcast":
-                    fb.bcast(comm, arrays, root=size - 1)
-                else:
-                    fb.allreduce(comm, arrays, op=op)
+            arrays = steady(fb, comm, mine, op, root=size - 1)
             if algo == "engine":
                 engine[(thr, op)] = arrays
             out[f"{algo} {thr} {op} paths"] = {str(k): v for k, v in fb.paths.items()}
