@@ -263,8 +263,11 @@ def test_ring_reductions_match_numpy_and_agree_bitwise(run_mpi, tmp_path, size):
     run_mpi("flat_ring", n=size, timeout=180)
     res = rank_files(tmp_path, size, "ring")
     names = [k for k in res[0] if k not in ("mismatch", "recovered") and "bcast" not in k
-             and " into " not in k]
+             and " into " not in k and not k.endswith("paths")]
     assert len(names) == 2 * 3 * 6
+    for label in ("inplace", "packed"):  # algorithm='engine': large sums and means ring
+        assert "ring" in res[0][f"{label} sum paths"] and "ring" in res[0][f"{label} mean paths"]
+        assert res[0][f"{label} max paths"] == ["mpi"]
     for rank in range(size):
         assert res[rank]["inplace bcast"] == res[rank]["packed bcast"] == [True] * 6
         for label in ("inplace", "packed"):  # sources=: bit-identical to in place, untouched
@@ -470,6 +473,12 @@ def test_every_algorithm_op_and_dtype_matches_numpy(run_mpi, tmp_path, size, nol
             assert res[0][key]["digests"] == res[0][f"mpi {op}"]["digests"], key
         if algo == "auto" and res[0][key]["paths"] == res[0][f"engine {op}"]["paths"]:
             assert res[0][key]["digests"] == res[0][f"engine {op}"]["digests"], key
+    # Each of the engine's algorithms ran somewhere in this matrix (the ring at 8 ranks: in
+    # test_ring_reductions_match_numpy_and_agree_bitwise).
+    engine = set().union(*(set(res[0][f"engine {op}"]["paths"].values())
+                           for op in ("sum", "mean", "bcast")))
+    assert {2: {"doubling", "pair"}, 3: {"ring", "tree"}, 4: {"doubling", "tree"},
+            8: {"doubling", "tree"}}[size] <= engine, engine
     # The documented policy: the engine's paths under auto only on one node up to 4 ranks,
     # across nodes up to 2; beyond, MPI's collectives.
     limit = 2 if nolocal else 4
