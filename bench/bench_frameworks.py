@@ -13,7 +13,9 @@ median (above 1: spinfast faster); for the TF1 step it compares overheads over p
   the raw collectives of the same bytes, ONE ``Allreduce(IN_PLACE)`` of all gradients plus ONE
   ``Bcast`` of all parameters (target: overhead <= 1.15x at 1M and 10M).
 * ``torch grads`` / ``torch params``: each function alone against the same references;
-  ``FlatGrads.average()`` against the raw Allreduce.
+  ``FlatGrads.average()`` against the raw Allreduce. ``sync_params`` against one raw ``Bcast``
+  of the same bytes: at most 1.5x at 10k and 1.10x at 1M and 10M (ratio >= 0.67 / 0.91), on
+  shared memory and with ``MPIR_CVAR_NOLOCAL=1``.
 * ``logger dump 20 keys``: 20 ``log_tabular`` + ``dump_tabular`` (one collective) against
   Spinning Up's 2 to 4 Allreduces per key (target >= 5x: rows are formatted by Python).
 * ``tf1 adam step ~1M``: ``MpiAdamOptimizer`` (``sync_every=1``, the default: broadcast every
@@ -128,7 +130,7 @@ TORCH_CASES = {
     ("grads", "per-tensor"): {},
     ("grads", "raw"): {},
     ("params", "per-tensor"): {},
-    ("params", "raw"): {},
+    ("params", "raw"): {"10k": 1 / 1.5, "1M": 1 / 1.10, "10M": 1 / 1.10},  # issue 13
     ("FlatGrads", "raw"): {},
 }
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.machinery
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -260,8 +263,11 @@ def test_ring_reductions_match_numpy_and_agree_bitwise(run_mpi, tmp_path, size):
     run_mpi("flat_ring", n=size, timeout=180)
     res = rank_files(tmp_path, size, "ring")
     names = [k for k in res[0] if k not in ("mismatch", "recovered") and "bcast" not in k
-             and " into " not in k]
+             and " into " not in k and not k.endswith("paths")]
     assert len(names) == 2 * 3 * 6
+    for label in ("inplace", "packed"):  # algorithm='engine': large sums and means ring
+        assert "ring" in res[0][f"{label} sum paths"] and "ring" in res[0][f"{label} mean paths"]
+        assert res[0][f"{label} max paths"] == ["mpi"]
     for rank in range(size):
         assert res[rank]["inplace bcast"] == res[rank]["packed bcast"] == [True] * 6
         for label in ("inplace", "packed"):  # sources=: bit-identical to in place, untouched
@@ -364,9 +370,14 @@ def test_mpi_collectives_match_numpy_and_the_engine(run_mpi, tmp_path, size):
     for rank in range(size):  # the argument wins; None reads the variable
         assert res[rank]["algorithms"] == {"engine": "engine", "mpi": "mpi", "auto": "auto",
                                            "env": "mpi"}
-    names = [k for k in res[0] if k != "algorithms" and not k.endswith("nbytes")
+    names = [k for k in res[0] if k != "algorithms" and not k.endswith(("nbytes", "paths"))
              and " into " not in k]
     assert len(names) == 4 * 2 * 5 * 8
+    for rank in range(size):  # every rank took the same paths; 'mpi' only MPI's
+        for key in (k for k in res[0] if k.endswith("paths")):
+            assert res[rank][key] == res[0][key], (key, rank)
+            if key.split()[0] in ("mpi", "env"):
+                assert set(res[rank][key].values()) == {"mpi"}, (key, res[rank][key])
     f64 = (1, 3, 6, 7)  # the float64 arrays of the program's SHAPES
     for name in names:
         algo, thr, op, i = name.split()
@@ -376,8 +387,11 @@ def test_mpi_collectives_match_numpy_and_the_engine(run_mpi, tmp_path, size):
             assert err <= tol and vs_engine <= tol, (name, rank, res[rank][name])
             if op in ("min", "max", "bcast"):
                 assert exact and vs_engine == 0.0, (name, rank)
-            if algo == "auto":  # today's engine paths
-                assert vs_engine == 0.0, (name, rank)
+            paths = res[0][f"{algo} {thr} {op} paths"]
+            if algo == "auto" and paths == res[0][f"engine {thr} {op} paths"]:
+                assert vs_engine == 0.0, (name, rank)  # the engine's choice, the same bits
+            if algo == "auto" and set(paths.values()) == {"mpi"}:
+                assert digest == res[rank][f"mpi {thr} {op} {i}"][2], (name, rank)
             assert digest == res[0][name][2], (name, rank)  # bit-identical on every rank
             other = f"{'mpi' if algo == 'env' else 'env'} {thr} {op} {i}"
             if algo in ("env", "mpi"):  # the variable and the argument: the same path
@@ -421,3 +435,120 @@ def test_algorithm_mismatch_raises_on_every_rank(run_mpi, tmp_path, size):
         f"OK agreed rank={r}" for r in range(size)]
     assert sorted(x for x in lines if x.startswith("VALUE")) == [
         f"VALUE rank={r} 1.0 mpi" for r in range(size)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Choice of paths (tests/mpi/flat_matrix.py) and the cost model
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("nolocal", [False, True], ids=["shared-memory", "nolocal"])
+@pytest.mark.parametrize("size", [2, 3, 4, 8])
+def test_every_algorithm_op_and_dtype_matches_numpy(run_mpi, tmp_path, size, nolocal):
+    """auto, mpi and engine x sum/mean/min/max/prod/bcast x float32/float64 at 2, 3, 4 and 8
+    ranks, on shared memory and with every rank its own node (MPICH's MPIR_CVAR_NOLOCAL=1):
+    numpy's results; the same bits on every rank; auto's bits those of the algorithm whose
+    paths it took; the same paths on every rank, those choose() predicts; 'mpi' only MPI's."""
+    env = {"MPIR_CVAR_NOLOCAL": "1"} if nolocal else {}
+    run_mpi("flat_matrix", n=size, timeout=280, env=env)
+    res = rank_files(tmp_path, size, "matrix")
+    assert res[0]["transport"] == ("network" if nolocal else "shared")
+    f64 = (1, 3, 5)  # the program's float64 arrays
+    for key in (k for k in res[0] if k != "transport"):
+        algo, op = key.split()
+        for rank in range(size):
+            got = res[rank][key]
+            for i, err in enumerate(got["errors"]):
+                tol = 1e-12 if i in f64 else 2e-6
+                assert err <= (0.0 if op in ("min", "max", "bcast") else tol), (key, i, rank)
+            assert got["digests"] == res[0][key]["digests"], (key, rank)  # bit-identical
+            assert got["paths"] == res[0][key]["paths"] == got["predicted"], (key, rank, got)
+        paths = set(res[0][key]["paths"].values())
+        if algo == "mpi" or op in ("min", "max", "prod"):
+            assert paths == {"mpi"}, (key, paths)
+        if algo == "engine" and op in ("sum", "mean"):
+            assert "mpi" not in paths, (key, paths)
+        if algo == "auto" and paths == {"mpi"}:
+            assert res[0][key]["digests"] == res[0][f"mpi {op}"]["digests"], key
+        if algo == "auto" and res[0][key]["paths"] == res[0][f"engine {op}"]["paths"]:
+            assert res[0][key]["digests"] == res[0][f"engine {op}"]["digests"], key
+    # Each of the engine's algorithms ran somewhere in this matrix (the ring at 8 ranks: in
+    # test_ring_reductions_match_numpy_and_agree_bitwise).
+    engine = set().union(*(set(res[0][f"engine {op}"]["paths"].values())
+                           for op in ("sum", "mean", "bcast")))
+    assert {2: {"doubling", "pair"}, 3: {"ring", "tree"}, 4: {"doubling", "tree"},
+            8: {"doubling", "tree"}}[size] <= engine, engine
+    # The documented policy: the engine's paths under auto only on one node up to 4 ranks,
+    # across nodes up to 2; beyond, MPI's collectives.
+    limit = 2 if nolocal else 4
+    auto = set().union(*(set(res[0][f"auto {op}"]["paths"].values())
+                         for op in ("sum", "mean", "bcast")))
+    assert (auto == {"mpi"}) == (size > limit), auto
+
+
+def test_cost_model_predictions_are_the_documented_formulas():
+    """predict() against the formulas of _flat_cost.pxi computed by hand from cost_model()."""
+    from spinfast._flat import PATHS, choose, cost_model, predict
+
+    assert PATHS == ("mpi", "ring", "doubling", "tree", "pair")
+    for transport in ("shared", "network"):
+        m = cost_model(transport)
+        a, b, g, d, o = m["alpha"], m["beta"], m["gamma"], m["delta"], m["over"]
+        n, p = 4e6, 16  # log2(16) = 4 steps
+        assert predict("ring", "sum", p, n, transport) == pytest.approx(
+            2 * 15 * (a + o) + 2 * 15 / 16 * n * b + 15 / 16 * n * g)
+        assert predict("doubling", "mean", p, n, transport) == pytest.approx(
+            4 * (a + o + n * (b + g)))
+        rabenseifner = 2 * 4 * a + 2 * 15 / 16 * n * b + 15 / 16 * n * g + n * d
+        assert predict("mpi", "sum", p, n, transport) == pytest.approx(rabenseifner)
+        assert predict("mpi", "mean", p, n, transport) == pytest.approx(rabenseifner + n * g)
+        assert predict("mpi", "sum", 5, 1000, transport) == pytest.approx(
+            3 * (a + 1000 * (b + g)))  # short message: recursive doubling, ceil(log2 5) steps
+        assert predict("pair", "bcast", 2, n, transport, buffers=3) == pytest.approx(
+            a + 3 * o + n * b)
+        assert predict("tree", "bcast", 6, n, transport, buffers=2) == pytest.approx(
+            3 * (a + 2 * o + n * b) + 3 * a)
+        # MPI's broadcast: 2 buffers of n/2 on 16 ranks, scatter + allgather, and the flag
+        assert predict("mpi", "bcast", 16, n, transport, buffers=2) == pytest.approx(
+            2 * ((4 + 15) * a + 2 * 15 / 16 * n / 2 * b) + 4 * a)
+        assert predict("ring", "sum", 1, n, transport) == 0.0
+    # The policy: min/max/prod and algorithm='mpi' always MPI; auto keeps the engine to the
+    # measured rank counts (4 on one node, 2 across nodes), 'engine' takes it anywhere.
+    assert choose("max", 2, 10**8) == "mpi" and choose("sum", 2, 10**8, algorithm="mpi") == "mpi"
+    assert choose("sum", 2, 4 * 10**7) == "ring" == choose("sum", 2, 4 * 10**7, "network")
+    assert choose("sum", 4, 4 * 10**7) == "ring" and choose("sum", 8, 4 * 10**7) == "mpi"
+    assert choose("sum", 3, 4 * 10**7, "network") == "mpi"
+    assert choose("sum", 64, 4 * 10**7, algorithm="engine") == "ring"
+    assert choose("sum", 64, 400, algorithm="engine") == "doubling"
+    assert choose("bcast", 2, 4000, buffers=3) == "pair"
+    assert choose("bcast", 64, 4000, buffers=3, algorithm="engine") == "tree"
+    # other constants: an engine whose messages cost more makes even 2 ranks use MPI's
+    assert choose("sum", 2, 40_000, "network", model={"over": 1e-3}) == "mpi"
+    assert choose("sum", 4, 40_000, model={"engine_max_ranks": 2}) == "mpi"
+    with pytest.raises(ValueError, match=r"transport must be 'shared' or 'network', got 'ib'"):
+        predict("ring", "sum", 2, 8, "ib")
+    with pytest.raises(ValueError, match=r"predict\(\): path must be one of"):
+        predict("butterfly", "sum", 2, 8)
+    with pytest.raises(ValueError, match=r"choose\(\): op must be one of"):
+        choose("avg", 2, 8)
+    with pytest.raises(ValueError, match=r"model has unknown keys \['latency'\]"):
+        choose("sum", 2, 8, model={"latency": 1e-6})
+
+
+def test_scale_tables_show_autos_switch_to_mpi():
+    """bench/scale.py prints, for every set of constants, a mean and a broadcast table over
+    2..1024 ranks, and on the cluster auto hands everything beyond 2 ranks to MPI."""
+    script = Path(__file__).resolve().parents[1] / "bench" / "scale.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    sections = out.split("#### ")[1:]
+    assert len(sections) == 3 and sections[2].startswith("EDR InfiniBand cluster")
+    for section in sections:
+        rows = [line for line in section.splitlines() if line.startswith("| ") and
+                line[2].isdigit()]
+        assert [int(r.split("|")[1]) for r in rows] == [2 ** k for k in range(1, 11)] * 2
+    cluster = [line for line in sections[2].splitlines() if line.startswith("| ")]
+    for line in cluster:
+        if line[2].isdigit() and int(line.split("|")[1]) > 2:
+            assert line.count("-> **mpi**") == 4, line

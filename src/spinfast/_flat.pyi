@@ -3,10 +3,14 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 DEFAULT_FUSION_THRESHOLD: int  # bytes (Py_ssize_t)
-RING_THRESHOLD: int  # bytes: sums and means of buffers this large use the engine's ring
 # The values of FlatBuffer(algorithm=) and of the environment variable SPINFAST_COLLECTIVES.
 ALGORITHMS: tuple[str, ...]
 Algorithm = Literal["auto", "mpi", "engine"]
+# Names of the paths a buffer can take (FlatBuffer.paths, choose(), predict()).
+PATHS: tuple[str, ...]
+Path = Literal["mpi", "ring", "doubling", "tree", "pair"]
+Op = Literal["sum", "mean", "min", "max", "prod"]
+Transport = Literal["shared", "network"]
 
 # Items: writable, C- or Fortran-contiguous float32 ('f') / float64 ('d') buffers (any object
 # with the buffer protocol: numpy arrays, numpy views of framework tensors, memoryviews); the
@@ -16,6 +20,26 @@ Arrays = Sequence[Any]
 Comm = Any
 
 def checksum(arrays: Sequence[Any]) -> int: ...
+def cost_model(transport: Transport = "shared") -> dict[str, float]: ...
+def predict(
+    path: Path,
+    op: Op | Literal["bcast"],
+    ranks: int,
+    nbytes: float,
+    transport: Transport = "shared",
+    buffers: int = 1,
+    model: dict[str, float] | None = None,
+) -> float: ...
+def choose(
+    op: Op | Literal["bcast"],
+    ranks: int,
+    nbytes: int,
+    transport: Transport = "shared",
+    algorithm: Algorithm = "auto",
+    buffers: int = 1,
+    packed: bool = False,
+    model: dict[str, float] | None = None,
+) -> Path: ...
 
 class FlatBuffer:
     def __init__(
@@ -29,11 +53,13 @@ class FlatBuffer:
     def algorithm(self) -> Algorithm: ...
     @property
     def nbytes(self) -> int: ...  # bytes held by the packed buffers and the ring's scratch
+    @property
+    def paths(self) -> dict[str | int, Path]: ...  # of the last call with more than one rank
     def allreduce(
         self,
         comm: Comm | None,
         arrays: Arrays,
-        op: Literal["sum", "mean", "min", "max", "prod"] = "sum",
+        op: Op = "sum",
         sources: Arrays | None = None,  # read-only inputs (same dtypes and sizes)
     ) -> None: ...
     def bcast(self, comm: Comm | None, arrays: Arrays, root: int = 0) -> None: ...  # root: C int

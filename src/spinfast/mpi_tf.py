@@ -268,10 +268,15 @@ def sync_all_params(variables=None):
                          "of tf.Variable, a tf.Module or a Keras model)")
     if mpi_tools.num_procs() == 1 or not params:
         return None
-    arrays = [np.array(p.numpy(), copy=True, order="C") for p in params]
+    # The root sends what ``numpy()`` gives (already a fresh, writable copy) and keeps its
+    # values; the others receive into empty arrays and assign them: one copy per side.
+    root = mpi_tools.proc_id() == 0
+    arrays = [np.asarray(p.numpy()) if root else np.empty(tuple(p.shape), p.dtype.as_numpy_dtype)
+              for p in params]
     mpi_tools.broadcast_arrays(arrays, root=0)
-    for p, a in zip(params, arrays):
-        p.assign(a)
+    if not root:
+        for p, a in zip(params, arrays):
+            p.assign(a)
     return None
 
 

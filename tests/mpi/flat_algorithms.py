@@ -6,25 +6,27 @@ each fusion threshold (small arrays packed and large ones in place, or everythin
 large buffers) and each op, the second call of the op (the agreed, steady-state path) records
 per array: the largest error against numpy over the allgathered inputs, whether it equals numpy
 exactly, a hash of the result's bytes (equal on every rank) and its largest difference from the
-engine's result; whether results into other arrays from read-only ``sources`` equal
-the in-place ones; and the bytes each instance holds in the end.
+engine's result; the paths the call took (``FlatBuffer.paths``); whether results into other
+arrays from read-only ``sources`` equal the in-place ones; and the bytes each instance holds in
+the end.
 """
 
 import hashlib
 import json
 
 import numpy as np
+from flat_data import steady
 from mpi4py import MPI
 
-from spinfast._flat import RING_THRESHOLD, FlatBuffer
+from spinfast._flat import FlatBuffer
 
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
-# Small (packed under the default threshold) and large (>= RING_THRESHOLD bytes: the ring
+# Small (packed under the default threshold) and large (>= 64 KiB: the ring under engine
 # path) arrays of both dtypes, at lengths that do not divide by the number of ranks.
 SHAPES = [((3, 4), np.float32), ((1,), np.float64), ((777,), np.float32), ((101,), np.float64),
-          ((RING_THRESHOLD // 4 + 5,), np.float32), ((100003,), np.float32),
-          ((257, 131), np.float64), ((RING_THRESHOLD // 8,), np.float64)]
+          (((1 << 16) // 4 + 5,), np.float32), ((100003,), np.float32),
+          ((257, 131), np.float64), (((1 << 16) // 8,), np.float64)]
 rng = np.random.default_rng(70 + rank)
 mine = [rng.standard_normal(s).astype(dt) for s, dt in SHAPES]
 everyone = comm.allgather(mine)  # pickled: independent of the engine
@@ -46,14 +48,10 @@ for algo in ("engine", "mpi", "auto", "env"):
         results = {}
         out["algorithms"][algo] = fb.algorithm
         for op in REFS:
-            for step in range(2):  # the first call agrees on the layout, the second is steady
-                arrays = [a.copy() for a in mine]
-                if op == "bcast":
-                    fb.bcast(comm, arrays, root=size - 1)
-                else:
-                    fb.allreduce(comm, arrays, op=op)
+            arrays = steady(fb, comm, mine, op, root=size - 1)
             if algo == "engine":
                 engine[(thr, op)] = arrays
+            out[f"{algo} {thr} {op} paths"] = {str(k): v for k, v in fb.paths.items()}
             for i, a in enumerate(arrays):
                 ref = REFS[op](np.stack([r[i] for r in everyone]))
                 assert a.dtype == ref.dtype and a.shape == ref.shape

@@ -31,3 +31,15 @@ def views(rank):
     f = np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4) * (rank + 1) - rank)
     mv = memoryview(np.linspace(-1.0, 1.0, 5) * (-1) ** rank * (rank + 2) + rank)
     return f, mv
+
+
+def steady(fb, comm, mine, op, root):
+    """Copies of ``mine`` after the second call of ``op`` on ``fb`` (the first call agrees on
+    the layout, the second is the steady state); ``op`` 'bcast' broadcasts from ``root``."""
+    for _ in range(2):
+        arrays = [a.copy() for a in mine]
+        if op == "bcast":
+            fb.bcast(comm, arrays, root=root)
+        else:
+            fb.allreduce(comm, arrays, op=op)
+    return arrays

@@ -11,11 +11,11 @@ import json
 import numpy as np
 from mpi4py import MPI
 
-from spinfast._flat import RING_THRESHOLD, FlatBuffer
+from spinfast._flat import FlatBuffer
 
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
-ring_f32 = RING_THRESHOLD // 4
+ring_f32 = (1 << 16) // 4  # 64 KiB of float32: where the ring starts to win on two ranks
 # Around the ring threshold, lengths that do not divide by the number of ranks, both dtypes.
 SHAPES = [((ring_f32 - 1,), np.float32), ((ring_f32,), np.float32), ((100003,), np.float32),
           ((257, 301), np.float64), ((ring_f32 // 2 - 1,), np.float64), ((3,), np.float32)]
@@ -24,13 +24,14 @@ mine = [rng.standard_normal(s).astype(dt) for s, dt in SHAPES]
 everyone = comm.allgather(mine)           # pickled: independent of the engine
 out = {}
 for thr, label in ((1 << 16, "inplace"), (1 << 30, "packed")):   # large arrays / large pack
-    fb = FlatBuffer(thr)
+    fb = FlatBuffer(thr, algorithm="engine")  # the ring at any number of ranks
     inplace = {}
     for op in ("sum", "mean", "max"):
         for step in range(2):
             arrays = [a.copy() for a in mine]
             fb.allreduce(comm, arrays, op=op)
         inplace[op] = arrays
+        out[f"{label} {op} paths"] = sorted(set(fb.paths.values()))
         for i, a in enumerate(arrays):
             stack = np.stack([r[i] for r in everyone])
             ref = {"sum": lambda s: s.sum(0), "mean": lambda s: s.sum(0) / s.dtype.type(size),
@@ -53,7 +54,7 @@ for thr, label in ((1 << 16, "inplace"), (1 << 30, "packed")):   # large arrays 
     out[f"{label} bcast"] = [bool(np.array_equal(a, b)) for a, b in zip(arrays, everyone[-1])]
 # A rank changing its layout while the agreed first collective is a ring (large packed buffer):
 # every rank raises, and the engine recovers.
-fb = FlatBuffer(1 << 30)
+fb = FlatBuffer(1 << 30, algorithm="engine")
 fb.allreduce(comm, [a.copy() for a in mine], op="mean")
 bad = [a.copy() for a in mine]
 if rank == size - 1:

@@ -3,12 +3,12 @@
 import numpy as np
 from mpi4py import MPI
 
-from spinfast._flat import RING_THRESHOLD, FlatBuffer
+from spinfast._flat import FlatBuffer
 
 world = MPI.COMM_WORLD
 rank = world.Get_rank()
-fb = FlatBuffer()
-n = RING_THRESHOLD  # float32: four times the ring's threshold in bytes
+fb = FlatBuffer(algorithm="engine")
+n = 1 << 16  # float32: 256 KiB, a ring on every sub-communicator (algorithm="engine")
 out = open(f"sub{rank}.txt", "w")
 for color in (rank % 2, int(rank < 2), rank % 2):   # freed communicators' handles get reused
     comm = world.Split(color, rank)

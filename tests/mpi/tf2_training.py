@@ -18,7 +18,9 @@ mode = sys.argv[1]
 w0, w1 = init(seed=rank)
 W0, W1 = tf.Variable(w0), tf.Variable(w1)
 extra = tf.Variable(np.zeros(2, np.float32))
-sync_all_params([W0, W1, extra])
+scalar = tf.Variable(np.float64(rank + 0.5))  # a 0-d variable: rank 0's value everywhere
+sync_all_params([W0, W1, extra, scalar])
+assert scalar.shape == () and scalar.numpy() == 0.5, scalar
 opt = MpiAdam(learning_rate=0.05)
 X, Y = data(rank)
 

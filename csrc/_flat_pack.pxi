@@ -1,0 +1,131 @@
+# Packing and unpacking (included by _flat.pyx): the arrays of a call as slots, the copies
+# into and out of the packed buffers, and the kernels that add and divide on the way.
+
+cdef struct slot_t:
+    char* ptr             # data of this call (the result)
+    const char* src       # where its input is read: ptr, or the matching item of sources
+    Py_ssize_t n          # elements
+    Py_ssize_t nbytes
+    int kind              # dkind_t
+    bint packed           # goes through the packed buffer of its dtype
+    Py_ssize_t offset     # byte offset in that buffer
+    int path              # path_t of an array moved in place (reductions)
+    Py_ssize_t plan_n     # n and kind the current plan was made for
+    int plan_kind
+
+
+cdef struct arrays_t:
+    # The buffers of the current call (held from acquiring to the end of the call).
+    slot_t* slots
+    Py_buffer* views      # of the arrays
+    Py_buffer* src_views  # of ``sources``
+    Py_ssize_t cap        # slots allocated
+    Py_ssize_t count      # arrays in this call
+    Py_ssize_t nacq       # views held
+    Py_ssize_t nsrc       # source views held
+
+
+cdef struct msgs_t:
+    # The buffers of one ring or tree: where each lies, where a ring reads its input, and its
+    # length (elements for a ring, bytes for a tree).
+    char** ptr
+    char** src
+    Py_ssize_t* n
+
+
+cdef extern from "_flat.h" nogil:
+    void sff_scale_f32(float* x, Py_ssize_t n, int size)
+    void sff_scale_f64(double* x, Py_ssize_t n, int size)
+    void sff_copy_scale_f32(float* dst, const float* src, Py_ssize_t n, int size)
+    void sff_copy_scale_f64(double* dst, const double* src, Py_ssize_t n, int size)
+    void sff_add_f32(float* dst, const float* a, const float* b, Py_ssize_t n, int size)
+    void sff_add_f64(double* dst, const double* a, const double* b, Py_ssize_t n, int size)
+    uint64_t sff_hash(uint64_t h, const unsigned char* p, size_t nbytes)
+
+
+cdef inline void _scale(int kind, char* x, Py_ssize_t n, int size) noexcept nogil:
+    # The mean of a SUM, as numpy's x / size in the array's dtype.
+    if kind == DK_F32:
+        sff_scale_f32(<float*>x, n, size)
+    else:
+        sff_scale_f64(<double*>x, n, size)
+
+
+cdef inline void _add(int kind, char* dst, const char* a, const char* b, Py_ssize_t n,
+                      int divide_by) noexcept nogil:
+    # dst = (a + b) / divide_by (1: no division), elementwise in the dtype.
+    if kind == DK_F32:
+        sff_add_f32(<float*>dst, <const float*>a, <const float*>b, n, divide_by)
+    else:
+        sff_add_f64(<double*>dst, <const double*>a, <const double*>b, n, divide_by)
+
+
+cdef int _buffer_kind(const Py_buffer* v) noexcept:
+    # DK_F32 / DK_F64 for a native float32 / float64 buffer format, else DK_NONE.
+    cdef const char* f = v.format
+    if f == NULL:
+        return DK_NONE  # plain bytes
+    if f[0] == b"@" or f[0] == b"=" or f[0] == b"<":
+        f += 1
+    if f[0] == 0 or f[1] != 0:
+        return DK_NONE
+    if f[0] == b"f" and v.itemsize == 4:
+        return DK_F32
+    if f[0] == b"d" and v.itemsize == 8:
+        return DK_F64
+    return DK_NONE
+
+
+cdef void _pack(const slot_t* s, Py_ssize_t count, char* b32, char* b64) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(count):
+        if s[i].packed:
+            memcpy((b32 if s[i].kind == DK_F32 else b64) + s[i].offset, s[i].src, s[i].nbytes)
+
+
+cdef void _unpack_sum(const slot_t* s, Py_ssize_t count, const char* b32, const char* b64,
+                      const char* other, int divide_by) noexcept nogil:
+    # The last step of a reduction fused with the unpacking, for a plan with one packed buffer
+    # (b32 or b64) and nothing else: each array gets (own + other partial sum) / divide_by,
+    # ``other`` laid out as the packed buffer.
+    cdef Py_ssize_t i
+    for i in range(count):
+        if s[i].packed:
+            _add(s[i].kind, s[i].ptr, (b32 if s[i].kind == DK_F32 else b64) + s[i].offset,
+                 other + s[i].offset, s[i].n, divide_by)
+
+
+cdef void _unpack(const slot_t* s, Py_ssize_t count, const char* b32, const char* b64,
+                  int divide_by) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef const char* src
+    for i in range(count):
+        if s[i].packed:
+            src = (b32 if s[i].kind == DK_F32 else b64) + s[i].offset
+            if divide_by > 1 and s[i].kind == DK_F32:
+                sff_copy_scale_f32(<float*>s[i].ptr, <const float*>src, s[i].n, divide_by)
+            elif divide_by > 1:
+                sff_copy_scale_f64(<double*>s[i].ptr, <const double*>src, s[i].n, divide_by)
+            else:
+                memcpy(s[i].ptr, src, s[i].nbytes)
+
+
+cdef inline Py_ssize_t _chunk_start(Py_ssize_t n, int chunk, int size) noexcept nogil:
+    # First element of chunk ``chunk`` when n elements are cut into ``size`` chunks.
+    return n * chunk // size
+
+
+cdef void _add_chunk(const msgs_t* msgs, Py_ssize_t m, int kind, Py_ssize_t isz,
+                     Py_ssize_t ra, Py_ssize_t rb, const char* received,
+                     int divide_by) noexcept nogil:
+    # The arrays' elements of the chunk [ra, rb) of the virtual concatenation of the m
+    # buffers become this rank's input (msgs.src) plus the received partial sum (packed from
+    # the start of ``received``), divided by divide_by (1: none).
+    cdef Py_ssize_t j, vs = 0, lo, hi
+    for j in range(m):
+        lo = ra if ra > vs else vs
+        hi = rb if rb < vs + msgs.n[j] else vs + msgs.n[j]
+        if hi > lo:
+            _add(kind, msgs.ptr[j] + (lo - vs) * isz, msgs.src[j] + (lo - vs) * isz,
+                 received + (lo - ra) * isz, hi - lo, divide_by)
+        vs += msgs.n[j]
