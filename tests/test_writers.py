@@ -7,7 +7,6 @@ polynomial's definition.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -795,19 +794,3 @@ def test_epoch_logger_to_wandb(tmp_path, wandb_offline, capsys):
     for epoch, step in enumerate(sorted(history)):
         assert history[step] == {k: txt[k][epoch] for k in txt.columns}
 
-
-def test_link_count_follows_links_and_unlink(tmp_path):
-    from spinfast._fsinfo import link_count
-
-    path = tmp_path / "f"
-    with open(path, "w") as f:
-        fd = f.fileno()
-        assert link_count(fd) == 1 == os.fstat(fd).st_nlink
-        os.link(path, tmp_path / "g")
-        assert link_count(fd) == 2
-        os.unlink(path)
-        os.unlink(tmp_path / "g")
-        assert link_count(fd) == 0 == os.fstat(fd).st_nlink
-    with pytest.raises(OSError) as err:
-        link_count(fd)  # closed
-    assert err.value.errno == errno.EBADF

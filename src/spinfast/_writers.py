@@ -23,8 +23,6 @@ import warnings
 from itertools import repeat
 from typing import Any, NamedTuple
 
-from spinfast._fsinfo import link_count
-
 __all__ = ["Row", "ResumePoint", "Writer", "LineFile", "StdoutWriter", "TxtWriter",
            "CsvWriter", "JsonlWriter", "TensorBoardWriter", "WandbWriter", "FORMATS",
            "DEFAULT_FORMATS", "parse_formats", "make_writers"]
@@ -170,12 +168,11 @@ def _unlinked(file, row: Row | None) -> bool:
 
     The writers of a logger get the same :class:`Row` one after the other and their files lie
     in one folder, which a cleaner removes as a whole: the first writer of a row asks the
-    system (one ``fstat``, compiled: :func:`spinfast._fsinfo.link_count`), the others of the
-    same row reuse its answer.
+    system (one ``fstat``), the others of the same row reuse its answer.
     """
     global _checked_row, _checked_unlinked
     if row is None or row is not _checked_row:
-        _checked_unlinked = link_count(file.fileno()) == 0
+        _checked_unlinked = os.fstat(file.fileno()).st_nlink == 0
         _checked_row = row
     return _checked_unlinked
 
