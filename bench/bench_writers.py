@@ -33,6 +33,22 @@ def make_row(step: int) -> Row:
     return Row(HEADERS, values, step)
 
 
+def torch_add_scalars(benchmark, tmp_path, row: Row) -> None:
+    """The reference: ``torch.utils.tensorboard``'s ``add_scalar`` for each column of ``row``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "torch"))
+    items = [(k, row.values[k]) for k in HEADERS]
+    step = iter(range(10**9))
+
+    def run():
+        s = next(step)
+        for k, v in items:
+            writer.add_scalar(k, v, s)
+    benchmark(run)
+    writer.close()
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_tensorboard_row_of_20_scalars(benchmark, paired, tmp_path, impl):
     paired(benchmark, "tensorboard: 20 scalars (ref: torch add_scalar)", impl, 100)
@@ -47,18 +63,7 @@ def test_tensorboard_row_of_20_scalars(benchmark, paired, tmp_path, impl):
         benchmark(run)
         writer.close()
     else:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(tmp_path / "torch"))
-        items = [(k, row.values[k]) for k in HEADERS]
-        step = iter(range(10**9))
-
-        def run():
-            s = next(step)
-            for k, v in items:
-                writer.add_scalar(k, v, s)
-        benchmark(run)
-        writer.close()
+        torch_add_scalars(benchmark, tmp_path, row)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -75,18 +80,7 @@ def test_tensorboard_encode_20_scalars(benchmark, paired, tmp_path, impl):
         if benchmark.stats is not None:  # None under --benchmark-disable
             benchmark.extra_info["ns_per_scalar"] = benchmark.stats.stats.median / 20 * 1e9
     else:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(tmp_path / "torch"))
-        items = [(k, row.values[k]) for k in HEADERS]
-        step = iter(range(10**9))
-
-        def run():
-            s = next(step)
-            for k, v in items:
-                writer.add_scalar(k, v, s)
-        benchmark(run)
-        writer.close()
+        torch_add_scalars(benchmark, tmp_path, row)
 
 
 @pytest.mark.parametrize("impl", IMPLS)

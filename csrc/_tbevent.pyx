@@ -211,11 +211,7 @@ def encode_scalars(tags, values, int64_t step, double wall_time):
         raise ValueError(f"encode_scalars(): {n} tags but {len(values)} values; pass one "
                          f"value per tag")
     cdef scalar_t stack[STACK_SCALARS]
-    cdef scalar_t* s = stack
-    if n > STACK_SCALARS:
-        s = <scalar_t*>PyMem_Malloc(n * sizeof(scalar_t))
-        if s == NULL:
-            raise MemoryError()
+    cdef scalar_t* s = _scalars(stack, n)
     try:
         for i in range(n):
             s[i].tag = tag_of(tags[i], &s[i].tag_len)
@@ -234,6 +230,18 @@ def encode_scalars(tags, values, int64_t step, double wall_time):
     finally:
         if s != stack:
             PyMem_Free(s)
+
+
+cdef scalar_t* _scalars(scalar_t* stack, Py_ssize_t n) except NULL:
+    # Room for n scalars: the caller's stack array when they fit, else the heap (the caller
+    # frees it when it is not ``stack``).
+    cdef scalar_t* s
+    if n <= STACK_SCALARS:
+        return stack
+    s = <scalar_t*>PyMem_Malloc(n * sizeof(scalar_t))
+    if s == NULL:
+        raise MemoryError()
+    return s
 
 
 def encode_row(keys, tags, dict values, int64_t step, double wall_time):
@@ -263,12 +271,8 @@ def encode_row(keys, tags, dict values, int64_t step, double wall_time):
         raise ValueError(f"encode_row(): {n} keys but {PyTuple_GET_SIZE(tags)} tags; pass one "
                          f"tag per key")
     cdef scalar_t stack[STACK_SCALARS]
-    cdef scalar_t* s = stack
+    cdef scalar_t* s = _scalars(stack, n)
     cdef PyObject* item
-    if n > STACK_SCALARS:
-        s = <scalar_t*>PyMem_Malloc(n * sizeof(scalar_t))
-        if s == NULL:
-            raise MemoryError()
     try:
         for i in range(n):
             item = PyDict_GetItem(values, <object>PyTuple_GET_ITEM(keys, i))
