@@ -758,8 +758,11 @@ def test_minimal_executor_not_started_and_lost_jobs_reported(tmp_path, capsys):
 
 def sleeper(seed, logger_kwargs, pid_dir):
     """Record this experiment process's pid, then sleep far beyond any test's time."""
-    with open(os.path.join(pid_dir, f"{seed}.pid"), "w") as f:
+    # Written aside and renamed, so the test never reads a pid file that is still empty.
+    path = os.path.join(pid_dir, f"{seed}.pid")
+    with open(path + ".tmp", "w") as f:
         f.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
     time.sleep(300)
 
 
