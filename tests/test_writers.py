@@ -530,7 +530,33 @@ def test_resume_of_missing_file_starts_it(tmp_path):
 
 # --------------------------------------------------------------------------- SIGKILL
 
+def _expected_files(folder, n_rows):
+    """The line files of ``write_rows.py``'s first ``n_rows`` rows, written without a kill."""
+    sys.path.insert(0, str(PROGRAMS))
+    try:
+        import write_rows
+    finally:
+        sys.path.remove(str(PROGRAMS))
+    folder.mkdir()
+    writers = make_writers(("txt", "csv", "jsonl"), str(folder))
+    for i in range(n_rows):
+        for w in writers:
+            w.write_row(write_rows.row(i))
+    for w in writers:
+        w.close()
+    return {name: (folder / name).read_bytes()
+            for name in ["progress.txt", "progress.csv", "progress.jsonl"]}
+
+
 def test_sigkill_leaves_only_complete_rows(tmp_path):
+    """A SIGKILL leaves whole rows, in order, in every format.
+
+    Each row is one ``write``. Linux copies a write into the page cache a page at a time and
+    gives up between pages once a fatal signal is pending, so a kill that lands inside a row
+    that crosses a page boundary of the file can leave that one row's first bytes: only the
+    last line, and only a prefix of it. A resume cuts it off (checked here); without one, the
+    file is started anew.
+    """
     rng = np.random.default_rng(1)
     for attempt in range(4):
         out = tmp_path / f"run{attempt}"
@@ -545,27 +571,39 @@ def test_sigkill_leaves_only_complete_rows(tmp_path):
             proc.wait(timeout=30)
         import pandas as pd
 
-        n_txt = len(read_txt(out / "progress.txt"))
-        for name in ["progress.txt", "progress.csv", "progress.jsonl"]:
-            text = (out / name).read_text()
-            assert text.endswith("\n"), name  # no torn last line
+        got = {name: (out / name).read_bytes()
+               for name in ["progress.txt", "progress.csv", "progress.jsonl"]}
+        n_txt = got["progress.txt"].count(b"\n") - 1
+        # The writers go in the order txt, csv, jsonl, tensorboard: the others trail txt by
+        # at most the row being written, which may also be torn in txt itself.
+        expected = _expected_files(tmp_path / f"expected{attempt}", n_txt + 1)
+        for name, data in got.items():
+            assert expected[name].startswith(data), f"{name} is not a prefix of the rows"
+            whole = data[:data.rfind(b"\n") + 1]
+            rows_in = whole.count(b"\n") - (name != "progress.jsonl")
+            assert n_txt - 1 <= rows_in <= n_txt, name
+            # a resume keeps the whole rows and drops the torn line
+            w = FORMATS[name.split(".")[1]](str(out), resume=ResumePoint(rows_in, rows_in))
+            w.close()
+            assert (out / name).read_bytes() == whole
         csv = pd.read_csv(out / "progress.csv")
-        jsonl = [json.loads(line) for line in (out / "progress.jsonl").read_text()
-                 .splitlines()]
         assert len(csv.columns) == 10 and not csv.isna().any().any()
-        assert all(len(r) == 10 for r in jsonl)
-        # each file has rows 0..n-1 (the files written after txt may lag by one row)
-        for got in [len(csv), len(jsonl)]:
-            assert n_txt - 1 <= got <= n_txt
         assert csv["Epoch"].tolist() == list(range(len(csv)))
         (path,) = event_files(out)
         # the compiled CRC (checked against the bitwise one above) keeps this fast
         payloads, rest = read_records(path, _tbevent.crc32c)
-        assert rest == b""  # only whole records
-        evs = events(path, _tbevent.crc32c)[1:]
-        assert len(evs) % 9 == 0  # whole rows: 9 numeric columns each
-        assert n_txt - 1 <= len(evs) // 9 <= n_txt
-        assert [e.step for e in evs] == [i for i in range(len(evs) // 9) for _ in range(9)]
+        assert len(rest) < 12 + len(payloads[-1]) + 4  # at most one record torn, the last
+        evs = [event_pb2_event(p) for p in payloads[1:]]
+        n_tb = len(evs) // 9  # 9 numeric columns a row; the row being written may be partial
+        assert n_txt - 1 <= n_tb <= n_txt + 1
+        want = [(i, f"Value{j - 1}" if j else "Epoch") for i in range(n_tb + 1) for j in range(9)]
+        assert [(e.step, e.summary.value[0].tag) for e in evs] == want[:len(evs)]
+
+
+def event_pb2_event(payload: bytes):
+    from tensorboard.compat.proto import event_pb2
+
+    return event_pb2.Event.FromString(payload)
 
 
 def test_epoch_logger_tensorboard_equals_progress_txt(tmp_path, capsys):

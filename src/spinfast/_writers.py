@@ -7,7 +7,8 @@ one class here and one entry in :data:`FORMATS`.
 
 File formats made of lines (``progress.txt`` and friends) share :class:`LineFile`: every row
 is written with one ``write`` and flushed, so a killed process leaves complete lines only
-(a torn last line can only come from a crash inside that one write, and a resume drops it); a
+(Linux may stop a write at a page boundary when a SIGKILL arrives during it, leaving a prefix
+of that one last line; a resume drops it, and a new run starts the file anew); a
 file whose folder vanished mid-run (a ``/tmp`` cleaner, ``rm -r``) is noticed at the next row,
 started again with its header in a recreated folder, and reported once with a warning.
 """
