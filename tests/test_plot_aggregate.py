@@ -176,17 +176,20 @@ def test_csv_and_jsonl_read_as_txt(tmp_path):
     (tmp_path / "txt" / "r").mkdir(parents=True)
     (tmp_path / "txt" / "r" / "progress.txt").write_text(
         "\t".join(cols) + "\n" + "".join("\t".join(str(r[c]) for c in cols) + "\n"
-                                         for r in rows))
+                                         for r in rows)
+        + "5\t5")  # a row still being written, cut inside a number that pandas would accept
     (tmp_path / "csv" / "r").mkdir(parents=True)
     with open(tmp_path / "csv" / "r" / "progress.csv", "w", newline="") as f:
         wr = csv.DictWriter(f, cols)
         wr.writeheader()
         wr.writerows(rows)
+        f.write("5,5.5,a,5")  # torn as above
     (tmp_path / "jsonl" / "r").mkdir(parents=True)
     (tmp_path / "jsonl" / "r" / "progress.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in rows) + '{"Epoch": 5, "Average')  # torn tail
     frames = {k: get_all_datasets([str(tmp_path / k) + "/"])[0] for k in ("txt", "csv", "jsonl")}
     assert [frames[k].attrs["format"] for k in frames] == ["txt", "csv", "jsonl"]
+    np.testing.assert_array_equal(frames["txt"]["Performance"], [1.5 * e - 2 for e in range(5)])
     for k in ("csv", "jsonl"):
         assert list(frames[k].columns) == list(frames["txt"].columns)
         np.testing.assert_array_equal(frames[k]["Performance"], [1.5 * e - 2 for e in range(5)])

@@ -23,6 +23,7 @@ pandas, seaborn and matplotlib are imported inside the functions that need them.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import os.path as osp
@@ -182,10 +183,15 @@ def _find_run(root, files):
 def _read_frame(path, fmt):
     import pandas as pd
 
-    if fmt == "txt":
-        return pd.read_csv(path, sep="\t")
-    if fmt == "csv":
-        return pd.read_csv(path)
+    if fmt in ("txt", "csv"):
+        # Loggers end every row with a newline: a last line without one is a row still being
+        # written (or cut short by a kill), and its last number may be cut short too.
+        with open(path, "rb") as f:
+            data = f.read()
+        data = data[:data.rfind(b"\n") + 1]
+        if not data:
+            raise pd.errors.EmptyDataError("no header")
+        return pd.read_csv(io.BytesIO(data), sep="\t" if fmt == "txt" else ",")
     if fmt == "jsonl":
         return _read_jsonl(path)
     return _read_events(path)
@@ -200,7 +206,8 @@ def get_datasets(logdir, condition=None, _counters=None):
     (``events.out.tfevents.*``, scalars read by :mod:`spinfast.tfevents`: one row per step, a
     ``Step`` column, one column per tag, and ``TotalEnvInteracts`` = ``Step`` unless a tag of
     that name exists). Only one file is read per folder, and an events folder inside a run
-    that has a progress file (spinfast's ``tb/``) is not read a second time.
+    that has a progress file (spinfast's ``tb/``) is not read a second time. A last line with no
+newline is a row still being written (or cut short by a kill) and is left out.
 
     Each run becomes a DataFrame with added columns ``Unit`` (index of the run within its
     group), ``Condition1`` (``condition``, else the run's exp_name from ``config.json``, else
