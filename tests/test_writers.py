@@ -367,23 +367,6 @@ def test_tensorboard_files_read_by_spinfast_tfevents(tmp_path):
         np.testing.assert_array_equal([v for _, v in ours[tag]], [v for _, v in series])
 
 
-def test_tensorboard_vanished_folder(tmp_path):
-    out = tmp_path / "run"
-    w = TensorBoardWriter(str(out))
-    data = rows(6)
-    for row in data[:3]:
-        w.write_row(row)
-    shutil.rmtree(out)
-    with pytest.warns(RuntimeWarning, match=f"{out / 'tb'} vanished") as record:
-        for row in data[3:]:
-            w.write_row(row)
-    assert len(record) == 1  # once, not per row
-    w.close()
-    scalars = tb_scalars(out / "tb")
-    assert [s for s, _ in scalars["Epoch"]] == [3, 4, 5]
-    assert events(event_files(out)[0])[0].file_version == "brain.Event:2"
-
-
 # --------------------------------------------------------------------------- csv and jsonl
 
 def write_all(tmp_path, data, names=("txt", "csv", "jsonl"), resume=None):
@@ -474,28 +457,59 @@ def test_files_named_after_output_fname(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run1.csv", "run1.jsonl", "run1.log"]
 
 
-@pytest.mark.parametrize("name", ["txt", "csv", "jsonl"])
-def test_line_files_vanished_folder(tmp_path, name):
+def written_epochs(out, name, headers):
+    """The Epoch of each row in the file of format ``name``, checking its header."""
+    if name == "tensorboard":
+        (path,) = event_files(out)
+        assert events(path)[0].file_version == "brain.Event:2"
+        return [s for s, _ in tb_scalars(out / "tb")["Epoch"]]
+    lines = (out / f"progress.{name}").read_text().splitlines()
+    if name == "jsonl":
+        return [json.loads(line)["Epoch"] for line in lines]
+    sep = "\t" if name == "txt" else ","
+    assert lines[0].split(sep) == headers  # started again with its header
+    return [int(line.split(sep)[0]) for line in lines[1:]]
+
+
+@pytest.mark.parametrize("name", ["txt", "csv", "jsonl", "tensorboard"])
+@pytest.mark.parametrize("pace", ["epochs", "burst"])
+def test_vanished_folder_loses_no_row_written_after(tmp_path, monkeypatch, name, pace):
+    """A folder removed mid-run is made again holding every row written since: at the next
+    row when rows are CHECK_SECONDS or more apart (as epochs are), else within CHECK_ROWS
+    rows (or at close); with one warning naming the file."""
+    import spinfast._writers as writers
+
+    if pace == "epochs":  # rows far apart, as in training: every row is checked
+        monkeypatch.setattr(writers, "CHECK_SECONDS", 0.0)
     out = tmp_path / "run"
     out.mkdir()  # the logger makes the output folder
     (w,) = make_writers((name,), str(out))
-    data = rows(5)
-    for row in data[:2]:
+    n = 3 * writers.CHECK_ROWS
+    data = rows(n)
+    for row in data[:5]:
         w.write_row(row)
-    path = Path(w.file.path)
     shutil.rmtree(out)
-    with pytest.warns(RuntimeWarning, match=f"{path} vanished") as record:
-        for row in data[2:]:
+    path = out / "tb" if name == "tensorboard" else out / f"progress.{name}"
+    warned_at = None
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        for i, row in enumerate(data[5:], 5):
             w.write_row(row)
-    assert len(record) == 1
-    w.close()
-    lines = path.read_text().splitlines()
-    if name == "jsonl":
-        assert [json.loads(line)["Epoch"] for line in lines] == [2, 3, 4]
-    else:  # started again with its header
-        sep = "\t" if name == "txt" else ","
-        assert lines[0].split(sep) == data[0].headers
-        assert [int(line.split(sep)[0]) for line in lines[1:]] == [2, 3, 4]
+            if record and warned_at is None:
+                warned_at = i
+        w.close()
+    assert [str(r.message).split(" vanished")[0] for r in record] == [
+        f"dump_tabular(): {path}"]  # once, not per row
+    assert path.exists()
+    epochs = written_epochs(out, name, data[0].headers)
+    # The rows since the last check before the folder vanished (checked before row 4 at the
+    # latest) are written again too: they were in the removed file.
+    if pace == "epochs":
+        assert warned_at == 5
+        assert epochs == list(range(4, n))
+    else:
+        assert warned_at is not None and warned_at <= 5 + writers.CHECK_ROWS
+        assert epochs == list(range(epochs[0], n)) and epochs[0] <= 4
 
 
 @pytest.mark.parametrize("name", ["txt", "csv", "jsonl"])

@@ -8,9 +8,10 @@ one class here and one entry in :data:`FORMATS`.
 File formats made of lines (``progress.txt`` and friends) share :class:`LineFile`: every row
 is written with one ``write`` and flushed, so a killed process leaves complete lines only
 (Linux may stop a write at a page boundary when a SIGKILL arrives during it, leaving a prefix
-of that one last line; a resume drops it, and a new run starts the file anew); a
-file whose folder vanished mid-run (a ``/tmp`` cleaner, ``rm -r``) is noticed at the next row,
-started again with its header in a recreated folder, and reported once with a warning.
+of that one last line; a resume drops it, and a new run starts the file anew). A file whose
+folder vanished mid-run (a ``/tmp`` cleaner, ``rm -r``) is noticed within 0.1 s or 64 rows
+(:class:`_Appender`), started again in a recreated folder with its header and every row
+written since it was last seen, and reported once with a warning.
 """
 
 from __future__ import annotations
@@ -88,12 +89,80 @@ def _field(key: str, val: Any) -> str:
     return s
 
 
+# How often an output file's link count is checked (see _Appender): at every row when rows
+# come at least this many seconds apart, as in training; else at least once per this many rows.
+CHECK_SECONDS = 0.1
+CHECK_ROWS = 64
+
+
+class _Appender:
+    """Appends rows to an open file, each with one ``write``, and notices a vanished folder.
+
+    A cleaner of ``/tmp`` or an ``rm -r`` can remove the folder of a running logger; the
+    writes then go to an unlinked file. The file's link count (one ``fstat``) is checked
+    before a row at most :data:`CHECK_SECONDS` after the last check or :data:`CHECK_ROWS`
+    rows later, whichever comes first, and at :meth:`close`. The rows written since the last
+    check are kept, so a vanished file is started again (``start()``: the new open file and
+    the bytes that begin it, such as a header) holding all of them: nothing written after the
+    folder vanished is lost, and one warning names the path.
+
+    Args:
+        file: the open file (binary or text; only its descriptor is written to).
+        start: makes the file again once its folder vanished; returns ``(file, head)``.
+        path: the file or folder named by the warning.
+        what: what was being written, for the warning.
+    """
+
+    def __init__(self, file, start, path: str, what: str):
+        self.file = file
+        self._fd = file.fileno()
+        self._start = start
+        self._path = path
+        self._what = what
+        self._recent: list[bytes] = []  # the rows written since the last check
+        self._check_at = 0.0  # monotonic time of the next check at the latest
+        self._warned = False
+
+    def append(self, data: bytes, head: bytes = b"") -> None:
+        """Write ``head + data`` with one ``write``; ``data`` is a row, kept until the next
+        check (``head``, such as the header line of a new file, is not)."""
+        recent = self._recent
+        if len(recent) >= CHECK_ROWS or time.monotonic() >= self._check_at:
+            self.check()
+            recent = self._recent
+        recent.append(data)
+        _write_all(self._fd, head + data if head else data)
+
+    def check(self) -> None:
+        """Start the file again, holding the rows since the last check, if it was unlinked."""
+        if os.fstat(self._fd).st_nlink == 0:
+            self.file.close()
+            self.file, head = self._start()
+            self._fd = self.file.fileno()
+            _write_all(self._fd, head + b"".join(self._recent))
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"dump_tabular(): {self._path} vanished while the run was writing "
+                              f"{self._what} (its folder was removed); it was created again "
+                              f"with the {len(self._recent)} rows written since it was last "
+                              f"seen, earlier rows are lost from it", RuntimeWarning,
+                              stacklevel=5)
+        self._recent = []
+        self._check_at = time.monotonic() + CHECK_SECONDS
+
+    def close(self) -> None:
+        """Check a last time, then close the file."""
+        if not self.file.closed:
+            self.check()
+            self.file.close()
+
+
 class LineFile:
     """A text file of a header line and one line per row, crash-safe and self-healing.
 
     Each line is encoded and handed to the system with one ``write`` on the file's descriptor
-    (no Python buffer in between: that is the flush); ``file``, the open text file, is for
-    reading its name and closing it, not for writing.
+    (no Python buffer in between: that is the flush); a vanished folder is handled by
+    :class:`_Appender`.
 
     Args:
         path: the file.
@@ -106,49 +175,43 @@ class LineFile:
     def __init__(self, path: str, resume: ResumePoint | None = None, header: bool = True):
         self.path = path
         self.header_lines = 1 if header else 0
-        self.has_header = not header
+        self.header = b""  # the header line written, once there is one
         if resume is not None and os.path.exists(path):
             kept = _truncate_lines(path, self.header_lines + resume.rows)
-            self.has_header = self.has_header or kept > 0
-            self.file = open(path, "a")
+            if header and kept:
+                with open(path, "rb") as f:
+                    self.header = f.readline()
+            file = open(path, "a", encoding="utf-8")
         else:
-            self.file = open(path, "w")
-        self._fd = self.file.fileno()
-        self._warned = False
+            file = open(path, "w", encoding="utf-8")
+        self._out = _Appender(file, self._start_again, path, "it")
+
+    def _start_again(self):
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        return open(self.path, "w", encoding="utf-8"), self.header
+
+    @property
+    def file(self):
+        """The open text file (for its name, or to close it; rows are not written through
+        its buffer)."""
+        return self._out.file
 
     @property
     def name(self) -> str:
         """The file's path (as ``open(...).name``)."""
-        return self.file.name
+        return self.path
 
-    def write(self, header: str, line: str, row: Row | None = None) -> None:
-        """Append ``line`` (newline-terminated), preceded by ``header`` if none was written.
-
-        ``row``: the row being written, if several writers write it (see :func:`_unlinked`).
-        """
-        if _unlinked(self.file, row):
-            self._reopen()
-        if not self.has_header:
-            line = header + line
-            self.has_header = True
-        _write_all(self._fd, line.encode(self.file.encoding))
-
-    def _reopen(self) -> None:
-        # The file was unlinked (its folder removed): start it again where it belongs.
-        self.file.close()
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        self.file = open(self.path, "w")
-        self._fd = self.file.fileno()
-        self.has_header = not self.header_lines
-        if not self._warned:
-            self._warned = True
-            warnings.warn(f"dump_tabular(): {self.path} vanished while the run was writing "
-                          f"it (its folder was removed); it was created again, rows before "
-                          f"this one are lost from it", RuntimeWarning, stacklevel=4)
+    def write(self, header: str, line: str) -> None:
+        """Append ``line`` (newline-terminated), preceded by ``header`` if none was written."""
+        if self.header or not self.header_lines:
+            self._out.append(line.encode())
+        else:
+            self.header = header.encode()
+            self._out.append(line.encode(), self.header)
 
     def close(self) -> None:
-        """Close the file."""
-        self.file.close()
+        """Close the file (after a last check that its folder is still there)."""
+        self._out.close()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -158,24 +221,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = memoryview(data)[done:]
         while view:
             view = view[os.write(fd, view):]
-
-
-_checked_row: Row | None = None
-_checked_unlinked = False
-
-
-def _unlinked(file, row: Row | None) -> bool:
-    """Return True if ``file`` was unlinked (its folder removed): its link count is 0.
-
-    The writers of a logger get the same :class:`Row` one after the other and their files lie
-    in one folder, which a cleaner removes as a whole: the first writer of a row asks the
-    system (one ``fstat``), the others of the same row reuse its answer.
-    """
-    global _checked_row, _checked_unlinked
-    if row is None or row is not _checked_row:
-        _checked_unlinked = os.fstat(file.fileno()).st_nlink == 0
-        _checked_row = row
-    return _checked_unlinked
 
 
 def _truncate_lines(path: str, keep: int) -> int:
@@ -313,7 +358,7 @@ class _SeparatedWriter(Writer):
         body = sep.join(strings)
         if body.count(sep) != len(headers) - 1 or any(c in body for c in self.SPECIAL):
             body = sep.join(self.field(k, v) for k, v in zip(headers, strings))
-        self.file.write(self._header_line, body + "\n", row)
+        self.file.write(self._header_line, body + "\n")
 
     def close(self) -> None:
         """Close the file."""
@@ -426,7 +471,7 @@ class JsonlWriter(Writer):
         strings = _row_strings(row)
         if set(map(type, _row_values(row))) <= _JSON_PLAIN and _NON_FINITE.isdisjoint(strings):
             # every column present, a finite float or an int: str() is the JSON text
-            self.file.write("", self._template % tuple(strings), row)
+            self.file.write("", self._template % tuple(strings))
             return
         parts = []
         for (key, prefix), text in zip(self._keys, strings):
@@ -444,7 +489,7 @@ class JsonlWriter(Writer):
             else:
                 s = _json_value(v)
             parts.append(prefix + s)
-        self.file.write("", "{" + ",".join(parts) + "}\n", row)
+        self.file.write("", "{" + ",".join(parts) + "}\n")
 
     def close(self) -> None:
         """Close progress.jsonl."""
@@ -508,7 +553,8 @@ class TensorBoardWriter(Writer):
     once. A run that is not resumed, in a folder that already holds event files, writes its
     ``START`` at the lowest step, so that TensorBoard drops every earlier event (as the run
     starts ``progress.txt`` anew); the old files are left in place. If the folder vanishes
-    mid-run, a new event file is started in a recreated folder, with one warning naming it.
+    mid-run, a new event file is started in a recreated folder (see :class:`_Appender`), with
+    one warning naming it.
     """
 
     def __init__(self, output_dir: str, resume: ResumePoint | None = None,
@@ -520,38 +566,23 @@ class TensorBoardWriter(Writer):
         self._headers: list[str] = []
         self._keys: tuple[str, ...] = ()
         self._tags: tuple[bytes, ...] = ()
-        self._warned = False
         earlier = os.path.isdir(self.folder) and any(
             name.startswith("events.out.tfevents.") for name in os.listdir(self.folder))
-        self._open()
+        file, head = self._open()
         if resume is not None:
-            self._write(_tbevent.encode_session_start(resume.step, time.time()))
+            head += _tbevent.encode_session_start(resume.step, time.time())
         elif earlier:  # a new run in an old folder: TensorBoard drops all earlier events
-            self._write(_tbevent.encode_session_start(-(2**63), time.time()))
+            head += _tbevent.encode_session_start(-(2**63), time.time())
+        _write_all(file.fileno(), head)
+        self._out = _Appender(file, self._open, self.folder, "TensorBoard events")
 
-    def _open(self) -> None:
+    def _open(self):
+        """A new event file and its first record (the file version)."""
         from spinfast import _tbevent
 
         os.makedirs(self.folder, exist_ok=True)
         self.path = os.path.join(self.folder, _event_file_name(self.folder))
-        self.file = open(self.path, "xb", buffering=0)
-        self._fd = self.file.fileno()
-        self._write(_tbevent.encode_file_version(time.time()))
-
-    def _write(self, data: bytes) -> None:
-        _write_all(self._fd, data)
-
-    def _check(self, row: Row | None = None) -> None:
-        if _unlinked(self.file, row):
-            # The file was unlinked (its folder removed): start a new one where it belongs.
-            self.file.close()
-            self._open()
-            if not self._warned:
-                self._warned = True
-                warnings.warn(f"dump_tabular(): {self.folder} vanished while the run was "
-                              f"writing TensorBoard events (its folder was removed); it was "
-                              f"created again, rows before this one are lost from it",
-                              RuntimeWarning, stacklevel=4)
+        return open(self.path, "xb", buffering=0), _tbevent.encode_file_version(time.time())
 
     def write_row(self, row: Row) -> None:
         """Append one scalar record per numeric column, at ``row.step``, in one write."""
@@ -560,21 +591,19 @@ class TensorBoardWriter(Writer):
             self._headers = list(headers)
             self._keys = tuple(headers)
             self._tags = tuple(k.encode() for k in headers)
-        self._check(row)
-        _write_all(self._fd, self._encode_row(self._keys, self._tags, row.values, row.step,
-                                              time.time()))
+        self._out.append(self._encode_row(self._keys, self._tags, row.values, row.step,
+                                          time.time()))
 
     def write_config(self, config: Any, text: str) -> None:
         """Write the configuration (``text``, config.json's JSON) as a text summary."""
         from spinfast import _tbevent
 
-        self._check()
         body = "\n".join("    " + line for line in text.splitlines())  # a Markdown code block
-        self._write(_tbevent.frame_record(_text_event("config", body, time.time())))
+        self._out.append(_tbevent.frame_record(_text_event("config", body, time.time())))
 
     def close(self) -> None:
-        """Close the event file."""
-        self.file.close()
+        """Close the event file (after a last check that its folder is still there)."""
+        self._out.close()
 
 
 class WandbWriter(Writer):
