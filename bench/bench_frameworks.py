@@ -99,23 +99,31 @@ def _reference_call(what, against, model):
         allreduce = lambda: COMM.Allreduce(MPI.IN_PLACE, grads)  # noqa: E731
         bcast = lambda: COMM.Bcast(params, root=0)  # noqa: E731
         return {"grads": allreduce, "FlatGrads": allreduce, "params": bcast,
-                "grads+params": lambda: (allreduce(), bcast())}[what], [grads, params]
+                "grads+params": lambda: (allreduce(), bcast())}[what], {
+            "grads": [grads], "FlatGrads": [grads], "params": [params],
+            "grads+params": [grads, params]}[what]
     if len(calls) == 1:
         return (lambda: calls[0](COMM, model)), None
     return (lambda: [call(COMM, model) for call in calls]), None
 
 
-def _model_memory(model):
-    """numpy views of the model's parameters and gradients (as bound now)."""
-    return ([p.detach().numpy() for p in model.parameters()]
-            + [p.grad.numpy() for p in model.parameters() if p.grad is not None])
+def _model_memory(model, what):
+    """numpy views of the model's memory that ``what`` moves (as bound now): gradients, then
+    parameters, in the order the raw reference's buffers are rewritten."""
+    grads = [p.grad.numpy() for p in model.parameters() if p.grad is not None]
+    params = [p.detach().numpy() for p in model.parameters()]
+    return {"grads": grads, "FlatGrads": grads, "params": params,
+            "grads+params": grads + params}[what]
 
 
 def _rewrite(arrays):
     """Write every byte again in place (x *= 1), untimed, before each timed call: in training
     the optimizer step and the backward pass have just written the parameters and gradients,
     so a collective always moves freshly written memory (on this VM that can cost twice as much
-    as moving memory untouched since the last round)."""
+    as moving memory untouched since the last round). Each side rewrites only the memory its
+    call moves, in the same order (gradients, then parameters): memory rewritten last is the
+    warmest in the caches, so rewriting more, or in another order, on one side would favour
+    the other."""
     for a in arrays:
         a *= 1
 
@@ -143,7 +151,7 @@ def test_torch(benchmark, case, size):
     model = actor_critic(hidden)
     ours = _spinfast_call(what, model)  # (FlatGrads re-binds the gradients here)
     reference, reference_memory = _reference_call(what, against, model)
-    model_memory = _model_memory(model)
+    model_memory = _model_memory(model, what)
 
     def prepare(impl):
         _rewrite(reference_memory if impl == "reference" and reference_memory else model_memory)

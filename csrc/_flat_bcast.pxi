@@ -50,14 +50,20 @@ cdef bint _pair_bcast(FlatBuffer fb, object rc, int rank, bint ok) except -1:
     cdef double* flag = <double*>fb._flag_p
     if rank == root:
         if ok:
-            with nogil:
-                _pack(fb._arr.slots, fb._arr.count, fb._plan.p32, fb._plan.p64)
             m = fb._bcast_buffers()
         for j in range(m):
-            if ok:
-                buf = _readable(fb._msgs.ptr[j], fb._msgs.n[j])
-            else:
+            buf = None
+            if not ok:
                 buf = _readable(<char*>flag, 0)  # empty: "my layout changed"
+            elif fb._msgs.ptr[j] == fb._plan.p32 or fb._msgs.ptr[j] == fb._plan.p64:
+                # a packed buffer's bytes, gathered by MPI from the arrays: no copy
+                buf = _scatter_type(fb, fb._msgs.ptr[j] == fb._plan.p64)
+                if buf is None and not unpack:  # (arrays overlap: pack them after all)
+                    unpack = True
+                    with nogil:
+                        _pack(fb._arr.slots, fb._arr.count, fb._plan.p32, fb._plan.p64)
+            if buf is None:
+                buf = _readable(fb._msgs.ptr[j], fb._msgs.n[j])
             reqs.append(rc.Isend(buf, peer, _RING_TAG))
         flag[0] = 1.0
         reqs.append(rc.Irecv(fb._flagbuf, peer, _RING_TAG))
