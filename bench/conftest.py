@@ -10,6 +10,9 @@ fails the session.
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import pytest
 
 _TARGETS: dict[str, float] = {}
@@ -72,6 +75,44 @@ def pytest_sessionfinish(session, exitstatus):
         low = [r for r in _ratios(session.config) if r[4] is not None and r[3] < r[4]]
         if low:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def alternating(benchmark, group, target, rounds, spinfast, reference, baseline=None,
+                prepare=None, warmup_rounds=2, sync=None):
+    """Time ``spinfast``, ``reference`` (and ``baseline``) in alternation, round by round.
+
+    On this shared VM the speed of the machine drifts by up to 2x within minutes; sides timed
+    in separate tests minutes apart give ratios of that noise. Here pytest-benchmark times the
+    spinfast side, and the setup of each of its rounds times one round of every other side
+    so all sides see the same moments. ``prepare(impl)``, if given,
+    runs untimed before each timed call (e.g. to store the values a dump will log). The other
+    sides' medians go to ``extra_info`` and the ratio table. ``sync``, if given, runs untimed
+    right before each timed call (an MPI barrier, so that all ranks start together).
+    """
+    others = {"reference": reference}
+    if baseline is not None:
+        others["baseline"] = baseline
+    times: dict[str, list[float]] = {name: [] for name in others}
+
+    def setup():
+        for name, fn in others.items():
+            if prepare is not None:
+                prepare(name)
+            if sync is not None:
+                sync()
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        if prepare is not None:
+            prepare("spinfast")
+        if sync is not None:
+            sync()
+
+    pair(benchmark, group, "spinfast", target)
+    benchmark.pedantic(spinfast, setup=setup, rounds=rounds, iterations=1,
+                       warmup_rounds=warmup_rounds)
+    for name, ts in times.items():
+        benchmark.extra_info[f"{name}_median"] = statistics.median(ts[warmup_rounds:] or ts)
 
 
 @pytest.fixture

@@ -9,12 +9,10 @@ barrier, so all ranks make the same collectives. Rank 0 alone reports.
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
-import time
 
-from conftest import pair
+from conftest import alternating
 
 from spinfast import mpi_tools
 
@@ -32,37 +30,9 @@ def timed(benchmark, fn, rounds, warmup_rounds=2):
 
 def interleaved(benchmark, group, target, rounds, spinfast, reference, baseline=None,
                 prepare=None, warmup_rounds=2):
-    """Time ``spinfast``, ``reference`` (and ``baseline``) in alternation, round by round.
-
-    On this shared VM the speed of the machine drifts by up to 2x within minutes; sides timed
-    in separate tests minutes apart give ratios of that noise. Here pytest-benchmark times the
-    spinfast side, and the setup of each of its rounds times one round of every other side
-    (each after a barrier), so all sides see the same moments. ``prepare(impl)``, if given,
-    runs untimed before each timed call (e.g. to store the values a dump will log). The other
-    sides' medians go to ``extra_info`` and the ratio table.
-    """
-    others = {"reference": reference}
-    if baseline is not None:
-        others["baseline"] = baseline
-    times: dict[str, list[float]] = {name: [] for name in others}
-
-    def setup():
-        for name, fn in others.items():
-            if prepare is not None:
-                prepare(name)
-            COMM.Barrier()
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-        if prepare is not None:
-            prepare("spinfast")
-        COMM.Barrier()
-
-    pair(benchmark, group, "spinfast", target)
-    benchmark.pedantic(spinfast, setup=setup, rounds=rounds, iterations=1,
-                       warmup_rounds=warmup_rounds)
-    for name, ts in times.items():
-        benchmark.extra_info[f"{name}_median"] = statistics.median(ts[warmup_rounds:] or ts)
+    """:func:`conftest.alternating`, each call after a barrier on every rank."""
+    alternating(benchmark, group, target, rounds, spinfast, reference, baseline, prepare,
+                warmup_rounds, sync=COMM.Barrier)
 
 
 def clean_env():
