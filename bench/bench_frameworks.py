@@ -39,7 +39,7 @@ if UNDER_MPI:
     from mpi4py import MPI
 
 # hidden sizes of a 3-layer actor plus a 3-layer critic (obs 64, act 8): ~10k, ~1M, ~10M params
-TORCH_MODELS = {"10k": (40, 1000), "1M": (495, 100), "10M": (1575, 15)}
+TORCH_MODELS = {"10k": (40, 1000), "1M": (495, 200), "10M": (1575, 60)}
 
 
 def actor_critic(hidden):
