@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -153,3 +154,13 @@ def test_quantiles_over_ranks_equal_one_process_on_the_union(run_mpi, tmp_path, 
                 assert got[name] == value, name  # the sketch of the union: the same bits
             else:
                 assert got[name] == pytest.approx(value, rel=1e-12), name
+
+
+@pytest.mark.mpi
+def test_one_collective_per_dump_with_quantiles(run_mpi, tmp_path):
+    # the states of every key and the sketches' counts travel in one Allgather, first dump
+    # included (the program records the calls on the real world communicator)
+    run_mpi("quantiles_collectives", n=2, args=(3,), timeout=120)
+    calls = json.loads((tmp_path / "calls.json").read_text())
+    assert calls == [["Allgather"]] * 3
+    assert len((tmp_path / "out" / "progress.txt").read_text().splitlines()) == 4

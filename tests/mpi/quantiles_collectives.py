@@ -1,0 +1,54 @@
+"""The MPI calls each dump_tabular makes, with quantile columns in the row.
+
+Usage: quantiles_collectives.py EPOCHS. The world communicator is wrapped in a proxy that
+forwards every call to the real one and records the name of each method called; rank 0
+writes ``calls.json``: one list of method names per epoch's ``dump_tabular``.
+"""
+
+import json
+import sys
+
+from quantiles_data import QUANTILES, rank_values
+
+from spinfast import mpi_tools
+from spinfast.logx import EpochLogger
+
+
+class Recording:
+    """``comm``, recording the name of every method called on it."""
+
+    def __init__(self, comm):
+        self._comm = comm
+        self.calls = []
+
+    def __getattr__(self, name):
+        attr = getattr(self._comm, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            return attr(*args, **kwargs)
+        return call
+
+
+comm, rank, size = mpi_tools._resolve()
+recording = Recording(comm)
+mpi_tools._world = (recording, rank, size)
+logger = EpochLogger(output_dir="out")
+logger.track_quantiles("Ret", "Q")
+per_dump = []
+for epoch in range(int(sys.argv[1])):
+    ret, q = rank_values(epoch, rank, size)
+    for v in ret:
+        logger.store(Ret=v)
+    logger.store(Q=q)
+    logger.log_tabular("Epoch", epoch)
+    logger.log_tabular("Ret", with_min_and_max=True, quantiles=QUANTILES)
+    logger.log_tabular("Q", average_only=True, quantiles=QUANTILES)
+    recording.calls.clear()
+    logger.dump_tabular()
+    per_dump.append(list(recording.calls))
+if rank == 0:
+    with open("calls.json", "w") as f:
+        json.dump(per_dump, f)
