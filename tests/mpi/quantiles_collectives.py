@@ -8,7 +8,7 @@ writes ``calls.json``: one list of method names per epoch's ``dump_tabular``.
 import json
 import sys
 
-from quantiles_data import QUANTILES, rank_values
+from quantiles_data import log_epoch
 
 from spinfast import mpi_tools
 from spinfast.logx import EpochLogger
@@ -39,13 +39,7 @@ logger = EpochLogger(output_dir="out")
 logger.track_quantiles("Ret", "Q")
 per_dump = []
 for epoch in range(int(sys.argv[1])):
-    ret, q = rank_values(epoch, rank, size)
-    for v in ret:
-        logger.store(Ret=v)
-    logger.store(Q=q)
-    logger.log_tabular("Epoch", epoch)
-    logger.log_tabular("Ret", with_min_and_max=True, quantiles=QUANTILES)
-    logger.log_tabular("Q", average_only=True, quantiles=QUANTILES)
+    log_epoch(logger, epoch, rank, size)
     recording.calls.clear()
     logger.dump_tabular()
     per_dump.append(list(recording.calls))

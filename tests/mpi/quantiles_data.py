@@ -1,4 +1,5 @@
-"""The values each rank stores in quantiles_union.py (shared with the test's expectation)."""
+"""The values each rank stores in quantiles_union.py and quantiles_collectives.py (shared with
+the tests' expectations), and the row they log."""
 
 import numpy as np
 
@@ -13,3 +14,14 @@ def rank_values(epoch, rank, size):
     ret = (-np.abs(rng.standard_cauchy(n)) * 10.0).tolist()
     q = np.where(rng.random(3000) < 0.2, 0.0, rng.normal(5.0, 3.0, 3000)).astype(np.float32)
     return ret, q
+
+
+def log_epoch(logger, epoch, rank, size):
+    """Store this rank's values of ``epoch`` and log the row's columns (not dumped yet)."""
+    ret, q = rank_values(epoch, rank, size)
+    for v in ret:
+        logger.store(Ret=v)
+    logger.store(Q=q)
+    logger.log_tabular("Epoch", epoch)
+    logger.log_tabular("Ret", with_min_and_max=True, quantiles=QUANTILES)
+    logger.log_tabular("Q", average_only=True, quantiles=QUANTILES)
