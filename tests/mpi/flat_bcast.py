@@ -47,6 +47,17 @@ for shapes, name in ((SMALL, "small"), (MIXED, "mixed")):
         fb2.bcast(comm, arrays, root=0)
     record(f"{name} overlap", arrays,
            2 * mine(shapes[:1], owner=0) + mine(shapes[1:], owner=0))
+    for who in (0, last):           # overlapping on one rank only (the later array wins)
+        fb3 = FlatBuffer(1 << 10)
+        for step in range(2):
+            first, second = mine(shapes[:1])[0], mine(shapes[:1], tag=0.25)[0]
+            arrays = [first, first if rank == who else second] + mine(shapes[1:])
+            fb3.bcast(comm, arrays, root=0)
+        sent = [mine(shapes[:1], owner=0)[0]] * 2 if who == 0 else [
+            mine(shapes[:1], owner=0)[0], mine(shapes[:1], tag=0.25, owner=0)[0]]
+        if rank == who and rank != 0:
+            sent = [sent[1], sent[1]]
+        record(f"{name} overlap on {who}", arrays, sent + mine(shapes[1:], owner=0))
 
     # After an agreement, one rank's layout changes: every rank raises, no array is written.
     for who in (0, last):
