@@ -204,13 +204,11 @@ cdef class FlatBuffer:
     cdef object _flagbuf        # the one-element flag buffer (FG_ALONE), and its memory
     cdef char* _flag_p
     cdef object _agreed_fview   # the buffer the agreed flag travels in
-    cdef object _pair_sizes     # two-rank broadcast: the agreed messages' sizes, else None
-    cdef bint _pair_whole       # ... all its buffers in one message (ranks not sharing memory)
+    cdef object _pair_sizes     # two-rank broadcast: the agreed buffers' sizes, else None
     # receive datatypes scattering a packed buffer straight into its arrays (per dtype), and
     # the slot addresses they were built for (_dt_count -1: none built)
     cdef object _dt32
     cdef object _dt64
-    cdef object _dtall          # every array, in a broadcast's order (_pair_whole)
     cdef char** _dt_ptrs
     cdef Py_ssize_t _dt_count
     # the last caller's communicator, its handle, and its (duplicate, shared) link
@@ -391,10 +389,10 @@ cdef class FlatBuffer:
         self._arr.nsrc = 0
 
     cdef void _free_datatypes(self):
-        for dt in (self._dt32, self._dt64, self._dtall):
+        for dt in (self._dt32, self._dt64):
             if dt is not None:
                 dt.Free()
-        self._dt32 = self._dt64 = self._dtall = None
+        self._dt32 = self._dt64 = None
         self._dt_count = -1
 
     cdef int _reserve(self, Py_ssize_t n) except -1:
@@ -741,12 +739,7 @@ cdef class FlatBuffer:
         self._pair_sizes = None
         if self._plan.bcast_path == P_PAIR:
             m = self._bcast_buffers()
-            # (ranks that do not share memory: one message, see _whole_buffer)
-            self._pair_whole = m > 1 and (&_SHARED if self._plan.shared else &_NETWORK).pair_whole
-            if self._pair_whole:
-                self._pair_sizes = [sum(_blocks(self)[1])]
-                self._dt_count = -1
-            elif m:  # (the root's verdict needs a message to travel in)
+            if m:  # (the root's verdict needs a message to travel in)
                 self._pair_sizes = [self._msgs.n[i] for i in range(m)]
         _write_flag(self._agree.fkind, self._agree.fptr, ok_flag)
         if bcast or self._plan.fgroup == FG_ALONE:

@@ -42,47 +42,38 @@ cdef bint _pair_bcast(FlatBuffer fb, object rc, int rank, bint ok) except -1:
     # a packed buffer's bytes straight from its arrays (gathered through a datatype: no copy,
     # measured 1.43-1.54x against 1.65-1.79x a raw Bcast with the copy, 10k floats), and a
     # receiver whose layout holds receives straight into its arrays (scattered through the
-    # same kind of datatype); one whose layout changed receives into a throwaway buffer, and an
-    # empty message writes nothing: no array is touched unless both ranks agree. Between ranks
-    # that do not share memory (``_pair_whole``) all the buffers travel as one message, through
-    # one datatype over every array (see _whole_buffer). Returns whether both ranks agreed; if
-    # not, both go back to the hash exchange.
+    # same kind of datatype); one whose layout changed receives into a throwaway buffer, and an empty
+    # message writes nothing: no array is touched unless both ranks agree. Returns whether
+    # they did; if not, both go back to the hash exchange.
     cdef Py_ssize_t j, m = len(fb._pair_sizes), total = 0
     cdef int root = fb._agree.root, peer = 1 - rank
     cdef list reqs = []
-    cdef bint unpack = False, scattered = False
+    cdef bint unpack = False
     cdef double* flag = <double*>fb._flag_p
     if rank == root:
-        if not ok:
-            for j in range(m):
-                reqs.append(rc.Isend(_readable(<char*>flag, 0), peer, _RING_TAG))  # "changed"
-        elif fb._pair_whole:
-            reqs.append(rc.Isend(_whole_buffer(fb, True), peer, _RING_TAG))
-        else:
+        if ok:
             m = fb._bcast_buffers()
-            for j in range(m):
-                buf = None
-                if fb._msgs.ptr[j] == fb._plan.p32 or fb._msgs.ptr[j] == fb._plan.p64:
-                    # a packed buffer's bytes, gathered by MPI from the arrays: no copy
-                    buf = _scatter_type(fb, fb._msgs.ptr[j] == fb._plan.p64)
-                    if buf is None and not unpack:  # (arrays overlap: pack them after all)
-                        unpack = True
-                        with nogil:
-                            _pack(fb._arr.slots, fb._arr.count, fb._plan.p32, fb._plan.p64)
-                if buf is None:
-                    buf = _readable(fb._msgs.ptr[j], fb._msgs.n[j])
-                reqs.append(rc.Isend(buf, peer, _RING_TAG))
+        for j in range(m):
+            buf = None
+            if not ok:
+                buf = _readable(<char*>flag, 0)  # empty: "my layout changed"
+            elif fb._msgs.ptr[j] == fb._plan.p32 or fb._msgs.ptr[j] == fb._plan.p64:
+                # a packed buffer's bytes, gathered by MPI from the arrays: no copy
+                buf = _scatter_type(fb, fb._msgs.ptr[j] == fb._plan.p64)
+                if buf is None and not unpack:  # (arrays overlap: pack them after all)
+                    unpack = True
+                    with nogil:
+                        _pack(fb._arr.slots, fb._arr.count, fb._plan.p32, fb._plan.p64)
+            if buf is None:
+                buf = _readable(fb._msgs.ptr[j], fb._msgs.n[j])
+            reqs.append(rc.Isend(buf, peer, _RING_TAG))
         flag[0] = 1.0
         reqs.append(rc.Irecv(fb._flagbuf, peer, _RING_TAG))
         _MPI.Request.Waitall(reqs)
         return ok and flag[0] == 0.0
     flag[0] = 0.0 if ok else 1.0
     reqs.append(rc.Isend(fb._flagbuf, root, _RING_TAG))
-    if ok and fb._pair_whole:
-        buf = _whole_buffer(fb, False)
-        scattered = fb._dtall is None
-        reqs.append(rc.Irecv(buf, root, _RING_TAG))
-    elif ok:
+    if ok:
         m = fb._bcast_buffers()
         for j in range(m):
             buf = None
@@ -102,105 +93,42 @@ cdef bint _pair_bcast(FlatBuffer fb, object rc, int rank, bint ok) except -1:
     for st in statuses[1:]:
         if st.Get_count(_MPI.BYTE) == 0:
             return False  # the root's layout changed: nothing was written
-    if scattered:
-        _copy_blocks(fb, False)
     if ok and unpack:
         with nogil:
             _unpack(fb._arr.slots, fb._arr.count, fb._plan.p32, fb._plan.p64, 1)
     return ok
 
 
-cdef tuple _blocks(FlatBuffer fb):
-    # (addresses, sizes) of every array's bytes in the order a broadcast moves them: the packed
-    # float32 arrays, the packed float64 ones, then the arrays moved in place.
-    cdef Py_ssize_t i
-    cdef const slot_t* s = fb._arr.slots
-    cdef list addrs = [], sizes = []
-    for kind in (DK_F32, DK_F64):
-        for i in range(fb._arr.count):
-            if s[i].packed and s[i].kind == kind:
-                addrs.append(<Py_ssize_t>s[i].ptr)
-                sizes.append(s[i].nbytes)
-    for i in range(fb._arr.count):
-        if not s[i].packed and s[i].n:
-            addrs.append(<Py_ssize_t>s[i].ptr)
-            sizes.append(s[i].nbytes)
-    return addrs, sizes
-
-
-cdef bint _disjoint(list addrs, list sizes):
-    spans = sorted(zip(addrs, sizes))
-    return all(spans[i][0] + spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))
-
-
-cdef int _build_datatypes(FlatBuffer fb) except -1:
-    # The datatypes over the arrays' own memory (see _scatter_type, _whole_buffer), built when
-    # an array's address changes, else reused; none where two arrays overlap.
-    cdef Py_ssize_t i, count = fb._arr.count
-    cdef const slot_t* s = fb._arr.slots
-    if fb._dt_count == count:
-        for i in range(count):
-            if fb._dt_ptrs[i] != s[i].ptr:
-                break
-        else:
-            return 0
-    fb._free_datatypes()
-    addrs, sizes = _blocks(fb)
-    if _disjoint(addrs, sizes):
-        for kind in (DK_F32, DK_F64):
-            blocks = [(<Py_ssize_t>s[i].ptr, s[i].nbytes) for i in range(count)
-                      if s[i].packed and s[i].kind == kind]
-            if blocks:
-                dt = _MPI.BYTE.Create_hindexed([b[1] for b in blocks],
-                                               [b[0] for b in blocks]).Commit()
-                if kind == DK_F32:
-                    fb._dt32 = dt
-                else:
-                    fb._dt64 = dt
-        if fb._pair_whole:
-            fb._dtall = _MPI.BYTE.Create_hindexed(sizes, addrs).Commit()
-    for i in range(count):
-        fb._dt_ptrs[i] = s[i].ptr
-    fb._dt_count = count
-    return 0
-
-
 cdef object _scatter_type(FlatBuffer fb, bint f64):
     # A buffer spec of the packed float32 (or float64) buffer's bytes as they lie in the arrays
-    # packed in it (to send them from there, or to receive them into there), [MPI.BOTTOM, 1,
-    # datatype]. None if two of the arrays overlap (then the caller receives into the packed
-    # buffer and copies out).
-    _build_datatypes(fb)
+    # packed in it (to send them from there, or to receive them into there), [MPI.BOTTOM, 1, datatype]; built when the arrays' addresses
+    # change, else reused. None if two of the arrays overlap (then the caller receives into the
+    # packed buffer and copies out).
+    cdef Py_ssize_t i
+    cdef const slot_t* s = fb._arr.slots
+    cdef Py_ssize_t count = fb._arr.count
+    cdef bint same = fb._dt_count == count
+    if same:
+        for i in range(count):
+            if s[i].packed and fb._dt_ptrs[i] != s[i].ptr:
+                same = False
+                break
+    if not same:
+        fb._free_datatypes()
+        spans = sorted((<Py_ssize_t>s[i].ptr, s[i].nbytes) for i in range(count) if s[i].packed)
+        if all(spans[i][0] + spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1)):
+            for kind in (DK_F32, DK_F64):
+                blocks = [(<Py_ssize_t>s[i].ptr, s[i].nbytes) for i in range(count)
+                          if s[i].packed and s[i].kind == kind]
+                if blocks:
+                    dt = _MPI.BYTE.Create_hindexed([b[1] for b in blocks],
+                                                   [b[0] for b in blocks]).Commit()
+                    if kind == DK_F32:
+                        fb._dt32 = dt
+                    else:
+                        fb._dt64 = dt
+        for i in range(count):
+            fb._dt_ptrs[i] = s[i].ptr
+        fb._dt_count = count
     dt = fb._dt64 if f64 else fb._dt32
     return [_MPI.BOTTOM, 1, dt] if dt is not None else None
-
-
-cdef object _whole_buffer(FlatBuffer fb, bint send):
-    # Every array's bytes as one message (the two-rank broadcast between ranks that do not
-    # share memory): through one datatype over the arrays, [MPI.BOTTOM, 1, datatype], or, if
-    # two arrays overlap, the scratch buffer (gathered into it first to send, scattered from it
-    # by _copy_blocks after a receive). Across MPICH's network module one message of 1M floats
-    # in 8 arrays measured 0.87-0.96x a raw Bcast of one buffer, their separate messages
-    # 0.98-1.11x; through shared memory the datatype was the slower (1.56-1.71x), so ranks
-    # sharing memory keep separate messages.
-    _build_datatypes(fb)
-    if fb._dtall is not None:
-        return [_MPI.BOTTOM, 1, fb._dtall]
-    _scratch_for(&fb._scratch, fb._pair_sizes[0])
-    if send:
-        _copy_blocks(fb, True)
-    return _writable(fb._scratch.p, fb._pair_sizes[0])
-
-
-cdef int _copy_blocks(FlatBuffer fb, bint gather) except -1:
-    # Copy every array's bytes into the scratch buffer, back to back in _blocks' order (gather),
-    # or out of it.
-    cdef Py_ssize_t j, off = 0
-    addrs, sizes = _blocks(fb)
-    for j in range(len(addrs)):
-        if gather:
-            memcpy(fb._scratch.p + off, <char*><Py_ssize_t>addrs[j], <size_t>sizes[j])
-        else:
-            memcpy(<char*><Py_ssize_t>addrs[j], fb._scratch.p + off, <size_t>sizes[j])
-        off += <Py_ssize_t>sizes[j]
-    return 0

@@ -26,9 +26,7 @@
 #                      else (scatter + allgather): (L + p - 1) alpha + 2 (p-1)/p n beta
 #                      + the agreement flag, a one-element Allreduce: L alpha
 #   tree               L (alpha + m over + N beta) for m buffers of N bytes in all, + the flag
-#   pair               alpha + m over + N beta (the flag rides along: no collective for it);
-#                      between nodes alpha + over + N beta (one message, a datatype over
-#                      all the arrays)
+#   pair               alpha + m over + N beta (the flag rides along: no collective for it)
 #
 # The engine's paths are candidates only where they were measured to win: ranks that share
 # memory (one node) up to SHARED["engine_max_ranks"] ranks, and beyond one node up to
@@ -56,10 +54,6 @@ cdef struct cost_model_t:
     double delta
     double over
     int engine_max_ranks
-    bint pair_whole       # the pair path sends all its buffers as one message (measured,
-                          # 1M floats in 8 arrays, 2 ranks: through MPICH's network module
-                          # 0.87-0.96x a raw Bcast, separate messages 0.98-1.11x; through
-                          # shared memory 1.56-1.71x against 1.01-1.14x)
 
 
 # Ranks sharing memory: measured on the 2-core VM this package is developed on (MPICH 4 from
@@ -67,15 +61,13 @@ cdef struct cost_model_t:
 # numpy adds 0.05 ns/B; a fresh temporary buffer costs 0.14 ns/B to fault in; one mpi4py
 # point-to-point call 1 us. The engine won at 2 ranks (the bench) and kept winning at 4.
 cdef cost_model_t _SHARED = cost_model_t(alpha=1.8e-6, beta=0.061e-9, gamma=0.05e-9,
-                                         delta=0.14e-9, over=1.0e-6, engine_max_ranks=4,
-                                         pair_whole=False)
+                                         delta=0.14e-9, over=1.0e-6, engine_max_ranks=4)
 # Ranks on several nodes: published figures of an EDR InfiniBand cluster (100 Gb/s per link,
 # 12.5 GB/s; 2 us MPI latency). The engine's paths are kept up to 2 ranks, where the ring is
 # MPI's own algorithm without its temporary buffer and separate division (measured under
 # MPIR_CVAR_NOLOCAL=1: 10M-float means 14 ms against 17 ms for MPI's Allreduce + division).
 cdef cost_model_t _NETWORK = cost_model_t(alpha=2.0e-6, beta=0.08e-9, gamma=0.05e-9,
-                                          delta=0.14e-9, over=1.0e-6, engine_max_ranks=2,
-                                          pair_whole=True)
+                                          delta=0.14e-9, over=1.0e-6, engine_max_ranks=2)
 # MPICH's switch points: short Allreduce (recursive doubling) and short/large Bcast.
 cdef Py_ssize_t _MPI_SHORT_ALLREDUCE = 2048
 cdef Py_ssize_t _MPI_SHORT_BCAST = 12288
@@ -110,7 +102,7 @@ cdef double _predict(const cost_model_t* m, int path, bint reduce, int p, double
                  + n * m.delta)
         return t + (n * m.gamma if divide_apart else 0.0)
     if path == P_PAIR:
-        return m.alpha + (1 if m.pair_whole else count) * m.over + n * m.beta
+        return m.alpha + count * m.over + n * m.beta
     if path == P_TREE:
         return steps * (2 * m.alpha + count * m.over + n * m.beta)  # (+ the flag's alpha)
     # MPI's Bcast of each buffer (all of the same size here), and the flag

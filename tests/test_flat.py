@@ -333,12 +333,11 @@ def test_ring_on_sub_communicators_freed_and_made_again(run_mpi, tmp_path):
 @pytest.mark.parametrize("size,nolocal", [(2, False), (2, True), (3, False)],
                          ids=["2", "2-nolocal", "3"])
 def test_bcast_steady_state_and_changed_layouts(run_mpi, tmp_path, size, nolocal):
-    """Broadcasts after an agreement (two ranks: the agreement travels with the data, and
-    between ranks that do not share memory all the buffers travel as one message; more: a
-    flag collective first) give the root's values whether the arrays stay or move, even passed
-    twice (on every rank or on one only); a layout changed on the root or on a receiver raises
-    on every rank and writes no array; the engine recovers; an agreement made on a
-    sub-communicator does not carry over."""
+    """Broadcasts after an agreement (two ranks: the agreement travels with the data; more: a
+    flag collective first), with shared memory and with every rank its own node, give the
+    root's values whether the arrays stay or move, even passed twice (on every rank or on one
+    only); a layout changed on the root or on a receiver raises on every rank and writes no
+    array; the engine recovers; an agreement made on a sub-communicator does not carry over."""
     run_mpi("flat_bcast", n=size, timeout=120, env={"MPIR_CVAR_NOLOCAL": "1"} if nolocal else {})
     res = rank_files(tmp_path, size, "bcast")
     last = size - 1
@@ -509,9 +508,8 @@ def test_cost_model_predictions_are_the_documented_formulas():
         assert predict("mpi", "mean", p, n, transport) == pytest.approx(rabenseifner + n * g)
         assert predict("mpi", "sum", 5, 1000, transport) == pytest.approx(
             3 * (a + 1000 * (b + g)))  # short message: recursive doubling, ceil(log2 5) steps
-        # (between nodes the pair's three buffers travel as one message)
         assert predict("pair", "bcast", 2, n, transport, buffers=3) == pytest.approx(
-            a + (3 if transport == "shared" else 1) * o + n * b)
+            a + 3 * o + n * b)
         assert predict("tree", "bcast", 6, n, transport, buffers=2) == pytest.approx(
             3 * (a + 2 * o + n * b) + 3 * a)
         # MPI's broadcast: 2 buffers of n/2 on 16 ranks, scatter + allgather, and the flag
