@@ -6,9 +6,10 @@ Run: ``python -m pytest bench/bench_writers.py -p no:cacheprovider`` (add ``--ch
   write) against 20 ``torch.utils.tensorboard.SummaryWriter.add_scalar`` calls.
 - All formats: the same row to ``txt,csv,jsonl,tensorboard`` against ``txt`` alone; the ratio
   is txt / all, so the target 0.5 means "at most 2x the cost of txt".
-- Sketch: pushing 1e6 float32 into a :class:`QuantileSketch` against keeping them and calling
-  ``numpy.quantile`` (what one does without a sketch), and 1000 scalar pushes against 1000
-  pushes into the mean/std accumulator (``Welford``) that ``store`` feeds for every key.
+- Sketch: pushing 1e6 float32 into an accumulator tracking quantiles (``Welford`` with
+  ``track_quantiles``, what ``store`` feeds for a key logged with quantiles) and reading 3
+  quantiles, against keeping them and calling ``numpy.quantile`` (what one does without a
+  sketch); and 1000 scalar pushes into it against 1000 pushes into an untracked ``Welford``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import numpy as np
 import pytest
 from conftest import alternating
 
-from spinfast._sketch import QuantileSketch
-from spinfast._stats import Welford
+from spinfast._stats import Welford, sketch_quantiles
 from spinfast._writers import Row, make_writers
 
 IMPLS = ["spinfast", "reference"]
@@ -110,18 +110,24 @@ def test_all_formats_vs_txt(benchmark, tmp_path):
         w.close()
 
 
+def _tracked():
+    acc = Welford()
+    acc.track_quantiles(0.01)
+    return acc
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_sketch_million_float32(benchmark, paired, impl):
     paired(benchmark, "quantiles of 1e6 float32 (ref: np.quantile)", impl, 1)
     x = np.random.default_rng(0).standard_cauchy(1_000_000).astype(np.float32)
     qs = [0.05, 0.5, 0.95]
     if impl == "spinfast":
-        sketch = QuantileSketch(0.01)
+        acc = _tracked()
 
         def run():
-            sketch.clear()
-            sketch.push(x)
-            return sketch.quantile(qs)
+            acc.reset()
+            acc.push(x)
+            return sketch_quantiles(acc.quantile_counts, 0.01, qs)
     else:
         def run():
             return np.quantile(x, qs)
@@ -133,9 +139,9 @@ def test_sketch_million_float32(benchmark, paired, impl):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_sketch_scalars(benchmark, paired, impl):
-    paired(benchmark, "push x1000 scalars: sketch (ref: Welford)", impl)
+    paired(benchmark, "push x1000 scalars: tracked (ref: untracked)", impl)
     values = np.random.default_rng(0).normal(size=CALLS).tolist()
-    push = QuantileSketch(0.01).push if impl == "spinfast" else Welford().push
+    push = _tracked().push if impl == "spinfast" else Welford().push
 
     def run():
         for v in values:

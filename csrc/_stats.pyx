@@ -487,7 +487,7 @@ cdef class Welford:
     """Accumulate count, mean, M2, min and max of a stream of numbers in float64, in O(1) memory.
 
     ``Welford()`` is empty; ``Welford.from_state(state)`` rebuilds one from :attr:`state`.
-    Pickles through its state.
+    Pickles through its state (and its quantile sketch, if it tracks quantiles).
     """
 
     def __cinit__(self):
@@ -541,11 +541,26 @@ cdef class Welford:
     def merge(self, Welford other not None):
         """Fold ``other``'s values into this accumulator (Chan et al.); ``other`` is unchanged.
 
-        Quantile sketches of the same accuracy merge too (their counts add).
+        If this accumulator tracks quantiles, ``other``'s sketch merges into its sketch (the
+        counts add), so ``other`` must track them at the same accuracy, or be empty.
+
+        Raises:
+            ValueError: this accumulator tracks quantiles and ``other`` holds values without a
+                sketch of the same accuracy (nothing is merged).
         """
-        acc_merge(&self.acc, &other.acc)
-        if self.sk.counts != NULL and other.sk.counts != NULL:
+        if self.sk.counts != NULL and other.acc.n > 0:
+            if other.sk.counts == NULL:
+                raise ValueError(
+                    f"Welford.merge(): this accumulator tracks quantiles and the other one "
+                    f"does not: its {other.acc.n:g} values would be missing from the "
+                    f"quantiles; call track_quantiles({self.sk.alpha!r}) on it before pushing")
+            if other.sk.alpha != self.sk.alpha:
+                raise ValueError(
+                    f"Welford.merge(): the quantile sketches' relative accuracies differ "
+                    f"({self.sk.alpha!r} here, {other.sk.alpha!r} in the other one); track "
+                    f"quantiles at the same accuracy on both")
             sf_sketch_merge(&self.sk, &other.sk)
+        acc_merge(&self.acc, &other.acc)
 
     def reset(self):
         """Forget every value: count 0, statistics NaN, empty quantile sketch."""
@@ -581,7 +596,9 @@ cdef class Welford:
         return w
 
     def __reduce__(self):
-        return (Welford.from_state, (self.state,))
+        if self._counts is None:
+            return (Welford.from_state, (self.state,))
+        return (_tracked_welford, (self.state, self.sk.alpha, self._counts.copy()))
 
     @property
     def count(self):
@@ -619,6 +636,14 @@ cdef class Welford:
     def __repr__(self):
         return (f"Welford(count={self.acc.n:g}, mean={self.mean!r}, std={self.std!r}, "
                 f"min={self.min!r}, max={self.max!r})")
+
+
+def _tracked_welford(state, double relative_accuracy, counts):
+    # Unpickle a Welford that tracks quantiles: its state and its sketch's counts.
+    cdef Welford w = Welford.from_state(state)
+    w.track_quantiles(relative_accuracy)
+    w._counts[:] = counts
+    return w
 
 
 def merge_states(const double[:, :, ::1] gathered not None):

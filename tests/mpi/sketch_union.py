@@ -1,8 +1,9 @@
 """Merge quantile sketches of all ranks with one Allreduce (run under mpiexec by a test).
 
-Usage: ``mpiexec -n N python sketch_union.py OUT_DIR``. Rank r pushes ``values(r)``; the
-counts of all ranks are summed in place with ``MPI_SUM``; each rank writes the quantiles of
-the merged sketch and its counts' checksum to ``OUT_DIR/sketch<rank>.json``.
+Usage: ``mpiexec -n N python sketch_union.py OUT_DIR``. Rank r pushes ``values(r)`` and
+``scalars(r)`` into an accumulator tracking quantiles; the sketch counts of all ranks are
+summed with ``MPI_SUM``; each rank writes the quantiles of the summed counts and the number of
+values they hold to ``OUT_DIR/sketch<rank>.json``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinfast._sketch import QuantileSketch
+from spinfast._stats import Welford, sketch_quantiles
 
 QS = [0.0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1.0]
 
@@ -38,13 +39,14 @@ def main(out_dir: str) -> None:
 
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
-    sketch = QuantileSketch(0.01)
-    sketch.push(values(rank))
+    acc = Welford()
+    acc.track_quantiles(0.01)
+    acc.push(values(rank))
     for v in scalars(rank):
-        sketch.push(v)
-    comm.Allreduce(MPI.IN_PLACE, sketch.counts, op=MPI.SUM)
-    result = {"quantiles": sketch.quantile(QS), "count": sketch.count,
-              "counts_sum": float(sketch.counts.sum())}
+        acc.push(v)
+    counts = acc.quantile_counts
+    comm.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
+    result = {"quantiles": sketch_quantiles(counts, 0.01, QS), "count": float(counts.sum())}
     Path(out_dir, f"sketch{rank}.json").write_text(json.dumps(result))
 
 
