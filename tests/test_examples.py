@@ -14,6 +14,7 @@ COLUMNS = ["Epoch", "AverageAcc", "StdAcc", "MaxAcc", "MinAcc", "Loss", "TotalGr
            "Time"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["train_mnist_tf1.py", "train_mnist_torch.py"])
 @pytest.mark.parametrize("cpu", [1, 2])
 def test_train_mnist_example(tmp_path, script, cpu):

@@ -58,6 +58,7 @@ def reference_tf1(size):
         return np.concatenate([v.ravel() for v in sess.run([W0, W1])])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sync_every", [1, 3])
 def test_tf1_graph_training_matches_single_process(run_mpi, tmp_path, sync_every):
     proc = run_mpi("tf1_training", n=2, args=[sync_every], timeout=180)
@@ -72,6 +73,7 @@ def test_tf1_graph_training_matches_single_process(run_mpi, tmp_path, sync_every
         assert np.load(tmp_path / "tf1_changed_rank1.npy").all()  # a real step happened too
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["eager", "function"])
 def test_tf2_training_matches_single_process(run_mpi, tmp_path, mode):
     run_mpi("tf2_training", n=2, args=[mode], timeout=180)

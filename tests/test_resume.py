@@ -18,6 +18,8 @@ from spinfast.tfevents import read_scalars
 PROGRAM = Path(__file__).parent / "programs" / "resumable.py"
 FILE_FORMATS = ["txt", "csv", "jsonl", "tensorboard"]
 EPOCHS = 40
+KILLS = 20      # kills attempted; a run may finish before all of them
+MIN_KILLS = 8   # at least this many must have landed for the test to mean something
 
 
 def run_program(out, formats, sleep_s=0.0):
@@ -33,6 +35,7 @@ def outputs(folder):
     return seen
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_reads_as_an_uninterrupted_one(tmp_path):
     formats = ",".join(["stdout", *FILE_FORMATS])
     clean = tmp_path / "clean"
@@ -47,7 +50,7 @@ def test_killed_and_resumed_run_reads_as_an_uninterrupted_one(tmp_path):
         proc = subprocess.Popen([sys.executable, str(PROGRAM), str(resumed), str(EPOCHS),
                                  formats, "0.01"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        if kills < 20:
+        if kills < KILLS:
             # A random point of the loop: after 0-2 more rows were printed, plus up to an
             # epoch's time (mid-store, between a dump and its checkpoint, during a write...).
             rows = rng.randint(0, 2)
@@ -64,7 +67,8 @@ def test_killed_and_resumed_run_reads_as_an_uninterrupted_one(tmp_path):
         if proc.returncode == 0:
             break
         assert proc.returncode == -signal.SIGKILL, err
-    assert kills == 20 and proc.returncode == 0
+    assert proc.returncode == 0
+    assert kills >= MIN_KILLS, f"only {kills} kills landed before the run finished"
     got = outputs(resumed)
     for fmt in FILE_FORMATS:
         assert got[fmt] == expected[fmt], fmt

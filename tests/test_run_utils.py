@@ -564,6 +564,7 @@ def _resumable_grid():
     return eg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["parallel", "process", "submitit_local", "submitit_debug"])
 def test_killed_job_resubmitted_with_resume_continues_in_its_folder(kind, tmp_path, capsys):
     run_kwargs = dict(parallel=2) if kind == "parallel" else dict(
@@ -600,6 +601,7 @@ def test_killed_job_resubmitted_with_resume_continues_in_its_folder(kind, tmp_pa
             _shutdown(run_kwargs["executor"])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_submitit_preempted_job_is_requeued_and_resumes(tmp_path):
     """submitit signals the job before its time limit (as Slurm does on preemption or

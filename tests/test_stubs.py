@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ALLOWLIST = Path(__file__).with_name("stubtest_allowlist.txt")
 
 
+@pytest.mark.slow
 def test_stubs_match_compiled_modules(tmp_path):
     cmd = [sys.executable, "-m", "mypy.stubtest", "spinfast._stats", "spinfast._flat",
            "spinfast._torch", "spinfast._tbevent",

@@ -149,6 +149,7 @@ def test_missing_save_and_render_without_display(tmp_path, policies, monkeypatch
     assert "Note: not rendering" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path, policies):
     run = tmp_path / "run"
     save_run(run, policies.CartPolePolicy())

@@ -562,6 +562,7 @@ def _expected_files(folder, n_rows):
             for name in ["progress.txt", "progress.csv", "progress.jsonl"]}
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_only_complete_rows(tmp_path):
     """A SIGKILL leaves whole rows, in order, in every format.
 
