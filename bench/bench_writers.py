@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from conftest import alternating
 
+from spinfast._outputs import Row, make_writers
 from spinfast._stats import Welford, sketch_quantiles
-from spinfast._writers import Row, make_writers
 
 IMPLS = ["spinfast", "reference"]
 HEADERS = ["Epoch"] + [f"Metric{i:02d}" for i in range(19)]

@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spinfast import logx
-from spinfast._writers import Row, StdoutWriter
+from spinfast._outputs import Row
+from spinfast._outputs.table import StdoutWriter
 from spinfast.logx import EpochLogger, Logger, colorize
 from spinfast.serialization_utils import convert_json
 

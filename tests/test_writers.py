@@ -23,17 +23,11 @@ import numpy as np
 import pytest
 
 from spinfast import _tbevent
-from spinfast._writers import (
-    FORMATS,
-    CsvWriter,
-    JsonlWriter,
-    ResumePoint,
-    Row,
-    TensorBoardWriter,
-    TxtWriter,
-    make_writers,
-    parse_formats,
-)
+from spinfast._outputs import FORMATS, ResumePoint, Row, make_writers, parse_formats
+from spinfast._outputs.csv import CsvWriter
+from spinfast._outputs.jsonl import JsonlWriter
+from spinfast._outputs.tensorboard import TensorBoardWriter
+from spinfast._outputs.txt import TxtWriter
 
 PROGRAMS = Path(__file__).with_name("programs")
 
@@ -477,7 +471,7 @@ def test_vanished_folder_loses_no_row_written_after(tmp_path, monkeypatch, name,
     """A folder removed mid-run is made again holding every row written since: at the next
     row when rows are CHECK_SECONDS or more apart (as epochs are), else within CHECK_ROWS
     rows (or at close); with one warning naming the file."""
-    import spinfast._writers as writers
+    import spinfast._outputs._appender as writers
 
     if pace == "epochs":  # rows far apart, as in training: every row is checked
         monkeypatch.setattr(writers, "CHECK_SECONDS", 0.0)
@@ -679,7 +673,8 @@ def test_formats_registered():
 
 
 def test_tensorboard_writer_imports_no_framework(tmp_path):
-    code = ("import sys\nfrom spinfast._writers import TensorBoardWriter, Row\n"
+    code = ("import sys\nfrom spinfast._outputs import Row\n"
+            "from spinfast._outputs.tensorboard import TensorBoardWriter\n"
             f"w = TensorBoardWriter({str(tmp_path)!r})\n"
             "w.write_row(Row(['a'], {'a': 1.0}, 0)); w.close()\n"
             "bad = [m for m in ('tensorflow', 'torch', 'tensorboard', 'pandas', 'wandb') "
@@ -775,7 +770,7 @@ def wandb_history(folder):
 
 
 def test_wandb_logs_rows_at_their_steps(tmp_path, wandb_offline):
-    from spinfast._writers import WandbWriter
+    from spinfast._outputs.wandb import WandbWriter
 
     out = tmp_path / "exp_s0"
     w = WandbWriter(str(out))
@@ -799,7 +794,7 @@ def test_wandb_logs_rows_at_their_steps(tmp_path, wandb_offline):
 
 
 def test_wandb_resume_continues_the_run(tmp_path, wandb_offline):
-    from spinfast._writers import WandbWriter
+    from spinfast._outputs.wandb import WandbWriter
 
     out = tmp_path / "exp_s0"
     w = WandbWriter(str(out))
@@ -821,7 +816,7 @@ def test_wandb_resume_continues_the_run(tmp_path, wandb_offline):
 
 def test_wandb_missing_names_the_extra():
     code = ("import sys; sys.modules['wandb'] = None\n"
-            "from spinfast._writers import make_writers\n"
+            "from spinfast._outputs import make_writers\n"
             "try:\n    make_writers(('wandb',), '.')\n"
             "except ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -4,11 +4,35 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
 
-__all__ = ["atomic_path", "atomic_dir"]
+__all__ = ["atomic_path", "atomic_dir", "leftover_temporaries"]
+
+
+def _temporary(path: str) -> str:
+    """The temporary name beside ``path``: ``.<name>.<pid>.<8 hex digits>.tmp``."""
+    head, tail = os.path.split(path)
+    return os.path.join(head, f".{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def leftover_temporaries(folder: str | os.PathLike, name_pattern: str) -> list[str]:
+    """Return the temporary files in ``folder`` of targets whose names match ``name_pattern``.
+
+    These are what :func:`atomic_path` leaves when a kill comes before its rename.
+
+    Args:
+        folder: the folder of the targets.
+        name_pattern: a regular expression that a target's whole name matches.
+
+    Returns:
+        the temporary files' paths.
+    """
+    pattern = re.compile(rf"\.(?:{name_pattern})\.\d+\.[0-9a-f]{{8}}\.tmp")
+    return [os.path.join(folder, name) for name in os.listdir(folder)
+            if pattern.fullmatch(name)]
 
 
 @contextlib.contextmanager
@@ -23,9 +47,8 @@ def atomic_path(path: str | os.PathLike,
     lets a reader roll a crash between the two forward).
     """
     path = os.fspath(path)
-    head, tail = os.path.split(path)
     # Not created here, so the writer creates it with the usual permissions (umask).
-    tmp = os.path.join(head, f".{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = _temporary(path)
     try:
         yield tmp
         with open(tmp, "rb") as f:
@@ -48,8 +71,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[str]:
     name). If the body raises, the temporary folder is removed and ``path`` is untouched.
     """
     path = os.fspath(path).rstrip(os.sep)
-    head, tail = os.path.split(path)
-    tmp = os.path.join(head, f".{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = _temporary(path)
     try:
         yield tmp
         old = None

@@ -7,37 +7,47 @@ max in float64, O(1) memory), summarised by :meth:`~EpochLogger.log_tabular`. Ac
 all keys of a row are merged with one collective in :meth:`~Logger.dump_tabular`.
 
 Importing this module loads neither TensorFlow nor PyTorch and does not initialise MPI.
+
+What the loggers use sits in private modules: the output formats in ``spinfast._outputs``,
+``save_state``/``load_state`` and the model savers in ``spinfast._savers`` (a base class of
+:class:`Logger`), the resume record in ``spinfast._resume``, the columns of ``log_tabular``'s
+statistics in ``spinfast._statcolumns``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import os.path as osp
-import re
 import time
 import warnings
 import weakref
 from itertools import chain
-from typing import NamedTuple
 
 import numpy as np
 
-from spinfast import mpi_tools
-from spinfast._io import atomic_dir, atomic_path
+from spinfast import _resume, mpi_tools
+from spinfast._io import atomic_path
+from spinfast._outputs import ResumePoint, Row, make_writers, parse_formats
+from spinfast._outputs.txt import TxtWriter
+from spinfast._resume import RESUME_FILE
+from spinfast._savers import StateSaving, restore_tf2_model, restore_tf_graph
+from spinfast._statcolumns import COLUMNS as _COLUMNS
+from spinfast._statcolumns import EMPTY_STATE as _EMPTY_STATE
+from spinfast._statcolumns import RowLayout as _RowLayout
+from spinfast._statcolumns import row_layout as _row_layout
+from spinfast._statcolumns import stat_columns as _columns
+from spinfast._statcolumns import statistics as _statistics
 from spinfast._stats import EpochStats, sketch_quantiles, sketch_size
-from spinfast._writers import ResumePoint, Row, TxtWriter, make_writers, parse_formats
 from spinfast.serialization_utils import convert_json, dumps_config
 
 __all__ = ["Logger", "EpochLogger", "colorize", "color2num", "restore_tf_graph",
-           "restore_tf2_model"]
+           "restore_tf2_model", "DEFAULT_ROOT", "RESUME_FILE"]
 
 color2num = dict(gray=30, red=31, green=32, yellow=33, blue=34, magenta=35, cyan=36,
                  white=37, crimson=38)
 
 DEFAULT_ROOT = "/tmp/experiments"
-RESUME_FILE = "spinfast_resume.json"  # beside the outputs: where a resumed run continues
 
 
 def colorize(string, color, bold=False, highlight=False):
@@ -57,50 +67,6 @@ def colorize(string, color, bold=False, highlight=False):
     return "\x1b[%sm%s\x1b[0m" % (";".join(attr), string)
 
 
-def restore_tf_graph(sess, fpath):
-    """Load a TF1 graph saved by :meth:`Logger.setup_tf_saver` into ``sess``.
-
-    Args:
-        sess: a ``tf.compat.v1.Session`` whose graph receives the saved model.
-        fpath: a ``tf1_save`` (or ``tf1_save<itr>``) folder.
-
-    Returns:
-        ``{key: tensor}`` for every input and output given to ``setup_tf_saver``.
-
-    Raises:
-        FileNotFoundError: ``fpath`` holds no saved model.
-    """
-    import joblib
-    import tensorflow as tf
-
-    info_path = osp.join(fpath, "model_info.pkl")
-    if not osp.isfile(info_path):
-        raise FileNotFoundError(f"restore_tf_graph(): no model_info.pkl in {fpath!r}; pass a "
-                                f"tf1_save folder written by Logger.setup_tf_saver")
-    tf1 = tf.compat.v1
-    with sess.graph.as_default():
-        tf1.saved_model.loader.load(sess, [tf1.saved_model.tag_constants.SERVING], fpath)
-    model_info = joblib.load(info_path)
-    graph = sess.graph
-    model = {k: graph.get_tensor_by_name(v) for k, v in model_info["inputs"].items()}
-    model.update({k: graph.get_tensor_by_name(v) for k, v in model_info["outputs"].items()})
-    return model
-
-
-def restore_tf2_model(fpath):
-    """Load a TF2 model saved by :meth:`Logger.setup_tf2_saver` (``tf.saved_model.load``).
-
-    Returns the restored object: its ``tf.function`` methods (``__call__`` of a Keras model or
-    any ``tf.Module`` method decorated with an input signature) can be called directly.
-    """
-    import tensorflow as tf
-
-    if not osp.isfile(osp.join(fpath, "saved_model.pb")):
-        raise FileNotFoundError(f"restore_tf2_model(): no saved_model.pb in {fpath!r}; pass a "
-                                f"tf2_save folder written by Logger.setup_tf2_saver")
-    return tf.saved_model.load(fpath)
-
-
 def _unique_default_dir() -> str:
     base = osp.join(DEFAULT_ROOT, str(int(time.time())))
     candidate, k = base, 0
@@ -113,23 +79,11 @@ def _unique_default_dir() -> str:
             candidate = f"{base}_{k}"
 
 
-class _Pending:
-    """Placeholder of a statistic whose value is known once the row's states are merged."""
-
-    __slots__ = ()
-
-    def __repr__(self):
-        return "<pending: resolved at dump_tabular>"
-
-
-_PENDING = _Pending()
-_EMPTY_STATE = (0.0, 0.0, 0.0, float("inf"), float("-inf"))  # Welford().state
-
-
-class Logger:
+class Logger(StateSaving):
     """A general-purpose logger: save configs, diagnostics and state to ``output_dir``.
 
-    Only MPI rank 0 prints and writes files.
+    Only MPI rank 0 prints and writes files. :meth:`save_state`, :meth:`load_state` and the
+    ``setup_*_saver`` methods come from its base ``spinfast._savers.StateSaving``.
 
     Args:
         output_dir: folder for the outputs; created if missing (a warning if it exists).
@@ -137,7 +91,7 @@ class Logger:
         output_fname: name of the tab-separated diagnostics file.
         exp_name: experiment name, added to ``config.json``.
         formats: output formats of each row, a comma-separated string or a sequence of
-            names (see :data:`spinfast._writers.FORMATS`). Default: ``$SPINFAST_LOG_FORMATS``,
+            names (see :data:`spinfast._outputs.FORMATS`). Default: ``$SPINFAST_LOG_FORMATS``,
             else ``"stdout,txt"`` (Spinning Up's table and ``progress.txt``).
         resume: continue the run in ``output_dir`` (after a crash or a preemption): the rows
             it dumped up to its last :meth:`save_state` are kept in every output, later ones
@@ -156,7 +110,7 @@ class Logger:
             raise ValueError("Logger(): resume=True needs output_dir, the folder of the run to "
                              "continue")
         self._run_dir = output_dir  # every rank's view of the folder (for load_state)
-        record = _read_resume_record(output_dir) if resume else None
+        record = _resume.read_record(output_dir) if resume else None
         self._resume = record
         self.writers = []
         if mpi_tools.proc_id() == 0:
@@ -173,7 +127,7 @@ class Logger:
             self.output_dir = output_dir
             point = None
             if record is not None:
-                _finish_checkpoint(output_dir, record)
+                _resume.finish_checkpoint(output_dir, record)
             if record is not None and record["rows"] > 0:
                 point = ResumePoint(record["rows"], record["next_step"])
             self.writers = make_writers(self.formats, output_dir, point, output_fname)
@@ -268,7 +222,7 @@ class Logger:
                               "written. Call log_tabular() first.", RuntimeWarning, stacklevel=2)
             return
         if self.first_row and self._resume is not None and self._resume["rows"] > 0:
-            _check_resumed_headers(self.log_headers, self._resume["headers"])
+            _resume.check_headers(self.log_headers, self._resume["headers"])
         step = self._rows_dumped if step is None else int(step)
         if self.writers:
             row = Row(self.log_headers, self.log_current_row, step)
@@ -299,278 +253,10 @@ class Logger:
             for writer in self.writers:
                 writer.write_config(config_json, output)
 
-    def save_state(self, state_dict, itr=None):
-        """Save ``state_dict`` with joblib as ``vars.pkl`` (``itr`` None) or ``vars<itr>.pkl``.
-
-        Then saves the framework model if a saver is set up. Files are written to a temporary
-        name and renamed, so a crash or an unpicklable state never leaves a truncated file;
-        an unpicklable state logs a red warning naming the cause and the run goes on. A
-        vanished output folder is created again.
-
-        The checkpoint also records how many rows were dumped so far (``spinfast_resume.json``):
-        a run resumed from it (``resume=True``) keeps those rows. Call it after the
-        ``dump_tabular`` of the epoch it checkpoints.
-        """
-        if mpi_tools.proc_id() == 0:
-            import joblib  # loaded on first save: it costs more to import than all of logx
-
-            os.makedirs(self.output_dir, exist_ok=True)
-            fname = "vars.pkl" if itr is None else f"vars{itr}.pkl"
-            try:  # the resume record is the commit point of the state file (see load_state)
-                with atomic_path(osp.join(self.output_dir, fname),
-                                 lambda tmp: self._write_resume_record(fname, tmp)) as tmp:
-                    joblib.dump(state_dict, tmp)
-            except Exception as exc:
-                self.log(f"Warning: could not pickle state_dict. ({type(exc).__name__}: {exc})",
-                         color="red")
-            if hasattr(self, "tf_saver_elements"):
-                self._tf_simple_save(itr)
-            if hasattr(self, "tf2_saver_elements"):
-                self._tf2_simple_save(itr)
-            if hasattr(self, "pytorch_saver_elements"):
-                self._pytorch_simple_save(itr)
-
-    def _write_resume_record(self, state_file, pending):
-        """Record the rows dumped so far with the state file being saved (``pending``, the
-        complete file under its temporary name, is renamed to ``state_file`` next)."""
-        record = {"rows": self._rows_dumped, "next_step": self._next_step,
-                  "headers": list(self.log_headers) if self._rows_dumped else [],
-                  "state_file": state_file, "pending": osp.basename(pending)}
-        with atomic_path(osp.join(self.output_dir, RESUME_FILE)) as tmp:
-            with open(tmp, "w") as out:
-                json.dump(record, out)
-
-    def load_state(self):
-        """Return the state dict of the run's last :meth:`save_state` (None if none).
-
-        On a resumed run (``resume=True``) that is the checkpoint the run continues from;
-        every rank reads it. The rows kept by the resume are always those dumped before that
-        state was saved, even if the run was killed in the middle of ``save_state``.
-        """
-        folder = self.output_dir or self._run_dir
-        record = None if folder is None else _read_resume_record(folder)
-        if record is None:
-            return None
-        import joblib
-
-        # A kill between the record and the rename of the state leaves the state under its
-        # temporary name (rank 0 renames it on resume): read it from wherever it is.
-        for name in (record.get("pending"), record["state_file"]):
-            try:
-                return joblib.load(osp.join(folder, name))
-            except (FileNotFoundError, TypeError):
-                continue
-        return None
-
-    def setup_tf_saver(self, sess, inputs, outputs):
-        """Save a TF1 graph (through ``tf.compat.v1``) with each :meth:`save_state`.
-
-        Writes ``tf1_save`` (or ``tf1_save<itr>``) with ``simple_save``, plus
-        ``model_info.pkl`` mapping the keys of ``inputs``/``outputs`` to tensor names, which
-        :func:`restore_tf_graph` reads back.
-
-        Args:
-            sess: the ``tf.compat.v1.Session`` holding the variables.
-            inputs: ``{key: tensor}`` of the model's inputs (placeholders).
-            outputs: ``{key: tensor}`` of the model's outputs.
-        """
-        self.tf_saver_elements = dict(session=sess, inputs=inputs, outputs=outputs)
-        self.tf_saver_info = {"inputs": {k: v.name for k, v in inputs.items()},
-                              "outputs": {k: v.name for k, v in outputs.items()}}
-
-    def _tf_simple_save(self, itr=None):
-        if mpi_tools.proc_id() != 0:
-            return
-        import joblib
-        import tensorflow as tf
-
-        fpath = osp.join(self.output_dir, "tf1_save" + ("%d" % itr if itr is not None else ""))
-        with atomic_dir(fpath) as tmp:
-            with self.tf_saver_elements["session"].graph.as_default():
-                tf.compat.v1.saved_model.simple_save(export_dir=tmp, **self.tf_saver_elements)
-            joblib.dump(self.tf_saver_info, osp.join(tmp, "model_info.pkl"))
-
-    def setup_tf2_saver(self, model):
-        """Save a TF2 model (a ``tf.Module`` or Keras model) with each :meth:`save_state`.
-
-        Writes a SavedModel to ``tf2_save`` (or ``tf2_save<itr>``); load it with
-        :func:`restore_tf2_model`.
-        """
-        self.tf2_saver_elements = model
-
-    def _tf2_simple_save(self, itr=None):
-        if mpi_tools.proc_id() != 0:
-            return
-        import tensorflow as tf
-
-        fpath = osp.join(self.output_dir, "tf2_save" + ("%d" % itr if itr is not None else ""))
-        with atomic_dir(fpath) as tmp:
-            tf.saved_model.save(self.tf2_saver_elements, tmp)
-
-    def setup_pytorch_saver(self, what_to_save):
-        """Save ``what_to_save`` (a module or any torch-picklable object) with each save_state.
-
-        Files go to ``<output_dir>/pyt_save/model.pt`` (or ``model<itr>.pt``).
-        """
-        self.pytorch_saver_elements = what_to_save
-
-    def _pytorch_simple_save(self, itr=None):
-        if mpi_tools.proc_id() != 0:
-            return
-        import torch
-
-        fpath = osp.join(self.output_dir, "pyt_save")
-        os.makedirs(fpath, exist_ok=True)
-        fname = osp.join(fpath, "model" + ("%d" % itr if itr is not None else "") + ".pt")
-        with warnings.catch_warnings():
-            # torch warns about source files of saved modules; Spinning Up silences it too.
-            warnings.simplefilter("ignore")
-            with atomic_path(fname) as tmp:
-                torch.save(self.pytorch_saver_elements, tmp)
-
-
-def _read_resume_record(output_dir):
-    """The resume record of ``output_dir`` (a dict), or None if it has none."""
-    try:
-        with open(osp.join(output_dir, RESUME_FILE)) as f:
-            record = json.load(f)
-    except FileNotFoundError:
-        return None
-    if not (isinstance(record, dict) and isinstance(record.get("rows"), int)):
-        raise ValueError(f"Logger(): {osp.join(output_dir, RESUME_FILE)} is not a spinfast "
-                         f"resume record; remove it to start the run afresh")
-    return record
-
-
-def _finish_checkpoint(output_dir, record):
-    """Roll forward a save_state killed between its resume record and its state's rename."""
-    pending = record.get("pending")
-    if pending and osp.exists(osp.join(output_dir, pending)):
-        os.replace(osp.join(output_dir, pending), osp.join(output_dir, record["state_file"]))
-    for name in os.listdir(output_dir):  # states a kill cut off before their record
-        if re.fullmatch(r"\.vars\d*\.pkl\.\d+\.[0-9a-f]{8}\.tmp", name):
-            os.unlink(osp.join(output_dir, name))
-
-
-def _check_resumed_headers(headers, recorded):
-    """Raise ValueError unless a resumed run's first row has the run's columns, in order."""
-    if list(headers) == list(recorded):
-        return
-    missing = [k for k in recorded if k not in headers]
-    extra = [k for k in headers if k not in recorded]
-    parts = ([f"missing {missing!r}"] if missing else []) + ([f"new {extra!r}"] if extra else [])
-    detail = "; ".join(parts) or (f"the same columns in another order: {list(headers)!r} "
-                                  f"instead of {list(recorded)!r}")
-    raise ValueError(f"dump_tabular(): the resumed run's columns differ from those of the run "
-                     f"it continues ({detail}); log the same keys in the same order as before "
-                     f"the restart")
-
 
 def _close_all(writers):
     for writer in writers:
         writer.close()
-
-
-class _Columns(NamedTuple):
-    """The columns of ``log_tabular(key, ...)`` for a statistic, and what each one shows.
-
-    ``which[j]`` indexes ``(mean, std, max, min, *quantiles)`` for column ``names[j]``; the
-    order is Spinning Up's: ``Average<key>`` (or ``<key>`` with ``average_only``),
-    ``Std<key>``, then ``Max<key>``, ``Min<key>``; then ``P<100 q><key>`` per quantile.
-
-    Under MPI it is also the record of a statistic logged in the current row and waiting for
-    the merge over the ranks (``EpochLogger._pending``): its state is the row of the same
-    index in the batch of taken states (``EpochStats.take_into_batch``).
-    """
-
-    key: str
-    names: tuple[str, ...]
-    which: tuple[int, ...]
-    quantiles: tuple[float, ...]
-    placeholders: dict  # {name: _PENDING}: the row's entries until the MPI merge (not mutated)
-
-
-class _RowLayout(NamedTuple):
-    """How the merged statistics of a row's pending keys fill its columns (cached per layout).
-
-    The statistics of the k-th pending key are ``(mean, std, max, min, *quantiles)``;
-    concatenated over the keys they form one flat list, and column ``names[j]`` takes its
-    element ``select[j]``.
-    """
-
-    columns: list  # the _Columns of each pending statistic, in log_tabular order
-    keys: tuple[str, ...]  # the merge's key of each (``key[quantiles]`` with quantiles)
-    names: tuple[str, ...]  # every column filled by the merge
-    select: tuple[int, ...]
-
-
-def _row_layout(pending: list) -> _RowLayout:
-    """The :class:`_RowLayout` of a row's pending statistics (a list of :class:`_Columns`).
-
-    A key logged with quantiles merges under another name than without: a rank that logs it
-    with quantiles while another does not is caught as a key mismatch.
-    """
-    keys, names, select, at = [], [], [], 0
-    for columns in pending:
-        keys.append(columns.key + "[quantiles]" if columns.quantiles else columns.key)
-        names += columns.names
-        select += [at + which for which in columns.which]
-        at += 4 + len(columns.quantiles)
-    return _RowLayout(list(pending), tuple(keys), tuple(names), tuple(select))
-
-
-_COLUMNS: dict = {}
-
-
-def _columns(key, with_min_and_max, average_only, quantiles=None) -> _Columns:
-    """The :class:`_Columns` of a statistic (cached per call signature).
-
-    Raises:
-        ValueError: a quantile outside [0, 1] (or not a number).
-    """
-    spec = (key, with_min_and_max, average_only, quantiles)
-    columns = _COLUMNS.get(spec)
-    if columns is None:
-        qs = _quantile_list(quantiles)
-        pairs = [(key if average_only else "Average" + key, 0)]
-        if not average_only:
-            pairs.append(("Std" + key, 1))
-        if with_min_and_max:
-            pairs += [("Max" + key, 2), ("Min" + key, 3)]
-        pairs += [("P%g%s" % (100 * q, key), 4 + j) for j, q in enumerate(qs)]
-        names, which = zip(*pairs)
-        columns = _Columns(key, names, which, qs, dict.fromkeys(names, _PENDING))
-        try:
-            _COLUMNS[spec] = columns
-        except TypeError:  # quantiles given as a list: not hashable, not cached
-            pass
-    return columns
-
-
-def _quantile_list(quantiles) -> tuple[float, ...]:
-    if quantiles is None:
-        return ()
-    try:
-        qs = tuple(float(q) for q in quantiles)
-    except (TypeError, ValueError):
-        raise ValueError(f"log_tabular(): quantiles must be a sequence of numbers in [0, 1], "
-                         f"got {quantiles!r}") from None
-    for q in qs:
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"log_tabular(): quantiles must be in [0, 1], got {q!r} in "
-                             f"{quantiles!r}")
-    return qs
-
-
-def _statistics(state) -> tuple[float, ...]:
-    """``(mean, std, max, min)`` of a state ``(count, mean, M2, min, max)``; NaNs if empty.
-
-    std is the population std (ddof=0), as ``np.std``.
-    """
-    n, mean, m2, lo, hi = state
-    if n > 0.0:
-        return (mean, math.sqrt(m2 / n) if m2 >= 0.0 else math.nan, hi, lo)
-    return (math.nan, math.nan, math.nan, math.nan)
 
 
 class EpochLogger(Logger, EpochStats):

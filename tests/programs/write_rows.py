@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from spinfast._writers import Row, make_writers
+from spinfast._outputs import Row, make_writers
 
 COLUMNS = ["Epoch"] + [f"Value{j}" for j in range(8)] + ["Note"]
 
