@@ -164,3 +164,16 @@ def test_one_collective_per_dump_with_quantiles(run_mpi, tmp_path):
     calls = json.loads((tmp_path / "calls.json").read_text())
     assert calls == [["Allgather"]] * 3
     assert len((tmp_path / "out" / "progress.txt").read_text().splitlines()) == 4
+
+
+def test_quantiles_given_as_a_list_work_like_a_tuple(tmp_path):
+    logger = EpochLogger(output_dir=str(tmp_path), formats="txt")
+    logger.track_quantiles("X")
+    values = np.arange(1.0, 101.0)
+    for quantiles in ([0.5, 0.9], (0.5, 0.9)):
+        logger.store(X=values)
+        logger.log_tabular("X", average_only=True, quantiles=quantiles)
+        row = dict(logger.log_current_row)
+        logger.dump_tabular()
+        assert row["P50X"] == pytest.approx(np.quantile(values, 0.5), rel=0.02)
+        assert row["P90X"] == pytest.approx(np.quantile(values, 0.9), rel=0.02)

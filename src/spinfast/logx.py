@@ -340,6 +340,8 @@ class EpochLogger(Logger, EpochStats):
         """
         if val is not None:
             return Logger.log_tabular(self, key, val)
+        if quantiles is not None and type(quantiles) is not tuple:
+            quantiles = tuple(quantiles)  # a list: hashable for the cache below
         columns = _COLUMNS.get((key, with_min_and_max, average_only, quantiles))
         if columns is None:
             columns = _columns(key, with_min_and_max, average_only, quantiles)
