@@ -36,5 +36,6 @@ cdef class EpochStats:
     cdef acc_t* _batch           # states taken by take_into_batch, in take order (PyMem)
     cdef Py_ssize_t _batch_len
     cdef Py_ssize_t _batch_cap
+    cdef dict _timers            # key -> its Timer (timer())
     cdef Welford _get_or_create(self, object key)
     cdef Welford _lookup(self, object key)

@@ -1,8 +1,11 @@
 # Stub for the compiled module spinfast._stats (csrc/_stats.pyx).
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, ParamSpec, Sequence, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 State = tuple[float, float, float, float, float]  # (count, mean, M2, min, max), C doubles
 
@@ -52,6 +55,16 @@ class EpochStats:
     def track_sketch(self, key: str, relative_accuracy: float = 0.01) -> None: ...
     # copy of key's sketch counts (then cleared), None if untracked or never stored
     def take_sketch(self, key: str, reset: bool = True) -> npt.NDArray[np.float64] | None: ...
+    # the key's Timer, one per key
+    def timer(self, key: str) -> Timer: ...
+
+class Timer:
+    def __init__(self, table: EpochStats, key: str) -> None: ...
+    @property
+    def key(self) -> str: ...
+    def __enter__(self) -> Timer: ...
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool: ...
+    def __call__(self, func: Callable[_P, _R]) -> Callable[_P, _R]: ...
 
 # number of float64 counts of a sketch of that accuracy
 def sketch_size(relative_accuracy: float) -> int: ...
