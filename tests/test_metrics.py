@@ -216,3 +216,12 @@ def test_fifty_thousand_replicates_are_fast():
     elapsed = time.perf_counter() - start
     # target: under 1 s (measured ~0.15 s); 4 s leaves room for a loaded 2-core CI machine
     assert elapsed < 4.0, elapsed
+
+
+def test_public_api_is_documented():
+    import inspect
+
+    for name in m.__all__:
+        obj = getattr(m, name)
+        if callable(obj):
+            assert inspect.getdoc(obj), name

@@ -260,3 +260,16 @@ def test_cli_headless_writes_png_next_to_data(tmp_path):
     assert proc.returncode != 0
     assert "spinfast: error: plot_data(): column 'Nope' (y value) not found in" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_public_api_is_lazy_and_documented():
+    code = ("import sys, inspect, spinfast.plot as p\n"
+            "heavy = [m for m in ('pandas', 'seaborn', 'matplotlib') if m in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "for name in p.__all__:\n"
+            "    obj = getattr(p, name)\n"
+            "    if callable(obj):\n"
+            "        assert inspect.getdoc(obj), name\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr

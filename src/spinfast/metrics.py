@@ -33,6 +33,7 @@ import numpy as np
 __all__ = ["METRICS", "Interval", "aggregate", "interval_estimates", "performance_profile",
            "probability_of_improvement"]
 
+#: Names of the aggregate metrics that :func:`aggregate` and :func:`interval_estimates` take.
 METRICS = ("iqm", "median", "mean", "optimality_gap")
 
 # Elements of one gathered batch (reps x runs x tasks x points): bounds memory for long curves.
@@ -42,8 +43,11 @@ _CHUNK_ELEMENTS = 1 << 22
 class Interval(NamedTuple):
     """A point estimate and its confidence interval (floats, or arrays over curve points)."""
 
+    #: The metric of the data themselves.
     point: float | np.ndarray
+    #: Lower end of the percentile interval of the bootstrap replicates.
     lower: float | np.ndarray
+    #: Upper end of the percentile interval of the bootstrap replicates.
     upper: float | np.ndarray
 
 
@@ -94,6 +98,7 @@ def _check_scores(fn, scores, curves_allowed=True):
 
 
 def _check_options(fn, reps, ci):
+    """Raise ValueError (message from ``fn``) unless ``reps`` >= 1 and 0 < ``ci`` < 1."""
     if isinstance(reps, bool) or not isinstance(reps, (int, np.integer)) or reps < 1:
         raise ValueError(f"{fn}(): reps must be an int >= 1, got {reps!r}; the paper uses "
                          f"50000 for intervals, 2000 for profiles")
@@ -102,6 +107,7 @@ def _check_options(fn, reps, ci):
 
 
 def _rng(seed):
+    """Return ``seed`` if it is a Generator, else a new Generator seeded with it."""
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
@@ -160,6 +166,7 @@ class _Sorted:
 
 
 def _trimmed_mean_sorted(sorted_, idx, lo):
+    """Trimmed means (``lo`` cut at each end) of the replicates ``idx``: (n, points)."""
     n_rep = idx.shape[0]
     points = sorted_.values.shape[0]
     g = sorted_.rank.reshape(sorted_.n, points)[_flat_index(idx)]  # (n, tasks, runs, points)
@@ -188,6 +195,8 @@ class _Metric:
 
 
 class _IQM(_Metric):
+    """Interquartile mean of the pooled runs x tasks scores (scipy's ``trim_mean(0.25)``)."""
+
     def prepare(self, xt):
         return _Sorted(xt)
 
@@ -197,16 +206,22 @@ class _IQM(_Metric):
 
 
 class _Median(_Metric):
+    """Median over tasks of the per-task mean over runs."""
+
     def boot(self, xt, idx):
         return np.median(_task_means(xt, idx), axis=1)
 
 
 class _Mean(_Metric):
+    """Mean over tasks of the per-task mean over runs."""
+
     def boot(self, xt, idx):
         return _task_means(xt, idx).mean(axis=1)
 
 
 class _OptimalityGap(_Metric):
+    """``gamma`` minus the mean of the scores clipped at ``gamma``."""
+
     def prepare(self, xt):
         return np.minimum(xt, self.gamma)
 
@@ -219,6 +234,7 @@ _METRIC_CLASSES = {"iqm": _IQM, "median": _Median, "mean": _Mean,
 
 
 def _metric(fn, metric, gamma):
+    """Return the :class:`_Metric` named ``metric``; ValueError (from ``fn``) if unknown."""
     try:
         cls = _METRIC_CLASSES[metric]
     except (KeyError, TypeError):
@@ -228,6 +244,7 @@ def _metric(fn, metric, gamma):
 
 
 def _chunks(reps, per_rep):
+    """Yield batch sizes summing to ``reps``, each gathering about ``_CHUNK_ELEMENTS``."""
     size = max(1, _CHUNK_ELEMENTS // max(per_rep, 1))
     for start in range(0, reps, size):
         yield min(size, reps - start)
@@ -242,12 +259,14 @@ def _bootstrap(xt, metric, reps, rng):
 
 
 def _percentile_interval(samples, ci):
+    """Return the ``ci`` percentile interval ``(lower, upper)`` of ``samples`` along axis 0."""
     alpha = 100.0 * (1.0 - ci) / 2.0
     lower, upper = np.percentile(samples, [alpha, 100.0 - alpha], axis=0)
     return lower, upper
 
 
 def _shape_out(point, lower, upper, curves):
+    """Return an :class:`Interval` of arrays for curves, else of floats."""
     if curves:
         return Interval(point, lower, upper)
     return Interval(float(point[0]), float(lower[0]), float(upper[0]))
