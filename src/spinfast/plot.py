@@ -207,7 +207,7 @@ def get_datasets(logdir, condition=None, _counters=None):
     ``Step`` column, one column per tag, and ``TotalEnvInteracts`` = ``Step`` unless a tag of
     that name exists). Only one file is read per folder, and an events folder inside a run
     that has a progress file (spinfast's ``tb/``) is not read a second time. A last line with no
-newline is a row still being written (or cut short by a kill) and is left out.
+    newline is a row still being written (or cut short by a kill) and is left out.
 
     Each run becomes a DataFrame with added columns ``Unit`` (index of the run within its
     group), ``Condition1`` (``condition``, else the run's exp_name from ``config.json``, else
