@@ -39,7 +39,7 @@ def read_record(output_dir):
     return record
 
 
-def write_record(output_dir, rows, next_step, headers, state_file, pending):
+def write_record(output_dir, rows, next_step, headers, state_file, pending, counters=None):
     """Record ``rows`` dumped rows with the state file being saved.
 
     Args:
@@ -48,10 +48,13 @@ def write_record(output_dir, rows, next_step, headers, state_file, pending):
         headers: the run's columns (recorded only once a row was dumped).
         state_file: the state file's name; ``pending``: the complete file under its temporary
             name, renamed to ``state_file`` next.
+        counters: the last values of the counters of rate columns (``{column: value}``),
+            where a resumed run's rates continue from.
     """
     record = {"rows": rows, "next_step": next_step,
               "headers": list(headers) if rows else [],
-              "state_file": state_file, "pending": osp.basename(pending)}
+              "state_file": state_file, "pending": osp.basename(pending),
+              "counters": dict(counters or {})}
     with atomic_path(osp.join(output_dir, RESUME_FILE)) as tmp:
         with open(tmp, "w") as out:
             json.dump(record, out)

@@ -66,7 +66,7 @@ class StateSaving:
         """Record the rows dumped so far with the state file being saved (``pending``, the
         complete file under its temporary name, is renamed to ``state_file`` next)."""
         _resume.write_record(self.output_dir, self._rows_dumped, self._next_step,
-                             self.log_headers, state_file, pending)
+                             self.log_headers, state_file, pending, self._rates.last)
 
     def load_state(self):
         """Return the state dict of the run's last :meth:`save_state` (None if none).

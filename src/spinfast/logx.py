@@ -30,6 +30,7 @@ from spinfast import _resume, mpi_tools
 from spinfast._io import atomic_path
 from spinfast._outputs import ResumePoint, Row, make_writers, parse_formats
 from spinfast._outputs.txt import TxtWriter
+from spinfast._rates import Rates
 from spinfast._resume import RESUME_FILE
 from spinfast._savers import StateSaving, restore_tf2_model, restore_tf_graph
 from spinfast._statcolumns import COLUMNS as _COLUMNS
@@ -143,6 +144,7 @@ class Logger(StateSaving):
         self.exp_name = exp_name
         self._rows_dumped = record["rows"] if record is not None else 0
         self._next_step = record["next_step"] if record is not None else 0
+        self._rates = Rates(record.get("counters") if record is not None else None)
 
     @property
     def output_file(self):
@@ -166,15 +168,34 @@ class Logger(StateSaving):
         if mpi_tools.proc_id() == 0:
             print(colorize(msg, color, bold=True))
 
-    def log_tabular(self, key, val):
+    def log_tabular(self, key, val=None, *, rate=None):
         """Log a value of some diagnostic for the current row.
 
         Call once per key per row; the first row fixes the columns (in call order).
 
+        Args:
+            key: the column.
+            val: its value in this row.
+            rate: instead of ``val``, the name of a counter column of the same row (e.g.
+                ``"TotalEnvInteracts"``): ``key`` then holds the counter's change since the
+                previous dump per second of wall time since the previous dump (the first row:
+                since the logger was made, from 0; after ``resume=True``: from the counter of
+                the checkpoint resumed). Computed in :meth:`dump_tabular`, from the row's
+                final (under MPI, merged) values; the counter may be logged before or after.
+
         Raises:
-            ValueError: a key not in the first row, or a key set twice in one row.
+            ValueError: a key not in the first row, or a key set twice in one row; both
+                ``val`` and ``rate``.
         """
-        self._check_new((key,))
+        if rate is not None:
+            if val is not None:
+                raise ValueError(f"log_tabular(): give {key!r} a value or rate=, not both")
+            self._rates.check(key, rate)
+            self._check_new((key,))
+            self._rates.pending[key] = rate
+            val = math.nan  # until dump_tabular
+        else:
+            self._check_new((key,))
         self._insert((key,), (val,))
 
     def _check_new(self, keys):
@@ -221,6 +242,7 @@ class Logger(StateSaving):
                 warnings.warn("dump_tabular(): nothing was logged since the last dump; no row "
                               "written. Call log_tabular() first.", RuntimeWarning, stacklevel=2)
             return
+        self._rates.fill(self.log_current_row)
         if self.first_row and self._resume is not None and self._resume["rows"] > 0:
             _resume.check_headers(self.log_headers, self._resume["headers"])
         step = self._rows_dumped if step is None else int(step)
@@ -313,7 +335,7 @@ class EpochLogger(Logger, EpochStats):
             self._tracked[key] = float(relative_accuracy)
 
     def log_tabular(self, key, val=None, with_min_and_max=False, average_only=False,
-                    quantiles=None):
+                    quantiles=None, *, rate=None):
         """Log a value, or statistics of the values stored under ``key`` this epoch.
 
         Args:
@@ -327,6 +349,8 @@ class EpochLogger(Logger, EpochStats):
             quantiles: quantiles in [0, 1] to log after the other columns, as
                 ``P<100 q><key>`` (``%g``: 0.999 gives ``P99.9<key>``); the key must be
                 tracked (:meth:`track_quantiles`).
+            rate: a counter column: log ``key`` as its change per second since the last
+                dump (see :meth:`Logger.log_tabular`).
 
         In one process the columns hold their values at once. Under MPI the statistics
         cover every rank's values; they are merged for all keys of the row with one
@@ -338,8 +362,8 @@ class EpochLogger(Logger, EpochStats):
             ValueError: a column not in the first row, or set twice in one row; quantiles of
                 a key not tracked, or outside [0, 1].
         """
-        if val is not None:
-            return Logger.log_tabular(self, key, val)
+        if val is not None or rate is not None:
+            return Logger.log_tabular(self, key, val, rate=rate)
         if quantiles is not None and type(quantiles) is not tuple:
             quantiles = tuple(quantiles)  # a list: hashable for the cache below
         columns = _COLUMNS.get((key, with_min_and_max, average_only, quantiles))
