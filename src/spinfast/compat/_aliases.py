@@ -30,7 +30,7 @@ PACKAGES = ("spinup", "spinup.utils")
 
 #: The names of Spinning Up's ``spinup/__init__.py`` -> ``(module, attribute)``, resolved on
 #: first use by the placeholder ``spinup`` package.
-# spinup/run.py:55 (algo = eval('spinup.'+cmd)) and the docs' `from spinup import ppo_pytorch`
+# spinup/run.py:56 (algo = eval('spinup.'+cmd)) and the docs' `from spinup import ppo_pytorch`
 # need these names without spinup/__init__.py:3, which imports TensorFlow.
 SPINUP_NAMES = {
     **{f"{algo}_{backend}": (f"spinup.algos.{backend}.{algo}.{algo}", algo)

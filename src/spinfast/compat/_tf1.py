@@ -19,7 +19,7 @@ import builtins
 import importlib.machinery
 import types
 
-# spinup/algos/tf1/ppo/ppo.py:1 (every TF1 module) does `import tensorflow as tf`.
+# spinup/algos/tf1/ppo/ppo.py:2 (every TF1 module) does `import tensorflow as tf`.
 TF1_PREFIXES = ("spinup.algos.tf1", "spinup.exercises.tf1")
 
 _tf1_module = None
