@@ -191,3 +191,81 @@ def test_spinning_up_style_mpi_fork_script(tmp_path):
     values = np.arange(20.0)  # the union of both ranks' values
     assert [float(v) for v in row.split("\t")] == pytest.approx(
         [values.mean(), values.std(), values.max(), values.min()], rel=1e-12)
+
+
+# Starts a program as the .pth hook of `spinfast compat enable` does: startup() with the
+# program as sys.argv[0], then the program as __main__ with the __builtins__ that startup()
+# left on __main__.
+AS_STARTED = textwrap.dedent("""
+    import runpy, sys
+    sys.argv = sys.argv[1:]
+    import spinfast.compat
+    spinfast.compat.startup()
+    heavy = ("torch", "tensorflow", "pandas", "seaborn", "matplotlib", "gymnasium")
+    assert [m for m in heavy if m in sys.modules] == [], "startup() imported a framework"
+    runpy.run_path(sys.argv[0], run_name="__main__",
+                   init_globals={"__builtins__": sys.modules["__main__"].__builtins__})
+""")
+
+PROBE = textwrap.dedent("""
+    import seaborn as sns
+    import spinfast.plot  # another module: its seaborn is seaborn itself
+    print(hasattr(sns, "tsplot"), hasattr(sys.modules["seaborn"], "tsplot"))
+""")
+
+
+@pytest.mark.slow
+def test_only_spinning_up_plot_script_gets_tsplot(tmp_path):
+    """Issue 22: `import seaborn` in Spinning Up's plot.py has tsplot; elsewhere seaborn is
+    left alone (another __main__, another module, sys.modules)."""
+    plot_py = tmp_path / "spinup" / "utils" / "plot.py"
+    plot_py.parent.mkdir(parents=True)
+    other = tmp_path / "plot.py"
+    for path in (plot_py, other):
+        path.write_text("import sys\n" + PROBE)
+    out = run_python(AS_STARTED, tmp_path, args=[plot_py]).stdout.split()
+    assert out == ["True", "False"]
+    assert run_python(AS_STARTED, tmp_path, args=[other]).stdout.split() == ["False", "False"]
+
+
+@pytest.mark.slow
+def test_only_spinning_up_test_policy_script_gets_tf1(tmp_path):
+    """Issue 22: Spinning Up's test_policy.py gets tf.compat.v1 as `tensorflow` (its line 74
+    calls tf.Session()) and PyTorch's whole-module loads; another __main__ gets neither."""
+    probe = textwrap.dedent("""
+        import os
+        import tensorflow as tf
+        print(hasattr(tf, "Session"), os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"))
+    """)
+    script = tmp_path / "spinup" / "utils" / "test_policy.py"
+    script.parent.mkdir(parents=True)
+    other = tmp_path / "test_policy.py"
+    for path in (script, other):
+        path.write_text(probe)
+    assert run_python(AS_STARTED, tmp_path, args=[script]).stdout.split()[-2:] == ["True", "1"]
+    assert run_python(AS_STARTED, tmp_path, args=[other]).stdout.split()[-2:] == ["False",
+                                                                                  "None"]
+
+
+def test_tsplot_shim_arguments():
+    """The shim draws tsplot's other argument forms, and refuses those it does not draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from spinfast.compat._seaborn import tsplot
+
+    frame = pd.DataFrame(dict(t=[0, 1, 2] * 2, u=[0] * 3 + [1] * 3, v=[1.0, 2, 3, 3, 4, 5]))
+    ax = tsplot(data=frame, time="t", unit="u", value="v", ci=None, ax=Figure().add_subplot())
+    [line] = ax.lines
+    np.testing.assert_allclose(line.get_ydata(), [2.0, 3.0, 4.0])  # the mean over units
+    assert ax.get_legend() is None and ax.get_xlim() == (0.0, 2.0)
+    ax = tsplot(data=frame, time="t", unit="u", value="v", condition="u", ci="sd",
+                color={0: "red", 1: "blue"}, ax=Figure().add_subplot())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "1"]
+    with pytest.raises(TypeError, match="long-form DataFrame"):
+        tsplot(data=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="err_style 'boot_traces' is not drawn"):
+        tsplot(data=frame, time="t", value="v", err_style="boot_traces")

@@ -121,6 +121,7 @@ def trained(tmp_path_factory):
     return data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", list(HEADERS))
 def test_pytorch_algorithm_trains_and_logs(trained, algo):
     check_progress(trained / algo, algo)
@@ -131,6 +132,7 @@ def test_pytorch_algorithm_trains_and_logs(trained, algo):
     assert (trained / algo / "pyt_save" / "model.pt").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.mpi
 def test_vpg_and_ppo_on_two_mpi_ranks(tmp_path):
     launcher = find_mpiexec()
@@ -145,6 +147,7 @@ def test_vpg_and_ppo_on_two_mpi_ranks(tmp_path):
         assert [(i["rank"], i["size"]) for i in infos] == [(0, 2), (1, 2)]
 
 
+@pytest.mark.slow
 def test_test_policy_runs_spinning_up_saves(trained, tmp_path):
     """Issue 10 (1, 2): a fresh ``test_policy`` loads model.pt and the old-API env itself."""
     proc = run(["-m", "spinfast.run", "test_policy", trained / "ppo", "-n", "3", "-nr"],
@@ -176,6 +179,7 @@ def test_test_policy_runs_spinning_up_saves(trained, tmp_path):
     assert all(1 <= n <= 500 for n in lens[folders[0]])
 
 
+@pytest.mark.slow
 def test_plot_draws_spinning_up_runs(trained, tmp_path):
     import matplotlib.image as mpimg
 
@@ -208,6 +212,7 @@ if __name__ == '__main__':
 """
 
 
+@pytest.mark.slow
 def test_experiment_grid_env_name_pattern_and_from_spinup_import(tmp_path):
     """Issue 10 (3, 4): ``eg.add('env_name', ...)`` gives Spinning Up's ppo the old API."""
     (tmp_path / "bench.py").write_text(SU_GRID_SCRIPT)
@@ -219,6 +224,7 @@ def test_experiment_grid_env_name_pattern_and_from_spinup_import(tmp_path):
     assert config["seed"] == 10 and config["ac_kwargs"] == {"hidden_sizes": [8]}
 
 
+@pytest.mark.slow
 def test_spinfast_run_with_spinning_up_algorithm_names(tmp_path):
     """``python -m spinfast.run ppo ...`` runs Spinning Up's ppo_pytorch on 2 ranks."""
     proc = run(["-m", "spinfast.run", "ppo", "--env", "CartPole-v1", "--exp_name", "x",
@@ -229,6 +235,7 @@ def test_spinfast_run_with_spinning_up_algorithm_names(tmp_path):
     check_progress(tmp_path / "x" / "x_s0", "ppo")
 
 
+@pytest.mark.slow
 def test_spinfast_run_module_function_of_spinning_up(tmp_path):
     """Issue 10 (3): MODULE:FUNCTION naming Spinning Up's ppo gets the old API for --env."""
     run(["-m", "spinfast.run", "spinup.algos.pytorch.ppo.ppo:ppo", "--env", "CartPole-v1",
@@ -263,6 +270,7 @@ def test_spinning_up_algorithm_without_spinup_says_so(tmp_path):
                                   "Spinning Up is not importable; install it")
 
 
+@pytest.mark.slow
 def test_test_policy_shows_tracebacks_of_real_errors(trained, tmp_path):
     """Only input errors are one line; a failure inside the run shows its traceback."""
     proc = subprocess.run([sys.executable, "-m", "spinfast.run", "test_policy",
@@ -311,6 +319,7 @@ def compat_venv(tmp_path_factory):
     return python, root
 
 
+@pytest.mark.slow
 def test_spinup_run_unchanged_after_compat_enable(compat_venv, tmp_path):
     """Issue 10 (5): Spinning Up's own ``python -m spinup.run ppo`` in an enabled env."""
     python, _ = compat_venv
@@ -329,6 +338,7 @@ def test_spinup_run_unchanged_after_compat_enable(compat_venv, tmp_path):
     assert len(lens) == 2 and all(1 <= n <= 500 for n in lens)
 
 
+@pytest.mark.slow
 def test_compat_disable_removes_the_hook(compat_venv, tmp_path):
     python, root = compat_venv
     env = mpi_env()
@@ -346,22 +356,199 @@ def test_compat_disable_removes_the_hook(compat_venv, tmp_path):
     assert "spinfast compat enabled" in proc.stdout
 
 
-def test_tf1_algorithms_run_on_tensorflow_2(tmp_path):
+@pytest.fixture(scope="module")
+def trained_tf1(tmp_path_factory):
+    """All six TF1 algorithms, 2 short epochs each, in one process."""
+    data = tmp_path_factory.mktemp("su_tf1_algos")
+    run([ALGOS_PROGRAM, data, *HEADERS_TF1], cwd=data, timeout=400)
+    return data
+
+
+@pytest.mark.slow
+def test_tf1_algorithms_run_on_tensorflow_2(trained_tf1, tmp_path):
     """Each TF1 algorithm, 2 short epochs, on tf.compat.v1 with compat's tf.layers.dense."""
-    run([ALGOS_PROGRAM, tmp_path, *HEADERS_TF1], cwd=tmp_path, timeout=400)
     for algo in HEADERS_TF1:
-        check_progress(tmp_path / algo, algo)
-        assert (tmp_path / algo / "tf1_save" / "saved_model.pb").exists()
-    proc = run(["-m", "spinfast.run", "test_policy", tmp_path / "ppo_tf1", "-n", "2", "-nr"],
+        check_progress(trained_tf1 / algo, algo)
+        assert (trained_tf1 / algo / "tf1_save" / "saved_model.pb").exists()
+    proc = run(["-m", "spinfast.run", "test_policy", trained_tf1 / "ppo_tf1", "-n", "2", "-nr"],
                cwd=tmp_path)
     lens = [int(line.split()[-1]) for line in proc.stdout.splitlines()
             if line.startswith("Episode ")]
     assert len(lens) == 2 and all(1 <= n <= 500 for n in lens)
 
 
+@pytest.mark.slow
 def test_spinning_up_own_tf1_test_passes(compat_venv, tmp_path):
     """Spinning Up's test/test_ppo.py (TF1 PPO, unittest), unchanged, in an enabled env."""
     python, _ = compat_venv
     proc = run([SPINUP / "test" / "test_ppo.py"], cwd=tmp_path, python=python, timeout=300)
     assert "Ran 1 test" in proc.stderr and proc.stderr.rstrip().endswith("OK")
     assert proc.stdout.count("TotalEnvInteracts") == 10  # its 10 epochs
+
+
+def episodes(stdout):
+    """``(EpRet, EpLen)`` of each ``Episode ...`` line that test_policy printed."""
+    rows = [line.split() for line in stdout.splitlines() if line.startswith("Episode ")]
+    return [(float(r[3]), int(r[-1])) for r in rows]
+
+
+@pytest.mark.slow
+def test_spinup_run_test_policy_on_ppo_tf1_run(compat_venv, trained_tf1, tmp_path):
+    """Issue 22: Spinning Up's own test_policy.py (tf.Session(), its line 74) on a TF1 run."""
+    python, _ = compat_venv
+    proc = run(["-m", "spinup.run", "test_policy", trained_tf1 / "ppo_tf1", "-n", "2", "-nr"],
+               cwd=tmp_path, python=python, timeout=300)
+    assert f"Loading from {trained_tf1 / 'ppo_tf1' / 'tf1_save'}." in proc.stdout
+    eps = episodes(proc.stdout)
+    assert len(eps) == 2 and all(ret == n and 1 <= n <= 500 for ret, n in eps)  # CartPole
+
+
+@pytest.mark.slow
+def test_spinup_run_test_policy_on_ddpg_tf1_run_with_flags(compat_venv, trained_tf1,
+                                                           tmp_path):
+    """-i, -l, -d, -n, -nr on a ddpg_tf1 run; -i reads the save of that iteration."""
+    import shutil
+
+    python, _ = compat_venv
+    folder = tmp_path / "ddpg_tf1"
+    shutil.copytree(trained_tf1 / "ddpg_tf1", folder)
+    # What Logger.save_state(state, itr=1) adds beside the run's last save.
+    shutil.copytree(folder / "tf1_save", folder / "tf1_save1")
+    shutil.copy(folder / "vars.pkl", folder / "vars1.pkl")
+    proc = run(["-m", "spinup.run", "test_policy", folder, "-n", "2", "-nr", "-i", "1", "-l",
+                "50", "-d"], cwd=tmp_path, python=python, timeout=300)
+    assert f"Loading from {folder / 'tf1_save1'}." in proc.stdout
+    assert "Using default action op." in proc.stdout  # -d: only SAC saves a 'mu'
+    assert [n for _, n in episodes(proc.stdout)] == [50, 50]  # Pendulum, cut by -l
+
+
+@pytest.mark.slow
+def test_spinup_run_plot_headless(compat_venv, trained, tmp_path):
+    """Issue 22: Spinning Up's own plot.py (sns.tsplot, its line 33) with its flags."""
+    python, _ = compat_venv
+    env = su_env(MPLBACKEND="Agg")
+    data = tmp_path / "data"
+    write_runs(data)
+    # -s 3 needs runs of 3 rows or more: Spinning Up's smoothing (np.convolve 'same') fails
+    # on shorter ones, as it always did.
+    runs = [str(data / f"{exp}_s0") for exp in ("lr0.1", "lr0.3", "lr1.0")]
+    proc = run(["-m", "spinup.run", "plot", *runs, "--select", "lr0.", "-s", "3", "--est",
+                "max"], cwd=tmp_path, python=python, env=env, timeout=300)
+    assert proc.stdout.split("=" * 50)[1].split() == runs[:2]  # --select lr0.
+    # Spinning Up's own runs (2 epochs each), two values, a legend and an exclusion.
+    runs = [str(trained / a) for a in ("vpg", "ppo", "sac")]
+    proc = run(["-m", "spinup.run", "plot", *runs, "-x", "Epoch", "-y", "AverageEpRet",
+                "LossPi", "--exclude", "sac", "-l", "A", "B"], cwd=tmp_path, python=python,
+               env=env, timeout=300)
+    assert proc.stdout.split("=" * 50)[1].split() == runs[:2]
+
+
+# Runs Spinning Up's plot.py as the hook does when Python starts it (startup() with that
+# script as sys.argv[0], then the script as __main__ with the __builtins__ startup() chose),
+# and writes what it drew: each labelled line and each band (fill_between) of each figure.
+PLOT_DRIVER = """\
+import json, runpy, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import spinfast.compat
+
+plot_py, out, *args = sys.argv[1:]
+sys.argv = [plot_py, *args]
+spinfast.compat.startup()
+runpy.run_path(plot_py, run_name="__main__",
+               init_globals={"__builtins__": sys.modules["__main__"].__builtins__})
+figures = []
+for num in plt.get_fignums():
+    ax = plt.figure(num).axes[0]
+    lines = [dict(label=ln.get_label(), x=list(map(float, ln.get_xdata())),
+                  y=list(map(float, ln.get_ydata())),
+                  color=list(matplotlib.colors.to_rgb(ln.get_color())))
+             for ln in ax.lines if not ln.get_label().startswith("_")]
+    bands = [dict(color=list(c.get_facecolor()[0][:3]),
+                  xy=[list(map(float, v)) for p in c.get_paths() for v in p.vertices])
+             for c in ax.collections]
+    figures.append(dict(lines=lines, bands=bands, xlabel=ax.get_xlabel(),
+                        ylabel=ax.get_ylabel(),
+                        legend=[t.get_text() for t in ax.get_legend().get_texts()]))
+json.dump(figures, open(out, "w"))
+"""
+
+
+def write_runs(data):
+    """Seeded runs written by spinfast's EpochLogger: lr0.1 x3, lr0.3 x2, lr1.0 x1 seeds."""
+    from spinfast.logx import EpochLogger
+
+    rng = np.random.default_rng(7)
+    for exp, seeds in (("lr0.1", 3), ("lr0.3", 2), ("lr1.0", 1)):
+        for seed in range(seeds):
+            logger = EpochLogger(output_dir=str(data / f"{exp}_s{seed}"), exp_name=exp)
+            logger.save_config(dict(exp_name=exp, seed=seed))
+            ret = 0.0
+            for epoch in range(12):
+                ret += rng.normal(1.0, 2.0)
+                logger.log_tabular("Epoch", epoch)
+                logger.log_tabular("AverageEpRet", ret)
+                logger.log_tabular("TotalEnvInteracts", 100 * (epoch + 1))
+                logger.dump_tabular()
+
+
+@pytest.mark.parametrize("est", [pytest.param("mean", marks=pytest.mark.slow), "max"])
+def test_spinning_up_plot_draws_what_spinfast_computes(tmp_path, est, capsys):
+    """The tsplot shim's curve and ±1 sd band, per condition, against spinfast's plotter."""
+    from matplotlib.figure import Figure
+
+    from spinfast.plot import get_all_datasets, plot_data
+
+    data = tmp_path / "data"
+    write_runs(data)
+    capsys.readouterr()
+    out = tmp_path / "figures.json"
+    run(["-c", PLOT_DRIVER, SPINUP / "spinup" / "utils" / "plot.py", out, data / "lr",
+         "--select", "lr0.", "-s", "3", "--est", est], cwd=tmp_path,
+        env=su_env(MPLBACKEND="Agg"))
+    [fig] = json.loads(out.read_text())
+    assert (fig["xlabel"], fig["ylabel"]) == ("TotalEnvInteracts", "Performance")
+    assert fig["legend"] == ["lr0.1", "lr0.3"]
+    # spinfast.run plot on the same folders, drawn on a figure of our own.
+    ax = Figure().add_subplot()
+    frame = plot_data(get_all_datasets([str(data / "lr")], select=["lr0."]),
+                      xaxis="TotalEnvInteracts", value="Performance", condition="Condition1",
+                      smooth=3, ax=ax, estimator=getattr(np, est))
+    assert [line["label"] for line in fig["lines"]] == ["lr0.1", "lr0.3"]
+    drawn = [ln for ln in ax.lines if len(ln.get_xdata())]  # not the legend's handles
+    assert len(fig["bands"]) == 2 and len(drawn) == 2
+    for line, theirs, (cond, rows) in zip(fig["lines"], drawn,
+                                          frame.groupby("Condition1", sort=False)):
+        assert cond == line["label"]
+        runs = rows.pivot(index="Unit", columns="TotalEnvInteracts", values="Performance")
+        assert len(runs) == {"lr0.1": 3, "lr0.3": 2}[cond]
+        x = runs.columns.to_numpy(dtype=float)
+        center = getattr(np, est)(runs.to_numpy(), axis=0)
+        sd = runs.to_numpy().std(axis=0, ddof=1)
+        np.testing.assert_allclose(line["x"], x, rtol=0, atol=0)
+        np.testing.assert_allclose(line["y"], center, rtol=1e-12)
+        np.testing.assert_allclose(theirs.get_ydata(), line["y"], rtol=1e-12)  # spinfast's
+        [band] = [b for b in fig["bands"] if np.allclose(b["color"], line["color"])]
+        xy = np.array(band["xy"])
+        lo = [xy[xy[:, 0] == xi, 1].min() for xi in x]
+        hi = [xy[xy[:, 0] == xi, 1].max() for xi in x]
+        np.testing.assert_allclose(lo, center - sd, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(hi, center + sd, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_spinup_run_test_policy_on_pytorch_run_with_flags(compat_venv, trained, tmp_path):
+    """-i, -l, -d, -n, -nr on a sac_pytorch run (TensorFlow imported, unused, by the script)."""
+    import shutil
+
+    python, _ = compat_venv
+    folder = tmp_path / "sac"
+    shutil.copytree(trained / "sac", folder)
+    # What Logger.save_state(state, itr=1) adds beside the run's last save.
+    shutil.copy(folder / "pyt_save" / "model.pt", folder / "pyt_save" / "model1.pt")
+    shutil.copy(folder / "vars.pkl", folder / "vars1.pkl")
+    proc = run(["-m", "spinup.run", "test_policy", folder, "-n", "2", "-nr", "-i", "1", "-l",
+                "30", "-d"], cwd=tmp_path, python=python, timeout=300)
+    assert f"Loading from {folder / 'pyt_save' / 'model1.pt'}." in proc.stdout
+    assert [n for _, n in episodes(proc.stdout)] == [30, 30]

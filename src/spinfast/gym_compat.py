@@ -1,186 +1,23 @@
 """Gym's old API over gymnasium, for code written for Spinning Up (gym <= 0.25).
 
-Spinning Up's algorithms call ``o = env.reset()`` and ``o, r, d, info = env.step(a)``.
-Gymnasium (the maintained successor of gym) returns ``(obs, info)`` from ``reset`` and
-``(obs, reward, terminated, truncated, info)`` from ``step``. :class:`OldApiEnv` wraps a
-gymnasium environment and speaks the old API:
-
-- ``reset()`` returns the observation only (the info dict is kept in ``last_reset_info``);
-- ``step(a)`` returns ``(obs, reward, done, info)`` with ``done = terminated or truncated``;
-  when an episode ends by truncation only, ``info['TimeLimit.truncated']`` is True, as gym's
-  ``TimeLimit`` did;
-- ``seed(s)`` seeds the next ``reset`` and the action space and returns ``[s]``;
-- ``render(mode=...)`` accepts (and ignores) gym's ``mode`` argument;
-- everything else (``observation_space``, ``action_space``, ``spec``, ``unwrapped``...) is
-  the wrapped environment's.
-
-:func:`make` is ``gym.make`` for that API. When no real ``gym`` package is importable,
-:func:`spinfast.compat.install` makes ``import gym`` give a module built from this one
-(``gym.make``, ``gym.spaces``, ``gym.envs.registry`` ...). The adapter pickles (Spinning Up
-saves its environment in ``vars.pkl``) and is importable without installing compat, so
-:mod:`spinfast.test_policy` loads such files anywhere. Gymnasium is imported only when an
-environment is made.
+:class:`OldApiEnv` wraps a gymnasium environment so that ``reset()`` returns the observation
+and ``step(a)`` returns ``(obs, reward, done, info)``; :func:`make` is ``gym.make`` for that
+API. When no real ``gym`` is importable, :func:`spinfast.compat.install` makes ``import gym``
+give a module built from these names. The code lives in :mod:`spinfast.compat`'s gym layer;
+this module is its public name (pickled environments refer to it).
 """
 
 from __future__ import annotations
 
-__all__ = ["OldApiEnv", "make", "is_old_api", "to_gymnasium", "EnvRegistryView"]
+from spinfast.compat._gym import (
+    EnvRegistryView,
+    OldApiEnv,
+    is_old_api,
+    make,
+    registry,
+    spec,
+    to_gymnasium,
+)
 
-
-class OldApiEnv:
-    """Wrap a gymnasium environment so that it speaks gym's old (pre-0.26) API.
-
-    Args:
-        env: a gymnasium environment (``reset() -> (obs, info)``, ``step() -> 5-tuple``).
-    """
-
-    def __init__(self, env):
-        if isinstance(env, OldApiEnv):
-            env = env.env
-        self.env = env
-        self.last_reset_info = {}
-        self._next_seed = None
-
-    def reset(self, **kwargs):
-        """Start an episode; return its first observation (gym's old API)."""
-        if self._next_seed is not None and "seed" not in kwargs:
-            kwargs["seed"] = self._next_seed
-        self._next_seed = None
-        obs, info = self.env.reset(**kwargs)
-        self.last_reset_info = info
-        return obs
-
-    def step(self, action):
-        """Take ``action``; return ``(obs, reward, done, info)``."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        if truncated and not terminated:
-            info = dict(info)
-            info["TimeLimit.truncated"] = True
-        return obs, reward, bool(terminated or truncated), info
-
-    def seed(self, seed=None):
-        """Seed the next :meth:`reset` and the action space; return ``[seed]``."""
-        self._next_seed = seed
-        if seed is not None and hasattr(self.env.action_space, "seed"):
-            self.env.action_space.seed(seed)
-        return [seed]
-
-    def render(self, mode=None, **kwargs):
-        """Render with the wrapped environment (its ``render_mode``; ``mode`` is ignored)."""
-        return self.env.render()
-
-    def close(self):
-        """Close the wrapped environment."""
-        return self.env.close()
-
-    @property
-    def unwrapped(self):
-        """The innermost environment."""
-        return self.env.unwrapped
-
-    def __getattr__(self, name):
-        # Only reached for names not found normally; never forward private state.
-        if name.startswith("__") or name in ("env", "last_reset_info", "_next_seed"):
-            raise AttributeError(name)
-        return getattr(self.env, name)
-
-    def __getstate__(self):
-        return dict(env=self.env, seed=self._next_seed)
-
-    def __setstate__(self, state):
-        self.env = state["env"]
-        self._next_seed = state.get("seed")
-        self.last_reset_info = {}
-
-    def __repr__(self):
-        return f"<OldApiEnv{self.env!r}>"
-
-
-def make(id, **kwargs):  # noqa: A002 - gym's own parameter name
-    """Make the gymnasium environment ``id`` and return it with gym's old API.
-
-    Args:
-        id: a registered gymnasium environment id (e.g. ``'CartPole-v1'``) or spec.
-        **kwargs: passed to :func:`gymnasium.make` (e.g. ``render_mode``).
-
-    Returns:
-        an :class:`OldApiEnv`.
-    """
-    import gymnasium
-
-    return OldApiEnv(gymnasium.make(id, **kwargs))
-
-
-def is_old_api(env):
-    """Return True if ``env`` speaks gym's old API (it is, or wraps, an :class:`OldApiEnv`).
-
-    Environments made by other libraries are recognised by what their ``reset`` returns; see
-    :func:`spinfast.test_policy.run_policy`.
-    """
-    seen = 0
-    while env is not None and seen < 100:
-        if isinstance(env, OldApiEnv):
-            return True
-        env = env.__dict__.get("env") if hasattr(env, "__dict__") else None
-        seen += 1
-    return False
-
-
-def to_gymnasium(env):
-    """Return the gymnasium environment inside ``env`` if it is an :class:`OldApiEnv`."""
-    return env.env if isinstance(env, OldApiEnv) else env
-
-
-class EnvRegistryView:
-    """Gymnasium's registry as old gym showed it: a mapping id -> spec with ``all()``."""
-
-    def _registry(self):
-        import gymnasium
-
-        return gymnasium.envs.registry
-
-    def all(self):
-        """Return every registered environment spec (each has an ``id``)."""
-        return list(self._registry().values())
-
-    def spec(self, id):  # noqa: A002 - gym's own parameter name
-        """Return the spec registered as ``id`` (KeyError if none)."""
-        return self._registry()[id]
-
-    def __getitem__(self, key):
-        return self._registry()[key]
-
-    def __contains__(self, key):
-        return key in self._registry()
-
-    def __iter__(self):
-        return iter(self._registry())
-
-    def __len__(self):
-        return len(self._registry())
-
-    def keys(self):
-        """Return the registered ids."""
-        return self._registry().keys()
-
-    def values(self):
-        """Return the registered specs."""
-        return self._registry().values()
-
-    def items(self):
-        """Return ``(id, spec)`` pairs."""
-        return self._registry().items()
-
-    def get(self, key, default=None):
-        """Return the spec of ``key``, or ``default``."""
-        return self._registry().get(key, default)
-
-
-registry = EnvRegistryView()
-
-
-def spec(id):  # noqa: A002 - gym's own parameter name
-    """Return gymnasium's spec of the environment ``id``."""
-    import gymnasium
-
-    return gymnasium.spec(id)
+__all__ = ["OldApiEnv", "make", "is_old_api", "to_gymnasium", "EnvRegistryView", "registry",
+           "spec"]
