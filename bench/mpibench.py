@@ -14,7 +14,7 @@ import sys
 
 from conftest import alternating
 
-from spinfast import mpi_tools
+from spinfast import _launch, mpi_tools
 
 UNDER_MPI = mpi_tools.num_procs() > 1
 COMM = mpi_tools.comm_world()
@@ -43,7 +43,7 @@ def clean_env():
 
 def relaunch(request, capsys, path):
     """Run the benchmark file ``path`` under ``mpiexec -n 2``; show and check its report."""
-    launcher = mpi_tools._find_launcher()
+    launcher = _launch.find_launcher()
     cmd = [launcher, "-n", "2", sys.executable, "-m", "pytest", str(path), "-q",
            "-p", "no:cacheprovider", "--rootdir", str(request.config.rootpath)]
     for flag in ("--benchmark-disable", "--check-targets"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import MPI_PROGRAMS, load_mpi_module, mpi_program, rank_files
 
-from spinfast import mpi_tools
+from spinfast import _launch
 from spinfast.mpi_tools import (
     allreduce,
     broadcast,
@@ -215,11 +215,11 @@ def test_launch_command_is_srun_inside_a_slurm_job(monkeypatch, tmp_path):
     srun.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("SLURM_JOB_ID", "123")
-    assert mpi_tools._launch_command(4) == [str(srun), "--ntasks=4", "--cpus-per-task=1",
-                                            "--overlap", "--kill-on-bad-exit=1"]
-    assert mpi_tools._launch_command(2, bind_to_core=True)[-1] == "--cpu-bind=cores"
+    assert _launch.launch_command(4) == [str(srun), "--ntasks=4", "--cpus-per-task=1",
+                                         "--overlap", "--kill-on-bad-exit=1"]
+    assert _launch.launch_command(2, bind_to_core=True)[-1] == "--cpu-bind=cores"
     monkeypatch.delenv("SLURM_JOB_ID")  # outside a job: mpiexec beside the interpreter
-    cmd = mpi_tools._launch_command(3)
+    cmd = _launch.launch_command(3)
     assert os.path.basename(cmd[0]) in ("mpiexec", "mpirun") and cmd[1:3] == ["-n", "3"]
 
 
@@ -228,12 +228,12 @@ def test_without_launch_vars_keeps_everything_else():
            "OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2", "HYDRA_CONTROL_FD": "3",
            "MPI_LOCALNRANKS": "1", "MV2_COMM_WORLD_RANK": "0", "IN_MPI": "1",
            "SLURM_JOB_ID": "7", "OMPI_MCA_btl": "self", "PATH": "/bin"}
-    assert mpi_tools._without_launch_vars(env) == {"SLURM_JOB_ID": "7", "OMPI_MCA_btl": "self",
-                                                   "PATH": "/bin"}
+    assert _launch.without_launch_vars(env) == {"SLURM_JOB_ID": "7", "OMPI_MCA_btl": "self",
+                                                "PATH": "/bin"}
 
 
 def test_physical_cores_is_positive():
-    n = mpi_tools._physical_cores()
+    n = _launch.physical_cores()
     assert 1 <= n <= (os.cpu_count() or 1)
 
 

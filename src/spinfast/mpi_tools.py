@@ -21,6 +21,9 @@ Beyond Spinning Up:
   interpreter first, passes Open MPI the flags it needs as root or with more ranks than
   cores, relaunches ``python -m`` programs as such, propagates the exit code, and does nothing
   inside an existing launch.
+
+This module is the world and the collectives; how ranks are started lives in
+:mod:`spinfast._launch`, the merge of statistics over ranks in :mod:`spinfast._statmerge`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ from __future__ import annotations
 import _thread
 import os
 import sys
+
+from spinfast import _launch
+from spinfast._launch import INSTALL_HINT as _INSTALL_HINT
+from spinfast._launch import env_size as _env_size
+from spinfast._launch import launched as _launched
+from spinfast._statmerge import check_states as _check_states
+from spinfast._statmerge import merge_over_ranks as _merge_over_ranks
 
 TYPE_CHECKING = False  # typing is not imported at run time (import cost)
 if TYPE_CHECKING:
@@ -41,14 +51,6 @@ __all__ = [
     "broadcast_arrays", "comm_world",
 ]
 
-# Environment variables set by MPI launchers in the processes they start (MPICH/Hydra, Intel
-# MPI, Open MPI, PMIx, MVAPICH, Slurm's PMI).
-_LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_RANK",
-                "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_RANK")
-_LAUNCH_PREFIXES = ("HYDRA_", "OMPI_COMM_WORLD_", "PMIX_")
-_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
-
-_INSTALL_HINT = "pip install 'spinfast[mpi]'"
 
 # (communicator or None, rank, size), set once on first use.
 _world: tuple | None = None
@@ -58,23 +60,6 @@ _engines: dict = {}
 
 # ---------------------------------------------------------------------------------------------
 # The lazy world
-
-def _launched() -> bool:
-    """Return True if a launcher started this process (its variables are in the environment)."""
-    env = os.environ
-    if any(name in env for name in _LAUNCH_VARS):
-        return True
-    return any(name.startswith(_LAUNCH_PREFIXES) for name in env)
-
-
-def _env_size() -> int:
-    for name in _SIZE_VARS:
-        try:
-            return int(os.environ[name])
-        except (KeyError, ValueError):
-            continue
-    return 0
-
 
 def _resolve() -> tuple:
     global _world
@@ -154,127 +139,7 @@ def msg(m, string=""):
 
 
 # ---------------------------------------------------------------------------------------------
-# mpi_fork
-
-def _physical_cores() -> int:
-    """Return the number of physical cores this process may run on (at least 1)."""
-    if sys.platform == "darwin":
-        import subprocess
-
-        try:
-            out = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], check=False,
-                                 capture_output=True, text=True, timeout=10).stdout
-            return max(1, int(out.strip()))
-        except (OSError, ValueError, subprocess.SubprocessError):
-            return max(1, os.cpu_count() or 1)
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = list(range(os.cpu_count() or 1))
-    cores = set()
-    for cpu in cpus:
-        base = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
-        try:
-            with open(base + "physical_package_id") as f:
-                package = f.read().strip()
-            with open(base + "core_id") as f:
-                core = f.read().strip()
-        except OSError:
-            return max(1, len(cpus))
-        cores.add((package, core))
-    return max(1, len(cores))
-
-
-def _find_launcher() -> str:
-    import shutil
-    from pathlib import Path
-
-    here = Path(sys.executable).parent
-    for name in ("mpiexec", "mpirun"):
-        candidate = here / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    for name in ("mpiexec", "mpirun"):
-        found = shutil.which(name)
-        if found:
-            return found
-    raise FileNotFoundError(
-        f"mpi_fork(): no MPI launcher (mpiexec or mpirun) beside {sys.executable!r} or on PATH; "
-        f"install one with {_INSTALL_HINT} (mpi4py and the MPICH wheel), or load your "
-        f"cluster's MPI")
-
-
-def _is_open_mpi(launcher: str) -> bool:
-    import subprocess
-
-    try:
-        out = subprocess.run([launcher, "--version"], check=False, capture_output=True,
-                             text=True,
-                             timeout=30, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    text = (out.stdout + out.stderr).lower()
-    return "open mpi" in text or "openrte" in text or "open-mpi" in text
-
-
-def _launch_command(n: int, bind_to_core: bool = False) -> list:
-    """Return the launcher command (without the program) that starts ``n`` ranks.
-
-    Inside a Slurm job (``SLURM_JOB_ID`` set and ``srun`` on PATH) this is the site's ``srun``:
-    a new job step of ``n`` tasks of one CPU each, allowed to overlap the step already running
-    (``--overlap``, Slurm >= 20.11), as when an experiment runs inside a submitit job.
-    Elsewhere it is ``mpiexec``/``mpirun`` (see :func:`_find_launcher`).
-    """
-    import shutil
-
-    srun = shutil.which("srun") if os.environ.get("SLURM_JOB_ID") else None
-    if srun:
-        cmd = [srun, f"--ntasks={n}", "--cpus-per-task=1", "--overlap", "--kill-on-bad-exit=1"]
-        if bind_to_core:
-            cmd.append("--cpu-bind=cores")
-        return cmd
-    launcher = _find_launcher()
-    cmd = [launcher, "-n", str(n)]
-    if _is_open_mpi(launcher):
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            cmd.append("--allow-run-as-root")
-        if n > _physical_cores():
-            cmd.append("--oversubscribe")
-        if bind_to_core:
-            cmd += ["--bind-to", "core"]
-    elif bind_to_core:
-        cmd += ["-bind-to", "core"]
-    return cmd
-
-
-def _without_launch_vars(env: dict) -> dict:
-    """Return a copy of ``env`` without the variables an MPI launcher sets in its processes.
-
-    A program started from inside a launched process (e.g. an experiment started by a submitit
-    job that Slurm's ``srun`` launched with PMI) is not one of that launch's ranks; without
-    these variables it decides its own MPI world.
-    """
-    prefixes = (*_LAUNCH_PREFIXES, "PMI_")
-    return {k: v for k, v in env.items()
-            if k not in _LAUNCH_VARS and k not in _SIZE_VARS and k != "IN_MPI"
-            and not k.startswith(prefixes)}
-
-
-def _relaunch_argv() -> list:
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    name = getattr(spec, "name", None)
-    if name and name != "__main__":  # started as python -m package.module
-        if name.endswith(".__main__"):
-            name = name[: -len(".__main__")]
-        return ["-m", name, *sys.argv[1:]]
-    if not sys.argv or sys.argv[0] in ("", "-c", "-"):
-        raise ValueError(
-            f"mpi_fork(): cannot relaunch this program (sys.argv[0] is "
-            f"{(sys.argv[0] if sys.argv else '')!r}: an interactive session, python -c or "
-            f"stdin); put the code in a script and run that")
-    return list(sys.argv)
-
+# mpi_fork (the launcher, its flags and the relaunch: spinfast._launch)
 
 def mpi_fork(n, bind_to_core=False):
     """Re-launches the current script with workers linked by MPI.
@@ -298,7 +163,7 @@ def mpi_fork(n, bind_to_core=False):
         ValueError: the program cannot be relaunched (interactive session or ``python -c``).
     """
     if isinstance(n, str) and n == "auto":
-        n = _physical_cores()
+        n = _launch.physical_cores()
     if isinstance(n, bool) or not hasattr(n, "__index__"):
         raise TypeError(f"mpi_fork(): n must be an int or 'auto', got {n!r}; pass e.g. 4")
     n = int(n)
@@ -308,7 +173,8 @@ def mpi_fork(n, bind_to_core=False):
         return
     import subprocess
 
-    cmd = _launch_command(n, bind_to_core) + [sys.executable, *_relaunch_argv()]
+    cmd = _launch.launch_command(n, bind_to_core) + [sys.executable,
+                                                    *_launch.relaunch_argv()]
     env = os.environ.copy()
     env.update(MKL_NUM_THREADS="1", OMP_NUM_THREADS="1", IN_MPI="1")
     sys.stdout.flush()
@@ -541,44 +407,7 @@ def broadcast_arrays(arrays, root=0, engine=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# Statistics: Welford states merged over ranks
-
-_ROWS = 64            # state rows sent by the first (fixed-size) collective
-_HEAD = 2             # header slots (int64): key count (-1: invalid input), hash of the keys
-_key_hashes: dict = {}
-_gather_buffers: dict = {}
-
-
-def _keys_hash(keys: tuple) -> int:
-    h = _key_hashes.get(keys)
-    if h is None:
-        import hashlib
-
-        text = "\x1f".join(map(str, keys)).encode("utf-8", "surrogatepass")
-        h = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
-        if len(_key_hashes) > 1024:
-            _key_hashes.clear()
-        _key_hashes[keys] = h
-    return h
-
-
-def _check_states(keys, states):
-    """Return (keys tuple, (k, 5) float64 array, None) or (..., error message)."""
-    import numpy as np
-
-    if isinstance(keys, (str, bytes)):
-        return (keys,), None, (f"keys must be a sequence of key names, got the string "
-                               f"{keys!r}; pass [{keys!r}]")
-    try:
-        keys = tuple(keys)
-        arr = np.ascontiguousarray(states, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        return (), None, f"cannot read keys/states ({exc}); pass keys and a (k, 5) float array"
-    if arr.shape != (len(keys), 5):
-        return keys, None, (f"states must have shape (len(keys), 5) = ({len(keys)}, 5), got "
-                            f"{arr.shape!r}; pass one (count, mean, M2, min, max) row per key")
-    return keys, arr, None
-
+# Statistics: Welford states merged over ranks (the merge itself: spinfast._statmerge)
 
 def reduce_stat_states(keys: Sequence[str], states: np.ndarray,
                        counts: np.ndarray | None = None):
@@ -613,91 +442,6 @@ def reduce_stat_states(keys: Sequence[str], states: np.ndarray,
             raise ValueError(f"reduce_stat_states(): {err}")
         return states if counts is None else (states, counts)
     return _merge_over_ranks(comm, rank, size, keys_t, arr, err, counts)
-
-
-def _merge_over_ranks(comm, rank, size, keys, arr, err, counts=None):
-    import numpy as np
-
-    from spinfast._stats import merge_states
-
-    flat = None if counts is None else np.ascontiguousarray(counts, np.float64).reshape(-1)
-    extra = 0 if flat is None else flat.size
-    bufs = _gather_buffers.get((size, extra))
-    if bufs is None:  # persistent: a header + _ROWS rows (+ the counts) per rank
-        send = np.zeros(_HEAD + 5 * _ROWS + extra, np.float64)
-        recv = np.zeros((size, _HEAD + 5 * _ROWS + extra), np.float64)
-        bufs = _gather_buffers[(size, extra)] = (send, recv, send[:_HEAD].view(np.int64),
-                                                 recv[:, :_HEAD].view(np.int64))
-    send, recv, head, heads = bufs
-    k = len(keys) if err is None else -1
-    head[0] = k
-    head[1] = _keys_hash(keys) if err is None else 0
-    first = min(max(k, 0), _ROWS)
-    if first:
-        send[_HEAD:_HEAD + 5 * first] = arr[:first].reshape(-1)
-    if extra:
-        send[_HEAD + 5 * _ROWS:] = flat
-    comm.Allgather(send, recv)
-    rows = heads.tolist()
-    if err is not None or any(row != rows[0] for row in rows):
-        merged = _states_mismatch(comm, rank, size, keys, arr, err)
-    else:
-        gathered = recv[:, _HEAD:_HEAD + 5 * first].reshape(size, first, 5)
-        if k > _ROWS:
-            rest = np.empty((size, k - _ROWS, 5), np.float64)
-            comm.Allgather(arr[_ROWS:], rest)
-            gathered = np.concatenate([gathered, rest], axis=1)
-        merged = merge_states(np.ascontiguousarray(gathered))
-    if counts is None:
-        return merged
-    summed = recv[:, _HEAD + 5 * _ROWS:].sum(axis=0)  # in rank order: the same on every rank
-    return merged, summed.reshape(np.shape(counts))
-
-
-def _states_mismatch(comm, rank, size, keys, arr, err):
-    # Every rank is here together (the headers are the same everywhere): gather the keys, then
-    # either merge by name (same keys, another order) or raise the same error on every rank.
-    import numpy as np
-
-    from spinfast._stats import merge_states
-
-    everyone = comm.allgather(("error", err) if err is not None else ("keys", keys))
-    if err is not None:
-        raise ValueError(f"reduce_stat_states(): {err}")
-    for r, (tag, value) in enumerate(everyone):
-        if tag == "error":
-            raise ValueError(f"reduce_stat_states(): rank {r} passed invalid input: {value}")
-    key_lists = [value for _, value in everyone]
-    reference = key_lists[0]
-    unique = all(len(set(ks)) == len(ks) for ks in key_lists)
-    if unique and all(set(ks) == set(reference) for ks in key_lists):
-        # Same keys in another order: send rows in rank 0's order, merge, map back to ours.
-        order = {key: i for i, key in enumerate(keys)}
-        mine = np.ascontiguousarray(arr[[order[key] for key in reference]])
-        gathered = np.empty((size, len(reference), 5), np.float64)
-        comm.Allgather(mine, gathered)
-        merged = merge_states(gathered)
-        where = {key: i for i, key in enumerate(reference)}
-        return merged[[where[key] for key in keys]]
-    all_keys = []
-    for ks in key_lists:
-        all_keys += [key for key in ks if key not in all_keys]
-    differing = {}
-    for key in all_keys:
-        having = [r for r, ks in enumerate(key_lists) if key in ks]
-        if len(having) != size:
-            differing[key] = having
-    if differing:
-        shown = ", ".join(f"{key!r} only on rank{'s' if len(r) > 1 else ''} "
-                          f"{', '.join(map(str, r))}"
-                          for key, r in list(differing.items())[:8])
-        more = f" and {len(differing) - 8} more" if len(differing) > 8 else ""
-        problem = f"keys differ between MPI ranks: {shown}{more}"
-    else:
-        problem = (f"a key repeats with different counts on different ranks: "
-                   f"{[list(ks) for ks in key_lists]!r}")
-    raise ValueError(f"reduce_stat_states(): {problem}; every rank must log the same keys "
-                     f"(log_tabular/get_stats in the same order on every rank)")
 
 
 def mpi_statistics_scalar(x, with_min_and_max=False):

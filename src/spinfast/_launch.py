@@ -1,0 +1,216 @@
+"""How ``mpi_fork`` starts MPI ranks: the launcher, its flags, the environment, the argv.
+
+Private to spinfast. :func:`spinfast.mpi_tools.mpi_fork` relaunches the program through
+:func:`launch_command` and :func:`relaunch_argv`; :mod:`spinfast.run_utils` starts each
+experiment with :func:`without_launch_vars`; ``spinfast info`` reports
+:func:`choose_launcher`.
+
+The launcher is the site's ``srun`` inside a Slurm job, else ``mpiexec``/``mpirun`` beside the
+interpreter (the ``mpi`` extra's wheel, or a virtual environment's own), else on PATH. Open
+MPI gets the flags it needs as root or with more ranks than cores; MPICH and others take the
+command as it is. Importing this module imports nothing beyond ``os`` and ``sys``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["LAUNCH_VARS", "LAUNCH_PREFIXES", "SIZE_VARS", "INSTALL_HINT", "Launcher",
+           "launched", "env_size", "physical_cores", "find_launcher", "is_open_mpi",
+           "choose_launcher", "launch_command", "without_launch_vars", "relaunch_argv"]
+
+# Environment variables set by MPI launchers in the processes they start (MPICH/Hydra, Intel
+# MPI, Open MPI, PMIx, MVAPICH, Slurm's PMI).
+LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_RANK",
+               "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_RANK")
+LAUNCH_PREFIXES = ("HYDRA_", "OMPI_COMM_WORLD_", "PMIX_")
+SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+
+INSTALL_HINT = "pip install 'spinfast[mpi]'"
+
+
+def launched() -> bool:
+    """Return True if a launcher started this process (its variables are in the environment)."""
+    env = os.environ
+    if any(name in env for name in LAUNCH_VARS):
+        return True
+    return any(name.startswith(LAUNCH_PREFIXES) for name in env)
+
+
+def env_size() -> int:
+    """Return the world size the launcher announced in the environment (0: none)."""
+    for name in SIZE_VARS:
+        try:
+            return int(os.environ[name])
+        except (KeyError, ValueError):
+            continue
+    return 0
+
+
+def physical_cores() -> int:
+    """Return the number of physical cores this process may run on (at least 1)."""
+    if sys.platform == "darwin":
+        import subprocess
+
+        try:
+            out = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], check=False,
+                                 capture_output=True, text=True, timeout=10).stdout
+            return max(1, int(out.strip()))
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return max(1, os.cpu_count() or 1)
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        base = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+        try:
+            with open(base + "physical_package_id") as f:
+                package = f.read().strip()
+            with open(base + "core_id") as f:
+                core = f.read().strip()
+        except OSError:
+            return max(1, len(cpus))
+        cores.add((package, core))
+    return max(1, len(cores))
+
+
+def find_launcher() -> str:
+    """Return the path of ``mpiexec``/``mpirun`` beside ``sys.executable``, else on PATH.
+
+    Raises:
+        FileNotFoundError: neither is found (the message says how to install one).
+    """
+    import shutil
+    from pathlib import Path
+
+    here = Path(sys.executable).parent
+    for name in ("mpiexec", "mpirun"):
+        candidate = here / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    for name in ("mpiexec", "mpirun"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise FileNotFoundError(
+        f"mpi_fork(): no MPI launcher (mpiexec or mpirun) beside {sys.executable!r} or on PATH; "
+        f"install one with {INSTALL_HINT} (mpi4py and the MPICH wheel), or load your "
+        f"cluster's MPI")
+
+
+def is_open_mpi(launcher: str) -> bool:
+    """Return True if ``launcher --version`` names Open MPI (False if it cannot be run)."""
+    import subprocess
+
+    try:
+        out = subprocess.run([launcher, "--version"], check=False, capture_output=True,
+                             text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    text = (out.stdout + out.stderr).lower()
+    return "open mpi" in text or "openrte" in text or "open-mpi" in text
+
+
+class Launcher:
+    """The launcher ``mpi_fork`` uses here: ``path`` and ``kind``.
+
+    ``kind`` is ``'srun'`` (inside a Slurm job), ``'open-mpi'`` or ``'other'`` (MPICH, Intel
+    MPI, MVAPICH...: an ``mpiexec`` that takes ``-n N`` and no Open MPI flags).
+    """
+
+    __slots__ = ("path", "kind")
+
+    def __init__(self, path: str, kind: str):
+        self.path = path
+        self.kind = kind
+
+    def __repr__(self):
+        return f"Launcher(path={self.path!r}, kind={self.kind!r})"
+
+
+def choose_launcher() -> Launcher:
+    """Return the launcher :func:`launch_command` starts ranks with.
+
+    Inside a Slurm job (``SLURM_JOB_ID`` set and ``srun`` on PATH) the site's ``srun``;
+    elsewhere :func:`find_launcher`'s ``mpiexec``/``mpirun``, asked whether it is Open MPI.
+
+    Raises:
+        FileNotFoundError: no launcher (see :func:`find_launcher`).
+    """
+    import shutil
+
+    srun = shutil.which("srun") if os.environ.get("SLURM_JOB_ID") else None
+    if srun:
+        return Launcher(srun, "srun")
+    launcher = find_launcher()
+    return Launcher(launcher, "open-mpi" if is_open_mpi(launcher) else "other")
+
+
+def launch_command(n: int, bind_to_core: bool = False) -> list:
+    """Return the launcher command (without the program) that starts ``n`` ranks.
+
+    Inside a Slurm job (``SLURM_JOB_ID`` set and ``srun`` on PATH) this is the site's ``srun``:
+    a new job step of ``n`` tasks of one CPU each, allowed to overlap the step already running
+    (``--overlap``, Slurm >= 20.11), as when an experiment runs inside a submitit job.
+    Elsewhere it is ``mpiexec``/``mpirun`` (see :func:`find_launcher`).
+
+    Raises:
+        FileNotFoundError: no launcher (see :func:`find_launcher`).
+    """
+    launcher = choose_launcher()
+    if launcher.kind == "srun":
+        cmd = [launcher.path, f"--ntasks={n}", "--cpus-per-task=1", "--overlap",
+               "--kill-on-bad-exit=1"]
+        if bind_to_core:
+            cmd.append("--cpu-bind=cores")
+        return cmd
+    cmd = [launcher.path, "-n", str(n)]
+    if launcher.kind == "open-mpi":
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            cmd.append("--allow-run-as-root")
+        if n > physical_cores():
+            cmd.append("--oversubscribe")
+        if bind_to_core:
+            cmd += ["--bind-to", "core"]
+    elif bind_to_core:
+        cmd += ["-bind-to", "core"]
+    return cmd
+
+
+def without_launch_vars(env: dict) -> dict:
+    """Return a copy of ``env`` without the variables an MPI launcher sets in its processes.
+
+    A program started from inside a launched process (e.g. an experiment started by a submitit
+    job that Slurm's ``srun`` launched with PMI) is not one of that launch's ranks; without
+    these variables it decides its own MPI world.
+    """
+    prefixes = (*LAUNCH_PREFIXES, "PMI_")
+    return {k: v for k, v in env.items()
+            if k not in LAUNCH_VARS and k not in SIZE_VARS and k != "IN_MPI"
+            and not k.startswith(prefixes)}
+
+
+def relaunch_argv() -> list:
+    """Return the arguments after ``python`` that start this program again.
+
+    ``['-m', NAME, *args]`` for a program started as ``python -m NAME``, else ``sys.argv``.
+
+    Raises:
+        ValueError: an interactive session, ``python -c`` or stdin: nothing to relaunch.
+    """
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", None)
+    if name and name != "__main__":  # started as python -m package.module
+        if name.endswith(".__main__"):
+            name = name[: -len(".__main__")]
+        return ["-m", name, *sys.argv[1:]]
+    if not sys.argv or sys.argv[0] in ("", "-c", "-"):
+        raise ValueError(
+            f"mpi_fork(): cannot relaunch this program (sys.argv[0] is "
+            f"{(sys.argv[0] if sys.argv else '')!r}: an interactive session, python -c or "
+            f"stdin); put the code in a script and run that")
+    return list(sys.argv)
