@@ -7,10 +7,12 @@ value lies between the time measured inside its block and the time measured arou
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
 import pytest
+from conftest import rank_files
 
 from spinfast.logx import EpochLogger
 
@@ -181,3 +183,57 @@ def _rows(folder):
 
 def _last_row(folder):
     return _rows(folder)[-1]
+
+
+def test_system_metrics_columns_in_one_process(tmp_path):
+    logger = EpochLogger(output_dir=str(tmp_path), formats="txt,csv,jsonl,tensorboard",
+                         system_metrics=True)
+    for epoch in range(2):
+        logger.store(X=1.0)
+        ballast = np.ones(40_000_000 // 8) if epoch == 1 else None  # +40 MB in epoch 1
+        end = time.process_time() + 0.05
+        while time.process_time() < end:  # busy: ~100% of one core
+            pass
+        logger.log_tabular("Epoch", epoch)
+        logger.log_tabular("X")
+        logger.dump_tabular()
+        del ballast
+    rows = _rows(tmp_path)
+    assert list(rows[0]) == ["Epoch", "AverageX", "StdX", "SysRSSMaxMB", "SysRSSMaxRank",
+                             "SysCPUMean", "SysCPUMax", "SysRanks"]
+    statm = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    assert 10 < rows[0]["SysRSSMaxMB"] < statm + 1
+    assert rows[1]["SysRSSMaxMB"] >= rows[0]["SysRSSMaxMB"] + 35
+    for row in rows:
+        assert row["SysRSSMaxRank"] == 0 and row["SysRanks"] == 1
+        assert row["SysCPUMean"] == row["SysCPUMax"]
+    assert 20 < rows[1]["SysCPUMean"] <= 105  # busy-waited most of the epoch
+    jsonl = (tmp_path / "progress.jsonl").read_text().splitlines()
+    assert all('"SysRSSMaxMB"' in line for line in jsonl)
+    logger.close()
+    from spinfast.tfevents import read_scalars
+    tags = {s.tag for s in read_scalars(tmp_path / "tb")}
+    assert {"SysRSSMaxMB", "SysCPUMean", "SysRanks"} <= tags
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("size", [2, 3])
+def test_timers_and_system_metrics_over_ranks_in_the_dump_collective(run_mpi, tmp_path, size):
+    run_mpi("timing_ranks", n=size, args=(3,), timeout=120)
+    res = rank_files(tmp_path, size)
+    rows = _rows(tmp_path / "out")
+    assert len(rows) == 3
+    for rank in range(size):
+        assert res[rank]["calls"] == [["Allgather"]] * 3  # the row's one collective
+    lagging = res[size - 1]["bounds"]
+    for epoch, row in enumerate(rows):
+        inner, outer = lagging[epoch]
+        assert inner <= row["MaxRolloutTime"] <= outer  # the straggler's time
+        fast = [res[r]["bounds"][epoch] for r in range(size - 1)]
+        assert min(b[0] for b in fast) <= row["MinRolloutTime"] <= max(b[1] for b in fast)
+        assert row["AverageRolloutTime"] == pytest.approx(
+            (sum(b[0] for b in fast) + inner) / size, abs=0.02)
+        assert row["SysRSSMaxRank"] == 1 and row["SysRanks"] == size
+        assert row["SysRSSMaxMB"] > 200
+        assert row["SysCPUMax"] >= row["SysCPUMean"] >= 0
+        assert row["SPS"] > 0

@@ -11,10 +11,10 @@ one collective, and :class:`RowLayout` says which merged value goes to which col
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["Pending", "PENDING", "EMPTY_STATE", "Columns", "RowLayout", "row_layout",
-           "COLUMNS", "stat_columns", "quantile_list", "statistics"]
+           "COLUMNS", "stat_columns", "quantile_list", "statistics", "RowMerge", "merge_row"]
 
 
 class Pending:
@@ -136,3 +136,53 @@ def statistics(state) -> tuple[float, ...]:
         return (mean, math.sqrt(m2 / n) if m2 >= 0.0 else math.nan, hi, lo)
     return (math.nan, math.nan, math.nan, math.nan)
 
+
+
+class RowMerge(NamedTuple):
+    """A row's statistics merged over the ranks (:func:`merge_row`).
+
+    Attributes:
+        states: the merged ``(count, mean, M2, min, max)`` of each key, as lists.
+        sketches: ``{key: summed quantile-sketch counts}`` of every tracked key (empty if
+            no counts travelled).
+        per_rank: the (ranks, m) per-rank samples gathered (None if none travelled).
+    """
+
+    states: list
+    sketches: dict
+    per_rank: Any
+
+
+def merge_row(keys, states, tracked, taken=None, per_rank=None) -> RowMerge:
+    """Merge a row's ``states`` ((k, 5) array, one per key) over the ranks, one collective.
+
+    Args:
+        keys: the key each state is merged under.
+        tracked: ``{key: relative accuracy}`` of the keys whose quantiles are tracked.
+        taken: the quantile-sketch counts of the keys logged with quantiles (``{key:
+            counts}``); then the counts of every tracked key (zeros where not logged with
+            quantiles) travel in the same collective.
+        per_rank: this rank's samples (system metrics), gathered in the same collective.
+    """
+    import numpy as np
+
+    from spinfast import mpi_tools
+    from spinfast._stats import sketch_size
+
+    counts = None
+    if taken is not None and tracked:
+        counts = np.concatenate([taken[key] if key in taken and taken[key].size else
+                                 np.zeros(sketch_size(acc)) for key, acc in tracked.items()])
+    merged = mpi_tools.reduce_stat_states(keys, states, counts, per_rank)
+    summed = gathered = None
+    if per_rank is not None:
+        merged, summed, gathered = merged
+    elif counts is not None:
+        merged, summed = merged
+    sketches = {}
+    if counts is not None:
+        at = 0
+        for key, acc in tracked.items():
+            sketches[key] = summed[at:at + sketch_size(acc)]
+            at += sketch_size(acc)
+    return RowMerge(merged.tolist(), sketches, gathered)

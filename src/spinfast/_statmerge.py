@@ -13,12 +13,28 @@ States are merged in rank order by ``spinfast._stats.merge_states`` (Chan, Golub
 
 from __future__ import annotations
 
-__all__ = ["ROWS", "keys_hash", "check_states", "merge_over_ranks"]
+from typing import Any, NamedTuple
+
+__all__ = ["ROWS", "Merged", "keys_hash", "check_states", "merge_over_ranks"]
 
 ROWS = 64             # state rows sent by the first (fixed-size) collective
 _HEAD = 2             # header slots (int64): key count (-1: invalid input), hash of the keys
 _key_hashes: dict = {}
 _gather_buffers: dict = {}
+
+
+class Merged(NamedTuple):
+    """What a merge with per-rank values returns (all of it the same on every rank).
+
+    Attributes:
+        states: the (k, 5) merged Welford states.
+        counts: the quantile-sketch counts summed over ranks (None if none were given).
+        per_rank: the (ranks, m) per-rank values, row r from rank r.
+    """
+
+    states: Any
+    counts: Any
+    per_rank: Any
 
 
 def keys_hash(keys: tuple) -> int:
@@ -54,7 +70,7 @@ def check_states(keys, states):
 
 
 
-def merge_over_ranks(comm, rank, size, keys, arr, err, counts=None):
+def merge_over_ranks(comm, rank, size, keys, arr, err, counts=None, per_rank=None):
     """Merge this rank's state rows ``arr`` for ``keys`` with every other rank's.
 
     Args:
@@ -62,9 +78,12 @@ def merge_over_ranks(comm, rank, size, keys, arr, err, counts=None):
         keys, arr, err: what :func:`check_states` returned; with ``err`` set, every rank
             raises it (or names the rank that passed invalid input).
         counts: optional float64 sketch counts, the same shape on every rank; summed.
+        per_rank: optional float64 values of this rank (m of them, the same m on every
+            rank), gathered (not summed) in the same collective.
 
     Returns:
-        The (k, 5) merged states; with ``counts``, ``(states, summed counts)``.
+        The (k, 5) merged states; with ``counts``, ``(states, summed counts)``; with
+        ``per_rank``, a :class:`Merged`.
 
     Raises:
         ValueError: invalid input or keys that differ between ranks, on every rank.
@@ -74,6 +93,10 @@ def merge_over_ranks(comm, rank, size, keys, arr, err, counts=None):
     from spinfast._stats import merge_states
 
     flat = None if counts is None else np.ascontiguousarray(counts, np.float64).reshape(-1)
+    ncounts = 0 if flat is None else flat.size
+    if per_rank is not None:
+        mine = np.ascontiguousarray(per_rank, np.float64).reshape(-1)
+        flat = mine if flat is None else np.concatenate([flat, mine])
     extra = 0 if flat is None else flat.size
     bufs = _gather_buffers.get((size, extra))
     if bufs is None:  # persistent: a header + ROWS rows (+ the counts) per rank
@@ -101,10 +124,13 @@ def merge_over_ranks(comm, rank, size, keys, arr, err, counts=None):
             comm.Allgather(arr[ROWS:], rest)
             gathered = np.concatenate([gathered, rest], axis=1)
         merged = merge_states(np.ascontiguousarray(gathered))
-    if counts is None:
-        return merged
-    summed = recv[:, _HEAD + 5 * ROWS:].sum(axis=0)  # in rank order: the same on every rank
-    return merged, summed.reshape(np.shape(counts))
+    summed = None
+    if counts is not None:  # summed in rank order: the same on every rank
+        summed = recv[:, _HEAD + 5 * ROWS:_HEAD + 5 * ROWS + ncounts].sum(axis=0)
+        summed = summed.reshape(np.shape(counts))
+    if per_rank is not None:
+        return Merged(merged, summed, recv[:, _HEAD + 5 * ROWS + ncounts:].copy())
+    return merged if counts is None else (merged, summed)
 
 
 def _states_mismatch(comm, rank, size, keys, arr, err):

@@ -13,6 +13,15 @@ import os
 import sys
 import time
 
+import numpy as np
+
+__all__ = ["COLUMNS", "ProcessSampler", "system_columns"]
+
+#: The columns ``EpochLogger(system_metrics=True)`` adds to each row, over all MPI ranks: the
+#: largest resident memory (MB) and the rank that holds it, the mean and the largest CPU use
+#: (percent of one core) since the previous dump, and the number of ranks.
+COLUMNS = ("SysRSSMaxMB", "SysRSSMaxRank", "SysCPUMean", "SysCPUMax", "SysRanks")
+
 _STATM = sys.platform.startswith("linux") and os.path.exists("/proc/self/statm")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if _STATM else 0
 _MB = 1024.0 * 1024.0
@@ -55,6 +64,10 @@ class ProcessSampler:
         self._wall, self._cpu = wall, cpu
         return 100.0 * used / elapsed if elapsed > 0 else 0.0
 
+    def sample(self) -> np.ndarray:
+        """Return ``[rss_mb, cpu_percent]`` (float64) and restart the CPU interval."""
+        return np.array([self.rss_mb(), self.cpu_percent()])
+
     def close(self) -> None:
         """Close the ``statm`` file descriptor, if open."""
         if self._fd >= 0 and self._pid == os.getpid():
@@ -64,3 +77,12 @@ class ProcessSampler:
 
     def __del__(self):
         self.close()
+
+
+def system_columns(per_rank) -> dict:
+    """Return the :data:`COLUMNS` of every rank's samples (a (ranks, 2) array, row r from
+    rank r), as ``{column: value}``; the lowest rank wins a tie for the largest memory."""
+    rss, cpu = per_rank[:, 0], per_rank[:, 1]
+    top = int(np.argmax(rss))
+    return dict(zip(COLUMNS, (float(rss[top]), top, float(cpu.mean()), float(cpu.max()),
+                              len(per_rank))))

@@ -36,10 +36,12 @@ from spinfast._savers import StateSaving, restore_tf2_model, restore_tf_graph
 from spinfast._statcolumns import COLUMNS as _COLUMNS
 from spinfast._statcolumns import EMPTY_STATE as _EMPTY_STATE
 from spinfast._statcolumns import RowLayout as _RowLayout
+from spinfast._statcolumns import merge_row
 from spinfast._statcolumns import row_layout as _row_layout
 from spinfast._statcolumns import stat_columns as _columns
 from spinfast._statcolumns import statistics as _statistics
-from spinfast._stats import EpochStats, sketch_quantiles, sketch_size
+from spinfast._stats import EpochStats, sketch_quantiles
+from spinfast._sysmetrics import ProcessSampler, system_columns
 from spinfast.serialization_utils import convert_json, dumps_config
 
 __all__ = ["Logger", "EpochLogger", "colorize", "color2num", "restore_tf_graph",
@@ -289,8 +291,11 @@ class EpochLogger(Logger, EpochStats):
     the last ``log_tabular(key)``, over all MPI ranks, then resets the key.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, system_metrics=False, **kwargs):
         super().__init__(*args, **kwargs)
+        # system_metrics: the columns of _sysmetrics.COLUMNS at each dump, from every rank's
+        # sample, which rides in the row's one collective.
+        self._sampler = ProcessSampler() if system_metrics else None
         # Under MPI, the statistics of this row not merged yet: their _Columns (their states
         # are the batch's rows), the keys this rank never stored, the quantile-sketch counts
         # of those logged with quantiles; the layout of the last merged row (the same each
@@ -411,41 +416,18 @@ class EpochLogger(Logger, EpochStats):
                           f"last logged; its statistics are NaN", RuntimeWarning, stacklevel=4)
         return stats if all_columns else [stats[which] for which in columns.which]
 
-    def _merged(self, pending, keys, states, unknown=(), taken=None):
-        """Merge the ``states`` of ``pending`` (a (k, 5) array) over the ranks, one collective.
-
-        Args:
-            pending: the _Columns of each state; ``keys``: the key each is merged under.
-            unknown: keys this rank never stored.
-            taken: the quantile-sketch counts of keys logged with quantiles (``{key:
-                counts}``); then the counts of every tracked key (zeros where not logged with
-                quantiles) travel in the same collective.
-
-        Returns:
-            ``(merged states as a list of rows, {key: summed sketch counts})``.
+    def _merged(self, pending, keys, states, unknown=(), taken=None, per_rank=None):
+        """Merge the row's statistics over the ranks (:func:`_statcolumns.merge_row`).
 
         Raises:
-            KeyError: a key that no rank has values for and this rank never stored.
+            KeyError: a key in ``unknown`` (never stored here) that no rank has values for.
         """
-        counts = None
-        if taken is not None and self._tracked:
-            parts = [taken[key] if key in taken and taken[key].size else
-                     np.zeros(sketch_size(acc)) for key, acc in self._tracked.items()]
-            counts = np.concatenate(parts)
-        merged = mpi_tools.reduce_stat_states(keys, states, counts)
-        sketches = {}
-        if counts is not None:
-            merged, summed = merged
-            at = 0
-            for key, acc in self._tracked.items():
-                sketches[key] = summed[at:at + sketch_size(acc)]
-                at += sketch_size(acc)
-        merged = merged.tolist()
+        merged = merge_row(keys, states, self._tracked, taken, per_rank)
         if unknown:
-            for columns, state in zip(pending, merged):
+            for columns, state in zip(pending, merged.states):
                 if state[0] == 0.0 and columns.key in unknown:
                     self.stats_accumulator(columns.key)  # raises KeyError listing stored keys
-        return merged, sketches
+        return merged
 
     def _resolve_row(self):
         """Merge the row's pending statistics over the ranks and put their values in the row.
@@ -453,7 +435,12 @@ class EpochLogger(Logger, EpochStats):
         One collective for all of them; the statistics of every key are concatenated into one
         list and the row's columns take their values from it (see :class:`_RowLayout`).
         """
+        sample = self._sampler.sample() if self._sampler is not None else None
         if not self._pending:
+            if sample is not None:  # no statistics to merge: the samples travel alone
+                self._system_columns(sample[None] if self._single else
+                                     mpi_tools.reduce_stat_states((), np.empty((0, 5)),
+                                                                  per_rank=sample).per_rank)
             return
         pending, self._pending = self._pending, []
         unknown, self._pending_unknown = self._pending_unknown, set()
@@ -464,7 +451,8 @@ class EpochLogger(Logger, EpochStats):
             layout = self._layout = _row_layout(pending)
         row = self.log_current_row
         try:
-            merged, sketches = self._merged(pending, layout.keys, states, unknown, taken)
+            merged, sketches, gathered = self._merged(pending, layout.keys, states, unknown,
+                                                      taken, sample)
         except Exception:
             for name in layout.names:  # no placeholder may reach an output
                 del row[name]
@@ -477,6 +465,14 @@ class EpochLogger(Logger, EpochStats):
         else:
             stats = list(chain.from_iterable(map(_statistics, merged)))
         row.update(zip(layout.names, map(stats.__getitem__, layout.select)))
+        if gathered is not None:
+            self._system_columns(gathered)
+
+    def _system_columns(self, per_rank):
+        """Put the system-metrics columns of every rank's samples (ranks, 2) in the row."""
+        values = system_columns(per_rank)
+        self._check_new(values)
+        self._insert(values, values.values())
 
     def get_stats(self, key):
         """Return ``[mean, std]`` of the values stored under ``key`` this epoch (all ranks).
@@ -493,8 +489,8 @@ class EpochLogger(Logger, EpochStats):
                 self.stats_accumulator(key)  # raises KeyError listing the stored keys
             state = _EMPTY_STATE
         if not self._single:
-            merged, _ = self._merged([_columns(key, False, False)], [key], np.array([state]),
-                                     () if known else {key})
+            merged, _, _ = self._merged([_columns(key, False, False)], [key],
+                                        np.array([state]), () if known else {key})
             state = merged[0]
         mean, std, _, _ = _statistics(state)
         return [mean, std]

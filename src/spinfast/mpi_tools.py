@@ -36,6 +36,7 @@ from spinfast import _launch
 from spinfast._launch import INSTALL_HINT as _INSTALL_HINT
 from spinfast._launch import env_size as _env_size
 from spinfast._launch import launched as _launched
+from spinfast._statmerge import Merged
 from spinfast._statmerge import check_states as _check_states
 from spinfast._statmerge import merge_over_ranks as _merge_over_ranks
 
@@ -410,7 +411,7 @@ def broadcast_arrays(arrays, root=0, engine=None):
 # Statistics: Welford states merged over ranks (the merge itself: spinfast._statmerge)
 
 def reduce_stat_states(keys: Sequence[str], states: np.ndarray,
-                       counts: np.ndarray | None = None):
+                       counts: np.ndarray | None = None, per_rank: np.ndarray | None = None):
     """Merge per-key Welford states (and quantile-sketch counts) over all ranks, ONE collective.
 
     Args:
@@ -421,11 +422,15 @@ def reduce_stat_states(keys: Sequence[str], states: np.ndarray,
             merge of sketches). Its shape must be the same on every rank, which the caller
             guarantees (EpochLogger sizes it by the keys given to ``track_quantiles``, which
             all ranks agree on); it travels in the same collective as the states.
+        per_rank: optional float64 values of this rank (the same number on every rank),
+            gathered, not summed, in the same collective (EpochLogger's system metrics).
 
     Returns:
         The (k, 5) merged states, bit-identical on every rank (merged in rank order with
-        ``spinfast._stats.merge_states``); with ``counts``, ``(states, summed counts)``. In a
-        single process the inputs themselves, unchanged, and no MPI is touched.
+        ``spinfast._stats.merge_states``); with ``counts``, ``(states, summed counts)``; with
+        ``per_rank``, a named tuple ``(states, counts, per_rank)`` whose ``per_rank`` is the
+        (ranks, m) array of every rank's values (``counts`` None if not given). In a single
+        process the inputs themselves, unchanged, and no MPI is touched.
 
     One fixed-size Allgather carries a header (key count and a 64-bit hash of the keys), the
     first 64 rows and the counts; more keys take one more collective for the rest.
@@ -440,8 +445,12 @@ def reduce_stat_states(keys: Sequence[str], states: np.ndarray,
     if size == 1:
         if err is not None:
             raise ValueError(f"reduce_stat_states(): {err}")
+        if per_rank is not None:
+            import numpy as np
+
+            return Merged(states, counts, np.asarray(per_rank, np.float64).reshape(1, -1))
         return states if counts is None else (states, counts)
-    return _merge_over_ranks(comm, rank, size, keys_t, arr, err, counts)
+    return _merge_over_ranks(comm, rank, size, keys_t, arr, err, counts, per_rank)
 
 
 def mpi_statistics_scalar(x, with_min_and_max=False):

@@ -9,28 +9,10 @@ import json
 import sys
 
 from quantiles_data import log_epoch
+from recording import Recording
 
 from spinfast import mpi_tools
 from spinfast.logx import EpochLogger
-
-
-class Recording:
-    """``comm``, recording the name of every method called on it."""
-
-    def __init__(self, comm):
-        self._comm = comm
-        self.calls = []
-
-    def __getattr__(self, name):
-        attr = getattr(self._comm, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args, **kwargs):
-            self.calls.append(name)
-            return attr(*args, **kwargs)
-        return call
-
 
 comm, rank, size = mpi_tools._resolve()
 recording = Recording(comm)
