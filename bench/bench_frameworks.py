@@ -18,6 +18,8 @@ median (above 1: spinfast faster); for the TF1 step it compares overheads over p
   shared memory and with ``MPIR_CVAR_NOLOCAL=1``.
 * ``logger dump 20 keys``: 20 ``log_tabular`` + ``dump_tabular`` (one collective) against
   Spinning Up's 2 to 4 Allreduces per key (target >= 5x: rows are formatted by Python).
+* ``logger dump 20 keys + system metrics``: the same dump by an ``EpochLogger(system_metrics=
+  True)`` against one without, timed in alternation (target: at most 1.2x, ratio >= 0.83).
 * ``tf1 adam step ~1M``: ``MpiAdamOptimizer`` (``sync_every=1``, the default: broadcast every
   step; and ``sync_every=100``) against Spinning Up's optimizer (concat + ``py_func`` into a
   fresh buffer + broadcast of all parameters every step); the ratio compares the overheads over
@@ -194,6 +196,36 @@ def test_logger_dump_20_keys(benchmark, tmp_path):
         dump(impl)
     # Rows are formatted by Python (no compiled formatter since issue 11): >= 5x is the target.
     interleaved(benchmark, "logger dump 20 keys (2 ranks)", 5.0, 300,
+                lambda: dump("spinfast"), lambda: dump("reference"), prepare=prepare,
+                warmup_rounds=5)
+
+
+def test_logger_dump_with_system_metrics(benchmark, tmp_path):
+    from spinfast.logx import EpochLogger
+
+    rng = np.random.default_rng(RANK)
+    values = {k: rng.standard_normal(10 + RANK).astype(np.float32) for k in KEYS}
+    with contextlib.redirect_stdout(io.StringIO()):
+        loggers = {impl: EpochLogger(output_dir=str(tmp_path / f"{impl}{RANK}"),
+                                     system_metrics=impl == "spinfast")
+                   for impl in ("spinfast", "reference")}
+    out = open(os.devnull, "w")
+
+    def prepare(impl):
+        for k, v in values.items():
+            loggers[impl].store(**{k: v})
+
+    def dump(impl):
+        logger = loggers[impl]
+        for k in KEYS:
+            logger.log_tabular(k, with_min_and_max=True)
+        with contextlib.redirect_stdout(out):
+            logger.dump_tabular()
+
+    for impl in loggers:
+        prepare(impl)
+        dump(impl)
+    interleaved(benchmark, "logger dump 20 keys + system metrics", 1 / 1.2, 300,
                 lambda: dump("spinfast"), lambda: dump("reference"), prepare=prepare,
                 warmup_rounds=5)
 

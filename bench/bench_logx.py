@@ -56,6 +56,28 @@ def test_store_four_keys(benchmark, paired, make_logger, impl):
     benchmark(run)
 
 
+def test_timer_against_store_and_two_clock_reads(benchmark, make_logger):
+    # The bound: a timed block costs at most 2x a store plus two clock reads.
+    import time
+
+    from conftest import alternating
+
+    logger = make_logger("spinfast")
+    store, clock = logger.store, time.perf_counter_ns
+
+    def timed():  # as a user writes it: the timer looked up by key each time
+        for _ in range(CALLS):
+            with logger.timer("StepTime"):
+                pass
+
+    def stored():
+        for _ in range(CALLS):
+            clock()
+            clock()
+            store(StepTime=0.5)
+    alternating(benchmark, "timer x1000 vs store + 2 clocks", 0.5, 200, timed, stored)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_store_numpy_scalar(benchmark, paired, make_logger, impl):
     paired(benchmark, "store x1000: numpy float32", impl, 3)

@@ -13,8 +13,6 @@ import os
 import sys
 import time
 
-import numpy as np
-
 __all__ = ["COLUMNS", "ProcessSampler", "system_columns"]
 
 #: The columns ``EpochLogger(system_metrics=True)`` adds to each row, over all MPI ranks: the
@@ -64,9 +62,9 @@ class ProcessSampler:
         self._wall, self._cpu = wall, cpu
         return 100.0 * used / elapsed if elapsed > 0 else 0.0
 
-    def sample(self) -> np.ndarray:
-        """Return ``[rss_mb, cpu_percent]`` (float64) and restart the CPU interval."""
-        return np.array([self.rss_mb(), self.cpu_percent()])
+    def sample(self) -> list:
+        """Return ``[rss_mb, cpu_percent]`` and restart the CPU interval."""
+        return [self.rss_mb(), self.cpu_percent()]
 
     def close(self) -> None:
         """Close the ``statm`` file descriptor, if open."""
@@ -82,7 +80,8 @@ class ProcessSampler:
 def system_columns(per_rank) -> dict:
     """Return the :data:`COLUMNS` of every rank's samples (a (ranks, 2) array, row r from
     rank r), as ``{column: value}``; the lowest rank wins a tie for the largest memory."""
-    rss, cpu = per_rank[:, 0], per_rank[:, 1]
-    top = int(np.argmax(rss))
-    return dict(zip(COLUMNS, (float(rss[top]), top, float(cpu.mean()), float(cpu.max()),
-                              len(per_rank))))
+    rows = per_rank.tolist()  # a few ranks' values: plain floats beat numpy's overhead here
+    rss = [row[0] for row in rows]
+    cpu = [row[1] for row in rows]
+    top = rss.index(max(rss))
+    return dict(zip(COLUMNS, (rss[top], top, sum(cpu) / len(cpu), max(cpu), len(rows))))

@@ -438,7 +438,7 @@ class EpochLogger(Logger, EpochStats):
         sample = self._sampler.sample() if self._sampler is not None else None
         if not self._pending:
             if sample is not None:  # no statistics to merge: the samples travel alone
-                self._system_columns(sample[None] if self._single else
+                self._system_columns(np.array([sample]) if self._single else
                                      mpi_tools.reduce_stat_states((), np.empty((0, 5)),
                                                                   per_rank=sample).per_rank)
             return
