@@ -877,7 +877,20 @@ cdef class EpochStats:
         return list(self._accs)
 
     def timer(self, key):
-        """Return the :class:`Timer` of ``key`` (one per key, made on first use)."""
+        """Return a timer that stores the seconds of each block it times under ``key``.
+
+        A context manager and a decorator: ``with logger.timer("UpdateTime"): ...`` or
+        ``@logger.timer("UpdateTime")``. Each block's wall time (the monotonic clock of
+        ``time.perf_counter``) is stored as by ``store(UpdateTime=seconds)``, so
+        ``log_tabular("UpdateTime", with_min_and_max=True)`` gives its average, std, max and
+        min over the epoch's blocks and, under MPI, over every rank's blocks (the max is the
+        slowest rank's). Blocks nest, also of one key; a block left by an exception stores
+        its time and the exception goes on. One timer per key, made on first use; not for
+        several threads at once.
+
+        Raises:
+            TypeError: ``key`` is not a str.
+        """
         t = self._timers.get(key)
         if t is None:
             if not isinstance(key, str):
