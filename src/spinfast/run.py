@@ -16,10 +16,13 @@ from __future__ import annotations
 import sys
 
 from spinfast._cli.common import COMMANDS, PROG, UsageError, check_flags, suggest
+from spinfast._cli.demo import DEMO_EXAMPLES as DEMO_EXAMPLES
+from spinfast._cli.demo import run_demo
 from spinfast._cli.executors import EXECUTORS, make_executor, slurm_parameters
 from spinfast._cli.executors import SLURM_PREFIX as SLURM_PREFIX
 from spinfast._cli.grid import RUN_KEYS, SUBSTITUTIONS, load_function, parse_grid_args, run_grid
 from spinfast._cli.grid import parse_value as parse_value
+from spinfast._cli.info import run_info
 from spinfast._cli.spinup import (
     MPI_COMPATIBLE_ALGOS,
     SPINUP_ALGOS,
@@ -30,7 +33,8 @@ from spinfast._cli.spinup import (
 )
 
 # The commands live in spinfast._cli (one module each); this module holds the help and the
-# dispatch. UsageError, parse_value, PROG, COMMANDS and SLURM_PREFIX stay importable here.
+# dispatch. UsageError, parse_value, PROG, COMMANDS, SLURM_PREFIX and DEMO_EXAMPLES stay
+# importable here.
 __all__ = ["main", "parse_grid_args", "REGISTRY", "SUBSTITUTIONS", "RUN_KEYS", "EXECUTORS",
            "make_executor", "slurm_parameters", "SPINUP_ALGOS", "MPI_COMPATIBLE_ALGOS"]
 
@@ -148,14 +152,10 @@ def _dispatch(argv):
     if cmd in ("plot", "test_policy"):
         return _run_module_command(cmd, rest)
     if cmd == "demo":
-        from spinfast._cli.demo import run_demo
-
         return run_demo(rest)
     if cmd == "compat":
         return run_compat(rest)
     if cmd == "info":
-        from spinfast._cli.info import run_info
-
         return run_info(rest)
     full = spinup_algo(cmd)
     if full is not None:
