@@ -298,3 +298,75 @@ def test_demo_end_to_end_with_two_mpi_ranks(tmp_path):
         assert ret[-5:].mean() > ret[:5].mean() + 5, (name, ret)  # it learns
         assert (ret >= -40).all() and (ret <= -7).all()  # corridor bounds
     assert finals["demo_lr10-0"] > finals["demo_lr2-0"]
+
+
+def test_info_prints_versions_mpi_library_and_launcher(tmp_path):
+    import spinfast
+    from spinfast._launch import find_launcher
+
+    proc = cli("info")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line[:11].strip(): line[13:] for line in proc.stdout.splitlines()}  # aligned
+    assert list(rows) == ["spinfast", "python", "MPI library", "launcher", "MPI launch",
+                          "Slurm", "packages"]
+    assert rows["spinfast"] == spinfast.__version__
+    assert sys.executable in rows["python"]
+    assert "mpi4py" in rows["MPI library"] and "Version" in rows["MPI library"]
+    assert rows["launcher"].startswith(find_launcher() + " (")
+    assert rows["MPI launch"].startswith("none (this process is no MPI rank)")
+    assert "numpy " in rows["packages"]
+    assert "python -m spinfast.run info" in cli("--help").stdout
+    # Inside a Slurm job mpi_fork uses srun: info says so (srun is only looked up, never run).
+    (tmp_path / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "srun").chmod(0o755)
+    proc = cli("info", env=dict(SLURM_JOB_ID="42",
+                                PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}"))
+    assert f"launcher     {tmp_path / 'srun'} (Slurm's srun)" in proc.stdout
+    assert "Slurm        job 42" in proc.stdout
+    proc = cli("info", "--cpu")
+    assert proc.returncode == 2 and "info takes no arguments" in proc.stderr
+
+
+def test_info_initialises_no_mpi_and_imports_no_framework():
+    code = ("import sys; from spinfast.run import main; main(['info']); "
+            "from mpi4py import MPI; "
+            "print(MPI.Is_initialized(), [m for m in ('torch', 'tensorflow') if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "False []"
+
+
+VERBOSE_MODULE = textwrap.dedent('''
+    import os
+
+
+    def takes_verbose(verbose=False, seed=0, logger_kwargs=None):
+        """Record whether --verbose reached the function."""
+        os.makedirs(logger_kwargs["output_dir"], exist_ok=True)
+        with open(os.path.join(logger_kwargs["output_dir"], "verbose.txt"), "w") as f:
+            f.write(repr(verbose))
+''')
+
+
+@pytest.mark.mpi
+def test_verbose_grid_prints_mpi_library_and_launcher_first(tmp_path):
+    from spinfast._launch import find_launcher
+
+    data = tmp_path / "data"
+    proc = cli("spinfast.examples_demo:train", "--epochs", "1", "--steps_per_epoch", "50",
+               "--cpu", "2", "--verbose", "--exp_name", "v", "--data_dir", data)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    head = proc.stdout[:proc.stdout.index("ExperimentGrid")]
+    assert "MPI library" in head and "mpi4py" in head
+    assert f"launcher     {find_launcher()} (" in head
+    assert "each variant starts 2 ranks with it" in head
+    # train() has no verbose parameter: --verbose is the command line's alone.
+    assert json.loads((data / "v" / "v_s0" / "config.json").read_text())["num_procs"] == 2
+    # A function that takes verbose still gets it.
+    (tmp_path / "vmod.py").write_text(VERBOSE_MODULE)
+    proc = cli("vmod:takes_verbose", "--verbose", "--exp_name", "w", "--data_dir", data,
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "unused: --cpu 1 runs each variant as one process" in proc.stdout
+    assert (data / "w" / "w_s0" / "verbose.txt").read_text() == "True"

@@ -17,7 +17,7 @@ import os
 import sys
 
 __all__ = ["LAUNCH_VARS", "LAUNCH_PREFIXES", "SIZE_VARS", "INSTALL_HINT", "Launcher",
-           "launched", "env_size", "physical_cores", "find_launcher", "is_open_mpi",
+           "launched", "env_size", "physical_cores", "find_launcher", "version_text", "is_open_mpi",
            "choose_launcher", "launch_command", "without_launch_vars", "relaunch_argv"]
 
 # Environment variables set by MPI launchers in the processes they start (MPICH/Hydra, Intel
@@ -101,34 +101,42 @@ def find_launcher() -> str:
         f"cluster's MPI")
 
 
-def is_open_mpi(launcher: str) -> bool:
-    """Return True if ``launcher --version`` names Open MPI (False if it cannot be run)."""
+def version_text(launcher: str) -> str:
+    """Return what ``launcher --version`` prints (stdout, then stderr); "" if it cannot run."""
     import subprocess
 
     try:
         out = subprocess.run([launcher, "--version"], check=False, capture_output=True,
                              text=True, timeout=30, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
-        return False
-    text = (out.stdout + out.stderr).lower()
+        return ""
+    return out.stdout + out.stderr
+
+
+def is_open_mpi(launcher: str, text: str | None = None) -> bool:
+    """Return True if ``launcher --version`` (or its output ``text``) names Open MPI."""
+    text = (version_text(launcher) if text is None else text).lower()
     return "open mpi" in text or "openrte" in text or "open-mpi" in text
 
 
 class Launcher:
-    """The launcher ``mpi_fork`` uses here: ``path`` and ``kind``.
+    """The launcher ``mpi_fork`` uses here: ``path``, ``kind`` and ``version``.
 
     ``kind`` is ``'srun'`` (inside a Slurm job), ``'open-mpi'`` or ``'other'`` (MPICH, Intel
-    MPI, MVAPICH...: an ``mpiexec`` that takes ``-n N`` and no Open MPI flags).
+    MPI, MVAPICH...: an ``mpiexec`` that takes ``-n N`` and no Open MPI flags). ``version``
+    is the first line of ``mpiexec --version`` with a number in it ("" for ``srun``, which
+    is not asked).
     """
 
-    __slots__ = ("path", "kind")
+    __slots__ = ("path", "kind", "version")  # a plain class: typing costs import time
 
-    def __init__(self, path: str, kind: str):
+    def __init__(self, path: str, kind: str, version: str = ""):
         self.path = path
         self.kind = kind
+        self.version = version
 
     def __repr__(self):
-        return f"Launcher(path={self.path!r}, kind={self.kind!r})"
+        return f"Launcher(path={self.path!r}, kind={self.kind!r}, version={self.version!r})"
 
 
 def choose_launcher() -> Launcher:
@@ -146,7 +154,11 @@ def choose_launcher() -> Launcher:
     if srun:
         return Launcher(srun, "srun")
     launcher = find_launcher()
-    return Launcher(launcher, "open-mpi" if is_open_mpi(launcher) else "other")
+    text = version_text(launcher)
+    # The first line with a number: "mpiexec (Open MPI) 5.0.5", Hydra's "Version: 4.3.0".
+    first = next((" ".join(line.split()) for line in text.splitlines()
+                  if any(c.isdigit() for c in line)), "")
+    return Launcher(launcher, "open-mpi" if is_open_mpi(launcher, text) else "other", first)
 
 
 def launch_command(n: int, bind_to_core: bool = False) -> list:
