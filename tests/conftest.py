@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MPI_PROGRAMS = Path(__file__).resolve().parent / "mpi"
+PROGRAMS = Path(__file__).resolve().parent / "programs"
 
-# tests/mpi holds programs that tests launch (under mpiexec or as plain processes); they are
+# tests/programs holds programs that tests launch (under mpiexec or as plain processes); they are
 # linted and covered like any module but are not tests themselves.
-collect_ignore = ["mpi"]
+collect_ignore = ["programs"]
 
 
 def find_mpiexec() -> str | None:
@@ -43,15 +43,15 @@ def rank_files(folder, size, name="out"):
 
 
 def mpi_program(name: str) -> Path:
-    """The path of the program ``tests/mpi/{name}.py``; fail the test if there is none."""
-    path = MPI_PROGRAMS / f"{name}.py"
+    """The path of the program ``tests/programs/{name}.py``; fail the test if there is none."""
+    path = PROGRAMS / f"{name}.py"
     if not path.is_file():
         pytest.fail(f"no test program {name!r}: expected {path}")
     return path
 
 
 def load_mpi_module(name: str):
-    """Import the helper module ``tests/mpi/{name}.py`` (one without side effects) by path.
+    """Import the helper module ``tests/programs/{name}.py`` (one without side effects) by path.
 
     Programs import their helpers by plain name (their folder is ``sys.path[0]``); tests use
     this to share the same helpers, e.g. a model or the data each rank starts from.
@@ -68,7 +68,7 @@ def load_mpi_module(name: str):
 
 @pytest.fixture
 def run_mpi(tmp_path):
-    """Run the program ``tests/mpi/{name}.py`` under ``mpiexec -n N``; return the process.
+    """Run the program ``tests/programs/{name}.py`` under ``mpiexec -n N``; return the process.
 
     ``run_mpi(name, n=2, timeout=120, args=(), check=True, env=None)``. Arguments reach the
     program as ``sys.argv[1:]`` (as strings); it runs in ``tmp_path`` (its current directory),

@@ -15,7 +15,7 @@ from conftest import load_mpi_module, rank_files
 
 from spinfast._flat import DEFAULT_FUSION_THRESHOLD, FlatBuffer
 
-DATA = load_mpi_module("flat_data")  # what each rank of tests/mpi/flat_ops.py starts from
+DATA = load_mpi_module("flat_data")  # what each rank of tests/programs/flat_ops.py starts from
 
 
 def test_compiled_module_is_imported():
@@ -145,7 +145,7 @@ def test_fortran_order_and_memoryview_items_are_accepted():
 
 
 # ---------------------------------------------------------------------------------------------
-# Real MPI: programs tests/mpi/flat_ops.py (data in flat_data.py), flat_mismatch.py,
+# Real MPI: programs tests/programs/flat_ops.py (data in flat_data.py), flat_mismatch.py,
 # flat_ring.py, flat_subcomm.py, flat_bcast.py
 
 def _results(folder, size):
@@ -441,7 +441,7 @@ def test_algorithm_mismatch_raises_on_every_rank(run_mpi, tmp_path, size):
 
 
 # ---------------------------------------------------------------------------------------------
-# Choice of paths (tests/mpi/flat_matrix.py) and the cost model
+# Choice of paths (tests/programs/flat_matrix.py) and the cost model
 
 
 @pytest.mark.mpi

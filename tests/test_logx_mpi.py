@@ -8,7 +8,7 @@ from conftest import load_mpi_module
 
 pytestmark = pytest.mark.mpi
 
-# Programs: tests/mpi/logx_union.py (data in logx_union_data.py), logx_keys_differ.py,
+# Programs: tests/programs/logx_union.py (data in logx_union_data.py), logx_keys_differ.py,
 # logx_never_stored.py, logx_twice.py.
 
 DATA = load_mpi_module("logx_union_data")

@@ -9,8 +9,8 @@ from conftest import load_mpi_module
 
 pytestmark = pytest.mark.mpi
 
-# Programs: tests/mpi/torch_avg_grads.py (model, data and loss in torch_model.py),
-# tests/mpi/torch_layout_mismatch.py.
+# Programs: tests/programs/torch_avg_grads.py (model, data and loss in torch_model.py),
+# tests/programs/torch_layout_mismatch.py.
 
 MODEL = load_mpi_module("torch_model")
 

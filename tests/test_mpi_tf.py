@@ -8,8 +8,8 @@ from conftest import load_mpi_module, rank_files
 
 pytestmark = pytest.mark.mpi
 
-# Programs: tests/mpi/tf1_training.py, tests/mpi/tf2_training.py (data and initial weights in
-# tf_data.py), tests/mpi/tf1_shapes.py.
+# Programs: tests/programs/tf1_training.py, tf2_training.py (data and initial weights in
+# tf_data.py), tf1_shapes.py.
 
 DATA = load_mpi_module("tf_data")
 

@@ -37,7 +37,7 @@ def clean_env(**extra):
 
 
 def run_python(name, tmp_path, env=None, timeout=60, args=()):
-    """Run ``tests/mpi/{name}.py`` as one plain process (no launcher) in ``tmp_path``."""
+    """Run ``tests/programs/{name}.py`` as one plain process (no launcher) in ``tmp_path``."""
     return subprocess.run([sys.executable, str(mpi_program(name)), *map(str, args)],
                           check=False, cwd=tmp_path, env=env or clean_env(),
                           capture_output=True, text=True, timeout=timeout)
@@ -156,7 +156,7 @@ def test_msg_format(capsys):
 
 
 # ---------------------------------------------------------------------------------------------
-# mpi_fork (tests/mpi/fork_exit.py N CODE ...: fork into N, write fork{rank}.txt, exit CODE)
+# mpi_fork (tests/programs/fork_exit.py N CODE ...: fork into N, write fork{rank}.txt, exit CODE)
 
 
 @pytest.mark.mpi
@@ -240,8 +240,8 @@ def test_physical_cores_is_positive():
 # ---------------------------------------------------------------------------------------------
 # Under mpiexec: numbers equal numpy over the concatenation of every rank's data
 
-# Programs: tests/mpi/collectives.py (data in collective_data.py), tests/mpi/stat_states.py
-# (data in states_data.py), tests/mpi/crash.py.
+# Programs: tests/programs/collectives.py (data in collective_data.py), stat_states.py
+# (data in states_data.py), crash.py.
 
 DATA = load_mpi_module("collective_data")
 

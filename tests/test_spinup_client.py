@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT, find_mpiexec, mpi_env, rank_files
 
 SPINUP = ROOT.parent / "shared" / "clients" / "spinningup"
-ALGOS_PROGRAM = ROOT / "tests" / "mpi" / "spinup_algos.py"
+ALGOS_PROGRAM = ROOT / "tests" / "programs" / "spinup_algos.py"
 
 pytestmark = pytest.mark.skipif(not (SPINUP / "spinup" / "__init__.py").exists(),
                                 reason=f"Spinning Up's source is not at {SPINUP}")
@@ -69,7 +69,7 @@ HEADERS = {
     "sac": columns("Epoch", "EpRet+", "TestEpRet+", "EpLen", "TestEpLen", "TotalEnvInteracts",
                    "Q1Vals+", "Q2Vals+", "LogPi+", "LossPi", "LossQ", "Time"),
 }
-STEPS = 120  # steps_per_epoch in tests/mpi/spinup_algos.py
+STEPS = 120  # steps_per_epoch in tests/programs/spinup_algos.py
 
 
 HEADERS_TF1 = {

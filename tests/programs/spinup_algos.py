@@ -1,6 +1,6 @@
 """Train Spinning Up's own algorithms for a few short epochs through spinfast.compat.
 
-Usage: ``python tests/mpi/spinup_algos.py DATA_DIR ALGO [ALGO ...]`` (also under
+Usage: ``python tests/programs/spinup_algos.py DATA_DIR ALGO [ALGO ...]`` (also under
 ``mpiexec -n N``); ``ALGO`` is ``vpg``, ``ppo``, ``ddpg``, ``td3``, ``sac`` (PyTorch) or
 ``trpo_tf1``, ``ppo_tf1`` ... (TF1, each in its own ``tf.Graph``). Spinning Up's source
 must be importable (its folder on PYTHONPATH). Each
