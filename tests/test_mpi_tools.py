@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import MPI_PROGRAMS, load_mpi_module, mpi_program, rank_files
+from conftest import PROGRAMS, load_mpi_module, mpi_program, rank_files
 
 from spinfast import _launch
 from spinfast.mpi_tools import (
@@ -173,7 +173,7 @@ def test_mpi_fork_relaunches_and_propagates_exit_code(tmp_path):
 def test_mpi_fork_relaunches_python_dash_m(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fork_exit", "2", "0"], check=False,
                           cwd=tmp_path,
-                          env=clean_env(PYTHONPATH=str(MPI_PROGRAMS)), capture_output=True,
+                          env=clean_env(PYTHONPATH=str(PROGRAMS)), capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert sorted((tmp_path / f"fork{r}.txt").read_text() for r in range(2)) == [
