@@ -255,7 +255,7 @@ def test_layout_mismatch_raises_on_every_rank(run_mpi, tmp_path, size):
 
 @pytest.mark.mpi
 @pytest.mark.timeout(200)
-@pytest.mark.parametrize("size", [2, 3, 4, 8])
+@pytest.mark.parametrize("size", [2, 3, 4, pytest.param(8, marks=pytest.mark.slow)])
 def test_ring_reductions_match_numpy_and_agree_bitwise(run_mpi, tmp_path, size):
     """Large sums and means go through the engine's ring: numpy's result, the same bits on
     every rank, at sizes that do not divide evenly; broadcasts down the engine's tree (below 8
@@ -447,7 +447,7 @@ def test_algorithm_mismatch_raises_on_every_rank(run_mpi, tmp_path, size):
 @pytest.mark.mpi
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("nolocal", [False, True], ids=["shared-memory", "nolocal"])
-@pytest.mark.parametrize("size", [2, 3, 4, 8])
+@pytest.mark.parametrize("size", [2, 3, 4, pytest.param(8, marks=pytest.mark.slow)])
 def test_every_algorithm_op_and_dtype_matches_numpy(run_mpi, tmp_path, size, nolocal):
     """auto, mpi and engine x sum/mean/min/max/prod/bcast x float32/float64 at 2, 3, 4 and 8
     ranks, on shared memory and with every rank its own node (MPICH's MPIR_CVAR_NOLOCAL=1):

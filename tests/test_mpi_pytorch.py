@@ -32,7 +32,11 @@ def reference(size):
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
 
 
-@pytest.mark.parametrize("size,mode", [(2, "grads"), (2, "flat"), (3, "grads")])
+@pytest.mark.parametrize("size,mode", [
+    (2, "grads"),
+    pytest.param(2, "flat", marks=pytest.mark.slow),
+    pytest.param(3, "grads", marks=pytest.mark.slow),
+])
 def test_average_grads_matches_single_process(run_mpi, tmp_path, size, mode):
     proc = run_mpi("torch_avg_grads", n=size, args=[mode], timeout=180)
     results = [np.load(tmp_path / f"rank{r}.npy") for r in range(size)]

@@ -139,6 +139,7 @@ def test_result_arrays_are_aligned_for_tensorflow_and_reused_only_when_free():
     assert [int(g) for g in got] == [arrays[i].ctypes.data for i in (0, 1, 3)]
 
 
+@pytest.mark.slow
 def test_tf1_sync_sees_shapes_not_only_sizes(run_mpi, tmp_path):
     """A variable of the same size but another shape on one rank is named on every rank, and
     no variable is overwritten."""

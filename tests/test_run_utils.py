@@ -516,7 +516,8 @@ def parallel_reference(tmp_path_factory):
     return root, results
 
 
-@pytest.mark.parametrize("kind", ["process", "submitit_local", "submitit_debug"])
+@pytest.mark.parametrize("kind", ["process", pytest.param("submitit_local", marks=pytest.mark.slow),
+                                  pytest.param("submitit_debug", marks=pytest.mark.slow)])
 def test_executor_matches_parallel_reports_failures_and_skips(kind, tmp_path, capsys,
                                                              parallel_reference):
     ref_root, ref_results = parallel_reference
