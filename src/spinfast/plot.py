@@ -14,14 +14,18 @@ here: :func:`interval_estimates`, :func:`performance_profile`,
 :func:`probability_of_improvement`), as sample-efficiency curves, interval estimates and a
 performance profile. Colours are Okabe and Ito's colour-blind safe palette.
 
+With ``--timings [KEY ...]`` (:func:`make_timing_plots`) it draws where each epoch's time
+goes: the phase timers of ``EpochLogger.timer`` as stacked bars per epoch, one panel per run,
+with the max over ranks as a tick on each segment.
+
 Command line: ``python -m spinfast.run plot LOGDIR... [options]`` (see :func:`main`).
 Functions return the data they plotted, so a program (or a test) can check it.
 
 This module holds Spinning Up's plotter (:func:`plot_data`, :func:`make_plots`) and the command
 line; what they use lives in :mod:`spinfast._plot`, one module per concern: run file formats
 (``formats``), finding and grouping runs (``runs``), saving and showing figures (``figure``),
-score arrays (``scores``) and the aggregate figures (``aggregate``). Everything public is
-re-exported here.
+score arrays (``scores``), the aggregate figures (``aggregate``) and the timings figure
+(``timings``). Everything public is re-exported here.
 
 pandas, seaborn and matplotlib are imported inside the functions that need them.
 """
@@ -65,6 +69,7 @@ from spinfast._plot.runs import (
     runs_folder,
 )
 from spinfast._plot.scores import collect_scores, load_normalization
+from spinfast._plot.timings import TimingResult, make_timing_plots, timer_keys
 from spinfast.metrics import (
     Interval,
     interval_estimates,
@@ -80,6 +85,8 @@ __all__ = [
     "make_aggregate_plots", "AggregateResult", "collect_scores", "load_normalization",
     "plot_sample_efficiency", "plot_interval_estimates", "plot_performance_profile",
     "aggregate_save_paths", "format_summary",
+    # the timings figure (spinfast._plot.timings)
+    "make_timing_plots", "TimingResult", "timer_keys",
     # spinfast.metrics, re-exported
     "interval_estimates", "performance_profile", "probability_of_improvement", "Interval",
     # the command line
@@ -272,6 +279,8 @@ examples:
   python -m spinfast.run plot data/ppo data/sac -l PPO SAC --aggregate iqm --ci 0.95
       --tasks-from env_name --normalize bounds.json --save out.png
       # writes out.png (curves), out_intervals.png and out_profile.png
+  python -m spinfast.run plot data/ppo --timings --save timings.svg   # every *Time timer
+  python -m spinfast.run plot data/ppo --timings DataTime UpdateTime   # these, stacked
 """
 
 
@@ -348,6 +357,40 @@ def _run_aggregate(parser, args):
                          points=args.points, seed=args.seed, save=args.save)
 
 
+class _TimingKeys(argparse.Action):
+    """``--timings [KEY ...]``: sets ``timings`` (the kind is chosen) and ``timing_keys``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, True)
+        namespace.timing_keys = list(values)
+
+
+def _add_timings_arguments(parser):
+    group = parser.add_argument_group(
+        "phase timers (EpochLogger.timer)",
+        "With --timings, each run is one panel of stacked bars, one bar per epoch (x: the\n"
+        "Epoch column, else the row), one segment per timer KEY of height Average<KEY>, with\n"
+        "Max<KEY> (the slowest call and rank) as a tick above the segment's bottom. Put\n"
+        "--timings after the logdirs (its KEYs would take them).")
+    group.add_argument("--timings", nargs="*", metavar="KEY", action=_TimingKeys,
+                       default=False,
+                       help="timer keys to stack (e.g. DataTime UpdateTime); none: every KEY "
+                       "ending in Time with Average<KEY> and Max<KEY> columns")
+
+
+def _run_timings(parser, args):
+    unused = [flag for flag, used in (
+        ("-x/--xaxis", args.xaxis != DEFAULT_XAXIS), ("-y/--value", args.value != [DEFAULT_VALUE]),
+        ("--count", args.count), ("-s/--smooth", args.smooth != 1), ("--est", args.est != "mean"))
+        if used]
+    if unused:
+        parser.error(f"--timings does not use {', '.join(unused)} (x is the Epoch column; "
+                     f"bars are neither smoothed nor averaged over runs); leave "
+                     f"{'them' if len(unused) > 1 else 'it'} out")
+    make_timing_plots(args.logdir, args.timing_keys, args.legend, args.select, args.exclude,
+                      save=args.save)
+
+
 class _FigureKind(NamedTuple):
     flag: str  # the option that asks for this kind instead of Spinning Up's curves
     dest: str  # its argparse dest; the kind is chosen when that value is truthy
@@ -360,6 +403,7 @@ class _FigureKind(NamedTuple):
 # drawing, and one row here.
 _FIGURE_KINDS = (
     _FigureKind("--aggregate", "aggregate", _add_aggregate_arguments, _run_aggregate),
+    _FigureKind("--timings", "timings", _add_timings_arguments, _run_timings),
 )
 
 
@@ -367,7 +411,8 @@ def main(argv=None, prog="python -m spinfast.run plot"):
     """Run the ``plot`` command with ``argv`` (default ``sys.argv[1:]``); return 0.
 
     Draws Spinning Up's learning curves (:func:`make_plots`), or the figure kind a flag asks
-    for (``--aggregate``: :func:`make_aggregate_plots`).
+    for (``--aggregate``: :func:`make_aggregate_plots`; ``--timings``:
+    :func:`make_timing_plots`).
 
     Raises:
         SystemExit: bad arguments (status 2).

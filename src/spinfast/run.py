@@ -45,7 +45,8 @@ REGISTRY = {"corridor_pg": "spinfast.examples_demo:train"}
 # Messages of the errors that plot / test_policy raise about their input (the folder or the
 # flags): shown on one line. Any other exception keeps its traceback.
 _INPUT_ERRORS = {
-    "plot": ("make_plots(): ", "plot_data(): ", "get_all_datasets(): "),
+    "plot": ("make_plots(): ", "plot_data(): ", "get_all_datasets(): ",
+             "make_timing_plots(): "),
     "test_policy": ("load_policy_and_env(): ", "run_policy(): environment not found",
                     "run_policy(): num_episodes"),
 }

@@ -13,6 +13,8 @@
   with per-task normalisation.
 - ``aggregate``: the aggregate figure kind (``--aggregate``): sample-efficiency curves,
   interval estimates, performance profile, and the text summary.
+- ``timings``: the timings figure kind (``--timings``): per-epoch phase timers as stacked
+  bars, one panel per run, with the max over ranks as ticks.
 
 Spinning Up's learning curves (``plot_data``, ``make_plots``) and the command line stay in
 :mod:`spinfast.plot` itself. A new figure kind is one module here, built like ``aggregate``:
