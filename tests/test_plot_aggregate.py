@@ -238,6 +238,14 @@ def test_errors_are_clear(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "spinfast.run", "plot", *root, "-y", "EpRet",
                            "LossPi", "--aggregate", "iqm"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--aggregate plots one y value" in proc.stderr
+    for flags, message in ((["--tasks-from", "env_id"], "collect_scores(): config.json of run"),
+                           (["--normalize", str(tmp_path / "none.json")],
+                            "load_normalization(): no file")):
+        proc = subprocess.run([sys.executable, "-m", "spinfast.run", "plot", *root, "-y",
+                               "EpRet", "--aggregate", "iqm", *flags, "--save",
+                               str(tmp_path / "b.png")], capture_output=True, text=True)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.startswith("spinfast: error: " + message), proc.stderr
 
 
 def test_stable_baselines3_csv_with_empty_cells(tmp_path):

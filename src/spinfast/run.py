@@ -46,7 +46,8 @@ REGISTRY = {"corridor_pg": "spinfast.examples_demo:train"}
 # flags): shown on one line. Any other exception keeps its traceback.
 _INPUT_ERRORS = {
     "plot": ("make_plots(): ", "plot_data(): ", "get_all_datasets(): ",
-             "make_timing_plots(): "),
+             "make_timing_plots(): ", "make_aggregate_plots(): ", "collect_scores(): ",
+             "load_normalization(): "),
     "test_policy": ("load_policy_and_env(): ", "run_policy(): environment not found",
                     "run_policy(): num_episodes"),
 }

@@ -61,12 +61,16 @@ def load_normalization(path):
         dict task -> (min, max) floats.
 
     Raises:
+        FileNotFoundError: no file at ``path``.
         ValueError: not JSON, or a task whose bounds are not two numbers with max != min.
     """
     path = os.fspath(path)
     try:
         with open(path) as f:
             raw = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"load_normalization(): no file {path!r}; write the bounds "
+                                f'as {{"task": {{"min": 0, "max": 100}}}}') from None
     except ValueError as exc:
         raise ValueError(f"load_normalization(): {path!r} is not JSON ({exc}); write "
                          f'{{"task": {{"min": 0, "max": 100}}}}') from None
