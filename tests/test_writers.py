@@ -824,11 +824,12 @@ def test_wandb_missing_names_the_extra():
     assert "pip install 'spinfast[wandb]'" in out and "'wandb'" in out
 
 
-def test_epoch_logger_to_wandb(tmp_path, wandb_offline, capsys):
+@pytest.mark.parametrize("system_metrics", [False, True])
+def test_epoch_logger_to_wandb(tmp_path, wandb_offline, capsys, system_metrics):
     from spinfast.logx import EpochLogger
 
     logger = EpochLogger(output_dir=str(tmp_path / "run"), formats="txt,wandb",
-                         exp_name="demo")
+                         exp_name="demo", system_metrics=system_metrics)
     logger.save_config({"lr": 0.25})
     for epoch in range(3):
         logger.store(Ret=float(epoch), Loss=np.float32(0.5))
@@ -844,4 +845,5 @@ def test_epoch_logger_to_wandb(tmp_path, wandb_offline, capsys):
     assert sorted(history) == [0, 1000, 2000]
     for epoch, step in enumerate(sorted(history)):
         assert history[step] == {k: txt[k][epoch] for k in txt.columns}
+    assert ("SysRSSMaxMB" in txt.columns and "SysCPUMean" in txt.columns) == system_metrics
 
