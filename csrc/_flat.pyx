@@ -211,9 +211,8 @@ cdef class FlatBuffer:
     cdef object _dt64
     cdef char** _dt_ptrs
     cdef Py_ssize_t _dt_count
-    # the last caller's communicator, its handle, and its (duplicate, shared) link
+    # the last caller's communicator and its (duplicate, shared) link
     cdef object _link_comm
-    cdef object _link_handle
     cdef tuple _link_cached
     cdef object _hdr            # the hash exchange's two integers
     cdef int64_t* _hdr_p
@@ -607,13 +606,11 @@ cdef class FlatBuffer:
     # -- a call ------------------------------------------------------------------------------
 
     cdef tuple _link_of(self, object comm):
-        # _link(comm), remembered for the same communicator object with the same handle (a
-        # freed one has another; a new one is another object).
-        h = comm.py2f()
-        if comm is not self._link_comm or h != self._link_handle:
+        # _link(comm), remembered for the same communicator object while its duplicate lives
+        # (freeing the communicator frees that; a new communicator is another object).
+        if comm is not self._link_comm or not self._link_cached[0]:
             self._link_cached = _link(comm)
             self._link_comm = comm
-            self._link_handle = h
         return self._link_cached
 
     cdef void _agree_on(self, int code, int root, int size, uint64_t h) noexcept:

@@ -6,35 +6,45 @@ cdef tuple _MPI_OPS = None
 
 
 cdef object _mpi():
-    global _MPI, _MPI_OPS
+    global _MPI, _MPI_OPS, _LINK_KEY
     if _MPI is None:
         from mpi4py import MPI
         _MPI_OPS = (MPI.SUM, MPI.SUM, MPI.MIN, MPI.MAX, MPI.PROD, MPI.MAX)
+        _LINK_KEY = MPI.Comm.Create_keyval(copy_fn=None, delete_fn=_unlink)
         _MPI = MPI
     return _MPI
 
 
 # The engine's point-to-point messages travel on a duplicate of the caller's communicator, so
 # they can never match a receive of the program's own (a collective's context is private
-# likewise). One duplicate per communicator, made collectively by the first call on it (every
+# likewise). The duplicate is made collectively by the first call on a communicator (every
 # rank makes the same calls, so every rank makes it in the same call), together with whether
 # all its ranks share memory: ``Split_type(COMM_TYPE_SHARED)`` gives each rank the ranks of its
 # node, and either every rank's node holds all ranks or none does, so all ranks agree without
-# a further message. (Under MPICH's MPIR_CVAR_NOLOCAL=1 every rank is its own node.) A handle
-# that MPI reused for another communicator (after a Comm.Free) is caught by comparing the
-# groups (0.1 us).
-cdef dict _LINKS = {}
+# a further message. (Under MPICH's MPIR_CVAR_NOLOCAL=1 every rank is its own node.)
+# The link (duplicate, shared) is cached on the communicator as an MPI attribute: freeing the
+# communicator runs _unlink, which frees the duplicate; a Dup of it gets its own (no copy_fn).
+# COMM_WORLD/COMM_SELF keep theirs until MPI_Finalize, which deletes their attributes first;
+# at interpreter exit mpi4py finalizes after Python has stopped and skips the callback (MPI
+# frees everything then).
+cdef object _LINK_KEY = None
+
+
+def _unlink(comm, keyval, link):
+    # Delete callback of _LINK_KEY: free the duplicate (unless something freed it already).
+    if link[0]:
+        link[0].Free()
 
 
 cdef tuple _link(object comm):
     # (duplicate communicator, whether all ranks share memory) of ``comm``.
-    key = comm.py2f()
-    link = _LINKS.get(key)
-    if link is None or _MPI.Comm.Compare(comm, link[0]) != _MPI.CONGRUENT:
+    link = comm.Get_attr(_LINK_KEY)
+    if link is None:
         local = comm.Split_type(_MPI.COMM_TYPE_SHARED)
         shared = local.Get_size() == comm.Get_size()
         local.Free()
-        link = _LINKS[key] = (comm.Dup(), shared)
+        link = (comm.Dup(), shared)
+        comm.Set_attr(_LINK_KEY, link)
     return link
 
 

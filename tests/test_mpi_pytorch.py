@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import load_mpi_module
+from conftest import load_mpi_module, rank_files
 
 pytestmark = pytest.mark.mpi
 
 # Programs: tests/programs/torch_avg_grads.py (model, data and loss in torch_model.py),
-# tests/programs/torch_layout_mismatch.py.
+# tests/programs/torch_layout_mismatch.py, tests/programs/comm_churn.py.
 
 MODEL = load_mpi_module("torch_model")
 
@@ -49,6 +49,19 @@ def test_average_grads_matches_single_process(run_mpi, tmp_path, size, mode):
 def test_layout_mismatch_raises_on_every_rank(run_mpi):
     proc = run_mpi("torch_layout_mismatch", n=2, timeout=60)
     assert "rank 0 ValueError" in proc.stdout and "rank 1 ValueError" in proc.stdout
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("iterations", [3000, pytest.param(20000, marks=pytest.mark.slow)])
+def test_gradients_on_short_lived_sub_communicators(run_mpi, tmp_path, iterations):
+    """A module's gradient tensors averaged through the engine on sub-communicators made and
+    freed one after another (mpi_avg_grads knows only the world: it runs there in between)
+    leak no communicator and no memory."""
+    run_mpi("comm_churn", n=2, args=[iterations, "torch"], timeout=280)
+    for r in rank_files(tmp_path, 2, "churn"):
+        assert "failed_at" not in r, r
+        assert r["ok"] and r["iterations"] == iterations
+        assert r["rss_end"] - r["rss_2000"] < 10, r  # MB
 
 
 def test_single_process_is_a_no_op():
