@@ -237,3 +237,13 @@ def test_timers_and_system_metrics_over_ranks_in_the_dump_collective(run_mpi, tm
         assert row["SysRSSMaxMB"] > 200
         assert row["SysCPUMax"] >= row["SysCPUMean"] >= 0
         assert row["SPS"] > 0
+
+
+def test_system_metrics_add_no_row_when_nothing_was_logged(tmp_path):
+    logger = EpochLogger(output_dir=str(tmp_path), formats="txt", system_metrics=True)
+    with pytest.warns(RuntimeWarning, match="nothing was logged since the last dump"):
+        logger.dump_tabular()
+    logger.log_tabular("Epoch", 0)
+    logger.dump_tabular()
+    assert [list(row) for row in _rows(tmp_path)] == [["Epoch", "SysRSSMaxMB", "SysRSSMaxRank",
+                                                       "SysCPUMean", "SysCPUMax", "SysRanks"]]

@@ -9,7 +9,19 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterator
 
-__all__ = ["atomic_path", "atomic_dir", "leftover_temporaries"]
+__all__ = ["atomic_path", "atomic_dir", "leftover_temporaries", "new_folder"]
+
+
+def new_folder(base: str) -> str:
+    """Create and return a folder that did not exist: ``base``, else ``base_1``, ``base_2``..."""
+    candidate, k = base, 0
+    while True:
+        try:
+            os.makedirs(candidate)
+            return candidate
+        except FileExistsError:
+            k += 1
+            candidate = f"{base}_{k}"
 
 
 def _temporary(path: str) -> str:

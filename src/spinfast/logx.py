@@ -27,8 +27,8 @@ from itertools import chain
 import numpy as np
 
 from spinfast import _resume, mpi_tools
-from spinfast._io import atomic_path
-from spinfast._outputs import ResumePoint, Row, make_writers, parse_formats
+from spinfast._io import atomic_path, new_folder
+from spinfast._outputs import ResumePoint, Row, close_all, make_writers, parse_formats
 from spinfast._outputs.txt import TxtWriter
 from spinfast._rates import Rates
 from spinfast._resume import RESUME_FILE
@@ -70,18 +70,6 @@ def colorize(string, color, bold=False, highlight=False):
     return "\x1b[%sm%s\x1b[0m" % (";".join(attr), string)
 
 
-def _unique_default_dir() -> str:
-    base = osp.join(DEFAULT_ROOT, str(int(time.time())))
-    candidate, k = base, 0
-    while True:
-        try:
-            os.makedirs(candidate)
-            return candidate
-        except FileExistsError:
-            k += 1
-            candidate = f"{base}_{k}"
-
-
 class Logger(StateSaving):
     """A general-purpose logger: save configs, diagnostics and state to ``output_dir``.
 
@@ -118,7 +106,7 @@ class Logger(StateSaving):
         self.writers = []
         if mpi_tools.proc_id() == 0:
             if output_dir is None:
-                output_dir = _unique_default_dir()
+                output_dir = new_folder(osp.join(DEFAULT_ROOT, str(int(time.time()))))
             elif record is not None:
                 print(colorize("Resuming the run in %s after its row %d"
                                % (output_dir, record["rows"]), "green", bold=True))
@@ -134,7 +122,7 @@ class Logger(StateSaving):
             if record is not None and record["rows"] > 0:
                 point = ResumePoint(record["rows"], record["next_step"])
             self.writers = make_writers(self.formats, output_dir, point, output_fname)
-            self._finalizer = weakref.finalize(self, _close_all, self.writers)
+            self._finalizer = weakref.finalize(self, close_all, self.writers)
             where = self.output_file.name if self.output_file is not None else output_dir
             print(colorize("Logging data to %s" % where, "green", bold=True))
         else:
@@ -278,17 +266,21 @@ class Logger(StateSaving):
                 writer.write_config(config_json, output)
 
 
-def _close_all(writers):
-    for writer in writers:
-        writer.close()
-
-
 class EpochLogger(Logger, EpochStats):
     """A Logger that also averages diagnostics stored over an epoch.
 
     ``store(**kwargs)`` feeds each key's streaming accumulator; ``log_tabular(key)`` logs
     ``Average<key>`` and ``Std<key>`` (optionally ``Max``/``Min``) of the values stored since
-    the last ``log_tabular(key)``, over all MPI ranks, then resets the key.
+    the last ``log_tabular(key)``, over all MPI ranks, then resets the key. ``timer(key)``
+    stores the seconds of the blocks it times under ``key``.
+
+    Args:
+        *args, **kwargs: as :class:`Logger`.
+        system_metrics: add the columns ``SysRSSMaxMB``, ``SysRSSMaxRank``, ``SysCPUMean``,
+            ``SysCPUMax`` and ``SysRanks`` to every row: the largest resident memory of a rank
+            (MB) and that rank, the mean and largest CPU use of the ranks since the previous
+            dump (percent of one core), and the number of ranks. Every rank samples itself in
+            :meth:`dump_tabular`; the samples travel in the row's one collective.
     """
 
     def __init__(self, *args, system_metrics=False, **kwargs):
@@ -433,11 +425,12 @@ class EpochLogger(Logger, EpochStats):
         """Merge the row's pending statistics over the ranks and put their values in the row.
 
         One collective for all of them; the statistics of every key are concatenated into one
-        list and the row's columns take their values from it (see :class:`_RowLayout`).
+        list and the row's columns take their values from it (see :class:`_RowLayout`). The
+        system-metrics samples of a non-empty row travel in the same collective.
         """
         sample = self._sampler.sample() if self._sampler is not None else None
         if not self._pending:
-            if sample is not None:  # no statistics to merge: the samples travel alone
+            if sample is not None and self.log_current_row:  # the samples travel alone
                 self._system_columns(np.array([sample]) if self._single else
                                      mpi_tools.reduce_stat_states((), np.empty((0, 5)),
                                                                   per_rank=sample).per_rank)

@@ -33,7 +33,7 @@ from itertools import repeat
 from typing import Any, NamedTuple
 
 __all__ = ["Row", "ResumePoint", "Writer", "FORMATS", "DEFAULT_FORMATS", "parse_formats",
-           "make_writers", "row_values", "row_strings", "stem_path"]
+           "make_writers", "close_all", "row_values", "row_strings", "stem_path"]
 
 
 class Row(NamedTuple):
@@ -214,3 +214,9 @@ def make_writers(names: tuple[str, ...], output_dir: str, resume: ResumePoint | 
                  output_fname: str = "progress.txt") -> list[Writer]:
     """Open one writer per format name (names as returned by :func:`parse_formats`)."""
     return [FORMATS[name](output_dir, resume, output_fname) for name in names]
+
+
+def close_all(writers) -> None:
+    """Close every writer of ``writers`` (a logger's, at close or exit)."""
+    for writer in writers:
+        writer.close()
