@@ -181,6 +181,7 @@ def test_module_function_grid_parallel_with_a_failure(tmp_path):
     assert proc.returncode == 1 and "0 ok, 1 failed, 1 skipped" in proc.stdout
 
 
+@pytest.mark.slow
 def test_module_function_grid_with_submitit_local_executor(tmp_path):
     (tmp_path / "gridmod.py").write_text(GRID_MODULE)
     data = tmp_path / "data"

@@ -163,7 +163,7 @@ def _inputs(size):
 
 @pytest.mark.mpi
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("size", [2, 3, 4])
+@pytest.mark.parametrize("size", [2, 3, pytest.param(4, marks=pytest.mark.slow)])
 def test_flat_engine_matches_numpy_on_every_rank(run_mpi, tmp_path, size):
     proc = run_mpi("flat_ops", n=size, timeout=120)
     res = _results(tmp_path, size)
@@ -255,7 +255,7 @@ def test_layout_mismatch_raises_on_every_rank(run_mpi, tmp_path, size):
 
 @pytest.mark.mpi
 @pytest.mark.timeout(200)
-@pytest.mark.parametrize("size", [2, 3, 4, pytest.param(8, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("size", [2, 3, *(pytest.param(n, marks=pytest.mark.slow) for n in (4, 8))])
 def test_ring_reductions_match_numpy_and_agree_bitwise(run_mpi, tmp_path, size):
     """Large sums and means go through the engine's ring: numpy's result, the same bits on
     every rank, at sizes that do not divide evenly; broadcasts down the engine's tree (below 8
@@ -381,7 +381,7 @@ def test_bcast_steady_state_and_changed_layouts(run_mpi, tmp_path, size, nolocal
 
 @pytest.mark.mpi
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("size", [2, 3, 4])
+@pytest.mark.parametrize("size", [2, 3, pytest.param(4, marks=pytest.mark.slow)])
 def test_mpi_collectives_match_numpy_and_the_engine(run_mpi, tmp_path, size):
     """algorithm='mpi' (argument or SPINFAST_COLLECTIVES) gives numpy's results on small
     (packed) and large (ring-sized, in place or packed) arrays of both dtypes for every op,
@@ -467,7 +467,7 @@ def test_algorithm_mismatch_raises_on_every_rank(run_mpi, tmp_path, size):
 @pytest.mark.mpi
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("nolocal", [False, True], ids=["shared-memory", "nolocal"])
-@pytest.mark.parametrize("size", [2, 3, 4, pytest.param(8, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("size", [2, 3, *(pytest.param(n, marks=pytest.mark.slow) for n in (4, 8))])
 def test_every_algorithm_op_and_dtype_matches_numpy(run_mpi, tmp_path, size, nolocal):
     """auto, mpi and engine x sum/mean/min/max/prod/bcast x float32/float64 at 2, 3, 4 and 8
     ranks, on shared memory and with every rank its own node (MPICH's MPIR_CVAR_NOLOCAL=1):

@@ -145,6 +145,7 @@ def test_compat_gym_is_the_adapter_unless_a_real_gym_exists(tmp_path):
     assert python(code, tmp_path).strip() == "True"
 
 
+@pytest.mark.slow
 def test_spinup_names_are_lazy_and_need_spinup(tmp_path):
     code = """
         import sys

@@ -32,11 +32,8 @@ def reference(size):
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
 
 
-@pytest.mark.parametrize("size,mode", [
-    (2, "grads"),
-    pytest.param(2, "flat", marks=pytest.mark.slow),
-    pytest.param(3, "grads", marks=pytest.mark.slow),
-])
+@pytest.mark.slow
+@pytest.mark.parametrize("size,mode", [(2, "grads"), (2, "flat"), (3, "grads")])
 def test_average_grads_matches_single_process(run_mpi, tmp_path, size, mode):
     proc = run_mpi("torch_avg_grads", n=size, args=[mode], timeout=180)
     results = [np.load(tmp_path / f"rank{r}.npy") for r in range(size)]
@@ -51,8 +48,9 @@ def test_layout_mismatch_raises_on_every_rank(run_mpi):
     assert "rank 0 ValueError" in proc.stdout and "rank 1 ValueError" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("iterations", [3000, pytest.param(20000, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("iterations", [3000, 20000])
 def test_gradients_on_short_lived_sub_communicators(run_mpi, tmp_path, iterations):
     """A module's gradient tensors averaged through the engine on sub-communicators made and
     freed one after another (mpi_avg_grads knows only the world: it runs there in between)

@@ -241,6 +241,7 @@ def test_logdir_forms(tmp_path, monkeypatch):
         get_all_datasets(["nope/x"])
 
 
+@pytest.mark.slow
 def test_cli_headless_writes_png_next_to_data(tmp_path):
     write_our_runs(tmp_path / "data")
     env = {k: v for k, v in os.environ.items()

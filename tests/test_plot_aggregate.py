@@ -101,6 +101,7 @@ def test_spinfast_runs_three_figures(tmp_path, capsys, fmt):
     assert [t.get_text() for t in curves.axes[0].get_legend().get_texts()] == ["ppo", "sac"]
 
 
+@pytest.mark.slow
 def test_spinning_up_runs_from_the_command_line(tmp_path):
     for seed in range(3):
         write_spinning_up_run(tmp_path / "su" / f"su_ppo_s{seed}", seed)

@@ -337,6 +337,7 @@ def test_grid_thunk_given_as_key(tmp_path):
     assert info["kwargs"] == ["epochs"]  # the thunk key itself is not passed on
 
 
+@pytest.mark.slow
 def test_parallel_failure_does_not_stop_others_then_skip(tmp_path, capsys):
     counter = tmp_path / "runs.txt"
     eg = ExperimentGrid("par")
@@ -793,6 +794,7 @@ def _alive(pid):
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
 @pytest.mark.parametrize("kind", ["parallel", "process"])
 def test_ctrl_c_stops_running_experiments_and_starts_no_more(kind, tmp_path):

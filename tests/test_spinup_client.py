@@ -493,7 +493,8 @@ def write_runs(data):
                 logger.dump_tabular()
 
 
-@pytest.mark.parametrize("est", [pytest.param("mean", marks=pytest.mark.slow), "max"])
+@pytest.mark.slow
+@pytest.mark.parametrize("est", ["mean", "max"])
 def test_spinning_up_plot_draws_what_spinfast_computes(tmp_path, est, capsys):
     """The tsplot shim's curve and ±1 sd band, per condition, against spinfast's plotter."""
     from matplotlib.figure import Figure

@@ -217,7 +217,7 @@ def test_system_metrics_columns_in_one_process(tmp_path):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("size", [2, 3])
+@pytest.mark.parametrize("size", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_timers_and_system_metrics_over_ranks_in_the_dump_collective(run_mpi, tmp_path, size):
     run_mpi("timing_ranks", n=size, args=(3,), timeout=120)
     res = rank_files(tmp_path, size)

@@ -769,6 +769,7 @@ def wandb_history(folder):
     return history, config
 
 
+@pytest.mark.slow
 def test_wandb_logs_rows_at_their_steps(tmp_path, wandb_offline):
     from spinfast._outputs.wandb import WandbWriter
 
