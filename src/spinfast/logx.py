@@ -275,7 +275,7 @@ class EpochLogger(Logger, EpochStats):
     stores the seconds of the blocks it times under ``key``.
 
     Args:
-        *args, **kwargs: as :class:`Logger`.
+        args, kwargs: passed to :class:`Logger`.
         system_metrics: add the columns ``SysRSSMaxMB``, ``SysRSSMaxRank``, ``SysCPUMean``,
             ``SysCPUMax`` and ``SysRanks`` to every row: the largest resident memory of a rank
             (MB) and that rank, the mean and largest CPU use of the ranks since the previous
