@@ -113,12 +113,17 @@ def check_progress(folder, algo):
         np.testing.assert_allclose(col["AverageEpRet"], col["EpLen"], rtol=1e-12)
 
 
+def train_all(tmp_path_factory, name, algos):
+    """Train ``algos`` (2 short epochs each) in one process; return their data folder."""
+    data = tmp_path_factory.mktemp(name)
+    run([ALGOS_PROGRAM, data, *algos], cwd=data, timeout=400)
+    return data
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """All five PyTorch algorithms, 2 short epochs each, in one process."""
-    data = tmp_path_factory.mktemp("su_algos")
-    run([ALGOS_PROGRAM, data, *HEADERS], cwd=data, timeout=400)
-    return data
+    return train_all(tmp_path_factory, "su_algos", HEADERS)
 
 
 @pytest.mark.slow
@@ -359,9 +364,7 @@ def test_compat_disable_removes_the_hook(compat_venv, tmp_path):
 @pytest.fixture(scope="module")
 def trained_tf1(tmp_path_factory):
     """All six TF1 algorithms, 2 short epochs each, in one process."""
-    data = tmp_path_factory.mktemp("su_tf1_algos")
-    run([ALGOS_PROGRAM, data, *HEADERS_TF1], cwd=data, timeout=400)
-    return data
+    return train_all(tmp_path_factory, "su_tf1_algos", HEADERS_TF1)
 
 
 @pytest.mark.slow
