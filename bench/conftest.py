@@ -55,10 +55,13 @@ def _ratios(config):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    tr = terminalreporter
+    sides = _all_sides(config)
+    if sides:
+        _write_all_sides(tr, sides)
     rows = _ratios(config)
     if not rows:
         return
-    tr = terminalreporter
     tr.section("speed-up over the plain reference (median times)")
     tr.write_line(f"{'group':<46}{'spinfast':>14}{'reference':>14}{'ratio':>9}{'target':>9}")
     for group, ours, ref, ratio, target, base in rows:
@@ -70,6 +73,28 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                       f"{tgt:>9}{verdict}")
 
 
+def _all_sides(config):
+    """(group, {side: median}) of each benchmark timed with ``extra`` sides."""
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or session.disabled:
+        return []
+    rows = []
+    for bench in session.benchmarks:
+        sides = bench.extra_info.get("sides")
+        if sides and bench.stats is not None:
+            medians = {s: bench.extra_info.get(f"{s}_median") for s in sides}
+            medians["spinfast"] = bench.stats.median
+            rows.append((bench.group, medians))
+    return sorted(rows, key=lambda r: r[0])
+
+
+def _write_all_sides(tr, rows):
+    tr.section("all sides (median times, ms)")
+    for group, medians in rows:
+        cells = "  ".join(f"{side} {t * 1e3:.3f}" for side, t in medians.items())
+        tr.write_line(f"{group}: {cells}")
+
+
 def pytest_sessionfinish(session, exitstatus):
     if session.config.getoption("--check-targets"):
         low = [r for r in _ratios(session.config) if r[4] is not None and r[3] < r[4]]
@@ -78,7 +103,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def alternating(benchmark, group, target, rounds, spinfast, reference, baseline=None,
-                prepare=None, warmup_rounds=2, sync=None):
+                prepare=None, warmup_rounds=2, sync=None, extra=None):
     """Time ``spinfast``, ``reference`` (and ``baseline``) in alternation, round by round.
 
     On this shared VM the speed of the machine drifts by up to 2x within minutes; sides timed
@@ -88,10 +113,13 @@ def alternating(benchmark, group, target, rounds, spinfast, reference, baseline=
     runs untimed before each timed call (e.g. to store the values a dump will log). The other
     sides' medians go to ``extra_info`` and the ratio table. ``sync``, if given, runs untimed
     right before each timed call (an MPI barrier, so that all ranks start together).
+    ``extra`` (name -> callable) adds further sides, timed in the same rounds and listed with
+    their medians in the "all sides" table (the ratio stays spinfast against ``reference``).
     """
     others = {"reference": reference}
     if baseline is not None:
         others["baseline"] = baseline
+    others.update(extra or {})
     times: dict[str, list[float]] = {name: [] for name in others}
 
     def setup():
@@ -109,6 +137,8 @@ def alternating(benchmark, group, target, rounds, spinfast, reference, baseline=
             sync()
 
     pair(benchmark, group, "spinfast", target)
+    if extra:
+        benchmark.extra_info["sides"] = ["spinfast", *others]
     benchmark.pedantic(spinfast, setup=setup, rounds=rounds, iterations=1,
                        warmup_rounds=warmup_rounds)
     for name, ts in times.items():

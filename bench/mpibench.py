@@ -29,10 +29,10 @@ def timed(benchmark, fn, rounds, warmup_rounds=2):
 
 
 def interleaved(benchmark, group, target, rounds, spinfast, reference, baseline=None,
-                prepare=None, warmup_rounds=2):
+                prepare=None, warmup_rounds=2, extra=None):
     """:func:`conftest.alternating`, each call after a barrier on every rank."""
     alternating(benchmark, group, target, rounds, spinfast, reference, baseline, prepare,
-                warmup_rounds, sync=COMM.Barrier)
+                warmup_rounds, sync=COMM.Barrier, extra=extra)
 
 
 def clean_env():
@@ -41,8 +41,11 @@ def clean_env():
     return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
 
 
-def relaunch(request, capsys, path):
-    """Run the benchmark file ``path`` under ``mpiexec -n 2``; show and check its report."""
+def relaunch(request, capsys, path, env_extra=None):
+    """Run the benchmark file ``path`` under ``mpiexec -n 2``; show and check its report.
+
+    ``env_extra`` is added to the launch's environment (e.g. ``MPIR_CVAR_NOLOCAL=1``).
+    """
     launcher = _launch.find_launcher()
     cmd = [launcher, "-n", "2", sys.executable, "-m", "pytest", str(path), "-q",
            "-p", "no:cacheprovider", "--rootdir", str(request.config.rootpath)]
@@ -52,20 +55,33 @@ def relaunch(request, capsys, path):
     env = clean_env()
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
+    env.update(env_extra or {})
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
                           check=False, cwd=request.config.rootpath)
     with capsys.disabled():
-        print(f"\n--- {' '.join(cmd[:3])} {' '.join(cmd[5:])} ---\n{proc.stdout}")
+        extra = " ".join(f"{k}={v}" for k, v in (env_extra or {}).items())
+        print(f"\n--- {extra} {' '.join(cmd[:3])} {' '.join(cmd[5:])} ---\n{proc.stdout}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def select_tests(namespace, path):
-    """Keep the benchmarks under a launch, else only a test that relaunches ``path``."""
+def select_tests(namespace, path, variants=None):
+    """Keep the benchmarks under a launch, else only a test that relaunches ``path``.
+
+    ``variants`` (name -> environment) relaunches the file once per entry (e.g. on shared
+    memory and under ``MPIR_CVAR_NOLOCAL=1``), as one parametrized test.
+    """
     for name in [n for n in namespace if n.startswith("test_")]:
         if UNDER_MPI:
             continue
         del namespace[name]
-    if not UNDER_MPI:
+    if not UNDER_MPI and variants is None:
         def test_benchmarks_under_mpiexec(request, capsys):
             relaunch(request, capsys, path)
+        namespace["test_benchmarks_under_mpiexec"] = test_benchmarks_under_mpiexec
+    elif not UNDER_MPI:
+        import pytest
+
+        @pytest.mark.parametrize("variant", list(variants))
+        def test_benchmarks_under_mpiexec(request, capsys, variant):
+            relaunch(request, capsys, path, variants[variant])
         namespace["test_benchmarks_under_mpiexec"] = test_benchmarks_under_mpiexec
