@@ -156,3 +156,46 @@ def test_allreduce(benchmark, gloo, n):
 
 
 select_tests(globals(), __file__, variants={"shm": {}, "nolocal": {"MPIR_CVAR_NOLOCAL": "1"}})
+
+
+def _rss_mb(field):
+    """``VmRSS`` (now) or ``VmHWM`` (peak since the last reset) of this process, MB."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _extra_peak_mb(fn):
+    """Peak resident memory ``fn`` adds above what the process holds when it starts, MB."""
+    with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS
+        f.write("5")
+    before = _rss_mb("VmRSS")
+    fn()
+    return _rss_mb("VmHWM") - before
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="Linux only")
+@pytest.mark.parametrize("size", ["12.7M", "50M"])
+def test_memory(request, size):
+    """Per-rank peak memory above the model and its gradients: first call, then steady."""
+    from spinfast.mpi_pytorch import mpi_avg_grads, sync_params
+
+    model = mlp(WIDTHS[size][0])
+    compute(model, batch(seed=RANK))
+    grad_mb = sum(p.grad.numel() * 4 for p in model.parameters()) / 2**20
+    figures = {}
+    for name, fn in (("mpi_avg_grads", lambda: mpi_avg_grads(model)),
+                     ("sync_params", lambda: sync_params(model))):
+        COMM.Barrier()
+        first = _extra_peak_mb(fn)
+        COMM.Barrier()
+        steady = _extra_peak_mb(fn)
+        figures[name] = (first, steady)
+        assert max(first, steady) <= 0.5 * grad_mb + 8, (name, first, steady, grad_mb)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:  # rank 0 (the others dropped theirs)
+        for name, (first, steady) in figures.items():
+            reporter.write_line(f"memory {size} {TRANSPORT}: {name} peak extra {first:.1f} MB "
+                                f"first call, {steady:.1f} MB after; gradients {grad_mb:.1f} MB"
+                                f" ({max(first, steady) / grad_mb:.2f}x)")
