@@ -37,7 +37,8 @@ cdef class EpochStats:
     cdef Py_ssize_t _batch_len
     cdef Py_ssize_t _batch_cap
     cdef dict _timers            # key -> its Timer (timer())
-    cdef object _fallback        # fallback(table, args, kwargs) of store (None: _store_general)
+    cdef object _convert         # store's conversion of values it does not read (or None)
+    cdef str _name               # the name store's errors give the call
     cdef Welford _get_or_create(self, object key)
     cdef Welford _lookup(self, object key)
     cdef void _push_number(self, Welford w, double x) noexcept

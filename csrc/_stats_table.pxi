@@ -20,11 +20,10 @@ cdef class EpochStats:
     """The key -> accumulator table behind ``EpochLogger.store`` (no files, no MPI).
 
     Args:
-        fallback: ``fallback(table, args, kwargs)`` finishes the ``store`` calls the compiled
-            path does not: positional arguments, or values that are neither plain numbers nor
-            buffers the kernels read. Default: this table's own numpy conversion, with errors
-            naming ``EpochStats.store()``. ``EpochLogger`` passes one that converts tensors
-            and names the logger in its errors.
+        convert: ``convert(value)``, applied to each stored value that is neither a plain
+            number nor a buffer the kernels read, before numpy's conversion (``EpochLogger``
+            passes one that turns framework tensors into numpy arrays).
+        name: the name that ``store``'s errors give the call (``"<name>.store()"``).
     """
 
     def __cinit__(self):
@@ -34,8 +33,9 @@ cdef class EpochStats:
         self._batch = NULL
         self._batch_len = self._batch_cap = 0
 
-    def __init__(self, fallback=None):
-        self._fallback = fallback
+    def __init__(self, convert=None, str name not None="EpochStats"):
+        self._convert = convert
+        self._name = name
 
     def __dealloc__(self):
         cdef int i
@@ -91,34 +91,24 @@ Raises:
         if w.sk.counts != NULL:
             sf_sketch_push(&w.sk, x)
 
-    def _store_numeric(self, dict kwargs):
-        """Store ``{key: value}`` whose values :func:`as_numeric` returned (a fallback's end).
-
-        Raises:
-            TypeError: a value that ``as_numeric`` would have converted (nothing stored then).
-        """
-        cdef Welford w
-        for key, value in kwargs.items():
-            if not _readable(value):
-                raise TypeError(f"EpochStats.store(): key {key!r}: unsupported value of type "
-                                f"{type(value).__name__}; pass what as_numeric() returns")
-        for key, value in kwargs.items():
-            w = self._lookup(key)
-            _push_value(&w.acc, value, w.sketch())
-
     def _store_general(self, tuple args, dict kwargs):
-        # store()'s path for calls the compiled one does not finish, without a fallback:
-        # convert every value first, so that a bad one stores nothing.
+        # store()'s path for the calls the compiled one does not finish: convert every value
+        # first, so that a bad one stores nothing.
+        cdef Welford w
         if args:
-            raise TypeError(f"EpochStats.store() takes keyword arguments only (key=value), got "
-                            f"{len(args)} positional argument(s)")
+            raise TypeError(f"{self._name}.store() takes keyword arguments only (key=value), "
+                            f"got {len(args)} positional argument(s)")
         converted = {}
         for key, value in kwargs.items():
             try:
+                if self._convert is not None and not _readable(value):
+                    value = self._convert(value)
                 converted[key] = _numeric(value)
             except TypeError as exc:
-                raise TypeError(f"EpochStats.store(): key {key!r}: {exc}") from None
-        self._store_numeric(converted)
+                raise TypeError(f"{self._name}.store(): key {key!r}: {exc}") from None
+        for key, value in converted.items():
+            w = self._lookup(key)
+            _push_value(&w.acc, value, w.sketch())
 
     def stats_accumulator(self, key):
         """Return the live accumulator of ``key``; KeyError listing the stored keys if none."""
@@ -325,12 +315,12 @@ cdef object _store_fastcall(object self, PyObject* const* args, Py_ssize_t nargs
     # EpochStats.store(**kwargs) as METH_FASTCALL | METH_KEYWORDS: args[nargs:nargs + n] are
     # the values of the n names in the kwnames tuple. Plain numbers (the common case) take one
     # cached lookup and one compiled update per key, buffers the kernels read one pass each,
-    # without a kwargs dict; anything else goes to the table's fallback with a dict.
+    # without a kwargs dict; anything else goes to the table's general path with a dict.
     cdef Py_ssize_t i, n = 0
     cdef EpochStats table = <EpochStats>self
     cdef Welford w
     cdef object value
-    cdef int plain = 1  # 1: all plain numbers, 0: all readable, -1: the fallback's
+    cdef int plain = 1  # 1: all plain numbers, 0: all readable, -1: the general path's
     if kwnames != NULL:
         n = PyTuple_GET_SIZE(<object>kwnames)
     if nargs != 0:
@@ -352,11 +342,7 @@ cdef object _store_fastcall(object self, PyObject* const* args, Py_ssize_t nargs
     else:
         kwargs = {<object>PyTuple_GET_ITEM(<object>kwnames, i): <object>args[nargs + i]
                   for i in range(n)}
-        positional = tuple([<object>args[i] for i in range(nargs)])
-        if table._fallback is not None:
-            table._fallback(table, positional, kwargs)
-        else:
-            table._store_general(positional, kwargs)
+        table._store_general(tuple([<object>args[i] for i in range(nargs)]), kwargs)
     return None
 
 

@@ -84,22 +84,12 @@ cdef inline bint _readable(object value):
                                        _push_buffer(NULL, value, True))
 
 
-def as_numeric(value):
-    """Return ``value`` in a form ``store`` and ``Welford.push`` read without conversion.
-
-    Plain numbers (bool, int, float, numpy's) and contiguous native-endian numeric buffers are
-    returned as they are; anything numpy turns into a real numeric array (lists, tuples, arrays
-    of other layouts or dtypes, objects with ``__array__``) as a contiguous array: float16 and
-    longdouble as float64, non-native byte order swapped.
-
-    Raises:
-        TypeError: the value is not numeric. The message gives the reason only; callers put
-            their name in front.
-    """
-    return _numeric(value)
-
-
 cdef object _numeric(object value):
+    # value in a form the compiled path reads as it is: plain numbers (bool, int, float,
+    # numpy's) and contiguous native-endian numeric buffers unchanged; anything numpy turns
+    # into a real numeric array (lists, arrays of other layouts or dtypes, objects with
+    # __array__) as a contiguous array: float16 and longdouble as float64, non-native byte
+    # order swapped. TypeError otherwise, with the reason only: callers put their name first.
     cdef object arr
     if _readable(value):
         return value
@@ -121,7 +111,7 @@ cdef object _numeric(object value):
 
 
 cdef int _push_value(acc_t* a, object value, sf_sketch* sk) except -1:
-    # Every element of a value as_numeric returned into the accumulator (and the sketch sk).
+    # Every element of a value _numeric returned into the accumulator (and the sketch sk).
     cdef type t = type(value)
     cdef double x
     if t is float or t is int or t is bool or t in _NUMPY_SCALARS:

@@ -364,16 +364,22 @@ def test_store_is_a_getset_of_the_type_made_by_cython_not_written_later():
     assert t.stats_accumulator("A").state[:2] == (3.0, 2.0)
 
 
-def test_store_fallback_gets_what_the_compiled_path_does_not_take():
-    calls = []
+def test_store_converts_what_the_compiled_path_does_not_read_and_names_its_owner():
+    seen = []
 
-    def fallback(table, args, kwargs):
-        calls.append((args, kwargs))
+    def convert(value):
+        seen.append(value)
+        return value
 
-    t = EpochStats(fallback)
+    t = EpochStats(convert, "Owner")
     t.store(A=1.0, B=np.arange(3), C=np.float32(2.0))  # numbers and readable buffers: compiled
-    assert calls == []
-    t.store(A=1.0, L=[1, 2])  # a list: the fallback, with every value of the call
-    t.store(5)
-    assert calls == [((), {"A": 1.0, "L": [1, 2]}), ((5,), {})]
-    assert t.stats_accumulator("A").count == 1  # the fallback stored nothing
+    assert seen == []
+    t.store(A=1.0, L=[1, 2])  # a list: converted (numpy's conversion after convert)
+    assert seen == [[1, 2]] and t.stats_accumulator("L").mean == 1.5
+    with pytest.raises(TypeError, match=r"^Owner.store\(\): key 'S': got a value of type str"):
+        t.store(A=5.0, S="x")
+    with pytest.raises(TypeError, match=r"^Owner.store\(\) takes keyword arguments only"):
+        t.store(5)
+    assert t.stats_accumulator("A").count == 2  # a failing call stored nothing
+    with pytest.raises(TypeError, match=r"^EpochStats.store\(\): key 'S'"):
+        EpochStats().store(S="x")

@@ -3,11 +3,11 @@
 ``EpochLogger`` holds a compiled table (``spinfast._stats.EpochStats``, by composition) and
 gets ``store``, ``timer``, ``stats_accumulator`` and ``track_quantiles`` from the base class
 :class:`EpochTable`. Each instance's ``store`` is the table's compiled call, bound to the
-table (a builtin function): it takes plain numbers and numeric buffers (numpy arrays) itself.
-Every other call comes to :func:`store_fallback`: framework tensors become numpy arrays in host
-memory (:func:`host_array`), the rest goes through the compiled numpy conversion
-(``spinfast._stats.as_numeric``), and errors name ``EpochLogger.store()`` and the key. No
-framework is imported here: a tensor's framework is in ``sys.modules`` when a tensor exists.
+table (a builtin function): it reads plain numbers and numeric buffers (numpy arrays) itself,
+and passes any other value through :func:`host_array` (framework tensors become numpy arrays
+in host memory) before numpy's conversion; its errors name ``EpochLogger.store()`` and the
+key. No framework is imported here: a tensor's framework is in ``sys.modules`` when a tensor
+exists.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import sys
 import numpy as np
 
 from spinfast import mpi_tools
-from spinfast._stats import EpochStats, as_numeric
+from spinfast._stats import EpochStats
 
-__all__ = ["EpochTable", "host_array", "store_fallback"]
+__all__ = ["EpochTable", "host_array"]
 
 
 def host_array(value):
@@ -46,27 +46,6 @@ def host_array(value):
     return value
 
 
-def store_fallback(table, args, kwargs):
-    """Finish a ``store`` call that the compiled path handed over (the table's fallback).
-
-    Converts every value first, so that a bad one stores nothing, then stores them all.
-
-    Raises:
-        TypeError: positional arguments, or a value that is not numeric (the message names
-            ``EpochLogger.store()`` and the key).
-    """
-    if args:
-        raise TypeError(f"EpochLogger.store() takes keyword arguments only (key=value), got "
-                        f"{len(args)} positional argument(s)")
-    converted = {}
-    for key, value in kwargs.items():
-        try:
-            converted[key] = as_numeric(host_array(value))
-        except TypeError as exc:
-            raise TypeError(f"EpochLogger.store(): key {key!r}: {exc}") from None
-    table._store_numeric(converted)
-
-
 class EpochTable:
     """The statistics-table methods of ``EpochLogger`` (a base class; the table is a member).
 
@@ -78,7 +57,7 @@ class EpochTable:
 
     def _init_table(self):
         """Make the table (and the per-instance ``store``), MPI-aware state of quantiles."""
-        self._table = EpochStats(store_fallback)
+        self._table = EpochStats(host_array, "EpochLogger")
         if type(self).store is EpochTable.store:
             self.store = self._table.store
         self._single = mpi_tools.num_procs() == 1
