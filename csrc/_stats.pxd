@@ -1,6 +1,8 @@
 # cython: language_level=3
 """C-level interface of spinfast._stats: the Welford accumulator state and kernels."""
 
+cimport cython
+
 from ddsketch cimport sf_sketch
 
 cdef struct acc_t:
@@ -30,6 +32,7 @@ cdef struct key_slot_t:
     void* acc     # the key's Welford, owned by EpochStats._accs
 
 
+@cython.final  # a member of EpochLogger, no base class: cdef methods are direct C calls
 cdef class EpochStats:
     cdef dict _accs
     cdef key_slot_t _slots[64]

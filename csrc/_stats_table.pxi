@@ -319,6 +319,7 @@ cdef object _store_fastcall(object self, PyObject* const* args, Py_ssize_t nargs
     cdef Py_ssize_t i, n = 0
     cdef EpochStats table = <EpochStats>self
     cdef Welford w
+    cdef double x
     cdef object value
     cdef int plain = 1  # 1: all plain numbers, 0: all readable, -1: the general path's
     if kwnames != NULL:
@@ -333,8 +334,11 @@ cdef object _store_fastcall(object self, PyObject* const* args, Py_ssize_t nargs
             plain = 0 if _readable(value) else -1
     if plain == 1:
         for i in range(n):
-            table._push_number(table._lookup(<object>PyTuple_GET_ITEM(<object>kwnames, i)),
-                               PyFloat_AsDouble(<object>args[i]))
+            w = table._lookup(<object>PyTuple_GET_ITEM(<object>kwnames, i))
+            x = PyFloat_AsDouble(<object>args[i])
+            acc_push(&w.acc, x)
+            if w.sk.counts != NULL:
+                sf_sketch_push(&w.sk, x)
     elif plain == 0:
         for i in range(n):
             w = table._lookup(<object>PyTuple_GET_ITEM(<object>kwnames, i))

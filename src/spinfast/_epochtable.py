@@ -49,17 +49,18 @@ def host_array(value):
 class EpochTable:
     """The statistics-table methods of ``EpochLogger`` (a base class; the table is a member).
 
-    ``store`` here is the method as the class shows it (``dir``, ``help``, Sphinx, a
-    subclass's ``super().store``); :meth:`_init_table` gives each instance the table's compiled
-    call as its own attribute ``store``, which comes first at lookup and skips this Python
-    frame. A subclass that overrides ``store`` keeps its override.
+    ``store`` and ``timer`` here are the methods as the class shows them (``dir``, ``help``,
+    Sphinx, a subclass's ``super().store``); :meth:`_init_table` gives each instance the
+    table's compiled calls as its own attributes ``store`` and ``timer``, which come first at
+    lookup and skip this Python frame. A subclass that overrides one keeps its override.
     """
 
     def _init_table(self):
         """Make the table (and the per-instance ``store``), MPI-aware state of quantiles."""
         self._table = EpochStats(host_array, "EpochLogger")
-        if type(self).store is EpochTable.store:
-            self.store = self._table.store
+        for name in ("store", "timer"):  # the table's compiled calls, unless overridden
+            if getattr(type(self), name) is getattr(EpochTable, name):
+                setattr(self, name, getattr(self._table, name))
         self._single = mpi_tools.num_procs() == 1
         self._tracked = {}  # key -> relative accuracy of its quantile sketch, in call order
 
