@@ -3,8 +3,10 @@
 
 cdef extern from "Python.h":
     # CPython's declarations: METH_FASTCALL | METH_KEYWORDS functions are stored in
-    # PyMethodDef.ml_meth cast to PyCFunction, as the C API documents (the one function-pointer
-    # cast of this module, to the type the field has; CPython casts it back before the call).
+    # PyMethodDef.ml_meth cast to PyCFunction, as the C API documents; CPython casts it back to
+    # the fastcall type before the call. The cast goes through void (*)(void), C's generic
+    # function pointer (GCC's documented way for -Wcast-function-type; CPython's own
+    # _PyCFunction_CAST does the same), never through a data pointer.
     ctypedef PyObject* (*PyCFunction)(PyObject*, PyObject*)
     ctypedef struct PyMethodDef:
         const char* ml_name
@@ -14,6 +16,8 @@ cdef extern from "Python.h":
     int METH_FASTCALL
     int METH_KEYWORDS
     object PyCFunction_NewEx(PyMethodDef* ml, object self, object module)
+
+ctypedef void (*_any_function)() noexcept  # C's generic function pointer type
 
 
 cdef class EpochStats:
@@ -352,7 +356,7 @@ cdef object _store_fastcall(object self, PyObject* const* args, Py_ssize_t nargs
 
 cdef PyMethodDef _store_def
 _store_def.ml_name = "store"
-_store_def.ml_meth = <PyCFunction>_store_fastcall
+_store_def.ml_meth = <PyCFunction><_any_function>_store_fastcall  # the documented cast
 _store_def.ml_flags = METH_FASTCALL | METH_KEYWORDS
 cdef bytes _STORE_DOC = EpochStats.store.__doc__.encode()  # kept alive by the module
 _store_def.ml_doc = _STORE_DOC
