@@ -45,3 +45,4 @@ cdef class EpochStats:
     cdef Welford _get_or_create(self, object key)
     cdef Welford _lookup(self, object key)
     cdef void _push_number(self, Welford w, double x) noexcept
+    cdef int _store_general(self, tuple args, dict kwargs) except -1

@@ -95,7 +95,7 @@ Raises:
         if w.sk.counts != NULL:
             sf_sketch_push(&w.sk, x)
 
-    def _store_general(self, tuple args, dict kwargs):
+    cdef int _store_general(self, tuple args, dict kwargs) except -1:
         # store()'s path for the calls the compiled one does not finish: convert every value
         # first, so that a bad one stores nothing.
         cdef Welford w
@@ -113,6 +113,7 @@ Raises:
         for key, value in converted.items():
             w = self._lookup(key)
             _push_value(&w.acc, value, w.sketch())
+        return 0
 
     def stats_accumulator(self, key):
         """Return the live accumulator of ``key``; KeyError listing the stored keys if none."""
