@@ -1,6 +1,8 @@
 # cython: language_level=3
 """C-level interface of spinfast._stats: the Welford accumulator state and kernels."""
 
+cimport cython
+
 from ddsketch cimport sf_sketch
 
 cdef struct acc_t:
@@ -30,6 +32,7 @@ cdef struct key_slot_t:
     void* acc     # the key's Welford, owned by EpochStats._accs
 
 
+@cython.final  # a member of EpochLogger, no base class: cdef methods are direct C calls
 cdef class EpochStats:
     cdef dict _accs
     cdef key_slot_t _slots[64]
@@ -37,5 +40,9 @@ cdef class EpochStats:
     cdef Py_ssize_t _batch_len
     cdef Py_ssize_t _batch_cap
     cdef dict _timers            # key -> its Timer (timer())
+    cdef object _convert         # store's conversion of values it does not read (or None)
+    cdef str _name               # the name store's errors give the call
     cdef Welford _get_or_create(self, object key)
     cdef Welford _lookup(self, object key)
+    cdef void _push_number(self, Welford w, double x) noexcept
+    cdef int _store_general(self, tuple args, dict kwargs) except -1

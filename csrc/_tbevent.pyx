@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: embedsignature=True, initializedcheck=False
+# cython: freethreading_compatible=False
 """TensorBoard event records (private): bytes only, no file I/O.
 
 An event file is a sequence of TFRecords: the data length as u64 little-endian, the masked

@@ -91,9 +91,10 @@ static inline int sf_sketch_init(sf_sketch *s, double alpha, double *counts) {
     return 0;
 }
 
-/* Array kernels are compiled for AVX2 and the baseline, picked at load time (gcc on x86-64
- * Linux; gcc does not vectorise the slot arithmetic with SSE2 alone, clang does). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* Array kernels are compiled for AVX2 and the baseline, picked at load time by an ifunc (gcc
+ * on x86-64 with glibc; gcc does not vectorise the slot arithmetic with SSE2 alone, clang
+ * does). Without glibc's ifunc (musl, macOS) or with clang: the baseline kernel only. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
 #define SF_SKETCH_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define SF_SKETCH_CLONES
@@ -180,14 +181,6 @@ static inline int sf_sketch_merge(sf_sketch *dst, const sf_sketch *src) {
 /* Forget every value. */
 static inline void sf_sketch_clear(sf_sketch *s) {
     memset(s->counts, 0, (size_t)s->slots * sizeof(double));
-}
-
-/* Values counted, NaN included. */
-static inline double sf_sketch_count(const sf_sketch *s) {
-    double n = 0.0;
-    int32_t i;
-    for (i = 0; i < s->slots; i++) n += s->counts[i];
-    return n;
 }
 
 /* Lower bound of the magnitude bucket j (0 <= j <= nb): the x with k (e + p(s) - EMIN) = j. */

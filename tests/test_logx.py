@@ -399,3 +399,94 @@ def test_bfloat16_and_float16_tensors_count_as_their_float_values(tmp_path):
     expected = np.array(vals + [7.0])
     assert logger.get_stats("B") == [expected.mean(), expected.std()]
     assert logger.get_stats("H") == [np.mean(vals), np.std(vals)]
+
+
+SPINNING_UP_NAMES = {  # EpochLogger's methods and what Spinning Up's code reads of a logger
+    "store", "log_tabular", "get_stats", "dump_tabular", "save_config", "save_state",
+    "setup_tf_saver", "setup_pytorch_saver", "log", "output_file"}
+DOCUMENTED_ADDITIONS = {"close", "load_state", "track_quantiles", "stats_accumulator",
+                        "setup_tf2_saver", "timer"}
+INSTANCE_ATTRIBUTES = {"output_dir", "first_row", "log_headers", "log_current_row", "exp_name",
+                       "formats", "writers"}
+
+
+def public(names):
+    return {name for name in names if not name.startswith("_")}
+
+
+def test_epoch_logger_public_names_are_spinning_ups_and_the_documented_ones(tmp_path):
+    assert public(dir(EpochLogger)) == SPINNING_UP_NAMES | DOCUMENTED_ADDITIONS
+    with contextlib.redirect_stdout(io.StringIO()):
+        logger = EpochLogger(output_dir=str(tmp_path))
+    assert public(dir(logger)) == SPINNING_UP_NAMES | DOCUMENTED_ADDITIONS | INSTANCE_ATTRIBUTES
+    logger.close()
+
+
+def test_store_is_the_tables_compiled_call_bound_per_instance(tmp_path):
+    import pydoc
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        logger = EpochLogger(output_dir=str(tmp_path))
+    table = logger._table
+    assert type(logger.store).__name__ == "builtin_function_or_method"
+    assert vars(logger)["store"] is logger.store and logger.store.__self__ is table
+    assert "Save something" in pydoc.render_doc(logger.store)
+    assert "Save something" in pydoc.render_doc(EpochLogger.store)
+    logger.store(A=1.0)
+    EpochLogger.store(logger, A=3.0)  # the class's method: the same table
+    assert logger.stats_accumulator("A").state[:2] == (2.0, 2.0)
+
+    class Counting(EpochLogger):  # a subclass's store override is kept
+        calls = 0
+
+        def store(self, **kwargs):
+            Counting.calls += 1
+            super().store(**kwargs)
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        counting = Counting(output_dir=str(tmp_path / "sub"))
+    counting.store(B=np.arange(3))
+    assert Counting.calls == 1 and "store" not in vars(counting)
+    assert counting.stats_accumulator("B").mean == 1.0
+    logger.close()
+    counting.close()
+
+
+def test_stats_accumulator_is_the_live_accumulator(tmp_path):
+    with contextlib.redirect_stdout(io.StringIO()):
+        logger = EpochLogger(output_dir=str(tmp_path))
+    logger.store(R=1.0)
+    acc = logger.stats_accumulator("R")
+    logger.store(R=np.array([2.0, 6.0]))
+    assert (acc.count, acc.mean, acc.max) == (3.0, 3.0, 6.0)  # the same object, updated
+    logger.log_tabular("R")
+    assert acc.count == 0  # log_tabular took the epoch's values
+    with pytest.raises(KeyError, match=r"EpochLogger: key 'Q' was never stored.*\['R'\]"):
+        logger.stats_accumulator("Q")
+    logger.close()
+
+
+def test_store_errors_name_the_logger_and_the_key(tmp_path):
+    with contextlib.redirect_stdout(io.StringIO()):
+        logger = EpochLogger(output_dir=str(tmp_path))
+    with pytest.raises(TypeError, match=r"^EpochLogger.store\(\) takes keyword arguments only"):
+        logger.store(1.0)
+    with pytest.raises(TypeError, match=r"^EpochLogger.store\(\): key 'S': got a value of type "
+                                        r"str"):
+        logger.store(A=1.0, S="x")
+    with pytest.raises(TypeError, match=r"^EpochLogger.store\(\): key 'O': .*dtype object"):
+        logger.store(O=np.array([1, None], dtype=object))
+    assert "A" not in logger._table.stored_keys()  # a failing call stores nothing
+    logger.close()
+
+
+def test_compiled_layer_knows_no_framework():
+    import pathlib
+
+    csrc = pathlib.Path(__file__).resolve().parent.parent / "csrc"
+    sources = sorted(csrc.glob("_stats*")) + [csrc / "block_kernels.h", csrc / "ddsketch.h"]
+    for path in sources:
+        text = path.read_text()
+        for word in ("detach(", "torch.", "bfloat16", "EpochLogger.store()", "tp_dict",
+                     "PyType_Modified", "optimize("):
+            assert word not in text, (path.name, word)

@@ -343,3 +343,43 @@ def test_take_into_batch_takes_resets_and_pops_in_order():
     second = table.pop_batch()
     np.testing.assert_array_equal(second[0], [1, 7, 0, 7, 7])
     np.testing.assert_array_equal(second[1:, 1], np.arange(70.0))
+
+
+def test_store_is_a_getset_of_the_type_made_by_cython_not_written_later():
+    import types
+
+    # The type's dict holds 'store' as the getset descriptor PyType_Ready made from the class
+    # body (a property), not a method descriptor written into the dict after the type was ready.
+    descr = EpochStats.__dict__["store"]
+    assert type(descr) is types.GetSetDescriptorType
+    assert "Save something" in descr.__doc__
+    with pytest.raises(AttributeError):  # read-only
+        EpochStats().store = None
+    t = EpochStats()
+    bound = t.store
+    assert type(bound) is types.BuiltinFunctionType and bound.__self__ is t
+    assert bound.__name__ == "store" and bound.__doc__.startswith("store(**kwargs)\nSave")
+    bound(A=1.0)
+    bound(A=np.array([2.0, 3.0], dtype=np.float32))
+    assert t.stats_accumulator("A").state[:2] == (3.0, 2.0)
+
+
+def test_store_converts_what_the_compiled_path_does_not_read_and_names_its_owner():
+    seen = []
+
+    def convert(value):
+        seen.append(value)
+        return value
+
+    t = EpochStats(convert, "Owner")
+    t.store(A=1.0, B=np.arange(3), C=np.float32(2.0))  # numbers and readable buffers: compiled
+    assert seen == []
+    t.store(A=1.0, L=[1, 2])  # a list: converted (numpy's conversion after convert)
+    assert seen == [[1, 2]] and t.stats_accumulator("L").mean == 1.5
+    with pytest.raises(TypeError, match=r"^Owner.store\(\): key 'S': got a value of type str"):
+        t.store(A=5.0, S="x")
+    with pytest.raises(TypeError, match=r"^Owner.store\(\) takes keyword arguments only"):
+        t.store(5)
+    assert t.stats_accumulator("A").count == 2  # a failing call stored nothing
+    with pytest.raises(TypeError, match=r"^EpochStats.store\(\): key 'S'"):
+        EpochStats().store(S="x")

@@ -11,7 +11,9 @@ Importing this module loads neither TensorFlow nor PyTorch and does not initiali
 What the loggers use sits in private modules: the output formats in ``spinfast._outputs``,
 ``save_state``/``load_state`` and the model savers in ``spinfast._savers`` (a base class of
 :class:`Logger`), the resume record in ``spinfast._resume``, the columns of ``log_tabular``'s
-statistics in ``spinfast._statcolumns``.
+statistics in ``spinfast._statcolumns``, the statistics table's methods (``store``, ``timer``,
+``stats_accumulator``, ``track_quantiles``) and ``store``'s tensor conversion in
+``spinfast._epochtable`` (a base class of :class:`EpochLogger`; the table is a member).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from itertools import chain
 import numpy as np
 
 from spinfast import _resume, mpi_tools
+from spinfast._epochtable import EpochTable
 from spinfast._io import atomic_path, new_folder
 from spinfast._outputs import ResumePoint, Row, close_all, make_writers, parse_formats
 from spinfast._outputs.txt import TxtWriter
@@ -40,7 +43,7 @@ from spinfast._statcolumns import merge_row
 from spinfast._statcolumns import row_layout as _row_layout
 from spinfast._statcolumns import stat_columns as _columns
 from spinfast._statcolumns import statistics as _statistics
-from spinfast._stats import EpochStats, sketch_quantiles
+from spinfast._stats import sketch_quantiles
 from spinfast._sysmetrics import ProcessSampler, system_columns
 from spinfast.serialization_utils import convert_json, dumps_config
 
@@ -266,7 +269,7 @@ class Logger(StateSaving):
                 writer.write_config(config_json, output)
 
 
-class EpochLogger(Logger, EpochStats):
+class EpochLogger(Logger, EpochTable):
     """A Logger that also averages diagnostics stored over an epoch.
 
     ``store(**kwargs)`` feeds each key's streaming accumulator; ``log_tabular(key)`` logs
@@ -285,6 +288,7 @@ class EpochLogger(Logger, EpochStats):
 
     def __init__(self, *args, system_metrics=False, **kwargs):
         super().__init__(*args, **kwargs)
+        self._init_table()
         # system_metrics: the columns of _sysmetrics.COLUMNS at each dump, from every rank's
         # sample, which rides in the row's one collective.
         self._sampler = ProcessSampler() if system_metrics else None
@@ -296,40 +300,6 @@ class EpochLogger(Logger, EpochStats):
         self._pending_unknown = set()
         self._pending_counts = {}
         self._layout = _RowLayout([], (), (), ())
-        self._single = mpi_tools.num_procs() == 1
-        self._tracked = {}  # key -> relative accuracy of its quantile sketch, in call order
-
-    def track_quantiles(self, *keys, relative_accuracy=0.01):
-        """Count the values of ``keys`` stored from now on in mergeable quantile sketches.
-
-        Then ``log_tabular(key, quantiles=(0.05, 0.5, 0.95))`` adds the columns ``P5<key>``,
-        ``P50<key>``, ``P95<key>``. A sketch (DDSketch-style, fixed log buckets) answers each
-        quantile within ``relative_accuracy`` of a value between numpy's ``lower`` and
-        ``higher`` quantiles of the epoch's values, on every rank's values together; zero and
-        negative values work. Memory per key is fixed: ``2 * ceil(64 k) + 4`` float64 counts
-        with ``k = 3 / (4 ln((1 + a) / (1 - a)))`` (38 KB at ``a = 0.01``). Magnitudes beyond
-        ``[2**-32, 2**32)`` count as 0 or as about 4.3e9 (same sign).
-
-        Under MPI every rank must make the same calls (checked: a difference raises a
-        ValueError on every rank).
-
-        Raises:
-            ValueError: ``relative_accuracy`` outside [1e-4, 0.5], or ranks that disagree.
-            TypeError: a key that is not a string.
-        """
-        for key in keys:
-            if not isinstance(key, str):
-                raise TypeError(f"track_quantiles(): keys must be str, got {key!r}")
-        if not self._single:
-            mine = (keys, float(relative_accuracy))
-            everyone = mpi_tools.comm_world().allgather(mine)
-            if any(other != mine for other in everyone):
-                raise ValueError(f"track_quantiles(): MPI ranks passed different keys or "
-                                 f"accuracies: {everyone!r}; every rank must make the same "
-                                 f"calls")
-        for key in keys:
-            self.track_sketch(key, relative_accuracy)
-            self._tracked[key] = float(relative_accuracy)
 
     def log_tabular(self, key, val=None, with_min_and_max=False, average_only=False,
                     quantiles=None, *, rate=None):
@@ -369,22 +339,23 @@ class EpochLogger(Logger, EpochStats):
             if columns.quantiles and key not in self._tracked:
                 raise ValueError(f"log_tabular(): quantiles of {key!r} are not tracked; call "
                                  f"logger.track_quantiles({key!r}) before storing its values")
+        table = self._table
         try:
             self._check_new(columns.names)  # a refused call changes nothing
         except ValueError:
-            if self._single:
-                self.stats_accumulator(key)  # a key never stored: its KeyError comes first
+            if self._single and key not in table.stored_keys():
+                raise self._never_stored(key) from None  # its KeyError comes first
             raise
-        counts = self.take_sketch(key) if columns.quantiles else None
+        counts = table.take_sketch(key) if columns.quantiles else None
         if self._single:
-            state = self.take_state(key)  # the epoch's values are taken (and the key reset)
+            state = table.take_state(key)  # the epoch's values are taken (and the key reset)
             if state is None:
-                self.stats_accumulator(key)  # raises KeyError listing the stored keys
+                raise self._never_stored(key)
             self._insert(columns.names, self._stat_values(columns, state, counts))
             return
         # Under MPI the state is taken into the row's batch, merged over the ranks by
         # dump_tabular (a key never stored here may have values on other ranks).
-        if not self.take_into_batch(key):
+        if not table.take_into_batch(key):
             self._pending_unknown.add(key)  # KeyError at the merge if no rank has values
         if columns.quantiles:  # (no counts: tracked, but never stored here)
             self._pending_counts[key] = np.zeros(0) if counts is None else counts
@@ -418,7 +389,7 @@ class EpochLogger(Logger, EpochStats):
         if unknown:
             for columns, state in zip(pending, merged.states):
                 if state[0] == 0.0 and columns.key in unknown:
-                    self.stats_accumulator(columns.key)  # raises KeyError listing stored keys
+                    raise self._never_stored(columns.key)
         return merged
 
     def _resolve_row(self):
@@ -438,7 +409,7 @@ class EpochLogger(Logger, EpochStats):
         pending, self._pending = self._pending, []
         unknown, self._pending_unknown = self._pending_unknown, set()
         taken, self._pending_counts = self._pending_counts, {}
-        states = self.pop_batch()
+        states = self._table.pop_batch()
         layout = self._layout
         if pending != layout.columns:
             layout = self._layout = _row_layout(pending)
@@ -475,11 +446,11 @@ class EpochLogger(Logger, EpochStats):
         Raises:
             KeyError: ``key`` was never stored.
         """
-        state = self.take_state(key, False)
+        state = self._table.take_state(key, False)
         known = state is not None
         if not known:
             if self._single:
-                self.stats_accumulator(key)  # raises KeyError listing the stored keys
+                raise self._never_stored(key)
             state = _EMPTY_STATE
         if not self._single:
             merged, _, _ = self._merged([_columns(key, False, False)], [key],
