@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,54 @@ PROGRAMS = Path(__file__).resolve().parent / "programs"
 # tests/programs holds programs that tests launch (under mpiexec or as plain processes); they are
 # linted and covered like any module but are not tests themselves.
 collect_ignore = ["programs"]
+
+
+class Background:
+    """Long, independent steps of one test module (mostly subprocess runs), run concurrently.
+
+    ``add(name, fn, *needs)`` registers a step computing ``fn(*results of needs)``;
+    ``start(names)`` submits those steps and the steps they need, each once, to a pool of
+    ``os.cpu_count()`` threads; ``result(name)`` waits for one step (submitting it if it was
+    not) and raises its error, if any. Steps are submitted after what they need, and the
+    pool takes them in order, so a running step only ever waits for steps already running.
+    """
+
+    def __init__(self):
+        self._steps: dict = {}
+        self._futures: dict = {}
+        self._lock = threading.RLock()
+        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
+
+    def add(self, name, fn, *needs):
+        self._steps[name] = (fn, needs)
+
+    def _submit(self, name):
+        with self._lock:
+            if name not in self._futures:
+                fn, needs = self._steps[name]
+                for need in needs:
+                    self._submit(need)
+                deps = [self._futures[need] for need in needs]
+                self._futures[name] = self._pool.submit(
+                    lambda: fn(*[d.result() for d in deps]))
+            return self._futures[name]
+
+    def start(self, names):
+        for name in names:
+            self._submit(name)
+
+    def result(self, name):
+        return self._submit(name).result()
+
+    def wait_all(self):
+        """Wait for every submitted step (errors stay with the tests that read them)."""
+        with self._lock:
+            futures = list(self._futures.values())
+        for f in futures:
+            f.exception()
+
+    def close(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def find_mpiexec() -> str | None:

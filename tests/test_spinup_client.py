@@ -6,6 +6,7 @@ input, put on ``PYTHONPATH`` of the programs these tests start; it is never edit
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, find_mpiexec, mpi_env, rank_files
+from conftest import ROOT, Background, find_mpiexec, mpi_env, rank_files
 
 SPINUP = ROOT.parent / "shared" / "clients" / "spinningup"
 ALGOS_PROGRAM = ROOT / "tests" / "programs" / "spinup_algos.py"
@@ -113,17 +114,53 @@ def check_progress(folder, algo):
         np.testing.assert_allclose(col["AverageEpRet"], col["EpLen"], rtol=1e-12)
 
 
-def train_all(tmp_path_factory, name, algos):
-    """Train ``algos`` (2 short epochs each) in one process; return their data folder."""
-    data = tmp_path_factory.mktemp(name)
+def train_all(data, algos):
+    """Train ``algos`` (2 short epochs each) in one process in ``data``; return ``data``."""
     run([ALGOS_PROGRAM, data, *algos], cwd=data, timeout=400)
     return data
 
 
+# The programs this module's tests start take a minute of CPU each at most, but many minutes
+# one after another: they run in the background (conftest.Background) from the module's first
+# test on, each test waiting for its own. A step is ``fn(folder, *needs)``: ``folder`` is a
+# fresh folder of its own, ``needs`` the results of the steps it names.
+BACKGROUND: dict = {}
+
+
+def step(*needs, test=None):
+    """Register ``step_<name>(folder, *needs)`` as the step ``<name>`` run for ``test`` (by
+    default ``test_<name>``): it starts with the module when that test is selected."""
+    def register(fn, name=None):
+        name = name or fn.__name__.removeprefix("step_")
+        BACKGROUND[name] = (fn, needs, test or f"test_{name}")
+        return fn
+    return register
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def steps(request, tmp_path_factory):
+    """This module's background steps; the selected tests' steps start now."""
+    bg = Background()
+    inputs = {"trained": lambda: train_all(tmp_path_factory.mktemp("su_algos"), HEADERS),
+              "trained_tf1": lambda: train_all(tmp_path_factory.mktemp("su_tf1_algos"),
+                                               HEADERS_TF1),
+              "compat_venv": lambda: make_compat_venv(tmp_path_factory.mktemp("compat_venv"))}
+    for name, fn in inputs.items():
+        bg.add(name, fn)
+    for name, (fn, needs, _) in BACKGROUND.items():
+        bg.add(name, lambda *got, fn=fn, name=name: fn(tmp_path_factory.mktemp(name), *got),
+               *needs)
+    selected = {item.originalname for item in request.session.items
+                if getattr(item, "module", None) is request.module}
+    bg.start(name for name, (_, _, test) in BACKGROUND.items() if test in selected)
+    yield bg
+    bg.close()
+
+
+@pytest.fixture(scope="module")
+def trained(steps):
     """All five PyTorch algorithms, 2 short epochs each, in one process."""
-    return train_all(tmp_path_factory, "su_algos", HEADERS)
+    return steps.result("trained")
 
 
 @pytest.mark.slow
@@ -137,47 +174,65 @@ def test_pytorch_algorithm_trains_and_logs(trained, algo):
     assert (trained / algo / "pyt_save" / "model.pt").exists()
 
 
-@pytest.mark.slow
-@pytest.mark.mpi
-def test_vpg_and_ppo_on_two_mpi_ranks(tmp_path):
+@step()
+def step_vpg_and_ppo_on_two_mpi_ranks(folder):
     launcher = find_mpiexec()
     assert launcher, "no mpiexec: install the mpi extra"
-    proc = subprocess.run([launcher, "-n", "2", sys.executable, str(ALGOS_PROGRAM), tmp_path,
-                           "vpg", "ppo"], cwd=tmp_path, env=su_env(), capture_output=True,
+    proc = subprocess.run([launcher, "-n", "2", sys.executable, str(ALGOS_PROGRAM), folder,
+                           "vpg", "ppo"], cwd=folder, env=su_env(), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_vpg_and_ppo_on_two_mpi_ranks(steps):
+    folder = steps.result("vpg_and_ppo_on_two_mpi_ranks")
     for algo in ("vpg", "ppo"):
-        check_progress(tmp_path / algo, algo)
-        infos = rank_files(tmp_path / algo, 2, name="rank")
+        check_progress(folder / algo, algo)
+        infos = rank_files(folder / algo, 2, name="rank")
         assert [(i["rank"], i["size"]) for i in infos] == [(0, 2), (1, 2)]
 
 
+@step("trained", test="test_test_policy_runs_spinning_up_saves")
+def step_test_policy_ppo(folder, trained):
+    return run(["-m", "spinfast.run", "test_policy", trained / "ppo", "-n", "3", "-nr"],
+               cwd=folder)
+
+
+@step("trained", test="test_test_policy_runs_spinning_up_saves")
+def step_test_policy_api(folder, trained):
+    folders = [str(trained / a) for a in ("vpg", "ddpg", "td3", "sac")]
+    return folders, run(["-c", TEST_POLICY_API, *folders], cwd=folder)
+
+
+# The other algorithms (Pendulum: episodes end by truncation at 200 steps), through the Python
+# API in one fresh process.
+TEST_POLICY_API = textwrap.dedent("""
+    import sys, json
+    from spinfast.test_policy import load_policy_and_env, run_policy
+    from spinfast.gym_compat import OldApiEnv
+    out = {}
+    for folder in sys.argv[1:]:
+        env, get_action = load_policy_and_env(folder, deterministic=True)
+        assert isinstance(env, OldApiEnv), type(env)
+        stats = run_policy(env, get_action, num_episodes=2, render=False)
+        out[folder] = stats["EpLen"].tolist()
+    print(json.dumps(out))
+""")
+
+
 @pytest.mark.slow
-def test_test_policy_runs_spinning_up_saves(trained, tmp_path):
+def test_test_policy_runs_spinning_up_saves(steps):
     """Issue 10 (1, 2): a fresh ``test_policy`` loads model.pt and the old-API env itself."""
-    proc = run(["-m", "spinfast.run", "test_policy", trained / "ppo", "-n", "3", "-nr"],
-               cwd=tmp_path)
+    proc = steps.result("test_policy_ppo")
     episodes = [line for line in proc.stdout.splitlines() if line.startswith("Episode ")]
     assert len(episodes) == 3
     lens = [int(line.split()[-1]) for line in episodes]
     rets = [float(line.split()[3]) for line in episodes]
     assert rets == lens and all(1 <= n <= 500 for n in lens)  # CartPole: 1 per step
-    # The other algorithms (Pendulum: episodes end by truncation at 200 steps), through the
-    # Python API in one fresh process.
-    code = textwrap.dedent("""
-        import sys, json
-        from spinfast.test_policy import load_policy_and_env, run_policy
-        from spinfast.gym_compat import OldApiEnv
-        out = {}
-        for folder in sys.argv[1:]:
-            env, get_action = load_policy_and_env(folder, deterministic=True)
-            assert isinstance(env, OldApiEnv), type(env)
-            stats = run_policy(env, get_action, num_episodes=2, render=False)
-            out[folder] = stats["EpLen"].tolist()
-        print(json.dumps(out))
-    """)
-    folders = [str(trained / a) for a in ("vpg", "ddpg", "td3", "sac")]
-    proc = run(["-c", code, *folders], cwd=tmp_path)
+    folders, proc = steps.result("test_policy_api")
     lens = json.loads(proc.stdout.strip().splitlines()[-1])
     for folder in folders[1:]:
         assert lens[folder] == [200, 200]
@@ -217,36 +272,52 @@ if __name__ == '__main__':
 """
 
 
+@step()
+def step_experiment_grid_env_name_pattern_and_from_spinup_import(folder):
+    (folder / "bench.py").write_text(SU_GRID_SCRIPT)
+    run(["bench.py", folder / "data"], cwd=folder)
+    return folder
+
+
 @pytest.mark.slow
-def test_experiment_grid_env_name_pattern_and_from_spinup_import(tmp_path):
+def test_experiment_grid_env_name_pattern_and_from_spinup_import(steps):
     """Issue 10 (3, 4): ``eg.add('env_name', ...)`` gives Spinning Up's ppo the old API."""
-    (tmp_path / "bench.py").write_text(SU_GRID_SCRIPT)
-    run(["bench.py", tmp_path / "data"], cwd=tmp_path)
-    folder = tmp_path / "data" / "ppo-pyt-bench_cartpole-v1" / \
-        "ppo-pyt-bench_cartpole-v1_s10"
+    root = steps.result("experiment_grid_env_name_pattern_and_from_spinup_import")
+    folder = root / "data" / "ppo-pyt-bench_cartpole-v1" / "ppo-pyt-bench_cartpole-v1_s10"
     check_progress(folder, "ppo")
     config = json.loads((folder / "config.json").read_text())
     assert config["seed"] == 10 and config["ac_kwargs"] == {"hidden_sizes": [8]}
 
 
+@step()
+def step_spinfast_run_with_spinning_up_algorithm_names(folder):
+    return folder, run(["-m", "spinfast.run", "ppo", "--env", "CartPole-v1", "--exp_name",
+                        "x", "--cpu", "2", "--epochs", "2", "--steps_per_epoch", "120",
+                        "--train_pi_iters", "3", "--train_v_iters", "3", "--data_dir",
+                        folder], cwd=folder, timeout=300)
+
+
 @pytest.mark.slow
-def test_spinfast_run_with_spinning_up_algorithm_names(tmp_path):
+def test_spinfast_run_with_spinning_up_algorithm_names(steps):
     """``python -m spinfast.run ppo ...`` runs Spinning Up's ppo_pytorch on 2 ranks."""
-    proc = run(["-m", "spinfast.run", "ppo", "--env", "CartPole-v1", "--exp_name", "x",
-                "--cpu", "2", "--epochs", "2", "--steps_per_epoch", "120",
-                "--train_pi_iters", "3", "--train_v_iters", "3", "--data_dir", tmp_path],
-               cwd=tmp_path, timeout=300)
+    folder, proc = steps.result("spinfast_run_with_spinning_up_algorithm_names")
     assert "Using default backend (pytorch) for ppo." in proc.stdout
-    check_progress(tmp_path / "x" / "x_s0", "ppo")
+    check_progress(folder / "x" / "x_s0", "ppo")
 
 
-@pytest.mark.slow
-def test_spinfast_run_module_function_of_spinning_up(tmp_path):
-    """Issue 10 (3): MODULE:FUNCTION naming Spinning Up's ppo gets the old API for --env."""
+@step()
+def step_spinfast_run_module_function_of_spinning_up(folder):
     run(["-m", "spinfast.run", "spinup.algos.pytorch.ppo.ppo:ppo", "--env", "CartPole-v1",
          "--epochs", "2", "--steps_per_epoch", "120", "--train_pi_iters", "3",
-         "--train_v_iters", "3", "--data_dir", tmp_path], cwd=tmp_path)
-    check_progress(tmp_path / "cmd_ppo" / "cmd_ppo_s0", "ppo")
+         "--train_v_iters", "3", "--data_dir", folder], cwd=folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_spinfast_run_module_function_of_spinning_up(steps):
+    """Issue 10 (3): MODULE:FUNCTION naming Spinning Up's ppo gets the old API for --env."""
+    folder = steps.result("spinfast_run_module_function_of_spinning_up")
+    check_progress(folder / "cmd_ppo" / "cmd_ppo_s0", "ppo")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -293,18 +364,16 @@ def test_test_policy_shows_tracebacks_of_real_errors(trained, tmp_path):
     assert "UnpicklingError" in proc.stderr or "RuntimeError" in proc.stderr
 
 
-@pytest.fixture(scope="module")
-def compat_venv(tmp_path_factory):
+def make_compat_venv(root):
     """A fresh virtual environment seeing this one's packages, with ``spinfast compat enable``.
 
     Made without pip (``--without-pip``) and given this environment's site-packages through
     a ``.pth`` calling ``site.addsitedir``, so nothing is installed and the developer's own
-    environment never gets the hook.
+    environment never gets the hook. Returns ``(its python, root)``.
     """
     import site
     import sysconfig
 
-    root = tmp_path_factory.mktemp("compat_venv")
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
                    timeout=120)
@@ -324,28 +393,34 @@ def compat_venv(tmp_path_factory):
     return python, root
 
 
-@pytest.mark.slow
-def test_spinup_run_unchanged_after_compat_enable(compat_venv, tmp_path):
-    """Issue 10 (5): Spinning Up's own ``python -m spinup.run ppo`` in an enabled env."""
+@pytest.fixture(scope="module")
+def compat_venv(steps):
+    return steps.result("compat_venv")
+
+
+# Spinning Up's own test_policy.py on a PyTorch run (torch.load of a whole module, old-API env
+# loop) is test_spinup_run_test_policy_on_pytorch_run_with_flags.
+@step("compat_venv")
+def step_spinup_run_unchanged_after_compat_enable(folder, compat_venv):
     python, _ = compat_venv
-    proc = run(["-m", "spinup.run", "ppo", "--env", "CartPole-v1", "--epochs", "2",
-                "--steps_per_epoch", "120", "--train_pi_iters", "3", "--train_v_iters", "3",
-                "--exp_name", "su", "--data_dir", tmp_path], cwd=tmp_path, python=python,
-               timeout=300)
-    assert "Using default backend (pytorch) for ppo." in proc.stdout
-    check_progress(tmp_path / "su" / "su_s0", "ppo")
-    # Its test_policy runs Spinning Up's own utils/test_policy.py as a script (torch.load of
-    # a whole module, old-API env loop), on the run it just saved.
-    proc = run(["-m", "spinup.run", "test_policy", tmp_path / "su" / "su_s0", "-n", "2",
-                "-nr"], cwd=tmp_path, python=python, timeout=300)
-    lens = [int(line.split()[-1]) for line in proc.stdout.splitlines()
-            if line.startswith("Episode ")]
-    assert len(lens) == 2 and all(1 <= n <= 500 for n in lens)
+    return folder, run(["-m", "spinup.run", "ppo", "--env", "CartPole-v1", "--epochs", "2",
+                        "--steps_per_epoch", "120", "--train_pi_iters", "3",
+                        "--train_v_iters", "3", "--exp_name", "su", "--data_dir", folder],
+                       cwd=folder, python=python, timeout=300)
 
 
 @pytest.mark.slow
-def test_compat_disable_removes_the_hook(compat_venv, tmp_path):
+def test_spinup_run_unchanged_after_compat_enable(steps):
+    """Issue 10 (5): Spinning Up's own ``python -m spinup.run ppo`` in an enabled env."""
+    folder, proc = steps.result("spinup_run_unchanged_after_compat_enable")
+    assert "Using default backend (pytorch) for ppo." in proc.stdout
+    check_progress(folder / "su" / "su_s0", "ppo")
+
+
+@pytest.mark.slow
+def test_compat_disable_removes_the_hook(steps, compat_venv, tmp_path):
     python, root = compat_venv
+    steps.wait_all()  # no background program may start while the hook is off
     env = mpi_env()
     env.pop("PYTHONPATH", None)  # no Spinning Up: spinup exists only through the hook
     check = ["-c", "import spinup.utils.logx as m; print(m.__name__)"]
@@ -362,29 +437,39 @@ def test_compat_disable_removes_the_hook(compat_venv, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained_tf1(tmp_path_factory):
+def trained_tf1(steps):
     """All six TF1 algorithms, 2 short epochs each, in one process."""
-    return train_all(tmp_path_factory, "su_tf1_algos", HEADERS_TF1)
+    return steps.result("trained_tf1")
+
+
+@step("trained_tf1")
+def step_tf1_algorithms_run_on_tensorflow_2(folder, trained_tf1):
+    return run(["-m", "spinfast.run", "test_policy", trained_tf1 / "ppo_tf1", "-n", "2", "-nr"],
+               cwd=folder)
 
 
 @pytest.mark.slow
-def test_tf1_algorithms_run_on_tensorflow_2(trained_tf1, tmp_path):
+def test_tf1_algorithms_run_on_tensorflow_2(trained_tf1, steps):
     """Each TF1 algorithm, 2 short epochs, on tf.compat.v1 with compat's tf.layers.dense."""
     for algo in HEADERS_TF1:
         check_progress(trained_tf1 / algo, algo)
         assert (trained_tf1 / algo / "tf1_save" / "saved_model.pb").exists()
-    proc = run(["-m", "spinfast.run", "test_policy", trained_tf1 / "ppo_tf1", "-n", "2", "-nr"],
-               cwd=tmp_path)
+    proc = steps.result("tf1_algorithms_run_on_tensorflow_2")
     lens = [int(line.split()[-1]) for line in proc.stdout.splitlines()
             if line.startswith("Episode ")]
     assert len(lens) == 2 and all(1 <= n <= 500 for n in lens)
 
 
-@pytest.mark.slow
-def test_spinning_up_own_tf1_test_passes(compat_venv, tmp_path):
-    """Spinning Up's test/test_ppo.py (TF1 PPO, unittest), unchanged, in an enabled env."""
+@step("compat_venv")
+def step_spinning_up_own_tf1_test_passes(folder, compat_venv):
     python, _ = compat_venv
-    proc = run([SPINUP / "test" / "test_ppo.py"], cwd=tmp_path, python=python, timeout=300)
+    return run([SPINUP / "test" / "test_ppo.py"], cwd=folder, python=python, timeout=300)
+
+
+@pytest.mark.slow
+def test_spinning_up_own_tf1_test_passes(steps):
+    """Spinning Up's test/test_ppo.py (TF1 PPO, unittest), unchanged, in an enabled env."""
+    proc = steps.result("spinning_up_own_tf1_test_passes")
     assert "Ran 1 test" in proc.stderr and proc.stderr.rstrip().endswith("OK")
     assert proc.stdout.count("TotalEnvInteracts") == 10  # its 10 epochs
 
@@ -395,54 +480,74 @@ def episodes(stdout):
     return [(float(r[3]), int(r[-1])) for r in rows]
 
 
-@pytest.mark.slow
-def test_spinup_run_test_policy_on_ppo_tf1_run(compat_venv, trained_tf1, tmp_path):
-    """Issue 22: Spinning Up's own test_policy.py (tf.Session(), its line 74) on a TF1 run."""
+@step("compat_venv", "trained_tf1")
+def step_spinup_run_test_policy_on_ppo_tf1_run(folder, compat_venv, trained_tf1):
     python, _ = compat_venv
-    proc = run(["-m", "spinup.run", "test_policy", trained_tf1 / "ppo_tf1", "-n", "2", "-nr"],
-               cwd=tmp_path, python=python, timeout=300)
+    return run(["-m", "spinup.run", "test_policy", trained_tf1 / "ppo_tf1", "-n", "2", "-nr"],
+               cwd=folder, python=python, timeout=300)
+
+
+@pytest.mark.slow
+def test_spinup_run_test_policy_on_ppo_tf1_run(steps, trained_tf1):
+    """Issue 22: Spinning Up's own test_policy.py (tf.Session(), its line 74) on a TF1 run."""
+    proc = steps.result("spinup_run_test_policy_on_ppo_tf1_run")
     assert f"Loading from {trained_tf1 / 'ppo_tf1' / 'tf1_save'}." in proc.stdout
     eps = episodes(proc.stdout)
     assert len(eps) == 2 and all(ret == n and 1 <= n <= 500 for ret, n in eps)  # CartPole
 
 
-@pytest.mark.slow
-def test_spinup_run_test_policy_on_ddpg_tf1_run_with_flags(compat_venv, trained_tf1,
-                                                           tmp_path):
-    """-i, -l, -d, -n, -nr on a ddpg_tf1 run; -i reads the save of that iteration."""
+@step("compat_venv", "trained_tf1")
+def step_spinup_run_test_policy_on_ddpg_tf1_run_with_flags(tmp, compat_venv, trained_tf1):
     import shutil
 
     python, _ = compat_venv
-    folder = tmp_path / "ddpg_tf1"
+    folder = tmp / "ddpg_tf1"
     shutil.copytree(trained_tf1 / "ddpg_tf1", folder)
     # What Logger.save_state(state, itr=1) adds beside the run's last save.
     shutil.copytree(folder / "tf1_save", folder / "tf1_save1")
     shutil.copy(folder / "vars.pkl", folder / "vars1.pkl")
-    proc = run(["-m", "spinup.run", "test_policy", folder, "-n", "2", "-nr", "-i", "1", "-l",
-                "50", "-d"], cwd=tmp_path, python=python, timeout=300)
+    return folder, run(["-m", "spinup.run", "test_policy", folder, "-n", "2", "-nr", "-i", "1",
+                        "-l", "50", "-d"], cwd=tmp, python=python, timeout=300)
+
+
+@pytest.mark.slow
+def test_spinup_run_test_policy_on_ddpg_tf1_run_with_flags(steps):
+    """-i, -l, -d, -n, -nr on a ddpg_tf1 run; -i reads the save of that iteration."""
+    folder, proc = steps.result("spinup_run_test_policy_on_ddpg_tf1_run_with_flags")
     assert f"Loading from {folder / 'tf1_save1'}." in proc.stdout
     assert "Using default action op." in proc.stdout  # -d: only SAC saves a 'mu'
     assert [n for _, n in episodes(proc.stdout)] == [50, 50]  # Pendulum, cut by -l
 
 
-@pytest.mark.slow
-def test_spinup_run_plot_headless(compat_venv, trained, tmp_path):
-    """Issue 22: Spinning Up's own plot.py (sns.tsplot, its line 33) with its flags."""
+@step("compat_venv", test="test_spinup_run_plot_headless")
+def step_spinup_run_plot_select(folder, compat_venv):
     python, _ = compat_venv
-    env = su_env(MPLBACKEND="Agg")
-    data = tmp_path / "data"
+    data = folder / "data"
     write_runs(data)
     # -s 3 needs runs of 3 rows or more: Spinning Up's smoothing (np.convolve 'same') fails
     # on shorter ones, as it always did.
     runs = [str(data / f"{exp}_s0") for exp in ("lr0.1", "lr0.3", "lr1.0")]
-    proc = run(["-m", "spinup.run", "plot", *runs, "--select", "lr0.", "-s", "3", "--est",
-                "max"], cwd=tmp_path, python=python, env=env, timeout=300)
+    return runs, run(["-m", "spinup.run", "plot", *runs, "--select", "lr0.", "-s", "3",
+                      "--est", "max"], cwd=folder, python=python,
+                     env=su_env(MPLBACKEND="Agg"), timeout=300)
+
+
+@step("compat_venv", "trained", test="test_spinup_run_plot_headless")
+def step_spinup_run_plot_spinning_up_runs(folder, compat_venv, trained):
+    python, _ = compat_venv
+    runs = [str(trained / a) for a in ("vpg", "ppo", "sac")]
+    return runs, run(["-m", "spinup.run", "plot", *runs, "-x", "Epoch", "-y", "AverageEpRet",
+                      "LossPi", "--exclude", "sac", "-l", "A", "B"], cwd=folder,
+                     python=python, env=su_env(MPLBACKEND="Agg"), timeout=300)
+
+
+@pytest.mark.slow
+def test_spinup_run_plot_headless(steps):
+    """Issue 22: Spinning Up's own plot.py (sns.tsplot, its line 33) with its flags."""
+    runs, proc = steps.result("spinup_run_plot_select")
     assert proc.stdout.split("=" * 50)[1].split() == runs[:2]  # --select lr0.
     # Spinning Up's own runs (2 epochs each), two values, a legend and an exclusion.
-    runs = [str(trained / a) for a in ("vpg", "ppo", "sac")]
-    proc = run(["-m", "spinup.run", "plot", *runs, "-x", "Epoch", "-y", "AverageEpRet",
-                "LossPi", "--exclude", "sac", "-l", "A", "B"], cwd=tmp_path, python=python,
-               env=env, timeout=300)
+    runs, proc = steps.result("spinup_run_plot_spinning_up_runs")
     assert proc.stdout.split("=" * 50)[1].split() == runs[:2]
 
 
@@ -496,21 +601,30 @@ def write_runs(data):
                 logger.dump_tabular()
 
 
+def plot_driver(folder, est):
+    """Spinning Up's plot.py on runs of write_runs with ``--est est``, drawn by PLOT_DRIVER."""
+    data, out = folder / "data", folder / "figures.json"
+    write_runs(data)
+    run(["-c", PLOT_DRIVER, SPINUP / "spinup" / "utils" / "plot.py", out, data / "lr",
+         "--select", "lr0.", "-s", "3", "--est", est], cwd=folder,
+        env=su_env(MPLBACKEND="Agg"))
+    return data, out
+
+
+for _est in ("mean", "max"):
+    step(test="test_spinning_up_plot_draws_what_spinfast_computes")(functools.partial(
+        plot_driver, est=_est), name=f"plot_driver_{_est}")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("est", ["mean", "max"])
-def test_spinning_up_plot_draws_what_spinfast_computes(tmp_path, est, capsys):
+def test_spinning_up_plot_draws_what_spinfast_computes(steps, est):
     """The tsplot shim's curve and ±1 sd band, per condition, against spinfast's plotter."""
     from matplotlib.figure import Figure
 
     from spinfast.plot import get_all_datasets, plot_data
 
-    data = tmp_path / "data"
-    write_runs(data)
-    capsys.readouterr()
-    out = tmp_path / "figures.json"
-    run(["-c", PLOT_DRIVER, SPINUP / "spinup" / "utils" / "plot.py", out, data / "lr",
-         "--select", "lr0.", "-s", "3", "--est", est], cwd=tmp_path,
-        env=su_env(MPLBACKEND="Agg"))
+    data, out = steps.result(f"plot_driver_{est}")
     [fig] = json.loads(out.read_text())
     assert (fig["xlabel"], fig["ylabel"]) == ("TotalEnvInteracts", "Performance")
     assert fig["legend"] == ["lr0.1", "lr0.3"]
@@ -541,18 +655,23 @@ def test_spinning_up_plot_draws_what_spinfast_computes(tmp_path, est, capsys):
         np.testing.assert_allclose(hi, center + sd, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.slow
-def test_spinup_run_test_policy_on_pytorch_run_with_flags(compat_venv, trained, tmp_path):
-    """-i, -l, -d, -n, -nr on a sac_pytorch run (TensorFlow imported, unused, by the script)."""
+@step("compat_venv", "trained")
+def step_spinup_run_test_policy_on_pytorch_run_with_flags(tmp, compat_venv, trained):
     import shutil
 
     python, _ = compat_venv
-    folder = tmp_path / "sac"
+    folder = tmp / "sac"
     shutil.copytree(trained / "sac", folder)
     # What Logger.save_state(state, itr=1) adds beside the run's last save.
     shutil.copy(folder / "pyt_save" / "model.pt", folder / "pyt_save" / "model1.pt")
     shutil.copy(folder / "vars.pkl", folder / "vars1.pkl")
-    proc = run(["-m", "spinup.run", "test_policy", folder, "-n", "2", "-nr", "-i", "1", "-l",
-                "30", "-d"], cwd=tmp_path, python=python, timeout=300)
+    return folder, run(["-m", "spinup.run", "test_policy", folder, "-n", "2", "-nr", "-i", "1",
+                        "-l", "30", "-d"], cwd=tmp, python=python, timeout=300)
+
+
+@pytest.mark.slow
+def test_spinup_run_test_policy_on_pytorch_run_with_flags(steps):
+    """-i, -l, -d, -n, -nr on a sac_pytorch run (TensorFlow imported, unused, by the script)."""
+    folder, proc = steps.result("spinup_run_test_policy_on_pytorch_run_with_flags")
     assert f"Loading from {folder / 'pyt_save' / 'model1.pt'}." in proc.stdout
     assert [n for _, n in episodes(proc.stdout)] == [30, 30]
