@@ -41,6 +41,9 @@ class Background:
     def add(self, name, fn, *needs):
         self._steps[name] = (fn, needs)
 
+    def names(self):
+        return self._steps.keys()
+
     def _submit(self, name):
         with self._lock:
             if name not in self._futures:

@@ -7,22 +7,40 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import mpi_env
+from conftest import Background, mpi_env
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 COLUMNS = ["Epoch", "AverageAcc", "StdAcc", "MaxAcc", "MinAcc", "Loss", "TotalGradientSteps",
            "Time"]
 
 
+def train(folder, script, cpu):
+    cmd = [sys.executable, str(EXAMPLES / script), "--cpu", str(cpu), "--epochs", "3",
+           "--steps_per_epoch", "40", "--data_dir", str(folder), "--exp_name", "ex"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=mpi_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return folder / "ex" / "ex_s0"
+
+
+@pytest.fixture(scope="module")
+def trainings(request, tmp_path_factory):
+    """The selected examples' runs, started together (conftest.Background)."""
+    bg = Background()
+    for item in request.session.items:
+        if getattr(item, "module", None) is request.module:
+            script, cpu = item.callspec.params["script"], item.callspec.params["cpu"]
+            bg.add((script, cpu), lambda s=script, c=cpu: train(tmp_path_factory.mktemp("ex"),
+                                                                   s, c))
+    bg.start(list(bg.names()))
+    yield bg
+    bg.close()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["train_mnist_tf1.py", "train_mnist_torch.py"])
 @pytest.mark.parametrize("cpu", [1, 2])
-def test_train_mnist_example(tmp_path, script, cpu):
-    cmd = [sys.executable, str(EXAMPLES / script), "--cpu", str(cpu), "--epochs", "3",
-           "--steps_per_epoch", "40", "--data_dir", str(tmp_path), "--exp_name", "ex"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=mpi_env())
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run = tmp_path / "ex" / "ex_s0"
+def test_train_mnist_example(trainings, script, cpu):
+    run = trainings.result((script, cpu))
     lines = (run / "progress.txt").read_text().splitlines()
     assert lines[0].split("\t") == COLUMNS
     rows = [[float(v) for v in line.split("\t")] for line in lines[1:]]
