@@ -123,7 +123,7 @@ DEFAULT_FUSION_THRESHOLD = 1 << 16
 
 include "_flat_pack.pxi"
 include "_flat_layout.pxi"
-include "_flat_cost.pxi"
+include "_flat_paths.pxi"
 include "_flat_mpi.pxi"
 include "_flat_ring.pxi"
 include "_flat_doubling.pxi"
@@ -159,6 +159,9 @@ cdef struct agreement_t:
     int fpath             # path_t of the flag's buffer's collective
     char* fptr            # the flag element
     Py_ssize_t fbytes     # bytes of the flag's buffer
+
+
+include "_flat_bcast.pxi"
 
 
 cdef class FlatBuffer:
@@ -205,12 +208,7 @@ cdef class FlatBuffer:
     cdef char* _flag_p
     cdef object _agreed_fview   # the buffer the agreed flag travels in
     cdef object _pair_sizes     # two-rank broadcast: the agreed buffers' sizes, else None
-    # receive datatypes scattering a packed buffer straight into its arrays (per dtype), and
-    # the slot addresses they were built for (_dt_count -1: none built)
-    cdef object _dt32
-    cdef object _dt64
-    cdef char** _dt_ptrs
-    cdef Py_ssize_t _dt_count
+    cdef _Scatter _scatter      # datatypes scattering a packed buffer into its arrays
     # the last caller's communicator and its (duplicate, shared) link
     cdef object _link_comm
     cdef tuple _link_cached
@@ -225,8 +223,7 @@ cdef class FlatBuffer:
         memset(&self._scratch, 0, sizeof(scratch_t))
         self._busy = False
         self._pending = NULL
-        self._dt_ptrs = NULL
-        self._dt_count = -1
+        self._scatter = _Scatter()
 
     def __init__(self, Py_ssize_t fusion_threshold=DEFAULT_FUSION_THRESHOLD, algorithm=None):
         cdef int64_t[::1] h
@@ -258,18 +255,12 @@ cdef class FlatBuffer:
 
     def __dealloc__(self):
         self._release()
-        try:  # (not at interpreter exit: MPI is finalized and mpi4py may be torn down)
-            if _MPI is not None and not _MPI.Is_finalized():
-                self._free_datatypes()
-        except Exception:
-            pass
         PyMem_Free(self._arr.slots)
         PyMem_Free(self._arr.views)
         PyMem_Free(self._arr.src_views)
         PyMem_Free(self._msgs.ptr)
         PyMem_Free(self._msgs.src)
         PyMem_Free(self._msgs.n)
-        PyMem_Free(self._dt_ptrs)
         PyMem_RawFree(self._scratch.p)
 
     @property
@@ -290,11 +281,15 @@ cdef class FlatBuffer:
         ``{i: path}`` for each array ``i`` reduced in place, or ``{'bcast': path}``; a path is
         a name of :data:`PATHS`. Empty before the first such call. The same on every rank.
         """
+        if not self._plan.made or self._plan.size < 2:
+            return {}
+        return self._paths()
+
+    cdef dict _paths(self):
+        # The paths of the current plan, as FlatBuffer.paths shows them.
         cdef Py_ssize_t i
         cdef const slot_t* s
         out = {}
-        if not self._plan.made or self._plan.size < 2:
-            return out
         if self._plan.code == OP_BCAST:
             return {"bcast": PATHS[self._plan.bcast_path]}
         if self._plan.n32:
@@ -387,13 +382,6 @@ cdef class FlatBuffer:
             PyBuffer_Release(&self._arr.src_views[i])
         self._arr.nsrc = 0
 
-    cdef void _free_datatypes(self):
-        for dt in (self._dt32, self._dt64):
-            if dt is not None:
-                dt.Free()
-        self._dt32 = self._dt64 = None
-        self._dt_count = -1
-
     cdef int _reserve(self, Py_ssize_t n) except -1:
         # Room for n arrays (and the two packed buffers in a ring or tree).
         if n <= self._arr.cap:
@@ -404,8 +392,7 @@ cdef class FlatBuffer:
         _grow(<void**>&self._msgs.ptr, (n + 2) * sizeof(char*))
         _grow(<void**>&self._msgs.src, (n + 2) * sizeof(char*))
         _grow(<void**>&self._msgs.n, (n + 2) * sizeof(Py_ssize_t))
-        _grow(<void**>&self._dt_ptrs, n * sizeof(char*))
-        self._dt_count = -1
+        self._scatter.count = -1
         memset(self._arr.slots + self._arr.cap, 0, (n - self._arr.cap) * sizeof(slot_t))
         self._arr.cap = n
         self._plan.made = False
@@ -505,16 +492,16 @@ cdef class FlatBuffer:
     cdef int _make_plan(self, int code, int size, bint shared) except -1:
         # Decide what is packed, where, which buffer carries the agreement flag and which path
         # moves each buffer; re-allocate a packed buffer only when it must grow.
-        cdef Py_ssize_t i, n32 = 0, n64 = 0, small32 = 0, small64 = 0, total = 0, m
+        cdef Py_ssize_t i, n32 = 0, n64 = 0, small32 = 0, small64 = 0
         cdef slot_t* s
         cdef plan_t* p = &self._plan
         cdef bint bcast = code == OP_BCAST
-        cdef const cost_model_t* model = &_SHARED if shared else &_NETWORK
+        cdef int transport = T_SHARED if shared else T_NETWORK
         cdef float[::1] m32
         cdef double[::1] m64
         if self._plan_matches(code, size, shared):
             return 0
-        self._dt_count = -1  # the scatter datatypes describe the old plan's arrays
+        self._scatter.count = -1  # its datatypes describe the old plan's arrays
         for i in range(self._arr.count):
             s = &self._arr.slots[i]
             s.packed = 0 < s.nbytes < self.fusion_threshold
@@ -548,7 +535,7 @@ cdef class FlatBuffer:
                     n64 += s.n
             s.path = P_MPI
             if not s.packed and s.n and not bcast:
-                s.path = _choose_reduce(model, self._algo, code, size, s.nbytes, False)
+                s.path = _choose_reduce(transport, self._algo, code, size, s.nbytes, False)
             s.plan_n = s.n
             s.plan_kind = s.kind
         if n32 > self._store32.shape[0]:
@@ -563,45 +550,22 @@ cdef class FlatBuffer:
         p.p64 = <char*>&m64[0] if m64.shape[0] else NULL
         p.n32 = n32
         p.n64 = n64
-        p.path32 = _choose_reduce(model, self._algo, code, size, n32 * 4, True)
-        p.path64 = _choose_reduce(model, self._algo, code, size, n64 * 8, True)
+        p.path32 = _choose_reduce(transport, self._algo, code, size, n32 * 4, True)
+        p.path64 = _choose_reduce(transport, self._algo, code, size, n64 * 8, True)
         p.solo = (n32 == 0) != (n64 == 0)
         for i in range(self._arr.count):
             if not self._arr.slots[i].packed and self._arr.slots[i].n:
                 p.solo = False
         p.bcast_path = P_MPI
         if bcast:
-            m = self._bcast_buffers()
-            for i in range(m):
-                total += self._msgs.n[i]
-            p.bcast_path = _choose_bcast(model, self._algo, size, total, m)
+            p.bcast_path = _choose_bcast(transport, self._algo, size,
+                                         _bcast_buffers(p, &self._arr, &self._msgs))
         p.count = self._arr.count
         p.code = code
         p.size = size
         p.shared = shared
         p.made = True
         return 0
-
-    cdef Py_ssize_t _bcast_buffers(self) noexcept:
-        # The buffers a broadcast moves, in order, into _msgs.ptr/_msgs.n (bytes): the packed
-        # float32 and float64 buffers, then the arrays moved in place. Returns their number.
-        cdef Py_ssize_t i, m = 0
-        cdef const slot_t* s
-        if self._plan.n32:
-            self._msgs.ptr[m] = self._plan.p32
-            self._msgs.n[m] = self._plan.n32 * 4
-            m += 1
-        if self._plan.n64:
-            self._msgs.ptr[m] = self._plan.p64
-            self._msgs.n[m] = self._plan.n64 * 8
-            m += 1
-        for i in range(self._arr.count):
-            s = &self._arr.slots[i]
-            if not s.packed and s.n:
-                self._msgs.ptr[m] = s.ptr
-                self._msgs.n[m] = s.nbytes
-                m += 1
-        return m
 
     # -- a call ------------------------------------------------------------------------------
 
@@ -694,13 +658,16 @@ cdef class FlatBuffer:
             self._disagree()
         if self._agree.agreed and self._pair_sizes is not None:
             # Two ranks, broadcast: the agreement travels with the data (see _pair_bcast).
-            if _pair_bcast(self, dup, rank, err is None and h == self._agree.hash
-                           and self._plan_matches(code, size, shared)):
+            if _pair_bcast(dup, &self._plan, &self._arr, arrays, &self._msgs, self._scatter,
+                           self._flagbuf, self._pair_sizes, self._agree.root, rank,
+                           err is None and self._plan_matches(code, size, shared)
+                           and _fold_paths(h, &self._plan, &self._arr) == self._agree.hash):
                 return 0
             self._disagree()
         elif self._agree.agreed:
             # One collective tells everyone whether any rank's layout changed.
-            if err is None and h == self._agree.hash and self._plan_matches(code, size, shared):
+            if (err is None and self._plan_matches(code, size, shared)
+                    and _fold_paths(h, &self._plan, &self._arr) == self._agree.hash):
                 if not bcast or rank == root:
                     with nogil:
                         _pack(self._arr.slots, self._arr.count, self._plan.p32, self._plan.p64)
@@ -719,6 +686,7 @@ cdef class FlatBuffer:
         self._pending = NULL
         if err is None:
             self._make_plan(code, size, shared)
+            h = _fold_paths(h, &self._plan, &self._arr)  # the chosen paths must agree too
         self._hdr_p[0] = <int64_t>h if err is None else _BAD_INPUT
         self._hdr_p[1] = -(<int64_t>h) if err is None else 0
         req = comm.Iallreduce(MPI.IN_PLACE, self._hdr, MPI.MAX)
@@ -730,12 +698,13 @@ cdef class FlatBuffer:
             mine = None
             if err is None:
                 mine = ("layout", "bcast" if bcast else "allreduce", op, root,
-                        self.fusion_threshold, self.algorithm, _describe_layout(&self._arr))
+                        self.fusion_threshold, self.algorithm, _describe_layout(&self._arr),
+                        shared, self._paths())
             _raise_mismatch(comm, err, mine, where)
         self._agree_on(code, root, size, h)
         self._pair_sizes = None
         if self._plan.bcast_path == P_PAIR:
-            m = self._bcast_buffers()
+            m = _bcast_buffers(&self._plan, &self._arr, &self._msgs)
             if m:  # (the root's verdict needs a message to travel in)
                 self._pair_sizes = [self._msgs.n[i] for i in range(m)]
         _write_flag(self._agree.fkind, self._agree.fptr, ok_flag)
@@ -759,7 +728,7 @@ cdef class FlatBuffer:
         if code == OP_BCAST and p.bcast_path != P_MPI:
             # Several buffers (packed ones, large arrays): down one binomial tree, as bytes.
             # (The two-rank broadcast's first call after an agreement takes it too.)
-            m = self._bcast_buffers()
+            m = _bcast_buffers(&self._plan, &self._arr, &self._msgs)
             if m:
                 _tree_bcast(dup, &self._msgs, m, root, rank, size)
         elif code == OP_BCAST:
@@ -849,6 +818,3 @@ cdef int _grow(void** p, size_t nbytes) except -1:
         raise MemoryError()
     p[0] = q
     return 0
-
-
-include "_flat_bcast.pxi"
