@@ -105,9 +105,12 @@ cdef class _Scatter:
             if a.count > self.cap:
                 _grow(<void**>&self.ptrs, a.count * sizeof(char*))
                 self.cap = a.count
-            spans = sorted((_MPI.Get_address(arrays[i]), s[i].nbytes, s[i].kind)
-                           for i in range(a.count) if s[i].packed)
-            if all(spans[i][0] + spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1)):
+            # (in slot order: the order of the packed buffer)
+            spans = [(_MPI.Get_address(arrays[i]), s[i].nbytes, s[i].kind)
+                     for i in range(a.count) if s[i].packed]
+            ordered = sorted(spans)
+            if all(ordered[i][0] + ordered[i][1] <= ordered[i + 1][0]
+                   for i in range(len(ordered) - 1)):
                 for kind in (DK_F32, DK_F64):
                     blocks = [b for b in spans if b[2] == kind]
                     if blocks:

@@ -33,13 +33,14 @@ cdef uint64_t _layout_hash(const arrays_t* a, int code, int root, Py_ssize_t fus
     return h if h != 0 else 1
 
 
-cdef uint64_t _fold_paths(uint64_t h, const plan_t* p, const arrays_t* a) noexcept:
+cdef uint64_t _fold_paths(uint64_t h, const paths_t* p, const layout_t* layout) noexcept:
     # The layout hash with the paths the plan chose folded in: ranks whose decision tables
     # differ (two builds, two crossovers) disagree here, before any path is taken, and raise
     # instead of waiting in different collectives.
     cdef Py_ssize_t i
-    h = _fnv(h, p.bcast_path if p.code == OP_BCAST else p.path32)
-    h = _fnv(h, p.path64)
+    cdef const arrays_t* a = &layout.arr
+    h = _fnv(h, p.bcast if layout.plan.code == OP_BCAST else p.f32)
+    h = _fnv(h, p.f64)
     for i in range(a.count):
         if not a.slots[i].packed and a.slots[i].n:
             h = _fnv(h, a.slots[i].path)

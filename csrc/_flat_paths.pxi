@@ -32,6 +32,14 @@ cdef enum path_t:
 # Names of the paths, by path_t value (FlatBuffer.paths, choose()).
 PATHS = ("mpi", "ring", "doubling", "tree", "pair")
 
+cdef struct paths_t:
+    # The paths a plan chose (FlatBuffer.paths; folded into the layout hash). Arrays moved in
+    # place carry theirs in their slot.
+    int f32               # the packed float32 buffer (reductions)
+    int f64               # the packed float64 buffer
+    int bcast             # a broadcast
+
+
 cdef enum transport_t:
     T_SHARED = 0        # every rank on one node (one shared-memory domain)
     T_NETWORK = 1       # ranks on several nodes (or MPIR_CVAR_NOLOCAL=1)

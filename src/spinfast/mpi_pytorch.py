@@ -56,7 +56,7 @@ def _view(t, where, what, index):
                          f"tensors only, move the module to the CPU first")
     t = t.detach()
     if t.dtype in (_FLOATS or _float_dtypes()) and t.is_contiguous():
-        return np.from_dlpack(t)
+        return np.from_dlpack(t).reshape(-1)  # (1-D, as the engine has always seen them)
     return t.numpy()
 
 
