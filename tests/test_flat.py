@@ -483,7 +483,7 @@ def test_path_mismatch_raises_on_every_rank(run_mpi, tmp_path, size):
         assert all(x.startswith("ERR ") for x in got), got
         message = got[0].split(" ", 3)[3]
         assert message.startswith("ValueError: FlatBuffer.allreduce(): the chosen paths differ "
-                                  f"between ranks: rank 0 takes "), message
+                                  "between ranks: rank 0 takes "), message
         assert f"rank {size - 1} takes" in message and "pass FlatBuffer(algorithm='mpi')" in message
     assert sorted(x for x in lines if x.startswith("VALUE")) == [
         f"VALUE rank={r} 1.0 1.0 True" for r in range(size)]
