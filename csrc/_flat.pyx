@@ -10,10 +10,11 @@ or numpy views of framework parameter/gradient memory) and works on them in plac
   unpacked back (divided by the number of ranks on the way out for a mean);
 * arrays at or above the threshold are reduced or broadcast in place on their own memory, with
   no copy (a copy costs about a fifth of an Allreduce of the same bytes);
-* each packed buffer, each array in place and each broadcast goes along the path a cost model
-  predicts cheapest (``_flat_cost.pxi``: alpha-beta, from the number of ranks, the bytes and
-  whether the ranks share memory): MPI's own ``Allreduce``/``Bcast``, or one of the engine's
-  algorithms where they measured better (ranks on one node, up to a measured number of ranks):
+* each packed buffer, each array in place and each broadcast goes along the path one table
+  gives (``_flat_paths.pxi``: from whether the ranks share memory, their number and the bytes;
+  an alpha-beta cost model evaluated, which bench/scale.py keeps): MPI's own
+  ``Allreduce``/``Bcast``, or one of the engine's algorithms where they measured better (ranks
+  on one node, up to a measured number of ranks):
 
   - ring (``_flat_ring.pxi``): sums and means of large buffers. All arrays of a dtype taking
     it form one virtual concatenation cut into one chunk per rank; a step moves one message
@@ -37,7 +38,7 @@ The packed buffer follows Horovod's fusion buffer and DDP's buckets, inside one 
 ``FlatBuffer(algorithm='mpi')`` (or ``SPINFAST_COLLECTIVES=mpi`` when it is made) keeps the
 packing but takes MPI's collectives on every path; ``'engine'`` takes the engine's own paths
 wherever one applies (min, max and prod always go through MPI); ``'auto'`` (the default) lets
-the cost model choose. :attr:`FlatBuffer.paths` tells which paths the last call took.
+the table choose. :attr:`FlatBuffer.paths` tells which paths the last call took.
 
 MPI is reached only through mpi4py's buffer calls (``Allreduce``/``Bcast`` with ``IN_PLACE``,
 point-to-point calls; all release the GIL), so this module links to no MPI library and works
@@ -47,7 +48,7 @@ in steady state.
 Layout agreement (``_flat_layout.pxi``). Every rank must pass arrays of the same dtypes and
 shapes in the same order. Each instance keeps, identically on every rank, the 64-bit hash of
 the last layout all ranks agreed on (dtypes, shapes, memory order, operation, root, fusion
-threshold, algorithm, whether the ranks share memory):
+threshold, algorithm, whether the ranks share memory, and the path chosen for every buffer):
 
 * not agreed (first call, or after a change): a two-integer ``Iallreduce(MAX)`` of
   ``[hash, -hash]``, overlapped with the packing, tells every rank whether all hashes are equal;
@@ -234,7 +235,7 @@ cdef class FlatBuffer:
         fusion_threshold: arrays of fewer bytes than this are packed into one buffer per dtype
             and moved with one collective; larger ones are reduced or broadcast in place on
             their own memory. 0 packs nothing. Must be the same on every rank.
-        algorithm: ``'auto'`` (the cost model chooses each path), ``'engine'`` (the engine's
+        algorithm: ``'auto'`` (the table of ``_flat_paths.pxi`` chooses each path), ``'engine'`` (the engine's
             own ring, recursive doubling and tree wherever one applies) or ``'mpi'`` (MPI's
             ``Allreduce`` and ``Bcast`` on the packed buffers and the large arrays; results
             equal to the engine's up to the order of float additions). None reads the
