@@ -1,8 +1,8 @@
 """PyTorch + MPI, as ``spinup.utils.mpi_pytorch``, on spinfast's flat-buffer engine.
 
 ``mpi_avg_grads(module)`` and ``sync_params(module)`` find the module's tensors
-(``module.parameters()``) and hand their memory to the engine through DLPack
-(``np.from_dlpack``), without copies: small tensors
+(``module.parameters()``) and hand their memory to the engine as numpy views
+(``Tensor.numpy()``), without copies: small tensors
 move with one collective (packed into a persistent buffer), large ones are reduced (one ring
 over all of them) or broadcast in place: never one collective per tensor. :class:`FlatGrads`
 goes further: the module's gradients become views into one flat buffer, so averaging them
@@ -40,24 +40,29 @@ def _parameters(module, trainable_only):
     return [p for p in module.parameters() if p.requires_grad or not trainable_only]
 
 
-def _view(t, where, what, index):
-    """A zero-copy numpy view of a CPU tensor's memory (DLPack), for the engine.
+def _view(t, where, what, index, detach=False):
+    """A zero-copy numpy view of a CPU tensor's memory, for the engine.
 
-    A float32/float64 contiguous tensor gives a view the engine moves; another dtype or a
-    strided tensor is handed over all the same (``Tensor.numpy()``), for the engine to reject on
-    every rank together: an error raised here, on some ranks only, would leave the others
-    waiting in the collective.
+    ``Tensor.numpy()`` shares the tensor's memory (it costs ~0.7 us; ``np.from_dlpack`` costs
+    several times that here, see bench/README.md, issue 20). A contiguous tensor is seen as one
+    dimension, as the engine has always seen tensors; a strided one, or one of another dtype,
+    is handed over as it is, for the engine to reject on every rank together: an error raised
+    here, on some ranks only, would leave the others waiting in the collective.
+    ``detach``: the tensor requires grad (a parameter).
 
     Raises:
         ValueError: the tensor is not on the CPU (MPI here moves host memory).
     """
-    if not t.is_cpu:
-        raise ValueError(f"{where}: {what} {index} is on {t.device}; spinfast averages CPU "
-                         f"tensors only, move the module to the CPU first")
-    t = t.detach()
-    if t.dtype in (_FLOATS or _float_dtypes()) and t.is_contiguous():
-        return np.from_dlpack(t).reshape(-1)  # (1-D, as the engine has always seen them)
-    return t.numpy()
+    try:
+        a = t.detach().numpy() if detach else t.numpy()
+    except (TypeError, RuntimeError):
+        if not t.is_cpu:
+            raise ValueError(f"{where}: {what} {index} is on {t.device}; spinfast averages "
+                             f"CPU tensors only, move the module to the CPU first") from None
+        if detach or not t.requires_grad:
+            raise
+        a = t.detach().numpy()  # (a gradient made with create_graph=True)
+    return a.reshape(-1) if a.flags.c_contiguous else a
 
 
 def _grad_views(params, where):
@@ -85,7 +90,7 @@ def _grad_views(params, where):
 
 def _tensor_views(tensors, where):
     """Views of the tensors' memory (parameters, for an in-place broadcast)."""
-    return [_view(t, where, "parameter", i) for i, t in enumerate(tensors)]
+    return [_view(t, where, "parameter", i, True) for i, t in enumerate(tensors)]
 
 
 def _named(where, call, *args, **kwargs):
@@ -96,16 +101,6 @@ def _named(where, call, *args, **kwargs):
         raise type(exc)(f"{where}: {exc}") from None
 
 
-def _float_dtypes():
-    """(torch.float32, torch.float64), the dtypes the engine moves (torch imported here)."""
-    global _FLOATS
-    import torch
-
-    _FLOATS = (torch.float32, torch.float64)
-    return _FLOATS
-
-
-_FLOATS: tuple = ()
 _PRESENT: dict = {}  # presence flags of mpi_avg_grads, by parameter count
 
 
