@@ -90,6 +90,8 @@ import os
 import numpy as np
 
 cdef enum dkind_t:
+    # Element kinds. The per-kind work is in _flat_pack.pxi (_itemsize, _add, _scale); a new
+    # kind on the wire (16-bit values summed in float32) adds a member here and a case there.
     DK_NONE = 0
     DK_F32 = 1
     DK_F64 = 2
@@ -837,7 +839,7 @@ cdef class FlatBuffer:
         # One in-place reduction of a buffer along ``path``. The ring divides by ``divide_by``;
         # MPI's Allreduce and doubling leave that to the caller. ``defer``: doubling leaves its
         # last addition to the unpacking (self._packed.pending); other paths ignore it.
-        cdef Py_ssize_t n = nbytes // (4 if kind == DK_F32 else 8)
+        cdef Py_ssize_t n = nbytes // _itemsize(kind)
         cdef msgs_t one
         if path == P_RING:
             one.ptr = &ptr
