@@ -20,6 +20,14 @@ the first), and the start-up time (import of the utilities ppo uses: ``logx``,
 
 Also the program each run executes: ``python bench/spinup_ppo.py --child SIDE OUT EPOCHS
 STEPS`` and ``--startup SIDE``.
+
+``mpiexec -n 2 python bench/spinup_ppo.py --walk [--rounds 5]`` (issue 20) times, with the
+spinfast this interpreter imports, one policy update of Spinning Up's ppo (its default
+``MLPActorCritic`` for CartPole-v1, hidden (64, 64), a 4000-step batch: ``compute_loss_pi``,
+backward, ``mpi_avg_grads(ac.pi)``, Adam step; ppo makes 80 per epoch) and
+``mpi_avg_grads(ac.pi)`` alone, in alternation; rank 0 prints the medians and the share of the
+update. Run it once with a build whose module walk is compiled and once with the plain Python
+walk to compare them.
 """
 
 from __future__ import annotations
@@ -79,6 +87,57 @@ def child(side, out, epochs, steps):
         json.dump(cpu, f)
 
 
+def walk(rounds):
+    """Time one ppo policy update and mpi_avg_grads alone (see the module docstring)."""
+    import torch
+
+    _setup("spinfast")
+    sys.path.insert(0, str(SPINUP))
+    import gym
+    from spinup.algos.pytorch.ppo import core
+
+    from spinfast.mpi_pytorch import mpi_avg_grads, setup_pytorch_for_mpi, sync_params
+    from spinfast.mpi_tools import proc_id
+
+    setup_pytorch_for_mpi()
+    torch.manual_seed(proc_id())
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    ac = core.MLPActorCritic(obs_space, gym.spaces.Discrete(2))
+    sync_params(ac)
+    opt = torch.optim.Adam(ac.pi.parameters(), lr=3e-4)
+    gen = torch.Generator().manual_seed(proc_id())
+    obs = torch.randn(4000, 4, generator=gen)
+    act = torch.randint(0, 2, (4000,), generator=gen)
+    adv = torch.randn(4000, generator=gen)
+    with torch.no_grad():
+        logp_old = ac.pi(obs, act)[1]
+
+    def update():  # ppo.py's update(): one of train_pi_iters = 80 policy steps
+        opt.zero_grad()
+        _, logp = ac.pi(obs, act)
+        ratio = torch.exp(logp - logp_old)
+        clip_adv = torch.clamp(ratio, 0.8, 1.2) * adv
+        loss = -(torch.min(ratio * adv, clip_adv)).mean()
+        loss.backward()
+        mpi_avg_grads(ac.pi)
+        opt.step()
+
+    updates, calls = [], []
+    for _ in range(rounds):
+        for _ in range(80):
+            t0 = time.perf_counter()
+            update()
+            updates.append(time.perf_counter() - t0)
+        for _ in range(400):
+            t0 = time.perf_counter()
+            mpi_avg_grads(ac.pi)
+            calls.append(time.perf_counter() - t0)
+    if proc_id() == 0:
+        u, c = statistics.median(updates), statistics.median(calls)
+        print(f"policy update {u * 1e3:.3f} ms; mpi_avg_grads {c * 1e6:.1f} us "
+              f"({100 * c / u:.2f}% of the update)")
+
+
 def startup(side):
     """Import the utilities Spinning Up's ppo imports, with ``side``'s modules."""
     _setup(side)
@@ -118,7 +177,10 @@ def main():
     p.add_argument("--spinup", default=str(SPINUP))
     p.add_argument("--child", nargs=4, metavar=("SIDE", "OUT", "EPOCHS", "STEPS"))
     p.add_argument("--startup", metavar="SIDE")
+    p.add_argument("--walk", action="store_true", help="time mpi_avg_grads in a ppo update")
     args = p.parse_args()
+    if args.walk:
+        return walk(args.rounds)
     if args.child:
         side, out, epochs, steps = args.child
         return child(side, out, int(epochs), int(steps))

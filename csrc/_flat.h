@@ -10,8 +10,9 @@
  *
  * Same IEEE result as numpy's x / size in the array's dtype. For a power-of-two size the
  * reciprocal is exact, so x * (1/size) is bit-identical to the division and several times
- * cheaper. With GCC on x86-64 Linux each kernel is compiled for AVX-512, AVX2 and the baseline,
- * and the loader picks the best for the CPU at run time.
+ * cheaper. With GCC on x86-64 and glibc each kernel is compiled for AVX-512, AVX2 and the
+ * baseline, and the loader picks the best for the CPU at run time (target_clones needs glibc's
+ * ifunc: musl has none, so there, and with other compilers, the baseline kernel is all).
  */
 #ifndef SPINFAST_FLAT_H
 #define SPINFAST_FLAT_H
@@ -20,7 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
 #define SFF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SFF_CLONES

@@ -10,10 +10,11 @@ or numpy views of framework parameter/gradient memory) and works on them in plac
   unpacked back (divided by the number of ranks on the way out for a mean);
 * arrays at or above the threshold are reduced or broadcast in place on their own memory, with
   no copy (a copy costs about a fifth of an Allreduce of the same bytes);
-* each packed buffer, each array in place and each broadcast goes along the path a cost model
-  predicts cheapest (``_flat_cost.pxi``: alpha-beta, from the number of ranks, the bytes and
-  whether the ranks share memory): MPI's own ``Allreduce``/``Bcast``, or one of the engine's
-  algorithms where they measured better (ranks on one node, up to a measured number of ranks):
+* each packed buffer, each array in place and each broadcast goes along the path one table
+  gives (``_flat_paths.pxi``: from whether the ranks share memory, their number and the bytes;
+  an alpha-beta cost model evaluated, which bench/scale.py keeps): MPI's own
+  ``Allreduce``/``Bcast``, or one of the engine's algorithms where they measured better (ranks
+  on one node, up to a measured number of ranks):
 
   - ring (``_flat_ring.pxi``): sums and means of large buffers. All arrays of a dtype taking
     it form one virtual concatenation cut into one chunk per rank; a step moves one message
@@ -37,7 +38,7 @@ The packed buffer follows Horovod's fusion buffer and DDP's buckets, inside one 
 ``FlatBuffer(algorithm='mpi')`` (or ``SPINFAST_COLLECTIVES=mpi`` when it is made) keeps the
 packing but takes MPI's collectives on every path; ``'engine'`` takes the engine's own paths
 wherever one applies (min, max and prod always go through MPI); ``'auto'`` (the default) lets
-the cost model choose. :attr:`FlatBuffer.paths` tells which paths the last call took.
+the table choose. :attr:`FlatBuffer.paths` tells which paths the last call took.
 
 MPI is reached only through mpi4py's buffer calls (``Allreduce``/``Bcast`` with ``IN_PLACE``,
 point-to-point calls; all release the GIL), so this module links to no MPI library and works
@@ -47,7 +48,7 @@ in steady state.
 Layout agreement (``_flat_layout.pxi``). Every rank must pass arrays of the same dtypes and
 shapes in the same order. Each instance keeps, identically on every rank, the 64-bit hash of
 the last layout all ranks agreed on (dtypes, shapes, memory order, operation, root, fusion
-threshold, algorithm, whether the ranks share memory):
+threshold, algorithm, whether the ranks share memory, and the path chosen for every buffer):
 
 * not agreed (first call, or after a change): a two-integer ``Iallreduce(MAX)`` of
   ``[hash, -hash]``, overlapped with the packing, tells every rank whether all hashes are equal;
@@ -89,6 +90,8 @@ import os
 import numpy as np
 
 cdef enum dkind_t:
+    # Element kinds. The per-kind work is in _flat_pack.pxi (_itemsize, _add, _scale); a new
+    # kind on the wire (16-bit values summed in float32) adds a member here and a case there.
     DK_NONE = 0
     DK_F32 = 1
     DK_F64 = 2
@@ -123,7 +126,7 @@ DEFAULT_FUSION_THRESHOLD = 1 << 16
 
 include "_flat_pack.pxi"
 include "_flat_layout.pxi"
-include "_flat_cost.pxi"
+include "_flat_paths.pxi"
 include "_flat_mpi.pxi"
 include "_flat_ring.pxi"
 include "_flat_doubling.pxi"
@@ -142,10 +145,69 @@ cdef struct plan_t:
     Py_ssize_t n64
     char* p32             # their memory
     char* p64
-    int path32            # path_t of each packed buffer (reductions)
-    int path64
-    int bcast_path        # path_t of a broadcast
     bint solo             # one packed buffer and nothing else to move
+
+
+cdef struct layout_t:
+    # The layout: the call's arrays, and the plan (what is packed where) made for them.
+    arrays_t arr
+    plan_t plan
+
+
+cdef class _Packed:
+    # The packed buffers' memory (numpy: large ones go on huge pages), grown, never shrunk; the
+    # views of the sizes in use; the one-element flag buffer (FG_ALONE); and the other partial
+    # sum of a packed buffer whose last addition is left to the unpacking.
+    cdef object store32
+    cdef object store64
+    cdef object view32
+    cdef object view64
+    cdef object flagbuf
+    cdef char* flag_p
+    cdef char* pending
+
+    def __cinit__(self):
+        cdef double[::1] f
+        self.store32 = self.view32 = np.zeros(0, np.float32)
+        self.store64 = self.view64 = np.zeros(0, np.float64)
+        self.flagbuf = np.zeros(1, np.float64)
+        f = self.flagbuf
+        self.flag_p = <char*>&f[0]
+        self.pending = NULL
+
+    cdef int fit(self, plan_t* p, Py_ssize_t n32, Py_ssize_t n64) except -1:
+        # Buffers of n32 float32 and n64 float64 elements; their memory into the plan.
+        cdef float[::1] m32
+        cdef double[::1] m64
+        if n32 > self.store32.shape[0]:
+            self.store32 = np.zeros(n32, np.float32)
+        if n64 > self.store64.shape[0]:
+            self.store64 = np.zeros(n64, np.float64)
+        self.view32 = self.store32[:n32]
+        self.view64 = self.store64[:n64]
+        m32 = self.store32
+        m64 = self.store64
+        p.p32 = <char*>&m32[0] if m32.shape[0] else NULL
+        p.p64 = <char*>&m64[0] if m64.shape[0] else NULL
+        p.n32 = n32
+        p.n64 = n64
+        return 0
+
+
+cdef class _Link:
+    # The last caller's communicator and its link (the engine's duplicate, whether its ranks
+    # share memory; cached on the communicator itself, _flat_mpi.pxi).
+    cdef object comm
+    cdef object dup
+    cdef bint shared
+
+    cdef int of(self, object comm) except -1:
+        # Remembered for the same communicator object while its duplicate lives (freeing the
+        # communicator frees that; a new communicator is another object).
+        if comm is not self.comm or not self.dup:
+            self.dup, self.shared = _link(comm)
+            self.comm = comm
+        return 0
 
 
 cdef struct agreement_t:
@@ -161,6 +223,9 @@ cdef struct agreement_t:
     Py_ssize_t fbytes     # bytes of the flag's buffer
 
 
+include "_flat_bcast.pxi"
+
+
 cdef class FlatBuffer:
     """Reduce or broadcast lists of float32/float64 arrays in place with few MPI collectives.
 
@@ -172,7 +237,7 @@ cdef class FlatBuffer:
         fusion_threshold: arrays of fewer bytes than this are packed into one buffer per dtype
             and moved with one collective; larger ones are reduced or broadcast in place on
             their own memory. 0 packs nothing. Must be the same on every rank.
-        algorithm: ``'auto'`` (the cost model chooses each path), ``'engine'`` (the engine's
+        algorithm: ``'auto'`` (the table of ``_flat_paths.pxi`` chooses each path), ``'engine'`` (the engine's
             own ring, recursive doubling and tree wherever one applies) or ``'mpi'`` (MPI's
             ``Allreduce`` and ``Bcast`` on the packed buffers and the large arrays; results
             equal to the engine's up to the order of float additions). None reads the
@@ -190,47 +255,33 @@ cdef class FlatBuffer:
     cdef readonly Py_ssize_t fusion_threshold
     cdef int _algo              # algo_t: part of the layout hash, so equal on every rank
     cdef bint _busy
-    cdef arrays_t _arr          # the call's buffers
-    cdef msgs_t _msgs           # the buffers of one ring or tree
-    cdef plan_t _plan
+    # The engine's state, by concept (the algorithms are functions over these):
+    cdef layout_t _layout       # the call's arrays and the plan: what is packed where
+    cdef paths_t _chosen        # the last paths (packed buffers, broadcast; arrays: per slot)
+    cdef _Packed _packed        # the packed buffers
+    cdef scratch_t _scratch     # receive buffer and message list of the ring, doubling, tree
+    cdef _Link _link            # the communicator link
+    cdef _Scatter _scatter      # datatypes scattering a packed buffer into its arrays
+    # The agreement: the last layout all ranks agreed on, the buffer its flag travels in, the
+    # two-rank broadcast's agreed buffer sizes (else None), the hash exchange's two integers.
     cdef agreement_t _agree
-    cdef scratch_t _scratch     # the ring's and doubling's receive buffer
-    cdef char* _pending         # the other partial sum of the packed buffer, not yet added
-    # memory of the packed buffers (numpy: large ones go on huge pages), the views moved
-    cdef object _store32
-    cdef object _store64
-    cdef object _view32
-    cdef object _view64
-    cdef object _flagbuf        # the one-element flag buffer (FG_ALONE), and its memory
-    cdef char* _flag_p
-    cdef object _agreed_fview   # the buffer the agreed flag travels in
-    cdef object _pair_sizes     # two-rank broadcast: the agreed buffers' sizes, else None
-    # receive datatypes scattering a packed buffer straight into its arrays (per dtype), and
-    # the slot addresses they were built for (_dt_count -1: none built)
-    cdef object _dt32
-    cdef object _dt64
-    cdef char** _dt_ptrs
-    cdef Py_ssize_t _dt_count
-    # the last caller's communicator and its (duplicate, shared) link
-    cdef object _link_comm
-    cdef tuple _link_cached
-    cdef object _hdr            # the hash exchange's two integers
+    cdef object _agreed_fview
+    cdef object _pair_sizes
+    cdef object _hdr
     cdef int64_t* _hdr_p
 
     def __cinit__(self):
-        memset(&self._arr, 0, sizeof(arrays_t))
-        memset(&self._msgs, 0, sizeof(msgs_t))
-        memset(&self._plan, 0, sizeof(plan_t))
+        memset(&self._layout, 0, sizeof(layout_t))
+        memset(&self._chosen, 0, sizeof(paths_t))
         memset(&self._agree, 0, sizeof(agreement_t))
         memset(&self._scratch, 0, sizeof(scratch_t))
         self._busy = False
-        self._pending = NULL
-        self._dt_ptrs = NULL
-        self._dt_count = -1
+        self._packed = _Packed()
+        self._link = _Link()
+        self._scatter = _Scatter()
 
     def __init__(self, Py_ssize_t fusion_threshold=DEFAULT_FUSION_THRESHOLD, algorithm=None):
         cdef int64_t[::1] h
-        cdef double[::1] f
         if fusion_threshold < 0:
             raise ValueError(f"FlatBuffer(): fusion_threshold must be >= 0 bytes, got "
                              f"{fusion_threshold!r}; pass 0 to pack nothing")
@@ -245,31 +296,18 @@ cdef class FlatBuffer:
                              f"or None, got {algorithm!r}; None reads SPINFAST_COLLECTIVES")
         self.fusion_threshold = fusion_threshold
         self._algo = ALGORITHMS.index(algorithm)
-        self._store32 = np.zeros(0, np.float32)
-        self._store64 = np.zeros(0, np.float64)
-        self._view32 = self._store32
-        self._view64 = self._store64
         self._hdr = np.zeros(2, np.int64)
         h = self._hdr
         self._hdr_p = &h[0]
-        self._flagbuf = np.zeros(1, np.float64)
-        f = self._flagbuf
-        self._flag_p = <char*>&f[0]
 
     def __dealloc__(self):
         self._release()
-        try:  # (not at interpreter exit: MPI is finalized and mpi4py may be torn down)
-            if _MPI is not None and not _MPI.Is_finalized():
-                self._free_datatypes()
-        except Exception:
-            pass
-        PyMem_Free(self._arr.slots)
-        PyMem_Free(self._arr.views)
-        PyMem_Free(self._arr.src_views)
-        PyMem_Free(self._msgs.ptr)
-        PyMem_Free(self._msgs.src)
-        PyMem_Free(self._msgs.n)
-        PyMem_Free(self._dt_ptrs)
+        PyMem_Free(self._layout.arr.slots)
+        PyMem_Free(self._layout.arr.views)
+        PyMem_Free(self._layout.arr.src_views)
+        PyMem_Free(self._scratch.msgs.ptr)
+        PyMem_Free(self._scratch.msgs.src)
+        PyMem_Free(self._scratch.msgs.n)
         PyMem_RawFree(self._scratch.p)
 
     @property
@@ -280,7 +318,7 @@ cdef class FlatBuffer:
     @property
     def nbytes(self):
         """Bytes held by the packed buffers and the receive buffer of the engine's paths."""
-        return self._store32.nbytes + self._store64.nbytes + self._scratch.n
+        return self._packed.store32.nbytes + self._packed.store64.nbytes + self._scratch.n
 
     @property
     def paths(self):
@@ -290,19 +328,23 @@ cdef class FlatBuffer:
         ``{i: path}`` for each array ``i`` reduced in place, or ``{'bcast': path}``; a path is
         a name of :data:`PATHS`. Empty before the first such call. The same on every rank.
         """
+        if not self._layout.plan.made or self._layout.plan.size < 2:
+            return {}
+        return self._paths()
+
+    cdef dict _paths(self):
+        # The paths of the current plan, as FlatBuffer.paths shows them.
         cdef Py_ssize_t i
         cdef const slot_t* s
         out = {}
-        if not self._plan.made or self._plan.size < 2:
-            return out
-        if self._plan.code == OP_BCAST:
-            return {"bcast": PATHS[self._plan.bcast_path]}
-        if self._plan.n32:
-            out["float32"] = PATHS[self._plan.path32]
-        if self._plan.n64:
-            out["float64"] = PATHS[self._plan.path64]
-        for i in range(self._plan.count):
-            s = &self._arr.slots[i]
+        if self._layout.plan.code == OP_BCAST:
+            return {"bcast": PATHS[self._chosen.bcast]}
+        if self._layout.plan.n32:
+            out["float32"] = PATHS[self._chosen.f32]
+        if self._layout.plan.n64:
+            out["float64"] = PATHS[self._chosen.f64]
+        for i in range(self._layout.plan.count):
+            s = &self._layout.arr.slots[i]
             if not s.packed and s.plan_n:
                 out[i] = PATHS[s.path]
         return out
@@ -380,35 +422,28 @@ cdef class FlatBuffer:
 
     cdef void _release(self) noexcept:
         cdef Py_ssize_t i
-        for i in range(self._arr.nacq):
-            PyBuffer_Release(&self._arr.views[i])
-        self._arr.nacq = 0
-        for i in range(self._arr.nsrc):
-            PyBuffer_Release(&self._arr.src_views[i])
-        self._arr.nsrc = 0
-
-    cdef void _free_datatypes(self):
-        for dt in (self._dt32, self._dt64):
-            if dt is not None:
-                dt.Free()
-        self._dt32 = self._dt64 = None
-        self._dt_count = -1
+        for i in range(self._layout.arr.nacq):
+            PyBuffer_Release(&self._layout.arr.views[i])
+        self._layout.arr.nacq = 0
+        for i in range(self._layout.arr.nsrc):
+            PyBuffer_Release(&self._layout.arr.src_views[i])
+        self._layout.arr.nsrc = 0
 
     cdef int _reserve(self, Py_ssize_t n) except -1:
         # Room for n arrays (and the two packed buffers in a ring or tree).
-        if n <= self._arr.cap:
+        if n <= self._layout.arr.cap:
             return 0
-        _grow(<void**>&self._arr.slots, n * sizeof(slot_t))
-        _grow(<void**>&self._arr.views, n * sizeof(Py_buffer))
-        _grow(<void**>&self._arr.src_views, n * sizeof(Py_buffer))
-        _grow(<void**>&self._msgs.ptr, (n + 2) * sizeof(char*))
-        _grow(<void**>&self._msgs.src, (n + 2) * sizeof(char*))
-        _grow(<void**>&self._msgs.n, (n + 2) * sizeof(Py_ssize_t))
-        _grow(<void**>&self._dt_ptrs, n * sizeof(char*))
-        self._dt_count = -1
-        memset(self._arr.slots + self._arr.cap, 0, (n - self._arr.cap) * sizeof(slot_t))
-        self._arr.cap = n
-        self._plan.made = False
+        _grow(<void**>&self._layout.arr.slots, n * sizeof(slot_t))
+        _grow(<void**>&self._layout.arr.views, n * sizeof(Py_buffer))
+        _grow(<void**>&self._layout.arr.src_views, n * sizeof(Py_buffer))
+        _grow(<void**>&self._scratch.msgs.ptr, (n + 2) * sizeof(char*))
+        _grow(<void**>&self._scratch.msgs.src, (n + 2) * sizeof(char*))
+        _grow(<void**>&self._scratch.msgs.n, (n + 2) * sizeof(Py_ssize_t))
+        self._scatter.count = -1
+        memset(self._layout.arr.slots + self._layout.arr.cap, 0,
+               (n - self._layout.arr.cap) * sizeof(slot_t))
+        self._layout.arr.cap = n
+        self._layout.plan.made = False
         return 0
 
     cdef object _acquire(self, object arrays):
@@ -422,10 +457,10 @@ cdef class FlatBuffer:
                                f"{type(arrays).__name__!r}; pass a list of numpy arrays")
         n = len(arrays)
         self._reserve(n)
-        self._arr.count = n
+        self._layout.arr.count = n
         for i in range(n):
             obj = arrays[i]
-            v = &self._arr.views[i]
+            v = &self._layout.arr.views[i]
             try:
                 PyObject_GetBuffer(obj, v, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_ANY_CONTIGUOUS)
             except (BufferError, TypeError, ValueError) as exc:
@@ -434,7 +469,7 @@ cdef class FlatBuffer:
                                        f"pass float32/float64 numpy arrays")
                 return (ValueError, f"array {i} cannot be used in place ({exc}); pass "
                                     f"writable, contiguous float32/float64 arrays")
-            self._arr.nacq = i + 1
+            self._layout.arr.nacq = i + 1
             kind = _buffer_kind(v)
             if kind == DK_NONE:
                 dt = getattr(obj, "dtype", None)
@@ -442,7 +477,7 @@ cdef class FlatBuffer:
                 what = str(dt) if dt is not None else f"format {fmt!r}"
                 return (TypeError, f"array {i} has dtype {what}; only float32 and float64 "
                                    f"arrays are supported: convert it or leave it out")
-            s = &self._arr.slots[i]
+            s = &self._layout.arr.slots[i]
             s.ptr = <char*>v.buf
             s.src = s.ptr
             s.kind = kind
@@ -458,20 +493,20 @@ cdef class FlatBuffer:
         if not isinstance(sources, (list, tuple)):
             return (TypeError, f"sources must be a list or tuple of arrays, got a "
                                f"{type(sources).__name__!r}")
-        if len(sources) != self._arr.count:
-            return (ValueError, f"sources has {len(sources)} items for {self._arr.count} "
+        if len(sources) != self._layout.arr.count:
+            return (ValueError, f"sources has {len(sources)} items for {self._layout.arr.count} "
                                 f"arrays; pass one source per array")
-        for i in range(self._arr.count):
+        for i in range(self._layout.arr.count):
             obj = sources[i]
-            v = &self._arr.src_views[i]
+            v = &self._layout.arr.src_views[i]
             try:
                 PyObject_GetBuffer(obj, v, PyBUF_FORMAT | PyBUF_ANY_CONTIGUOUS)
             except (BufferError, TypeError, ValueError) as exc:
                 if not PyObject_CheckBuffer(obj):
                     return (TypeError, f"source {i} is a {type(obj).__name__!r}, not a buffer")
                 return (ValueError, f"source {i} is not contiguous ({exc})")
-            self._arr.nsrc = i + 1
-            s = &self._arr.slots[i]
+            self._layout.arr.nsrc = i + 1
+            s = &self._layout.arr.slots[i]
             if v.len != s.nbytes or _buffer_kind(v) != s.kind:
                 return (ValueError, f"source {i} does not match array {i}: pass a "
                                     f"{_KIND_NAMES[s.kind]} buffer of {s.nbytes} bytes")
@@ -482,8 +517,8 @@ cdef class FlatBuffer:
         # Inputs into the result arrays, where they are read from elsewhere.
         cdef Py_ssize_t i
         cdef slot_t* s
-        for i in range(self._arr.count):
-            s = &self._arr.slots[i]
+        for i in range(self._layout.arr.count):
+            s = &self._layout.arr.slots[i]
             if s.src != s.ptr:
                 memcpy(s.ptr, s.src, s.nbytes)
 
@@ -492,12 +527,12 @@ cdef class FlatBuffer:
     cdef bint _plan_matches(self, int code, int size, bint shared) noexcept:
         cdef Py_ssize_t i
         cdef const slot_t* s
-        cdef const plan_t* p = &self._plan
-        if (not p.made or p.count != self._arr.count or p.code != code or p.size != size
+        cdef const plan_t* p = &self._layout.plan
+        if (not p.made or p.count != self._layout.arr.count or p.code != code or p.size != size
                 or p.shared != shared):
             return False
-        for i in range(self._arr.count):
-            s = &self._arr.slots[i]
+        for i in range(self._layout.arr.count):
+            s = &self._layout.arr.slots[i]
             if s.plan_n != s.n or s.plan_kind != s.kind:
                 return False
         return True
@@ -505,18 +540,17 @@ cdef class FlatBuffer:
     cdef int _make_plan(self, int code, int size, bint shared) except -1:
         # Decide what is packed, where, which buffer carries the agreement flag and which path
         # moves each buffer; re-allocate a packed buffer only when it must grow.
-        cdef Py_ssize_t i, n32 = 0, n64 = 0, small32 = 0, small64 = 0, total = 0, m
+        cdef Py_ssize_t i, n32 = 0, n64 = 0, small32 = 0, small64 = 0
         cdef slot_t* s
-        cdef plan_t* p = &self._plan
+        cdef plan_t* p = &self._layout.plan
         cdef bint bcast = code == OP_BCAST
-        cdef const cost_model_t* model = &_SHARED if shared else &_NETWORK
-        cdef float[::1] m32
-        cdef double[::1] m64
+        cdef int transport = T_SHARED if shared else T_NETWORK
+        cdef paths_t* chosen = &self._chosen
         if self._plan_matches(code, size, shared):
             return 0
-        self._dt_count = -1  # the scatter datatypes describe the old plan's arrays
-        for i in range(self._arr.count):
-            s = &self._arr.slots[i]
+        self._scatter.count = -1  # its datatypes describe the old plan's arrays
+        for i in range(self._layout.arr.count):
+            s = &self._layout.arr.slots[i]
             s.packed = 0 < s.nbytes < self.fusion_threshold
             if s.packed:
                 if s.kind == DK_F32:
@@ -535,8 +569,8 @@ cdef class FlatBuffer:
             n64 = 1
         else:
             p.fgroup = FG_ALONE
-        for i in range(self._arr.count):
-            s = &self._arr.slots[i]
+        for i in range(self._layout.arr.count):
+            s = &self._layout.arr.slots[i]
             if s.packed and bcast and (small32 if s.kind == DK_F32 else small64) == 1:
                 s.packed = False
             if s.packed:
@@ -548,88 +582,47 @@ cdef class FlatBuffer:
                     n64 += s.n
             s.path = P_MPI
             if not s.packed and s.n and not bcast:
-                s.path = _choose_reduce(model, self._algo, code, size, s.nbytes, False)
+                s.path = _choose_reduce(transport, self._algo, code, size, s.nbytes, False)
             s.plan_n = s.n
             s.plan_kind = s.kind
-        if n32 > self._store32.shape[0]:
-            self._store32 = np.zeros(n32, np.float32)
-        if n64 > self._store64.shape[0]:
-            self._store64 = np.zeros(n64, np.float64)
-        self._view32 = self._store32[:n32]
-        self._view64 = self._store64[:n64]
-        m32 = self._store32
-        m64 = self._store64
-        p.p32 = <char*>&m32[0] if m32.shape[0] else NULL
-        p.p64 = <char*>&m64[0] if m64.shape[0] else NULL
-        p.n32 = n32
-        p.n64 = n64
-        p.path32 = _choose_reduce(model, self._algo, code, size, n32 * 4, True)
-        p.path64 = _choose_reduce(model, self._algo, code, size, n64 * 8, True)
+        self._packed.fit(p, n32, n64)
+        chosen.f32 = _choose_reduce(transport, self._algo, code, size, n32 * 4, True)
+        chosen.f64 = _choose_reduce(transport, self._algo, code, size, n64 * 8, True)
         p.solo = (n32 == 0) != (n64 == 0)
-        for i in range(self._arr.count):
-            if not self._arr.slots[i].packed and self._arr.slots[i].n:
+        for i in range(self._layout.arr.count):
+            if not self._layout.arr.slots[i].packed and self._layout.arr.slots[i].n:
                 p.solo = False
-        p.bcast_path = P_MPI
+        chosen.bcast = P_MPI
         if bcast:
-            m = self._bcast_buffers()
-            for i in range(m):
-                total += self._msgs.n[i]
-            p.bcast_path = _choose_bcast(model, self._algo, size, total, m)
-        p.count = self._arr.count
+            chosen.bcast = _choose_bcast(transport, self._algo, size,
+                                         _bcast_buffers(p, &self._layout.arr, &self._scratch.msgs))
+        p.count = self._layout.arr.count
         p.code = code
         p.size = size
         p.shared = shared
         p.made = True
         return 0
 
-    cdef Py_ssize_t _bcast_buffers(self) noexcept:
-        # The buffers a broadcast moves, in order, into _msgs.ptr/_msgs.n (bytes): the packed
-        # float32 and float64 buffers, then the arrays moved in place. Returns their number.
-        cdef Py_ssize_t i, m = 0
-        cdef const slot_t* s
-        if self._plan.n32:
-            self._msgs.ptr[m] = self._plan.p32
-            self._msgs.n[m] = self._plan.n32 * 4
-            m += 1
-        if self._plan.n64:
-            self._msgs.ptr[m] = self._plan.p64
-            self._msgs.n[m] = self._plan.n64 * 8
-            m += 1
-        for i in range(self._arr.count):
-            s = &self._arr.slots[i]
-            if not s.packed and s.n:
-                self._msgs.ptr[m] = s.ptr
-                self._msgs.n[m] = s.nbytes
-                m += 1
-        return m
-
     # -- a call ------------------------------------------------------------------------------
-
-    cdef tuple _link_of(self, object comm):
-        # _link(comm), remembered for the same communicator object while its duplicate lives
-        # (freeing the communicator frees that; a new communicator is another object).
-        if comm is not self._link_comm or not self._link_cached[0]:
-            self._link_cached = _link(comm)
-            self._link_comm = comm
-        return self._link_cached
 
     cdef void _agree_on(self, int code, int root, int size, uint64_t h) noexcept:
         # Remember the layout every rank now agrees on, and where its flag travels.
         cdef agreement_t* a = &self._agree
+        cdef const plan_t* p = &self._layout.plan
         a.agreed = True
         a.hash = h
         a.code = code
         a.root = root
         a.size = size
-        if self._plan.fgroup == FG_F32:
-            self._agreed_fview = self._view32
-            _flag_in(a, DK_F32, self._plan.p32, self._plan.n32 * 4, self._plan.path32)
-        elif self._plan.fgroup == FG_F64:
-            self._agreed_fview = self._view64
-            _flag_in(a, DK_F64, self._plan.p64, self._plan.n64 * 8, self._plan.path64)
+        if self._layout.plan.fgroup == FG_F32:
+            self._agreed_fview = self._packed.view32
+            _flag_in(a, DK_F32, p.p32, p.n32 * 4, self._chosen.f32)
+        elif self._layout.plan.fgroup == FG_F64:
+            self._agreed_fview = self._packed.view64
+            _flag_in(a, DK_F64, p.p64, p.n64 * 8, self._chosen.f64)
         else:
-            self._agreed_fview = self._flagbuf
-            _flag_in(a, DK_F64, self._flag_p, 8, P_MPI)
+            self._agreed_fview = self._packed.flagbuf
+            _flag_in(a, DK_F64, self._packed.flag_p, 8, P_MPI)
 
     cdef void _disagree(self) noexcept:
         self._agree.agreed = False
@@ -640,8 +633,10 @@ cdef class FlatBuffer:
         # pending: the sum of both parts).
         cdef const agreement_t* a = &self._agree
         cdef double v = (<float*>a.fptr)[0] if a.fkind == DK_F32 else (<double*>a.fptr)[0]
-        if self._pending != NULL and a.fptr != self._flag_p:
-            v += (<float*>self._pending)[0] if a.fkind == DK_F32 else (<double*>self._pending)[0]
+        cdef const char* other
+        if self._packed.pending != NULL and a.fptr != self._packed.flag_p:
+            other = self._packed.pending
+            v += (<float*>other)[0] if a.fkind == DK_F32 else (<double*>other)[0]
         return v
 
     cdef int _flag_collective(self, object comm, object dup, int rank, int size,
@@ -653,96 +648,117 @@ cdef class FlatBuffer:
 
     cdef int _run(self, object comm, object arrays, int code, int root, object op,
                   str where, object sources) except -1:
-        cdef int size = 1, rank = 0
-        cdef Py_ssize_t m
-        cdef object err = None
+        # One call: check and take the buffers; one rank: done; else the agreed fast path if
+        # the ranks agreed on a layout, and the hash exchange if that does not settle it.
+        cdef int size = comm.Get_size() if comm is not None else 1
+        cdef int rank = comm.Get_rank() if comm is not None else 0
         cdef uint64_t h = 0
-        cdef bint bcast = code == OP_BCAST, shared = True
-        cdef double ok_flag = 0.0 if bcast else _flag_ok(code)
-        cdef tuple link = None
-        dup = None
-        self._pending = NULL
-        if comm is not None:
-            size = comm.Get_size()
-            rank = comm.Get_rank()
-        if code < 0:
-            err = (ValueError, f"unknown op {op!r}; pass one of "
-                               f"{', '.join(map(repr, _OP_NAMES))}")
-        elif bcast and not 0 <= root < size:
-            err = (ValueError, f"root {root!r} is not a rank of a communicator of size {size}; "
-                               f"pass 0 <= root < {size}")
-        if err is None:
-            err = self._acquire(arrays)
-        if err is None and sources is not None:
-            err = self._acquire_sources(sources)
+        cdef object err = self._check(arrays, code, root, op, size, sources)
+        self._packed.pending = NULL
         if size == 1:
             if err is not None:
                 raise err[0](f"{where}: {err[1]}")
             self._copy_sources()  # the reduction over one rank: the inputs themselves
             return 0
-        MPI = _mpi()
+        _mpi()
         # (made collectively on a communicator's first call, whatever the algorithm: ranks
         # whose settings differ must still make the same collectives, to reach the error)
-        link = self._link_of(comm)
-        dup, shared = link
+        self._link.of(comm)
         if err is None:
-            h = _layout_hash(&self._arr, code, root, self.fusion_threshold, self._algo, shared)
-
+            h = _layout_hash(&self._layout.arr, code, root, self.fusion_threshold, self._algo,
+                             self._link.shared)
         if self._agree.agreed and self._agree.size != size:
             # Another communicator: as on a fresh instance. (Every rank of this one sees the
             # size change: e.g. ranks that agreed on a sub-communicator, joined on the whole.)
             self._disagree()
-        if self._agree.agreed and self._pair_sizes is not None:
-            # Two ranks, broadcast: the agreement travels with the data (see _pair_bcast).
-            if _pair_bcast(self, dup, rank, err is None and h == self._agree.hash
-                           and self._plan_matches(code, size, shared)):
+        if self._agree.agreed:
+            if self._agreed_call(comm, arrays, code, root, rank, size, err is None, h):
                 return 0
             self._disagree()
-        elif self._agree.agreed:
-            # One collective tells everyone whether any rank's layout changed.
-            if err is None and h == self._agree.hash and self._plan_matches(code, size, shared):
-                if not bcast or rank == root:
-                    with nogil:
-                        _pack(self._arr.slots, self._arr.count, self._plan.p32, self._plan.p64)
-                _write_flag(self._agree.fkind, self._agree.fptr, ok_flag)
-                self._flag_collective(comm, dup, rank, size, self._plan.solo and not bcast)
-                if self._read_flag() == ok_flag:
-                    self._collectives(comm, dup, arrays, code, root, rank, size, True)
-                    return 0
-            else:
-                # the collective the others make: the flag is element 0 of the agreed buffer
-                _write_flag(self._agree.fkind, self._agree.fptr, _flag_set(self._agree.code))
-                self._flag_collective(comm, dup, rank, size, False)
-            self._disagree()
+        self._exchange(comm, arrays, code, root, op, rank, size, where, err, h)
+        return 0
 
-        # Hash exchange, overlapped with the packing.
-        self._pending = NULL
+    cdef object _check(self, object arrays, int code, int root, object op, int size,
+                       object sources):
+        # Take the call's buffers; None, or (exception type, message) for the first problem.
+        if code < 0:
+            return (ValueError, f"unknown op {op!r}; pass one of "
+                                f"{', '.join(map(repr, _OP_NAMES))}")
+        if code == OP_BCAST and not 0 <= root < size:
+            return (ValueError, f"root {root!r} is not a rank of a communicator of size "
+                                f"{size}; pass 0 <= root < {size}")
+        err = self._acquire(arrays)
+        if err is None and sources is not None:
+            err = self._acquire_sources(sources)
+        return err
+
+    cdef bint _agreed_call(self, object comm, object arrays, int code, int root, int rank,
+                           int size, bint valid, uint64_t h) except -1:
+        # The call on an agreed layout: whether every rank's layout still holds travels with
+        # the data (two-rank broadcast) or in the first collective's flag. True: done; False:
+        # some rank's layout changed (no array was written), the hash exchange follows.
+        cdef bint bcast = code == OP_BCAST
+        cdef double ok_flag = 0.0 if bcast else _flag_ok(code)
+        cdef object dup = self._link.dup
+        cdef bint same = (valid and self._plan_matches(code, size, self._link.shared)
+                          and _fold_paths(h, &self._chosen, &self._layout) == self._agree.hash)
+        if self._pair_sizes is not None:
+            return _pair_bcast(dup, &self._layout.plan, &self._layout.arr, arrays,
+                               &self._scratch.msgs, self._scatter, self._packed.flagbuf,
+                               self._pair_sizes, self._agree.root, rank, same)
+        if not same:
+            # the collective the others make: the flag is element 0 of the agreed buffer
+            _write_flag(self._agree.fkind, self._agree.fptr, _flag_set(self._agree.code))
+            self._flag_collective(comm, dup, rank, size, False)
+            return False
+        if not bcast or rank == root:
+            with nogil:
+                _pack(self._layout.arr.slots, self._layout.arr.count, self._layout.plan.p32,
+                      self._layout.plan.p64)
+        _write_flag(self._agree.fkind, self._agree.fptr, ok_flag)
+        self._flag_collective(comm, dup, rank, size, self._layout.plan.solo and not bcast)
+        if self._read_flag() != ok_flag:
+            return False
+        self._collectives(comm, dup, arrays, code, root, rank, size, True)
+        return True
+
+    cdef int _exchange(self, object comm, object arrays, int code, int root, object op,
+                       int rank, int size, str where, object err, uint64_t h) except -1:
+        # Plan, then compare the layout hashes (paths included), overlapped with the packing;
+        # all equal: agree on the layout and move the data; else raise on every rank.
+        cdef Py_ssize_t m
+        cdef bint bcast = code == OP_BCAST, fresh = False
+        cdef double ok_flag = 0.0 if bcast else _flag_ok(code)
+        cdef object dup = self._link.dup
+        self._packed.pending = NULL
         if err is None:
-            self._make_plan(code, size, shared)
+            self._make_plan(code, size, self._link.shared)
+            h = _fold_paths(h, &self._chosen, &self._layout)  # the chosen paths must agree too
         self._hdr_p[0] = <int64_t>h if err is None else _BAD_INPUT
         self._hdr_p[1] = -(<int64_t>h) if err is None else 0
-        req = comm.Iallreduce(MPI.IN_PLACE, self._hdr, MPI.MAX)
+        req = comm.Iallreduce(_MPI.IN_PLACE, self._hdr, _MPI.MAX)
         if err is None and (not bcast or rank == root):
             with nogil:
-                _pack(self._arr.slots, self._arr.count, self._plan.p32, self._plan.p64)
+                _pack(self._layout.arr.slots, self._layout.arr.count, self._layout.plan.p32,
+                      self._layout.plan.p64)
         req.Wait()
         if err is not None or self._hdr_p[0] != <int64_t>h or self._hdr_p[1] != -(<int64_t>h):
             mine = None
             if err is None:
                 mine = ("layout", "bcast" if bcast else "allreduce", op, root,
-                        self.fusion_threshold, self.algorithm, _describe_layout(&self._arr))
+                        self.fusion_threshold, self.algorithm,
+                        _describe_layout(&self._layout.arr), self._link.shared, self._paths())
             _raise_mismatch(comm, err, mine, where)
         self._agree_on(code, root, size, h)
         self._pair_sizes = None
-        if self._plan.bcast_path == P_PAIR:
-            m = self._bcast_buffers()
+        if self._chosen.bcast == P_PAIR:
+            m = _bcast_buffers(&self._layout.plan, &self._layout.arr, &self._scratch.msgs)
             if m:  # (the root's verdict needs a message to travel in)
-                self._pair_sizes = [self._msgs.n[i] for i in range(m)]
+                self._pair_sizes = [self._scratch.msgs.n[i] for i in range(m)]
         _write_flag(self._agree.fkind, self._agree.fptr, ok_flag)
-        if bcast or self._plan.fgroup == FG_ALONE:
-            fresh = False  # the flag buffer is apart: nothing of the data went yet
-        else:
-            self._flag_collective(comm, dup, rank, size, self._plan.solo)
+        if not bcast and self._layout.plan.fgroup != FG_ALONE:
+            # the flag rides in a packed buffer: its collective is the data's first
+            self._flag_collective(comm, dup, rank, size, self._layout.plan.solo)
             fresh = True
         self._collectives(comm, dup, arrays, code, root, rank, size, fresh)
         return 0
@@ -754,32 +770,36 @@ cdef class FlatBuffer:
         cdef Py_ssize_t i, m
         cdef int kind
         cdef slot_t* s
-        cdef plan_t* p = &self._plan
+        cdef plan_t* p = &self._layout.plan
+        cdef slot_t* slots = self._layout.arr.slots
+        cdef Py_ssize_t count = self._layout.arr.count
         cdef int divide_by = size if code == OP_MEAN else 1
-        if code == OP_BCAST and p.bcast_path != P_MPI:
+        if code == OP_BCAST and self._chosen.bcast != P_MPI:
             # Several buffers (packed ones, large arrays): down one binomial tree, as bytes.
             # (The two-rank broadcast's first call after an agreement takes it too.)
-            m = self._bcast_buffers()
+            m = _bcast_buffers(&self._layout.plan, &self._layout.arr, &self._scratch.msgs)
             if m:
-                _tree_bcast(dup, &self._msgs, m, root, rank, size)
+                _tree_bcast(dup, &self._scratch.msgs, m, root, rank, size)
         elif code == OP_BCAST:
             if p.n32:
-                comm.Bcast(self._view32, root)
+                comm.Bcast(self._packed.view32, root)
             if p.n64:
-                comm.Bcast(self._view64, root)
-            for i in range(self._arr.count):
-                s = &self._arr.slots[i]
+                comm.Bcast(self._packed.view64, root)
+            for i in range(self._layout.arr.count):
+                s = &self._layout.arr.slots[i]
                 if not s.packed and s.n:
                     comm.Bcast(arrays[i], root)
         else:
             if p.n32 and not (first_done and p.fgroup == FG_F32):
-                self._reduce(comm, dup, self._view32, p.p32, p.n32 * 4, DK_F32, code, p.path32,
+                self._reduce(comm, dup, self._packed.view32, p.p32, p.n32 * 4, DK_F32, code,
+                             self._chosen.f32,
                              rank, size, 1)
             if p.n64 and not (first_done and p.fgroup == FG_F64):
-                self._reduce(comm, dup, self._view64, p.p64, p.n64 * 8, DK_F64, code, p.path64,
+                self._reduce(comm, dup, self._packed.view64, p.p64, p.n64 * 8, DK_F64, code,
+                             self._chosen.f64,
                              rank, size, 1)
-            for i in range(self._arr.count):
-                s = &self._arr.slots[i]
+            for i in range(self._layout.arr.count):
+                s = &self._layout.arr.slots[i]
                 if not s.packed and s.n and s.path != P_RING:
                     if s.src != s.ptr:
                         memcpy(s.ptr, s.src, s.nbytes)
@@ -789,27 +809,26 @@ cdef class FlatBuffer:
             # as it reduces).
             for kind in (DK_F32, DK_F64):
                 m = 0
-                for i in range(self._arr.count):
-                    s = &self._arr.slots[i]
+                for i in range(self._layout.arr.count):
+                    s = &self._layout.arr.slots[i]
                     if not s.packed and s.n and s.kind == kind and s.path == P_RING:
-                        self._msgs.ptr[m] = s.ptr
-                        self._msgs.src[m] = <char*>s.src
-                        self._msgs.n[m] = s.n
+                        self._scratch.msgs.ptr[m] = s.ptr
+                        self._scratch.msgs.src[m] = <char*>s.src
+                        self._scratch.msgs.n[m] = s.n
                         m += 1
                 if m:
-                    _ring(dup, &self._msgs, m, kind, rank, size, divide_by, &self._scratch)
+                    _ring(dup, &self._scratch.msgs, m, kind, rank, size, divide_by, &self._scratch)
         # Scale and unpack only after the last collective: work between collectives delays
         # every rank's next one (measured: more than the scaling itself costs).
         if code != OP_BCAST or rank != root:
             with nogil:
-                if self._pending != NULL:
-                    _unpack_sum(self._arr.slots, self._arr.count, p.p32, p.p64, self._pending,
-                                divide_by)
+                if self._packed.pending != NULL:
+                    _unpack_sum(slots, count, p.p32, p.p64, self._packed.pending, divide_by)
                 else:
-                    _unpack(self._arr.slots, self._arr.count, p.p32, p.p64, divide_by)
+                    _unpack(slots, count, p.p32, p.p64, divide_by)
                 if divide_by > 1:
-                    for i in range(self._arr.count):
-                        s = &self._arr.slots[i]
+                    for i in range(self._layout.arr.count):
+                        s = &self._layout.arr.slots[i]
                         if not s.packed and s.path != P_RING:
                             _scale(s.kind, s.ptr, s.n, divide_by)
         return 0
@@ -819,8 +838,8 @@ cdef class FlatBuffer:
                      bint defer=False) except -1:
         # One in-place reduction of a buffer along ``path``. The ring divides by ``divide_by``;
         # MPI's Allreduce and doubling leave that to the caller. ``defer``: doubling leaves its
-        # last addition to the unpacking (self._pending); other paths ignore it.
-        cdef Py_ssize_t n = nbytes // (4 if kind == DK_F32 else 8)
+        # last addition to the unpacking (self._packed.pending); other paths ignore it.
+        cdef Py_ssize_t n = nbytes // _itemsize(kind)
         cdef msgs_t one
         if path == P_RING:
             one.ptr = &ptr
@@ -828,7 +847,7 @@ cdef class FlatBuffer:
             one.n = &n
             _ring(dup, &one, 1, kind, rank, size, divide_by, &self._scratch)
         elif path == P_DOUBLING:
-            _doubling(dup, ptr, n, kind, rank, size, defer, &self._scratch, &self._pending)
+            _doubling(dup, ptr, n, kind, rank, size, defer, &self._scratch, &self._packed.pending)
         else:
             comm.Allreduce(_MPI.IN_PLACE, view, _MPI_OPS[code])
         return 0
@@ -849,6 +868,3 @@ cdef int _grow(void** p, size_t nbytes) except -1:
         raise MemoryError()
     p[0] = q
     return 0
-
-
-include "_flat_bcast.pxi"

@@ -9,7 +9,7 @@ cdef int _doubling(object comm, char* ptr, Py_ssize_t n, int kind, int rank, int
     # same bits. ``defer``: the last addition is left to the caller (``pending[0]`` is then the
     # other part), which writes the sums straight into the arrays while unpacking: one pass
     # over the data less.
-    cdef Py_ssize_t nbytes = n * (4 if kind == DK_F32 else 8)
+    cdef Py_ssize_t nbytes = n * _itemsize(kind)
     cdef int mask = 1
     cdef char* received = _scratch_for(scratch, nbytes)
     mine = _readable(ptr, nbytes)

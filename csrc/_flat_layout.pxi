@@ -33,6 +33,21 @@ cdef uint64_t _layout_hash(const arrays_t* a, int code, int root, Py_ssize_t fus
     return h if h != 0 else 1
 
 
+cdef uint64_t _fold_paths(uint64_t h, const paths_t* p, const layout_t* layout) noexcept:
+    # The layout hash with the paths the plan chose folded in: ranks whose decision tables
+    # differ (two builds, two crossovers) disagree here, before any path is taken, and raise
+    # instead of waiting in different collectives.
+    cdef Py_ssize_t i
+    cdef const arrays_t* a = &layout.arr
+    h = _fnv(h, p.bcast if layout.plan.code == OP_BCAST else p.f32)
+    h = _fnv(h, p.f64)
+    for i in range(a.count):
+        if not a.slots[i].packed and a.slots[i].n:
+            h = _fnv(h, a.slots[i].path)
+    h &= ((<uint64_t>1) << 62) - 1
+    return h if h != 0 else 1
+
+
 cdef inline double _flag_ok(int code) noexcept nogil:
     # Neutral flag value of a reduction (changed ranks send _flag_set); broadcasts reduce
     # their flag with MAX.
@@ -73,7 +88,7 @@ cdef str _fmt_array(tuple a):
 
 cdef str _describe_difference(str where, list everyone):
     # The first difference between the ranks' ("layout", call, op, root, fusion_threshold,
-    # algorithm, arrays) descriptions, as the message every rank raises.
+    # algorithm, arrays, shared, paths) descriptions, as the message every rank raises.
     cdef tuple first = everyone[0]
     cdef str fix = "pass arrays of the same dtypes and shapes, in the same order, on every rank"
     names = ("call", "op", "root", "fusion_threshold", "algorithm")
@@ -100,9 +115,18 @@ cdef str _describe_difference(str where, list everyone):
                     extra = f" (rank 0 passes {counts[0]} arrays, rank {r} passes {counts[r]})"
                 return (f"{where}: array {i} differs between ranks: rank 0 has {a}, rank {r} "
                         f"has {b}{extra}; {fix}")
-    return (f"{where}: the ranks disagree on whether they share memory (a communicator that "
-            f"spans nodes on some ranks only?); make the call on the same communicator on "
-            f"every rank")
+    for r, desc in enumerate(everyone):
+        if desc[7] != first[7]:
+            return (f"{where}: the ranks disagree on whether they share memory (a communicator "
+                    f"that spans nodes on some ranks only?); make the call on the same "
+                    f"communicator on every rank")
+    for r, desc in enumerate(everyone):
+        if desc[8] != first[8]:
+            return (f"{where}: the chosen paths differ between ranks: rank 0 takes "
+                    f"{first[8]!r}, rank {r} takes {desc[8]!r} (builds whose decision tables "
+                    f"differ?); run the same spinfast build on every rank, or pass "
+                    f"FlatBuffer(algorithm='mpi')")
+    return f"{where}: the layouts differ between ranks; {fix}"
 
 
 cdef int _raise_mismatch(object comm, object err, object mine, str where) except -1:

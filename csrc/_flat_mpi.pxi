@@ -49,9 +49,11 @@ cdef tuple _link(object comm):
 
 
 cdef struct scratch_t:
-    # The receive buffer of the ring and of recursive doubling (grown, never shrunk).
+    # The receive buffer of the ring and of recursive doubling (grown, never shrunk), and the
+    # message list of one ring or tree.
     char* p
     Py_ssize_t n
+    msgs_t msgs
 
 
 cdef char* _scratch_for(scratch_t* s, Py_ssize_t nbytes) except NULL:

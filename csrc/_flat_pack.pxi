@@ -43,6 +43,11 @@ cdef extern from "_flat.h" nogil:
     uint64_t sff_hash(uint64_t h, const unsigned char* p, size_t nbytes)
 
 
+cdef inline Py_ssize_t _itemsize(int kind) noexcept nogil:
+    # Bytes of one element of ``kind`` as it travels (the ring's and doubling's messages).
+    return 4 if kind == DK_F32 else 8
+
+
 cdef inline void _scale(int kind, char* x, Py_ssize_t n, int size) noexcept nogil:
     # The mean of a SUM, as numpy's x / size in the array's dtype.
     if kind == DK_F32:

@@ -14,7 +14,7 @@ cdef int _ring(object comm, const msgs_t* msgs, Py_ssize_t m, int kind, int rank
     # is reduced on one rank only, so every rank ends with the same bits. This rank's input is
     # read from msgs.src (the buffers themselves, or separate sources): step 0 sends it, and
     # every addition takes it; later steps send the partial sums, which live in msgs.ptr.
-    cdef Py_ssize_t isz = 4 if kind == DK_F32 else 8
+    cdef Py_ssize_t isz = _itemsize(kind)
     cdef Py_ssize_t total = 0, j, ra, rb
     cdef int right = (rank + 1) % size, left = (rank + size - 1) % size
     cdef int step, cs, cr, last

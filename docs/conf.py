@@ -22,7 +22,7 @@ except ImportError:  # a docs-only environment: read the source tree
     sys.path.insert(0, _SRC)
     import spinfast
 
-_COMPILED = ["spinfast._stats", "spinfast._flat", "spinfast._torch", "spinfast._tbevent"]
+_COMPILED = ["spinfast._stats", "spinfast._flat", "spinfast._tbevent"]
 # Heavy or optional imports the public modules make: mocked only where they are missing, so an
 # environment with them documents the real objects.
 autodoc_mock_imports = [

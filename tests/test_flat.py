@@ -460,6 +460,35 @@ def test_algorithm_mismatch_raises_on_every_rank(run_mpi, tmp_path, size):
         f"VALUE rank={r} 1.0 mpi" for r in range(size)]
 
 
+@pytest.mark.mpi
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("size", [2, 3])
+def test_path_mismatch_raises_on_every_rank(run_mpi, tmp_path, size):
+    """A rank whose decision table differs (another build, another crossover) chooses another
+    path under algorithm='auto': the chosen paths are part of the layout hash, so every rank
+    raises the same ValueError at the first call with a new plan instead of hanging in
+    different collectives; with equal tables a new instance works afterwards."""
+    run_mpi("flat_path_mismatch", n=size, timeout=120)
+    lines = "".join((tmp_path / f"out{r}.txt").read_text() for r in range(size)).splitlines()
+    for label in ("agreed", "kept-sum"):
+        assert sorted(x for x in lines if x.split(" ")[1] == label) == [
+            f"OK {label} rank={r}" for r in range(size)], lines
+    for label in ("changed-mean", "fresh-sum", "fresh-mean", "fresh-bcast"):
+        got = [x for x in lines if x.split(" ")[1] == label]
+        assert len(got) == size, (label, lines)
+        messages = {re.sub(r" rank=\d+", "", x) for x in got}
+        assert len(messages) == 1, got  # the same outcome and error on every rank
+        if label == "fresh-bcast":  # a broadcast's paths do not depend on the moved rows
+            continue
+        assert all(x.startswith("ERR ") for x in got), got
+        message = got[0].split(" ", 3)[3]
+        assert message.startswith("ValueError: FlatBuffer.allreduce(): the chosen paths differ "
+                                  "between ranks: rank 0 takes "), message
+        assert f"rank {size - 1} takes" in message and "pass FlatBuffer(algorithm='mpi')" in message
+    assert sorted(x for x in lines if x.startswith("VALUE")) == [
+        f"VALUE rank={r} 1.0 1.0 True" for r in range(size)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Choice of paths (tests/programs/flat_matrix.py) and the cost model
 
@@ -510,9 +539,48 @@ def test_every_algorithm_op_and_dtype_matches_numpy(run_mpi, tmp_path, size, nol
     assert (auto == {"mpi"}) == (size > limit), auto
 
 
+def _scale():
+    """bench/scale.py, where the alpha-beta cost model lives (formerly csrc/_flat_cost.pxi)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "scale.py"
+    spec = importlib.util.spec_from_file_location("spinfast_bench_scale", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_decision_table_is_the_cost_model_evaluated():
+    """The engine's table (csrc/_flat_paths.pxi) chooses what bench/scale.py's alpha-beta
+    model predicts cheapest at its constants, for every op, 1 to 8 ranks, both transports,
+    'auto' and 'engine', packed or in place, at sizes around every crossover."""
+    from spinfast._flat import PATHS, choose
+
+    model = _scale()
+    assert model.PATHS == PATHS
+    sizes = {1, 4, 8, 100, 1000, 10**5, 10**6, 10**8}
+    for row in __import__("spinfast._flat", fromlist=["_table"])._table():
+        for edge in row[4:8]:
+            sizes.update({max(edge - 1, 0), edge, edge + 1})
+    for transport in ("shared", "network"):
+        for algo in ("auto", "engine", "mpi"):
+            for p in range(1, 9):
+                for n in sorted(sizes):
+                    for op in ("sum", "mean", "max"):
+                        for packed in (False, True):
+                            want = model.choose(op, p, n, transport, algo, packed=packed)
+                            got = choose(op, p, n, transport, algo, packed=packed)
+                            assert got == want, (transport, algo, p, n, op, packed)
+                    for buffers in (0, 1, 2, 3, 5):
+                        want = model.choose("bcast", p, n, transport, algo, buffers=buffers)
+                        got = choose("bcast", p, n, transport, algo, buffers=buffers)
+                        assert got == want, (transport, algo, p, n, "bcast", buffers)
+
+
 def test_cost_model_predictions_are_the_documented_formulas():
-    """predict() against the formulas of _flat_cost.pxi computed by hand from cost_model()."""
-    from spinfast._flat import PATHS, choose, cost_model, predict
+    """predict() against the formulas of bench/scale.py computed by hand from cost_model()."""
+    scale = _scale()
+    PATHS, choose, cost_model, predict = scale.PATHS, scale.choose, scale.cost_model, scale.predict
 
     assert PATHS == ("mpi", "ring", "doubling", "tree", "pair")
     for transport in ("shared", "network"):

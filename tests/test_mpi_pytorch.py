@@ -77,10 +77,19 @@ def test_single_process_is_a_no_op():
         assert p.grad.data_ptr() == flat.views[p].data_ptr()
 
 
-def test_parameter_walk_matches_module_parameters():
-    from spinfast.mpi_pytorch import _walker
+def _walker():
+    """The walk and views of spinfast.mpi_pytorch (formerly the compiled spinfast._torch)."""
+    from types import SimpleNamespace
 
-    _parameters = _walker().parameters
+    from spinfast import mpi_pytorch
+
+    return SimpleNamespace(parameters=mpi_pytorch._parameters,
+                           grad_views=mpi_pytorch._grad_views,
+                           tensor_views=mpi_pytorch._tensor_views)
+
+
+def test_parameter_walk_matches_module_parameters():
+    from spinfast.mpi_pytorch import _parameters
 
     shared = torch.nn.Linear(3, 3)
     model = torch.nn.Sequential(
@@ -104,8 +113,6 @@ def test_parameter_walk_matches_module_parameters():
 
 def test_views_share_tensor_memory():
     """The compiled views are the tensors' own bytes: writes through them reach the tensors."""
-    from spinfast.mpi_pytorch import _walker
-
     walker = _walker()
     model = torch.nn.Linear(3, 2).double()
     model.empty = torch.nn.Parameter(torch.zeros(0))
@@ -128,8 +135,6 @@ def test_views_share_tensor_memory():
 
 def test_views_hand_bad_tensors_to_the_engine_or_name_the_device():
     from spinfast._flat import FlatBuffer
-    from spinfast.mpi_pytorch import _walker
-
     walker = _walker()
     half = torch.nn.Linear(3, 2).half()
     with pytest.raises(TypeError, match=r"array 0 has dtype float16; only float32 and float64"):

@@ -6,7 +6,7 @@ DEFAULT_FUSION_THRESHOLD: int  # bytes (Py_ssize_t)
 # The values of FlatBuffer(algorithm=) and of the environment variable SPINFAST_COLLECTIVES.
 ALGORITHMS: tuple[str, ...]
 Algorithm = Literal["auto", "mpi", "engine"]
-# Names of the paths a buffer can take (FlatBuffer.paths, choose(), predict()).
+# Names of the paths a buffer can take (FlatBuffer.paths, choose()).
 PATHS: tuple[str, ...]
 Path = Literal["mpi", "ring", "doubling", "tree", "pair"]
 Op = Literal["sum", "mean", "min", "max", "prod"]
@@ -20,16 +20,6 @@ Arrays = Sequence[Any]
 Comm = Any
 
 def checksum(arrays: Sequence[Any]) -> int: ...
-def cost_model(transport: Transport = "shared") -> dict[str, float]: ...
-def predict(
-    path: Path,
-    op: Op | Literal["bcast"],
-    ranks: int,
-    nbytes: float,
-    transport: Transport = "shared",
-    buffers: int = 1,
-    model: dict[str, float] | None = None,
-) -> float: ...
 def choose(
     op: Op | Literal["bcast"],
     ranks: int,
@@ -38,7 +28,6 @@ def choose(
     algorithm: Algorithm = "auto",
     buffers: int = 1,
     packed: bool = False,
-    model: dict[str, float] | None = None,
 ) -> Path: ...
 
 class FlatBuffer:

@@ -1,7 +1,8 @@
 """PyTorch + MPI, as ``spinup.utils.mpi_pytorch``, on spinfast's flat-buffer engine.
 
-``mpi_avg_grads(module)`` and ``sync_params(module)`` find the module's tensors with compiled
-code (``spinfast._torch``) and hand their memory to the engine without copies: small tensors
+``mpi_avg_grads(module)`` and ``sync_params(module)`` find the module's tensors
+(``module.parameters()``) and hand their memory to the engine as numpy views
+(``Tensor.numpy()``), without copies: small tensors
 move with one collective (packed into a persistent buffer), large ones are reduced (one ring
 over all of them) or broadcast in place: never one collective per tensor. :class:`FlatGrads`
 goes further: the module's gradients become views into one flat buffer, so averaging them
@@ -34,25 +35,73 @@ def setup_pytorch_for_mpi():
     torch.set_num_threads(fair)
 
 
-def _walker():
-    """spinfast._torch, told which objects are torch's float dtypes (on first use)."""
-    global _TORCH
-    if _TORCH is None:
-        import torch
-
-        from spinfast import _torch
-
-        _torch.set_dtypes(torch.float32, torch.float64)
-        _TORCH = _torch
-    return _TORCH
+def _parameters(module, trainable_only):
+    """``module.parameters()`` (only those with ``requires_grad`` if ``trainable_only``)."""
+    return [p for p in module.parameters() if p.requires_grad or not trainable_only]
 
 
-_TORCH = None
+def _view(t, where, what, index, detach=False):
+    """A zero-copy numpy view of a CPU tensor's memory, for the engine.
+
+    ``Tensor.numpy()`` shares the tensor's memory (it costs ~0.7 us; ``np.from_dlpack`` costs
+    several times that here, see bench/README.md, issue 20). A contiguous tensor is seen as one
+    dimension, as the engine has always seen tensors; a strided one, or one of another dtype,
+    is handed over as it is, for the engine to reject on every rank together: an error raised
+    here, on some ranks only, would leave the others waiting in the collective.
+    ``detach``: the tensor requires grad (a parameter).
+
+    Raises:
+        ValueError: the tensor is not on the CPU (MPI here moves host memory).
+    """
+    try:
+        a = t.detach().numpy() if detach else t.numpy()
+    except (TypeError, RuntimeError):
+        if not t.is_cpu:
+            raise ValueError(f"{where}: {what} {index} is on {t.device}; spinfast averages "
+                             f"CPU tensors only, move the module to the CPU first") from None
+        if detach or not t.requires_grad:
+            raise
+        a = t.detach().numpy()  # (a gradient made with create_graph=True)
+    return a.reshape(-1) if a.flags.c_contiguous else a
+
+
+def _grad_views(params, where):
+    """Views of the parameters' gradients, for an in-place reduction.
+
+    A non-contiguous gradient is first replaced by a contiguous copy (``p.grad``). Returns
+    ``(views, tensors, missing)``: ``views[i]`` (which keeps its memory alive) and
+    ``tensors[i]`` are None where ``params[i].grad`` is None (those indices are listed in
+    ``missing``).
+    """
+    views, tensors, missing = [], [], []
+    for i, p in enumerate(params):
+        g = p.grad
+        if g is None:
+            missing.append(i)
+            views.append(None)
+            tensors.append(None)
+            continue
+        if not g.is_contiguous():
+            g = p.grad = g.contiguous()
+        views.append(_view(g, where, "the gradient of parameter", i))
+        tensors.append(g)
+    return views, tensors, missing
+
+
+def _tensor_views(tensors, where):
+    """Views of the tensors' memory (parameters, for an in-place broadcast)."""
+    return [_view(t, where, "parameter", i, True) for i, t in enumerate(tensors)]
+
+
+def _named(where, call, *args, **kwargs):
+    """Call the engine; its errors (which name the compiled call) get the user-facing name."""
+    try:
+        call(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
 _PRESENT: dict = {}  # presence flags of mpi_avg_grads, by parameter count
-
-
-def _trainable(module):
-    return _walker().parameters(module, True)
 
 
 def mpi_avg_grads(module):
@@ -69,9 +118,8 @@ def mpi_avg_grads(module):
     """
     if mpi_tools.num_procs() == 1:
         return
-    walker = _walker()
-    params = walker.parameters(module, True)
-    arrays, tensors, missing = walker.grad_views(params, "mpi_avg_grads()")
+    params = _parameters(module, True)
+    arrays, tensors, missing = _grad_views(params, "mpi_avg_grads()")
     # Which parameters had a gradient on some rank: averaged with the rest in one collective.
     present = _PRESENT.get(len(params))
     if present is None:
@@ -82,8 +130,8 @@ def mpi_avg_grads(module):
         tensors[i] = params[i].detach().new_zeros(params[i].shape)
         arrays[i] = tensors[i].numpy()
     arrays.append(present)
-    mpi_tools.allreduce_arrays(arrays, op="mean", engine=_GRADS)
-    for i in missing:  # (``tensors`` keeps the viewed memory alive until here)
+    _named("mpi_avg_grads()", mpi_tools.allreduce_arrays, arrays, op="mean", engine=_GRADS)
+    for i in missing:
         if present[i] > 0:
             params[i].grad = tensors[i]
 
@@ -98,10 +146,8 @@ def sync_params(module):
     """
     if mpi_tools.num_procs() == 1:
         return
-    walker = _walker()
-    params = walker.parameters(module, False)  # keeps the viewed memory alive
-    mpi_tools.broadcast_arrays(walker.tensor_views(params, "sync_params()"), root=0,
-                               engine=_PARAMS)
+    views = _tensor_views(_parameters(module, False), "sync_params()")
+    _named("sync_params()", mpi_tools.broadcast_arrays, views, root=0, engine=_PARAMS)
 
 
 class FlatGrads:
@@ -121,7 +167,7 @@ class FlatGrads:
     def __init__(self, module):
         import torch
 
-        self.params = _trainable(module)
+        self.params = _parameters(module, True)
         by_dtype: dict = {}
         for p in self.params:
             if p.device.type != "cpu":
@@ -168,4 +214,5 @@ class FlatGrads:
         """Average the gradients over MPI ranks in place (one reduction per dtype buffer)."""
         self._rebind()
         if mpi_tools.num_procs() > 1:
-            mpi_tools.allreduce_arrays(self._arrays, op="mean", engine=self._engine)
+            _named("FlatGrads.average()", mpi_tools.allreduce_arrays, self._arrays, op="mean",
+                   engine=self._engine)
