@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# cython: embedsignature=True, initializedcheck=False
+# cython: embedsignature=True, initializedcheck=False, freethreading_compatible=False
 """Flat-buffer engine (private): reduce or broadcast many float arrays with few MPI collectives.
 
 A :class:`FlatBuffer` takes a list of writable, contiguous float32/float64 arrays (numpy arrays,
