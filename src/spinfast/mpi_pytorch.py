@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinfast import mpi_tools
+from spinfast import _compression, mpi_tools
 from spinfast._flat import FlatBuffer
 
 __all__ = ["setup_pytorch_for_mpi", "mpi_avg_grads", "sync_params", "FlatGrads"]
@@ -55,7 +55,7 @@ def _trainable(module):
     return _walker().parameters(module, True)
 
 
-def mpi_avg_grads(module):
+def mpi_avg_grads(module, compress=None):
     """Average the gradients of ``module``'s trainable parameters over MPI ranks, in place.
 
     A parameter whose ``grad`` is None counts as zeros, so that every rank passes the same
@@ -63,10 +63,21 @@ def mpi_avg_grads(module):
     if none had. One flat collective for all small tensors (the presence flags of the None
     gradients ride along in it), large tensors reduced in place.
 
+    Args:
+        module: a ``torch.nn.Module`` on the CPU, with the same parameters on every rank.
+        compress: None (the default: gradients averaged as they are), or ``'bf16'`` /
+            ``'fp16'``: float32 gradients travel as 16-bit values with error feedback, every
+            rank ends with the same bits (see :doc:`compression`); float64 gradients are
+            averaged uncompressed. The same on every rank.
+
     Raises:
-        ValueError: a gradient is not on the CPU, or the modules differ between ranks.
+        ValueError: a gradient is not on the CPU, the modules or ``compress`` differ between
+            ranks, ``compress`` is not None/'bf16'/'fp16', or (fp16) a gradient is beyond
+            float16's range.
         TypeError: a gradient is neither float32 nor float64 (on every rank).
     """
+    if compress is not None:
+        return _compression.average_module_grads(_walker(), module, compress)
     if mpi_tools.num_procs() == 1:
         return
     walker = _walker()
@@ -116,11 +127,17 @@ class FlatGrads:
     ``optimizer.zero_grad(set_to_none=False)`` (or :meth:`zero`) to keep them. If a view was
     dropped or replaced anyway, :meth:`average` copies the new gradient into the buffer and
     re-binds the view, so results stay right (at the cost of that copy).
+
+    ``compress='bf16'`` or ``'fp16'`` averages the float32 buffer as 16-bit values with error
+    feedback (see :doc:`compression`; the float64 one, if any, uncompressed); None (the
+    default) as it is. The same on every rank.
     """
 
-    def __init__(self, module):
+    def __init__(self, module, compress=None):
         import torch
 
+        self.compress = _compression.check_compress(compress, "FlatGrads()")
+        self._compressor = compress and _compression.Compressor(compress, "FlatGrads.average()")
         self.params = _trainable(module)
         by_dtype: dict = {}
         for p in self.params:
@@ -167,5 +184,7 @@ class FlatGrads:
     def average(self):
         """Average the gradients over MPI ranks in place (one reduction per dtype buffer)."""
         self._rebind()
-        if mpi_tools.num_procs() > 1:
+        if mpi_tools.num_procs() > 1 and self._compressor:
+            _compression.average_arrays(self._compressor, mpi_tools.comm_world(), self._arrays)
+        elif mpi_tools.num_procs() > 1:
             mpi_tools.allreduce_arrays(self._arrays, op="mean", engine=self._engine)
