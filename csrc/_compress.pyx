@@ -8,8 +8,9 @@ the GIL released (``compress_kernels.h`` holds the C):
 
 * :func:`encode`: a list of float32 arrays (one logical vector of n values) plus the residual
   of n float32 (error feedback) -> n 16-bit values, in one pass; the residual is updated.
-* :func:`reduce`: the p received 16-bit rows of the chunk a rank owns -> their float32 sum in
-  rank order, divided by p, plus the owner's residual, rounded to 16 bits (residual updated).
+* :func:`reduce`: the 16-bit rows of the chunk a rank owns (its own, in place, and the p - 1
+  received) -> their float32 sum in rank order, divided by p, plus the owner's residual,
+  rounded to 16 bits in place of its own row (residual updated).
 * :func:`decode`: 16-bit values -> the list of float32 arrays (scattered in order).
 
 No framework, no MPI: buffers come in through the buffer protocol; 16-bit values travel as
@@ -26,8 +27,8 @@ cdef extern from "compress_kernels.h" nogil:
     int SFC_FP16
     Py_ssize_t sfc_encode(int kind, const float* x, float* res, uint16_t* out, Py_ssize_t n)
     void sfc_decode(int kind, const uint16_t* src, float* y, Py_ssize_t n)
-    void sfc_reduce(int kind, const uint16_t* recv, Py_ssize_t m, int p, float divisor,
-                    float* res, uint16_t* out)
+    void sfc_reduce(int kind, const uint16_t* recv, Py_ssize_t m, int p, int own,
+                    const uint16_t* own_row, float divisor, float* res, uint16_t* out)
 
 KINDS = ("bf16", "fp16")
 
@@ -163,33 +164,37 @@ def encode(arrays, float[::1] residual, uint16_t[::1] out, str kind):
         _release(&a)
 
 
-def reduce(const uint16_t[::1] recv, int p, float[::1] residual, uint16_t[::1] out, str kind,
-           bint mean=True):
+def reduce(const uint16_t[::1] recv, int p, int own, uint16_t[::1] out, float[::1] residual,
+           str kind, bint mean=True):
     """Sum ``p`` rows of 16-bit values in rank order (float32), round the result to 16 bits.
 
     Args:
-        recv: p * m uint16: row r (``recv[r*m:(r+1)*m]``) is rank r's values of this chunk.
+        recv: (p - 1) * m uint16: the rows of the ranks other than ``own``, in rank order
+            (rank r's row is ``recv[i*m:(i+1)*m]`` with i = r if r < own else r - 1).
         p: the number of rows (ranks), >= 1.
+        own: the rank whose row is ``out`` itself (the owner's values, read where they lie).
+        out: m uint16, in place: rank ``own``'s row on entry, the rounded result on return
+            (finite sums saturate at the largest finite 16-bit value).
         residual: m float32, in place: added to the (mean) sum before rounding, then set to
             what rounding lost.
-        out: m uint16, written with the rounded values (finite sums saturate at the largest
-            finite 16-bit value).
         kind: ``'bf16'`` or ``'fp16'``.
         mean: divide the sum by p (float32 division), as the uncompressed ``op='mean'``.
 
     Raises:
-        ValueError: sizes that do not fit (``len(recv) != p * len(out)``, residual's size).
+        ValueError: sizes that do not fit (``len(recv) != (p - 1) * len(out)``, residual's
+            size, ``own`` not in [0, p)).
     """
     cdef int code = _kind(kind, "reduce()")
     cdef Py_ssize_t m = out.shape[0]
-    if p < 1 or recv.shape[0] != p * m or residual.shape[0] != m:
+    if p < 1 or not 0 <= own < p or recv.shape[0] != (p - 1) * m or residual.shape[0] != m:
         raise ValueError(f"reduce(): recv has {recv.shape[0]} values, out {m}, residual "
-                         f"{residual.shape[0]}, p={p}; pass p rows of len(out) values and a "
-                         f"residual of len(out)")
+                         f"{residual.shape[0]}, p={p}, own={own}; pass p - 1 rows of len(out) "
+                         f"values, a residual of len(out) and 0 <= own < p")
     if m == 0:
         return
     with nogil:
-        sfc_reduce(code, &recv[0], m, p, <float>p if mean else 1.0, &residual[0], &out[0])
+        sfc_reduce(code, &recv[0] if p > 1 else NULL, m, p, own, &out[0],
+                   <float>p if mean else 1.0, &residual[0], &out[0])
 
 
 def decode(const uint16_t[::1] data, arrays, str kind):

@@ -4,15 +4,19 @@
  *   sfc_encode(kind, x, res, out, n)      v = x + res; out = round16(v); res = v - widen(out);
  *                                         returns the first i whose finite v is beyond the
  *                                         16-bit range (float16 only: |v| >= 65520), else -1
- *   sfc_reduce(kind, recv, m, p, divisor, per element i of one chunk of m values: the p rows
- *              res, out)                  recv[r*m + i], widened, summed in rank order r = 0..p-1
- *                                         in float32, divided by divisor (p for a mean, 1 for a
+ *   sfc_reduce(kind, recv, m, p, own,     per element i of one chunk of m values: the p rows
+ *              own_row, divisor, res,     of the ranks r = 0..p-1 (row own is own_row, the
+ *              out)                       owner's values where they lie; the others are the
+ *                                         p - 1 rows of recv, in rank order), widened, summed
+ *                                         in rank order in float32, divided by divisor (p for a mean, 1 for a
  *                                         sum, as the float32 path: SUM, then x / size),
  *                                         plus res; out = round16 (finite values saturate at
  *                                         the largest finite 16-bit value), res = v - widen(out)
  *   sfc_decode(kind, in, y, n)            y = widen(in)
  *
- * The buffers of one call never overlap (restrict). Rounding is to nearest, ties to even, as IEEE 754 and ml_dtypes. NaN stays NaN (quieted),
+ * The buffers of one call never overlap (restrict), except that own_row may be out (each block
+ * of own_row is read before that block of out is written). Rounding is to nearest, ties to
+ * even, as IEEE 754 and ml_dtypes. NaN stays NaN (quieted),
  * +-inf stays +-inf; a residual that would be NaN (from a non-finite v) is set to 0 so it does
  * not poison later steps. bfloat16 keeps float32's exponent (8 bits of precision): finite
  * values near FLT_MAX saturate instead of becoming inf. float16 conversions are the bit
@@ -30,6 +34,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+/* With GCC on x86-64 glibc each pass is compiled for AVX-512F, AVX2 and the
+   baseline, and the loader picks the best for the CPU at run time (an ifunc). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+#define SFC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SFC_CLONES
+#endif
 
 #define SFC_BF16 1
 #define SFC_FP16 2
@@ -106,7 +118,7 @@ static inline float sfc_residual(float v, float w)
     return d == d ? d : 0.0f; /* inf - inf, NaN - NaN: nothing to carry */
 }
 
-static ptrdiff_t sfc_encode(int kind, const float *restrict x, float *restrict res,
+static SFC_CLONES ptrdiff_t sfc_encode(int kind, const float *restrict x, float *restrict res,
                             uint16_t *restrict out, ptrdiff_t n)
 {
     ptrdiff_t i;
@@ -137,7 +149,7 @@ static ptrdiff_t sfc_encode(int kind, const float *restrict x, float *restrict r
     }
 }
 
-static void sfc_decode(int kind, const uint16_t *restrict in, float *restrict y, ptrdiff_t n)
+static SFC_CLONES void sfc_decode(int kind, const uint16_t *restrict in, float *restrict y, ptrdiff_t n)
 {
     ptrdiff_t i;
     if (kind == SFC_BF16) {
@@ -150,13 +162,15 @@ static void sfc_decode(int kind, const uint16_t *restrict in, float *restrict y,
 }
 
 static void sfc_widen_rows(int kind, const uint16_t *restrict recv, ptrdiff_t m, int p,
-                           ptrdiff_t k, float *restrict acc)
+                           int own, const uint16_t *restrict own_row, ptrdiff_t k,
+                           float *restrict acc)
 {
     ptrdiff_t j;
     int r;
-    sfc_decode(kind, recv, acc, k);
+    sfc_decode(kind, own == 0 ? own_row : recv, acc, k); /* rank 0's row */
     for (r = 1; r < p; r++) {
-        const uint16_t *row = recv + (ptrdiff_t)r * m;
+        const uint16_t *restrict row =
+            r == own ? own_row : recv + (ptrdiff_t)(r < own ? r : r - 1) * m;
         if (kind == SFC_BF16) {
             for (j = 0; j < k; j++)
                 acc[j] += sfc_bf16_widen(row[j]);
@@ -167,24 +181,35 @@ static void sfc_widen_rows(int kind, const uint16_t *restrict recv, ptrdiff_t m,
     }
 }
 
-static void sfc_reduce(int kind, const uint16_t *restrict recv, ptrdiff_t m, int p,
-                       float divisor, float *restrict res, uint16_t *restrict out)
+static SFC_CLONES void sfc_reduce(int kind, const uint16_t *restrict recv, ptrdiff_t m, int p, int own,
+                       const uint16_t *own_row, float divisor, float *restrict res,
+                       uint16_t *out)
 {
     float acc[SFC_BLOCK];
     ptrdiff_t b, j;
+    /* x / 2**k == x * 2**-k exactly: a multiplication then, a division otherwise */
+    int pow2 = (sfc_bits(divisor) & 0x007fffffu) == 0 && divisor >= 1.0f;
+    float inv = 1.0f / divisor;
     for (b = 0; b < m; b += SFC_BLOCK) {
         ptrdiff_t k = m - b < SFC_BLOCK ? m - b : SFC_BLOCK;
-        sfc_widen_rows(kind, recv + b, m, p, k, acc);
+        sfc_widen_rows(kind, recv + b, m, p, own, own_row + b, k, acc);
+        if (pow2) {
+            for (j = 0; j < k; j++)
+                acc[j] *= inv;
+        } else {
+            for (j = 0; j < k; j++)
+                acc[j] /= divisor;
+        }
         if (kind == SFC_BF16) {
             for (j = 0; j < k; j++) {
-                float v = acc[j] / divisor + res[b + j];
+                float v = acc[j] + res[b + j];
                 uint16_t o = sfc_bf16_round(v);
                 out[b + j] = o;
                 res[b + j] = sfc_residual(v, sfc_bf16_widen(o));
             }
         } else {
             for (j = 0; j < k; j++) {
-                float v = acc[j] / divisor + res[b + j];
+                float v = acc[j] + res[b + j];
                 uint16_t o = sfc_fp16_round(v);
                 o = (uint16_t)(o - (uint16_t)sfc_fp16_overflow(v, o)); /* saturate at 65504 */
                 out[b + j] = o;

@@ -85,17 +85,18 @@ def test_decode_widens_every_16_bit_value(kind):
 
 
 @pytest.mark.parametrize("kind", ["bf16", "fp16"])
-@pytest.mark.parametrize("p", [1, 2, 3, 4])
-def test_reduce_sums_rows_in_rank_order_with_feedback(kind, p):
+@pytest.mark.parametrize("p, own", [(1, 0), (2, 0), (2, 1), (3, 1), (4, 3)])
+def test_reduce_sums_rows_in_rank_order_with_feedback(kind, p, own):
     rng = np.random.default_rng(p)
     m = 2500  # more than one block of the kernel
-    rows = (rng.standard_normal((p, m)) * 100).astype(np.float32)
-    recv = _reference16(rows.ravel(), kind)
+    rows = _reference16((rng.standard_normal(p * m) * 100).astype(np.float32), kind)
+    rows = rows.reshape(p, m)
+    recv = np.concatenate([rows[r] for r in range(p) if r != own] or [rows[:0].ravel()])
+    out = rows[own].copy()  # the owner's row, replaced by the result
     res = (rng.standard_normal(m) * 1e-3).astype(np.float32)
-    out = np.zeros(m, np.uint16)
     start = res.copy()
-    _compress.reduce(recv, p, res, out, kind)
-    wide = _widen(recv, kind).reshape(p, m)
+    _compress.reduce(recv, p, own, out, res, kind)
+    wide = _widen(rows.ravel(), kind).reshape(p, m)
     total = wide[0].copy()
     for r in range(1, p):  # float32, in rank order
         total += wide[r]
@@ -105,14 +106,16 @@ def test_reduce_sums_rows_in_rank_order_with_feedback(kind, p):
 
 
 def test_reduce_saturates_float16_and_checks_sizes():
-    recv = np.array([0x7BFF, 0x7BFF], np.uint16)  # 65504 twice
-    res, out = np.array([15.5], np.float32), np.zeros(1, np.uint16)
-    _compress.reduce(recv, 2, res, out, "fp16")
+    recv, out = np.array([0x7BFF], np.uint16), np.array([0x7BFF], np.uint16)  # 65504 twice
+    res = np.array([15.5], np.float32)
+    _compress.reduce(recv, 2, 1, out, res, "fp16")
     assert out[0] == 0x7BFF and res[0] == 15.5  # 65519.5 would round to inf
     with pytest.raises(ValueError, match="reduce"):
-        _compress.reduce(recv, 3, res, out, "fp16")
+        _compress.reduce(recv, 3, 0, out, res, "fp16")
+    with pytest.raises(ValueError, match="own=2"):
+        _compress.reduce(recv, 2, 2, out, res, "fp16")
     with pytest.raises(ValueError, match="unknown kind 'int8'"):
-        _compress.reduce(recv, 2, res, out, "int8")
+        _compress.reduce(recv, 2, 0, out, res, "int8")
 
 
 def test_kernels_reject_bad_buffers():
@@ -197,10 +200,10 @@ def test_error_feedback_keeps_sums_unbiased(run_mpi, tmp_path, kind):
     assert np.abs(s0["compressed"] - ref).max() < 20 * once
 
 
-def _messages(proc, size):
-    lines = [ln for ln in proc.stdout.splitlines() if "ValueError" in ln]
-    assert len(lines) == size, proc.stdout + proc.stderr
-    return {ln.split("ValueError: ", 1)[1] for ln in lines}
+def _messages(proc, folder, size):
+    paths = [folder / f"msg{r}.txt" for r in range(size)]
+    assert all(p.exists() for p in paths), proc.stdout + proc.stderr
+    return {p.read_text() for p in paths}
 
 
 @pytest.mark.parametrize("case, expect", [
@@ -211,18 +214,18 @@ def _messages(proc, size):
     ("range", "beyond float16's range (largest 65504) on rank 1: array 0, element 0 is "
               "100000.0"),
 ])
-def test_disagreement_raises_the_same_error_on_every_rank(run_mpi, case, expect):
+def test_disagreement_raises_the_same_error_on_every_rank(run_mpi, tmp_path, case, expect):
     proc = run_mpi("compress_mismatch", n=2, args=[case], timeout=60)
-    (message,) = _messages(proc, 2)  # one message, on both ranks
+    (message,) = _messages(proc, tmp_path, 2)  # one message, on both ranks
     assert expect in message, message
     if case == "range":
         assert proc.stdout.count("recovered") == 2
 
 
 @pytest.mark.slow
-def test_disagreement_at_three_ranks(run_mpi):
+def test_disagreement_at_three_ranks(run_mpi, tmp_path):
     proc = run_mpi("compress_mismatch", n=3, args=["kind"], timeout=60)
-    (message,) = _messages(proc, 3)
+    (message,) = _messages(proc, tmp_path, 3)
     assert "rank 1 has 'fp16'" in message
 
 

@@ -3,7 +3,8 @@
 ``none``: rank 0 averages with compress='bf16', the others with None; ``kind``: rank 0 with
 'bf16', the others 'fp16'; ``layout``: rank 1's gradient has another shape; ``range``: fp16,
 rank 1's gradient is beyond float16's range. Every rank prints the ValueError it got, then
-averages once more correctly (the state is usable after the error).
+averages once more correctly (the state is usable after the error). Each rank writes the
+message to ``msg{rank}.txt`` too (printed lines of two ranks may interleave).
 """
 
 import sys
@@ -26,6 +27,8 @@ try:
     print(f"rank {rank} no error", flush=True)
 except ValueError as exc:
     print(f"rank {rank} ValueError: {exc}", flush=True)
+    with open(f"msg{rank}.txt", "w") as f:
+        f.write(str(exc))
 if case == "range":  # the residuals were reset; a good step works
     for p in model.parameters():
         p.grad = torch.full_like(p, float(rank))
