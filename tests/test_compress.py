@@ -250,3 +250,20 @@ def test_training_with_bf16_reaches_float32_loss_within_seed_spread(run_mpi, tmp
     spread = f32.max() - f32.min()
     assert spread > 0
     assert abs(bf16.mean() - f32.mean()) <= spread, (f32, bf16)
+
+
+def test_tf_optimizers_validate_compress():
+    pytest.importorskip("tensorflow")
+    from spinfast.mpi_tf import MpiAdam, MpiAdamOptimizer
+
+    with pytest.raises(ValueError, match="MpiAdam: compress must be None, 'bf16' or 'fp16'"):
+        MpiAdam(learning_rate=0.1, compress="fp8")
+    with pytest.raises(ValueError, match="MpiAdamOptimizer: compress must be None"):
+        MpiAdamOptimizer(learning_rate=0.1, compress="fp8")
+    assert MpiAdam(learning_rate=0.1, compress="bf16")._averager._compressor.kind == "bf16"
+
+
+def test_kernels_are_compiled():
+    import importlib.machinery
+
+    assert _compress.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))

@@ -68,11 +68,11 @@ class _Averager:
     _POOL = 4  # buffers kept per (dtype, size); beyond that, fresh ones
     _ALIGN = 64  # bytes: TensorFlow aliases numpy outputs aligned to this, copies the others
 
-    def __init__(self, compress=None):
+    def __init__(self, compress=None, where="MpiAdam"):
         self.grads = FlatBuffer()
         self.params = FlatBuffer()
         self._pool: dict = {}
-        self._compressor = compress and _compression.Compressor(compress, "MpiAdam")
+        self._compressor = compress and _compression.Compressor(compress, where)
 
     def _flat(self, dtype, n):
         """A buffer of n elements of dtype, 64-byte aligned, that nothing else refers to."""
@@ -183,7 +183,8 @@ class MpiAdamOptimizer(tf1.train.AdamOptimizer):
 
     def __init__(self, sync_every=1, compress=None, **kwargs):
         self.sync_every = _check_sync_every(sync_every)
-        self._averager = _Averager(_compression.check_compress(compress, "MpiAdamOptimizer"))
+        self._averager = _Averager(_compression.check_compress(compress, "MpiAdamOptimizer"),
+                                   "MpiAdamOptimizer")
         self._steps = 0
         super().__init__(**kwargs)
 
