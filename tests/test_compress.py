@@ -267,3 +267,10 @@ def test_kernels_are_compiled():
     import importlib.machinery
 
     assert _compress.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+@pytest.mark.parametrize("size", [2, pytest.param(3, marks=pytest.mark.slow)])
+def test_messages_cut_into_pieces_arrive_whole(run_mpi, tmp_path, size):
+    # (pieces of 257 values stand in for MPI's 2**31 limit: chunks of 3300-6700 values here)
+    run_mpi("compress_avg", n=size, args=["kernels", "bf16", 257], timeout=120)
+    _check_average(tmp_path, size, "bf16", "kernels")

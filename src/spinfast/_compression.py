@@ -41,13 +41,19 @@ _PIECE = 1 << 30  # values per message at most (2 GiB of 16-bit values)
 _DUP_KEY = None  # attribute key of the duplicate communicator cached on a communicator
 
 
+def _free_dup(comm, keyval, dup):
+    """Delete callback of the cached duplicate: free it with its communicator."""
+    if dup:
+        dup.Free()
+
+
 def _dup(comm):
     """A duplicate of ``comm`` for the exchange's messages, made once and cached on it."""
     global _DUP_KEY
     from mpi4py import MPI
 
     if _DUP_KEY is None:
-        _DUP_KEY = MPI.Comm.Create_keyval(delete_fn=lambda c, k, dup: dup.Free())
+        _DUP_KEY = MPI.Comm.Create_keyval(delete_fn=_free_dup)
     dup = comm.Get_attr(_DUP_KEY)
     if dup is None:
         dup = comm.Dup()

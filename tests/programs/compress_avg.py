@@ -1,9 +1,10 @@
-"""One compressed average: ``compress_avg.py kernels|grads|flat bf16|fp16``.
+"""One compressed average: ``compress_avg.py kernels|grads|flat bf16|fp16 [PIECE]``.
 
 Each rank averages ``compress_data.grads(rank)`` (``kernels``: the arrays themselves through a
 ``Compressor``; ``grads``: a torch module's gradients through ``mpi_avg_grads``, one of them
 present on rank 0 only and one float64; ``flat``: through ``FlatGrads``) and saves what it got
-to ``avg{rank}.npz`` (one entry per array, in order).
+to ``avg{rank}.npz`` (one entry per array, in order). ``PIECE`` sets the largest message in
+values (default 2**30), so that small messages exercise the cutting of large ones.
 """
 
 import sys
@@ -14,6 +15,10 @@ from compress_data import SHAPES, grads
 from spinfast import mpi_tools
 
 path, kind = sys.argv[1], sys.argv[2]
+if len(sys.argv) > 3:
+    from spinfast import _compression
+
+    _compression._PIECE = int(sys.argv[3])
 rank = mpi_tools.proc_id()
 mine = grads(rank)
 if path == "kernels":
