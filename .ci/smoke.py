@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 
+import spinfast._compress
 import spinfast._flat
 import spinfast._stats
 import spinfast._tbevent
@@ -20,7 +21,8 @@ import spinfast._torch
 from spinfast.logx import EpochLogger
 
 suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-for mod in (spinfast._stats, spinfast._flat, spinfast._torch, spinfast._tbevent):
+for mod in (spinfast._stats, spinfast._flat, spinfast._torch, spinfast._tbevent,
+            spinfast._compress):
     if not mod.__file__.endswith(suffixes):
         sys.exit(f"smoke: {mod.__name__} is not a compiled module: {mod.__file__}")
     if "site-packages" not in mod.__file__:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinfast import mpi_tools
+from spinfast import _compression, mpi_tools
 from spinfast._flat import FlatBuffer
 
 __all__ = ["setup_pytorch_for_mpi", "mpi_avg_grads", "sync_params", "FlatGrads"]
@@ -104,7 +104,7 @@ def _named(where, call, *args, **kwargs):
 _PRESENT: dict = {}  # presence flags of mpi_avg_grads, by parameter count
 
 
-def mpi_avg_grads(module):
+def mpi_avg_grads(module, compress=None):
     """Average the gradients of ``module``'s trainable parameters over MPI ranks, in place.
 
     A parameter whose ``grad`` is None counts as zeros, so that every rank passes the same
@@ -112,25 +112,40 @@ def mpi_avg_grads(module):
     if none had. One flat collective for all small tensors (the presence flags of the None
     gradients ride along in it), large tensors reduced in place.
 
+    Args:
+        module: a ``torch.nn.Module`` on the CPU, with the same parameters on every rank.
+        compress: None (the default: gradients averaged as they are), or ``'bf16'`` /
+            ``'fp16'``: float32 gradients travel as 16-bit values with error feedback, every
+            rank ends with the same bits (see :doc:`compression`); float64 gradients are
+            averaged uncompressed. The same on every rank.
+
     Raises:
-        ValueError: a gradient is not on the CPU, or the modules differ between ranks.
+        ValueError: a gradient is not on the CPU, the modules or ``compress`` differ between
+            ranks, ``compress`` is not None/'bf16'/'fp16', or (fp16) a gradient is beyond
+            float16's range.
         TypeError: a gradient is neither float32 nor float64 (on every rank).
     """
+    compressor = _compression.module_compressor(compress, "mpi_avg_grads()")
     if mpi_tools.num_procs() == 1:
         return
     params = _parameters(module, True)
     arrays, tensors, missing = _grad_views(params, "mpi_avg_grads()")
-    # Which parameters had a gradient on some rank: averaged with the rest in one collective.
-    present = _PRESENT.get(len(params))
+    # Which parameters had a gradient on some rank: averaged with the rest in one collective
+    # (compressed: reduced with MAX in the agreement's collective).
+    dtype = np.float32 if compressor is None else np.float64
+    present = _PRESENT.get((len(params), dtype))
     if present is None:
-        present = _PRESENT[len(params)] = np.ones(len(params), np.float32)
+        present = _PRESENT[len(params), dtype] = np.ones(len(params), dtype)
     present.fill(1.0)
     for i in missing:
         present[i] = 0.0
         tensors[i] = params[i].detach().new_zeros(params[i].shape)
-        arrays[i] = tensors[i].numpy()
-    arrays.append(present)
-    _named("mpi_avg_grads()", mpi_tools.allreduce_arrays, arrays, op="mean", engine=_GRADS)
+        arrays[i] = tensors[i].numpy().reshape(-1)
+    if compressor is None:
+        arrays.append(present)
+        _named("mpi_avg_grads()", mpi_tools.allreduce_arrays, arrays, op="mean", engine=_GRADS)
+    else:
+        _compression.average_arrays(compressor, mpi_tools.comm_world(), arrays, flags=present)
     for i in missing:
         if present[i] > 0:
             params[i].grad = tensors[i]
@@ -162,11 +177,17 @@ class FlatGrads:
     ``optimizer.zero_grad(set_to_none=False)`` (or :meth:`zero`) to keep them. If a view was
     dropped or replaced anyway, :meth:`average` copies the new gradient into the buffer and
     re-binds the view, so results stay right (at the cost of that copy).
+
+    ``compress='bf16'`` or ``'fp16'`` averages the float32 buffer as 16-bit values with error
+    feedback (see :doc:`compression`; the float64 one, if any, uncompressed); None (the
+    default) as it is. The same on every rank.
     """
 
-    def __init__(self, module):
+    def __init__(self, module, compress=None):
         import torch
 
+        self.compress = _compression.check_compress(compress, "FlatGrads()")
+        self._compressor = compress and _compression.Compressor(compress, "FlatGrads.average()")
         self.params = _parameters(module, True)
         by_dtype: dict = {}
         for p in self.params:
@@ -213,6 +234,8 @@ class FlatGrads:
     def average(self):
         """Average the gradients over MPI ranks in place (one reduction per dtype buffer)."""
         self._rebind()
-        if mpi_tools.num_procs() > 1:
+        if mpi_tools.num_procs() > 1 and self._compressor:
+            _compression.average_arrays(self._compressor, mpi_tools.comm_world(), self._arrays)
+        elif mpi_tools.num_procs() > 1:
             _named("FlatGrads.average()", mpi_tools.allreduce_arrays, self._arrays, op="mean",
                    engine=self._engine)

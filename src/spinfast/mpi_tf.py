@@ -28,7 +28,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from spinfast import mpi_tools
+from spinfast import _compression, mpi_tools
 from spinfast._flat import FlatBuffer, checksum
 
 __all__ = ["MpiAdamOptimizer", "MpiAdam", "sync_all_params", "sync_params", "flat_concat",
@@ -68,10 +68,11 @@ class _Averager:
     _POOL = 4  # buffers kept per (dtype, size); beyond that, fresh ones
     _ALIGN = 64  # bytes: TensorFlow aliases numpy outputs aligned to this, copies the others
 
-    def __init__(self):
+    def __init__(self, compress=None, where="MpiAdam"):
         self.grads = FlatBuffer()
         self.params = FlatBuffer()
         self._pool: dict = {}
+        self._compressor = compress and _compression.Compressor(compress, where)
 
     def _flat(self, dtype, n):
         """A buffer of n elements of dtype, 64-byte aligned, that nothing else refers to."""
@@ -106,6 +107,10 @@ class _Averager:
 
     def average(self, *arrays):
         out = self._outputs(arrays)
+        if self._compressor:  # float32 as 16-bit values, float64 as they are
+            _compression.average_arrays(self._compressor, mpi_tools.comm_world(), out,
+                                        sources=list(arrays))
+            return out
         # TensorFlow's read-only arrays are the inputs, read where they lie (no copy first).
         self.grads.allreduce(mpi_tools.comm_world(), out, op="mean", sources=list(arrays))
         return out
@@ -169,14 +174,17 @@ class MpiAdamOptimizer(tf1.train.AdamOptimizer):
     """Adam for TF1-style graphs whose gradients are averaged over MPI ranks.
 
     Takes ``tf.compat.v1.train.AdamOptimizer``'s keyword arguments, plus ``sync_every``
-    (see the module docstring). Use it as any TF1 optimizer: ``minimize(loss)`` or
-    ``compute_gradients`` then ``apply_gradients``. Run ``sync_all_params()`` once after
-    initialising the variables so that every rank starts from rank 0's values.
+    (see the module docstring) and ``compress`` (None, or ``'bf16'``/``'fp16'``: float32
+    gradients travel as 16-bit values with error feedback, see :doc:`compression`; the same on
+    every rank). Use it as any TF1 optimizer: ``minimize(loss)`` or ``compute_gradients``
+    then ``apply_gradients``. Run ``sync_all_params()`` once after initialising the variables
+    so that every rank starts from rank 0's values.
     """
 
-    def __init__(self, sync_every=1, **kwargs):
+    def __init__(self, sync_every=1, compress=None, **kwargs):
         self.sync_every = _check_sync_every(sync_every)
-        self._averager = _Averager()
+        self._averager = _Averager(_compression.check_compress(compress, "MpiAdamOptimizer"),
+                                   "MpiAdamOptimizer")
         self._steps = 0
         super().__init__(**kwargs)
 
@@ -283,16 +291,18 @@ def sync_all_params(variables=None):
 class MpiAdam(tf.keras.optimizers.Adam):
     """Adam for TF2 (eager and ``tf.function``) whose gradients are averaged over MPI ranks.
 
-    Takes Keras ``Adam``'s arguments plus ``sync_every`` (see the module docstring). Gradients
-    passed to ``apply_gradients(zip(grads, vars))`` or ``apply(grads, vars)`` are averaged over
-    ranks (one ``numpy_function`` hop; None gradients pass through) before the update. Call
+    Takes Keras ``Adam``'s arguments plus ``sync_every`` (see the module docstring) and
+    ``compress`` (as :class:`MpiAdamOptimizer`'s). Gradients passed to
+    ``apply_gradients(zip(grads, vars))`` or ``apply(grads, vars)`` are averaged over ranks
+    (one ``numpy_function`` hop; None gradients pass through) before the update. Call
     ``sync_all_params(model)`` once before training.
     """
 
-    def __init__(self, *args, sync_every=1, **kwargs):
+    def __init__(self, *args, sync_every=1, compress=None, **kwargs):
+        compress = _compression.check_compress(compress, "MpiAdam")
         super().__init__(*args, **kwargs)
         self.sync_every = _check_sync_every(sync_every)
-        self._averager = _Averager()
+        self._averager = _Averager(compress)
         self._mpi_steps = 0
 
     def apply(self, grads, trainable_variables=None):

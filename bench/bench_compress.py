@@ -1,0 +1,105 @@
+"""Compressed (16-bit) gradient averaging against float32's, on both transports, in one run.
+
+Run (two ranks; rank 0 reports; once on shared memory, once under ``MPIR_CVAR_NOLOCAL=1``)::
+
+    python -m pytest bench/bench_compress.py -p no:cacheprovider
+
+(collected without a launch, this file relaunches itself under ``mpiexec -n 2`` per transport).
+Ratio = float32 median / bf16 median (above 1: compression faster).
+
+* ``avg 10M``: ``mpi_avg_grads(model, compress="bf16")`` against ``compress=None`` on a model
+  of 10M float32 parameters (an MLP's shapes), timed in alternation, each call on freshly
+  rewritten gradients; ``fp16`` and ``FlatGrads(compress="bf16")`` as extra sides. Targets
+  (issue 23): bf16 at most 0.6x of float32's time under ``MPIR_CVAR_NOLOCAL=1`` (ratio >=
+  1.67), at most 0.8x on shared memory (ratio >= 1.25).
+* ``phases 10M``: where a bf16 average's time goes: encode, the agreement's tiny collective,
+  the reduce-scatter's exchange, reduce, the all-gather's exchange, decode (the steps of
+  ``Compressor.average`` at 2 ranks, timed one by one; medians in the "all sides" table; no
+  target).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+from mpibench import COMM, RANK, interleaved, select_tests
+
+TRANSPORT = "nolocal" if os.environ.get("MPIR_CVAR_NOLOCAL") == "1" else "shm"
+# an MLP of width 2048 and a 1024x1536 head: 9.97M float32 parameters in 6 tensors
+SHAPES = [(2048, 2048), (2048,), (2048, 2048), (2048,), (1536, 1024), (1024,)]
+
+
+def model():
+    import torch
+
+    from spinfast.mpi_pytorch import setup_pytorch_for_mpi
+
+    setup_pytorch_for_mpi()
+    torch.manual_seed(RANK)
+    params = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(s)) for s in SHAPES])
+    for p in params:
+        p.grad = torch.randn(p.shape)
+    return params
+
+
+def test_avg_10M(benchmark):
+    from spinfast.mpi_pytorch import FlatGrads, mpi_avg_grads
+
+    params = model()
+    flat_params = model()
+    flat = FlatGrads(flat_params, compress="bf16")
+
+    def prepare(side):  # untimed: the call moves freshly written memory, as after backward
+        for p in (flat_params if side == "FlatGrads bf16" else params):
+            p.grad.mul_(1)
+
+    target = 1 / 0.6 if TRANSPORT == "nolocal" else 1 / 0.8
+    interleaved(benchmark, f"avg 10M {TRANSPORT}: bf16 vs float32", target, 12,
+                lambda: mpi_avg_grads(params, compress="bf16"),
+                lambda: mpi_avg_grads(params),
+                extra={"fp16": lambda: mpi_avg_grads(params, compress="fp16"),
+                       "FlatGrads bf16": flat.average},
+                prepare=prepare)
+
+
+def test_phases_10M(benchmark):
+    """The steps of ``Compressor.average`` (spinfast._compression), timed one by one."""
+    import numpy as np
+
+    from spinfast import _compress
+    from spinfast._compression import Compressor, _dup, _exchange
+
+    params = model()
+    arrays = [p.grad.numpy().reshape(-1) for p in params]
+    c = Compressor("bf16")
+    c.average(COMM, arrays)  # allocates the state
+    size, dup, hdr = COMM.Get_size(), _dup(COMM), np.zeros(11)
+    lo, hi, peer = c._displs[RANK], c._displs[RANK] + c._m, 1 - RANK  # (2 ranks)
+    mine, theirs = c._send[lo:hi], c._send[c._displs[peer]:c._displs[peer] + c._counts[peer]]
+    phases = {
+        "encode": lambda: _compress.encode(arrays, c._res, c._send, "bf16"),
+        "agree": lambda: c._engine.allreduce(COMM, [hdr], op="max"),
+        "scatter": lambda: _exchange(dup, [(peer, theirs)], [(peer, c._recv)]),
+        "reduce": lambda: _compress.reduce(c._recv, size, RANK, mine, c._outres, "bf16"),
+        "gather": lambda: _exchange(dup, [(peer, mine)], [(peer, theirs)]),
+        "decode": lambda: _compress.decode(c._send, arrays, "bf16"),
+    }
+    times = {name: [] for name in phases}
+
+    def one():
+        for name, fn in phases.items():
+            COMM.Barrier()
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+
+    benchmark.group = f"phases 10M {TRANSPORT}: bf16 average, step by step"
+    benchmark.pedantic(one, rounds=10, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["sides"] = ["spinfast", *phases]
+    for name, ts in times.items():
+        benchmark.extra_info[f"{name}_median"] = statistics.median(ts[1:] or ts)
+
+
+select_tests(globals(), __file__, variants={"shm": {}, "nolocal": {"MPIR_CVAR_NOLOCAL": "1"}})
