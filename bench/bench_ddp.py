@@ -84,7 +84,7 @@ def gloo():
     COMM.Barrier()
 
 
-def models(width, dist):
+def models(width):
     """(plain model, DDP-wrapped copy with the same parameters) for ``width``."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -112,7 +112,7 @@ def test_step(benchmark, gloo, size):
     from spinfast.mpi_pytorch import mpi_avg_grads
 
     width, rounds = WIDTHS[size]
-    plain, ddp = models(width, gloo)
+    plain, ddp = models(width)
     data = batch(seed=RANK)
     assert_same_gradients(plain, ddp, data)
 
@@ -177,7 +177,7 @@ def _extra_peak_mb(fn):
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="Linux only")
 @pytest.mark.parametrize("size", ["12.7M", "50M"])
-def test_memory(request, size):
+def test_memory(capsys, size):
     """Per-rank peak memory above the model and its gradients: first call, then steady."""
     from spinfast.mpi_pytorch import mpi_avg_grads, sync_params
 
@@ -193,9 +193,9 @@ def test_memory(request, size):
         steady = _extra_peak_mb(fn)
         figures[name] = (first, steady)
         assert max(first, steady) <= 0.5 * grad_mb + 8, (name, first, steady, grad_mb)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:  # rank 0 (the others dropped theirs)
-        for name, (first, steady) in figures.items():
-            reporter.write_line(f"memory {size} {TRANSPORT}: {name} peak extra {first:.1f} MB "
-                                f"first call, {steady:.1f} MB after; gradients {grad_mb:.1f} MB"
-                                f" ({max(first, steady) / grad_mb:.2f}x)")
+    if RANK == 0:
+        with capsys.disabled():
+            for name, (first, steady) in figures.items():
+                print(f"\nmemory {size} {TRANSPORT}: {name} peak extra {first:.1f} MB first "
+                      f"call, {steady:.1f} MB after; gradients {grad_mb:.1f} MB "
+                      f"({max(first, steady) / grad_mb:.2f}x)")
