@@ -31,6 +31,7 @@ from __future__ import annotations
 import _thread
 import os
 import sys
+import time
 
 from spinfast import _launch
 from spinfast._launch import INSTALL_HINT as _INSTALL_HINT
@@ -102,11 +103,17 @@ def _install_abort_hook(comm, rank: int, size: int) -> None:
 
     def abort_all_ranks(exc_type, exc, tb):
         try:
-            previous(exc_type, exc, tb)
-            sys.stderr.write(f"spinfast.mpi_tools: uncaught {exc_type.__name__} on rank {rank} "
-                             f"of {size}; aborting all ranks (MPI_Abort)\n")
-            sys.stderr.flush()
+            note = (f"spinfast.mpi_tools: uncaught {exc_type.__name__} on rank {rank} of "
+                    f"{size}; aborting all ranks (MPI_Abort)\n")
             sys.stdout.flush()
+            if previous is sys.__excepthook__:  # the traceback and the note in one write
+                import traceback
+                sys.stderr.write("".join(traceback.format_exception(exc_type, exc, tb)) + note)
+            else:
+                previous(exc_type, exc, tb)
+                sys.stderr.write(note)
+            sys.stderr.flush()
+            time.sleep(0.2)  # the launcher reads our pipes; MPI_Abort may drop what it has not
         finally:
             comm.Abort(1)
 
