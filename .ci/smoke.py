@@ -17,12 +17,10 @@ import spinfast._compress
 import spinfast._flat
 import spinfast._stats
 import spinfast._tbevent
-import spinfast._torch
 from spinfast.logx import EpochLogger
 
 suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-for mod in (spinfast._stats, spinfast._flat, spinfast._torch, spinfast._tbevent,
-            spinfast._compress):
+for mod in (spinfast._stats, spinfast._flat, spinfast._tbevent, spinfast._compress):
     if not mod.__file__.endswith(suffixes):
         sys.exit(f"smoke: {mod.__name__} is not a compiled module: {mod.__file__}")
     if "site-packages" not in mod.__file__:
