@@ -7,6 +7,7 @@ to ``out{rank}.txt``; afterwards instances with equal settings still work (``VAL
 
 import os
 
+import flat_attempt
 import numpy as np
 from mpi4py import MPI
 
@@ -23,15 +24,7 @@ def arrays():
 
 
 def attempt(label, fb, call):
-    try:
-        if call == "bcast":
-            fb.bcast(comm, arrays(), root=0)
-        else:
-            fb.allreduce(comm, arrays(), op=call)
-    except ValueError as exc:
-        print(f"ERR {label} rank={rank} {type(exc).__name__}: {exc}", file=out, flush=True)
-    else:
-        print(f"OK {label} rank={rank}", file=out, flush=True)
+    flat_attempt.attempt(out, comm, label, fb, call, arrays())
 
 
 if rank == last:

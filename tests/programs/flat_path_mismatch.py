@@ -9,6 +9,7 @@ that it picks MPI's Allreduce where the others pick the engine's doubling or rin
 ranks agreed on before the change is kept until the call changes: ``kept-sum``.)
 """
 
+import flat_attempt
 import numpy as np
 from mpi4py import MPI
 
@@ -30,15 +31,7 @@ def arrays():
 
 
 def attempt(label, fb, call):
-    try:
-        if call == "bcast":
-            fb.bcast(comm, arrays(), root=0)
-        else:
-            fb.allreduce(comm, arrays(), op=call)
-    except ValueError as exc:
-        print(f"ERR {label} rank={rank} {type(exc).__name__}: {exc}", file=out, flush=True)
-    else:
-        print(f"OK {label} rank={rank}", file=out, flush=True)
+    flat_attempt.attempt(out, comm, label, fb, call, arrays())
 
 
 fb = FlatBuffer()  # algorithm='auto' (the tests run without SPINFAST_COLLECTIVES)
