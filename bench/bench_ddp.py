@@ -155,7 +155,6 @@ def test_allreduce(benchmark, gloo, n):
                 extra={"gloo": lambda: gloo.all_reduce(buffers["gloo"])}, prepare=prepare)
 
 
-select_tests(globals(), __file__, variants={"shm": {}, "nolocal": {"MPIR_CVAR_NOLOCAL": "1"}})
 
 
 def _rss_mb(field):
@@ -199,3 +198,6 @@ def test_memory(capsys, size):
                 print(f"\nmemory {size} {TRANSPORT}: {name} peak extra {first:.1f} MB first "
                       f"call, {steady:.1f} MB after; gradients {grad_mb:.1f} MB "
                       f"({max(first, steady) / grad_mb:.2f}x)")
+
+
+select_tests(globals(), __file__, variants={"shm": {}, "nolocal": {"MPIR_CVAR_NOLOCAL": "1"}})
