@@ -155,8 +155,6 @@ def test_allreduce(benchmark, gloo, n):
                 extra={"gloo": lambda: gloo.all_reduce(buffers["gloo"])}, prepare=prepare)
 
 
-
-
 def _rss_mb(field):
     """``VmRSS`` (now) or ``VmHWM`` (peak since the last reset) of this process, MB."""
     for line in open("/proc/self/status"):
