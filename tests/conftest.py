@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -119,27 +120,54 @@ def load_mpi_module(name: str):
     return module
 
 
-@pytest.fixture
-def run_mpi(tmp_path):
-    """Run the program ``tests/programs/{name}.py`` under ``mpiexec -n N``; return the process.
+def run_program(name: str, cwd, n: int = 2, timeout: float = 120, args=(), check: bool = True,
+                env: dict[str, str] | None = None):
+    """Run ``tests/programs/{name}.py`` under ``mpiexec -n N`` in ``cwd``; return the process.
 
-    ``run_mpi(name, n=2, timeout=120, args=(), check=True, env=None)``. Arguments reach the
-    program as ``sys.argv[1:]`` (as strings); it runs in ``tmp_path`` (its current directory),
-    where it writes its results. A hang fails the test at ``timeout`` instead of blocking CI.
+    Arguments reach the program as ``sys.argv[1:]`` (as strings); it writes its results in
+    ``cwd``, its current directory. A hang fails the test at ``timeout`` instead of blocking CI.
     """
     launcher = find_mpiexec()
     if launcher is None:  # the mpi extra is part of the test setup; say so loudly
         pytest.fail("no mpiexec found: install the test setup with pip install '.[mpi,test]'")
+    cmd = [launcher, "-n", str(n), sys.executable, str(mpi_program(name)), *map(str, args)]
+    proc = subprocess.run(cmd, cwd=cwd, env=mpi_env(**(env or {})), capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mpiexec -n {n} {name} failed with code {proc.returncode}\n"
+                             f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    return proc
 
-    def run(name: str, n: int = 2, timeout: float = 120, args=(), check: bool = True,
-            env: dict[str, str] | None = None):
-        script = mpi_program(name)
-        cmd = [launcher, "-n", str(n), sys.executable, str(script), *map(str, args)]
-        proc = subprocess.run(cmd, cwd=tmp_path, env=mpi_env(**(env or {})),
-                              capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"mpiexec -n {n} {name} failed with code {proc.returncode}\n"
-                                 f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
-        return proc
 
-    return run
+class Launches:
+    """Launches of one test program shared by a module's tests (for a module-scoped fixture).
+
+    ``launches(n, *args)`` runs ``tests/programs/{name}.py`` under ``mpiexec -n n`` with
+    ``args`` once, in a folder of its own, and returns ``(folder, process)``; later calls with
+    the same ``n`` and ``args`` return the same. A failed launch fails every test that asks for
+    it, without launching again.
+    """
+
+    def __init__(self, tmp_path_factory, name: str, timeout: float = 120):
+        self._factory, self._name, self._timeout = tmp_path_factory, name, timeout
+        self._runs: dict = {}
+
+    def __call__(self, n: int, *args):
+        key = (n, *map(str, args))
+        if key not in self._runs:
+            folder = self._factory.mktemp(f"{self._name}{n}")
+            try:
+                self._runs[key] = folder, run_program(self._name, folder, n=n, args=args,
+                                                      timeout=self._timeout)
+            except (AssertionError, subprocess.TimeoutExpired) as exc:
+                self._runs[key] = exc
+        if isinstance(self._runs[key], BaseException):
+            raise AssertionError(f"the shared launch failed: {self._runs[key]}")
+        return self._runs[key]
+
+
+@pytest.fixture
+def run_mpi(tmp_path):
+    """``run_mpi(name, n=2, timeout=120, args=(), check=True, env=None)``: :func:`run_program`
+    in ``tmp_path``."""
+    return functools.partial(run_program, cwd=tmp_path)

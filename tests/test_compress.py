@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import load_mpi_module
+from conftest import Launches, load_mpi_module
 
 from spinfast import _compress
 from spinfast._compression import Compressor, check_compress
@@ -151,8 +151,25 @@ def test_compress_argument_is_validated(bad):
         Compressor(None)
 
 
-def _check_average(tmp_path, size, kind, path):
-    got = [np.load(tmp_path / f"avg{r}.npz") for r in range(size)]
+PATHS, KINDS = ["kernels", "grads", "flat"], ["bf16", "fp16"]
+
+
+@pytest.fixture(scope="module")
+def averages(tmp_path_factory):
+    """``averages(size, piece=None)``: the folder where one ``mpiexec -n size`` launch of
+    compress_avg.py wrote the average of every path and kind (of kernels:bf16 with --piece)."""
+    launches = Launches(tmp_path_factory, "compress_avg", timeout=300)
+
+    def get(size, piece=None):
+        cases = [f"{p}:{k}" for p in PATHS for k in KINDS]
+        args = cases if piece is None else ["--piece", piece, "kernels:bf16"]
+        return launches(size, *args)[0]
+
+    return get
+
+
+def _check_average(folder, size, kind, path):
+    got = [np.load(folder / f"avg{r}_{path}_{kind}.npz") for r in range(size)]
     for r in range(1, size):  # identical bits on every rank
         for key in got[0].files:
             np.testing.assert_array_equal(got[r][key].view(np.uint8), got[0][key].view(np.uint8))
@@ -171,20 +188,18 @@ def _check_average(tmp_path, size, kind, path):
         np.testing.assert_allclose(got[0][f"arr_{n + 1}"], np.arange(7) / size, rtol=eps)
 
 
-@pytest.mark.parametrize("kind", ["bf16", "fp16"])
-@pytest.mark.parametrize("path", ["kernels", "grads", "flat"])
-def test_compressed_average_matches_numpy_at_two_ranks(run_mpi, tmp_path, path, kind):
-    run_mpi("compress_avg", n=2, args=[path, kind], timeout=120)
-    _check_average(tmp_path, 2, kind, path)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("path", PATHS)
+def test_compressed_average_matches_numpy_at_two_ranks(averages, path, kind):
+    _check_average(averages(2), 2, kind, path)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [3, 4])
-@pytest.mark.parametrize("kind", ["bf16", "fp16"])
-@pytest.mark.parametrize("path", ["kernels", "grads", "flat"])
-def test_compressed_average_matches_numpy_at_more_ranks(run_mpi, tmp_path, path, kind, size):
-    run_mpi("compress_avg", n=size, args=[path, kind], timeout=180)
-    _check_average(tmp_path, size, kind, path)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("path", PATHS)
+def test_compressed_average_matches_numpy_at_more_ranks(averages, path, kind, size):
+    _check_average(averages(size), size, kind, path)
 
 
 @pytest.mark.parametrize("kind", ["bf16", "fp16"])
@@ -200,33 +215,34 @@ def test_error_feedback_keeps_sums_unbiased(run_mpi, tmp_path, kind):
     assert np.abs(s0["compressed"] - ref).max() < 20 * once
 
 
-def _messages(proc, folder, size):
-    paths = [folder / f"msg{r}.txt" for r in range(size)]
-    assert all(p.exists() for p in paths), proc.stdout + proc.stderr
-    return {p.read_text() for p in paths}
+# In this order: every case after the first starts from the engines' agreed state that the
+# previous case's recovery left (a differing setting is caught in any state, not only at first).
+MISMATCHES = {
+    "kind": "compress differs between ranks: rank 0 has 'bf16', rank 1 has 'fp16'",
+    "layout": "array 0 differs between ranks: rank 0 has float32 (12,), rank 1 has float32 (16,)",
+    "range": "beyond float16's range (largest 65504) on rank 1: array 0, element 0 is 100000.0",
+    "none": "op differs between ranks",
+}
 
 
-@pytest.mark.parametrize("case, expect", [
-    ("none", "op differs between ranks"),
-    ("kind", "compress differs between ranks: rank 0 has 'bf16', rank 1 has 'fp16'"),
-    ("layout", r"array 0 differs between ranks: rank 0 has float32 (12,), rank 1 has float32 "
-               r"(16,)"),
-    ("range", "beyond float16's range (largest 65504) on rank 1: array 0, element 0 is "
-              "100000.0"),
-])
-def test_disagreement_raises_the_same_error_on_every_rank(run_mpi, tmp_path, case, expect):
-    proc = run_mpi("compress_mismatch", n=2, args=[case], timeout=60)
-    (message,) = _messages(proc, tmp_path, 2)  # one message, on both ranks
-    assert expect in message, message
-    if case == "range":
-        assert proc.stdout.count("recovered") == 2
+@pytest.fixture(scope="module")
+def mismatches(tmp_path_factory):
+    """``mismatches(size)``: (folder, process) of one launch of compress_mismatch.py with every
+    case, at ``size`` ranks."""
+    launches = Launches(tmp_path_factory, "compress_mismatch")
+    return lambda size: launches(size, *MISMATCHES)
 
 
-@pytest.mark.slow
-def test_disagreement_at_three_ranks(run_mpi, tmp_path):
-    proc = run_mpi("compress_mismatch", n=3, args=["kind"], timeout=60)
-    (message,) = _messages(proc, tmp_path, 3)
-    assert "rank 1 has 'fp16'" in message
+@pytest.mark.parametrize("size", [2, pytest.param(3, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("case", list(MISMATCHES))
+def test_disagreement_raises_the_same_error_on_every_rank(mismatches, case, size):
+    folder, proc = mismatches(size)
+    output = proc.stdout + proc.stderr
+    paths = [folder / f"msg{r}_{case}.txt" for r in range(size)]
+    assert all(p.exists() for p in paths), output
+    (message,) = {p.read_text() for p in paths}  # one message, on every rank
+    assert MISMATCHES[case] in message, message
+    assert output.count(f"{case}: recovered") == size, output
 
 
 @pytest.mark.slow
@@ -270,7 +286,6 @@ def test_kernels_are_compiled():
 
 
 @pytest.mark.parametrize("size", [2, pytest.param(3, marks=pytest.mark.slow)])
-def test_messages_cut_into_pieces_arrive_whole(run_mpi, tmp_path, size):
+def test_messages_cut_into_pieces_arrive_whole(averages, size):
     # (pieces of 257 values stand in for MPI's 2**31 limit: chunks of 3300-6700 values here)
-    run_mpi("compress_avg", n=size, args=["kernels", "bf16", 257], timeout=120)
-    _check_average(tmp_path, size, "bf16", "kernels")
+    _check_average(averages(size, piece=257), size, "bf16", "kernels")

@@ -128,7 +128,8 @@ class Compressor:
         self._recv = np.empty(m * (size - 1), np.uint16)
         self._key = (n, h, size)
 
-    def average(self, comm, arrays, sources=None, flags=None, exact=None, exact_sources=None):
+    def average(self, comm, arrays, sources=None, flags=None, exact=None, exact_sources=None,
+                agree=None):
         """Average the float32 ``arrays`` over the ranks of ``comm`` in place, as 16-bit values.
 
         Args:
@@ -142,6 +143,10 @@ class Compressor:
             exact: None, or a list of float32/float64 arrays averaged without compression
                 (the flat engine's ``op='mean'``), e.g. float64 gradients.
             exact_sources: the inputs of ``exact`` if they are not ``exact`` itself.
+            agree: the ``FlatBuffer`` the agreement's collective goes through (default: this
+                compressor's own). Callers pass their uncompressed engine: a rank whose
+                setting differs then makes its collective on the same instance, and every
+                rank raises the same ValueError whatever the instances agreed on before.
 
         Raises:
             ValueError: the setting or the layout differs between ranks, or (float16) a value
@@ -159,7 +164,8 @@ class Compressor:
         hdr[5:10] = [-x for x in mine]
         hdr[10] = 1.0 if overflow is not None else 0.0
         try:
-            self._engine.allreduce(comm, [hdr] if flags is None else [hdr, flags], op="max")
+            (agree or self._engine).allreduce(comm, [hdr] if flags is None else [hdr, flags],
+                                              op="max")
         except ValueError as exc:  # the engine's layout check: another call on some rank
             self.reset()
             named = ValueError(f"{self.where}: {exc}")  # as the uncompressed call names it
@@ -230,21 +236,23 @@ def add_hint(exc: ValueError, kind) -> None:
                  f"every rank)")
 
 
-def average_arrays(compressor: Compressor, comm, arrays, sources=None, flags=None) -> None:
+def average_arrays(compressor: Compressor, comm, arrays, sources=None, flags=None,
+                   agree=None) -> None:
     """Average ``arrays`` in place: the float32 ones compressed, the others as they are.
 
     Float64 arrays (and anything else, for the engine to reject on every rank) are averaged
-    uncompressed through the flat engine, after the compressed ones.
+    uncompressed through the flat engine, after the compressed ones. ``agree``: as in
+    :meth:`Compressor.average` (the caller's uncompressed engine).
     """
     src = arrays if sources is None else sources
     f32 = [memoryview(a).format == "f" for a in src]
     if all(f32):
-        compressor.average(comm, arrays, sources, flags)
+        compressor.average(comm, arrays, sources, flags, agree=agree)
         return
     pick = lambda xs, keep: [x for x, f in zip(xs, f32) if f == keep]  # noqa: E731
     compressor.average(comm, pick(arrays, True), None if sources is None else pick(src, True),
                        flags, exact=pick(arrays, False),
-                       exact_sources=None if sources is None else pick(src, False))
+                       exact_sources=None if sources is None else pick(src, False), agree=agree)
 
 
 _MODULE_COMPRESSORS: dict = {}  # mpi_avg_grads's state, by kind

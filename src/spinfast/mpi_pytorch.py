@@ -145,7 +145,8 @@ def mpi_avg_grads(module, compress=None):
         arrays.append(present)
         _named("mpi_avg_grads()", mpi_tools.allreduce_arrays, arrays, op="mean", engine=_GRADS)
     else:
-        _compression.average_arrays(compressor, mpi_tools.comm_world(), arrays, flags=present)
+        _compression.average_arrays(compressor, mpi_tools.comm_world(), arrays, flags=present,
+                                    agree=_GRADS)
     for i in missing:
         if present[i] > 0:
             params[i].grad = tensors[i]
@@ -235,7 +236,8 @@ class FlatGrads:
         """Average the gradients over MPI ranks in place (one reduction per dtype buffer)."""
         self._rebind()
         if mpi_tools.num_procs() > 1 and self._compressor:
-            _compression.average_arrays(self._compressor, mpi_tools.comm_world(), self._arrays)
+            _compression.average_arrays(self._compressor, mpi_tools.comm_world(), self._arrays,
+                                        agree=self._engine)
         elif mpi_tools.num_procs() > 1:
             _named("FlatGrads.average()", mpi_tools.allreduce_arrays, self._arrays, op="mean",
                    engine=self._engine)

@@ -109,7 +109,7 @@ class _Averager:
         out = self._outputs(arrays)
         if self._compressor:  # float32 as 16-bit values, float64 as they are
             _compression.average_arrays(self._compressor, mpi_tools.comm_world(), out,
-                                        sources=list(arrays))
+                                        sources=list(arrays), agree=self.grads)
             return out
         # TensorFlow's read-only arrays are the inputs, read where they lie (no copy first).
         self.grads.allreduce(mpi_tools.comm_world(), out, op="mean", sources=list(arrays))

@@ -1,10 +1,12 @@
-"""One compressed average: ``compress_avg.py kernels|grads|flat bf16|fp16 [PIECE]``.
+"""Compressed averages, one per case: ``compress_avg.py [--piece N] PATH:KIND ...``.
 
-Each rank averages ``compress_data.grads(rank)`` (``kernels``: the arrays themselves through a
+For each case (PATH ``kernels``, ``grads`` or ``flat``; KIND ``bf16`` or ``fp16``) each rank
+averages ``compress_data.grads(rank)`` (``kernels``: the arrays themselves through a
 ``Compressor``; ``grads``: a torch module's gradients through ``mpi_avg_grads``, one of them
 present on rank 0 only and one float64; ``flat``: through ``FlatGrads``) and saves what it got
-to ``avg{rank}.npz`` (one entry per array, in order). ``PIECE`` sets the largest message in
-values (default 2**30), so that small messages exercise the cutting of large ones.
+to ``avg{rank}_{PATH}_{KIND}.npz`` (one entry per array, in order). The cases run one after
+another in one launch. ``--piece N`` sets the largest message in values (default 2**30), so
+that small messages exercise the cutting of large ones.
 """
 
 import sys
@@ -12,22 +14,22 @@ import sys
 import numpy as np
 from compress_data import SHAPES, grads
 
-from spinfast import mpi_tools
+from spinfast import _compression, mpi_tools
 
-path, kind = sys.argv[1], sys.argv[2]
-if len(sys.argv) > 3:
-    from spinfast import _compression
-
-    _compression._PIECE = int(sys.argv[3])
+args = sys.argv[1:]
+if args[0] == "--piece":
+    _compression._PIECE = int(args[1])
+    args = args[2:]
 rank = mpi_tools.proc_id()
-mine = grads(rank)
-if path == "kernels":
-    from spinfast._compression import Compressor, average_arrays
 
-    arrays = [g.copy() for g in mine]
-    average_arrays(Compressor(kind), mpi_tools.comm_world(), arrays)
-    result = arrays
-else:
+
+def average(path, kind):
+    mine = grads(rank)
+    if path == "kernels":
+        arrays = [g.copy() for g in mine]
+        _compression.average_arrays(_compression.Compressor(kind), mpi_tools.comm_world(),
+                                    arrays)
+        return arrays
     import torch
 
     from spinfast.mpi_pytorch import FlatGrads, mpi_avg_grads
@@ -44,9 +46,12 @@ else:
         params[len(SHAPES) + 1].grad = torch.arange(7, dtype=torch.float32)
     if flat is None:
         mpi_avg_grads(params, compress=kind)
+        assert params[-1].grad is None
     else:
         flat.average()
-    result = [p.grad.numpy() if p.grad is not None else np.array([]) for p in params]
-    if flat is None:
-        assert params[-1].grad is None
-np.savez(f"avg{rank}.npz", *result)
+    return [p.grad.numpy() if p.grad is not None else np.array([]) for p in params]
+
+
+for case in args:
+    path, kind = case.split(":")
+    np.savez(f"avg{rank}_{path}_{kind}.npz", *average(path, kind))
