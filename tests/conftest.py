@@ -28,16 +28,17 @@ class Background:
 
     ``add(name, fn, *needs)`` registers a step computing ``fn(*results of needs)``;
     ``start(names)`` submits those steps and the steps they need, each once, to a pool of
-    ``os.cpu_count()`` threads; ``result(name)`` waits for one step (submitting it if it was
-    not) and raises its error, if any. Steps are submitted after what they need, and the
-    pool takes them in order, so a running step only ever waits for steps already running.
+    ``workers`` threads (default ``os.cpu_count()``); ``result(name)`` waits for one step
+    (submitting it if it was not) and raises its error, if any. Steps are submitted after what
+    they need, and the pool takes them in order, so a running step only ever waits for steps
+    already running.
     """
 
-    def __init__(self):
+    def __init__(self, workers: int | None = None):
         self._steps: dict = {}
         self._futures: dict = {}
         self._lock = threading.RLock()
-        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
+        self._pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2)
 
     def add(self, name, fn, *needs):
         self._steps[name] = (fn, needs)
@@ -72,6 +73,28 @@ class Background:
 
     def close(self):
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def early_steps(request, tmp_path_factory):
+    """Background steps that start with the session, not with their module.
+
+    A test module with a module-level ``start_early(session, tmp_path_factory, workers)``
+    returns a started :class:`Background` of ``workers`` threads (empty when none of its tests
+    is selected). Its steps then run beside the whole session, on the core that
+    single-process tests leave idle, and are ready when the module's tests come; that module
+    reads them as ``early_steps[module.__name__]``. ``workers`` is 1 when other modules' tests
+    run too, so that at most one step competes with them at a time; None (a thread per core)
+    when the module runs alone.
+    """
+    modules = dict.fromkeys(item.module for item in request.session.items
+                            if getattr(item, "module", None) is not None)
+    started = {module.__name__: module.start_early(request.session, tmp_path_factory,
+                                                   1 if len(modules) > 1 else None)
+               for module in modules if hasattr(module, "start_early")}
+    yield started
+    for background in started.values():
+        background.close()
 
 
 def find_mpiexec() -> str | None:

@@ -250,11 +250,17 @@ def test_disagreement_raises_the_same_error_on_every_rank(mismatches, case, size
     assert output.count(f"{case}: recovered") == size, output
 
 
+@pytest.fixture(scope="module")
+def tf_training(tmp_path_factory):
+    """The folder of one launch of compress_tf.py for both TF optimizers (TensorFlow imported
+    once per rank)."""
+    return Launches(tmp_path_factory, "compress_tf", timeout=300)(2, "bf16", "tf1", "tf2")[0]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["tf1", "tf2"])
-def test_tf_optimizers_train_close_to_float32(run_mpi, tmp_path, mode):
-    run_mpi("compress_tf", n=2, args=[mode, "bf16"], timeout=240)
-    r0, r1 = (np.load(tmp_path / f"tf{r}.npz") for r in range(2))
+def test_tf_optimizers_train_close_to_float32(tf_training, mode):
+    r0, r1 = (np.load(tf_training / f"{mode}_{r}.npz") for r in range(2))
     np.testing.assert_array_equal(r0["compressed"], r1["compressed"])  # still in sync
     np.testing.assert_array_equal(r0["float32"], r1["float32"])
     assert not np.array_equal(r0["compressed"], r0["float32"])  # the setting took effect

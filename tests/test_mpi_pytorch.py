@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import load_mpi_module, rank_files
+from conftest import Launches, load_mpi_module, rank_files
 
 pytestmark = pytest.mark.mpi
 
@@ -32,11 +32,19 @@ def reference(size):
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
 
 
+@pytest.fixture(scope="module")
+def trainings(tmp_path_factory):
+    """``trainings(size)``: (folder, process) of one launch of torch_avg_grads.py at ``size``
+    ranks, with both modes at 2 ranks (torch imported once per rank)."""
+    launches = Launches(tmp_path_factory, "torch_avg_grads", timeout=180)
+    return lambda size: launches(size, *(["grads", "flat"] if size == 2 else ["grads"]))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("size,mode", [(2, "grads"), (2, "flat"), (3, "grads")])
-def test_average_grads_matches_single_process(run_mpi, tmp_path, size, mode):
-    proc = run_mpi("torch_avg_grads", n=size, args=[mode], timeout=180)
-    results = [np.load(tmp_path / f"rank{r}.npy") for r in range(size)]
+def test_average_grads_matches_single_process(trainings, size, mode):
+    folder, proc = trainings(size)
+    results = [np.load(folder / f"{mode}_rank{r}.npy") for r in range(size)]
     for r in range(1, size):
         np.testing.assert_array_equal(results[r], results[0])  # no rank differs
     np.testing.assert_allclose(results[0], reference(size), rtol=2e-5, atol=1e-6)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
-from conftest import load_mpi_module, rank_files
+from conftest import Launches, load_mpi_module
 
 pytestmark = pytest.mark.mpi
 
-# Programs: tests/programs/tf1_training.py, tf2_training.py (data and initial weights in
-# tf_data.py), tf1_shapes.py.
-
+# The program: tests/programs/tf_cases.py (data and initial weights in tf_data.py).
 DATA = load_mpi_module("tf_data")
+CASES = ("tf1-1", "tf1-3", "tf2-eager", "tf2-function", "shapes")
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    """The folder of one ``mpiexec -n 2`` launch of tf_cases.py with every case (TensorFlow
+    is imported once per rank, not once per case)."""
+    return Launches(tmp_path_factory, "tf_cases", timeout=300)(2, *CASES)[0]
 
 
 def reference(size):
@@ -60,27 +68,27 @@ def reference_tf1(size):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sync_every", [1, 3])
-def test_tf1_graph_training_matches_single_process(run_mpi, tmp_path, sync_every):
-    proc = run_mpi("tf1_training", n=2, args=[sync_every], timeout=180)
-    r0, r1 = (np.load(tmp_path / f"tf1_rank{r}.npy") for r in range(2))
+def test_tf1_graph_training_matches_single_process(cases, sync_every):
+    name = f"tf1_{sync_every}"
+    r0, r1 = (np.load(cases / f"{name}_rank{r}.npy") for r in range(2))
     np.testing.assert_array_equal(r0, r1)
     np.testing.assert_allclose(r0, reference_tf1(2), rtol=1e-5, atol=1e-6)
-    if sync_every > 1:
-        assert "rank 0 diverged: True" in proc.stdout and "rank 1 diverged: True" in proc.stdout
+    if sync_every > 1:  # the check after sync_every steps named the divergence on each rank
+        assert [json.loads((cases / f"{name}_diverged{r}.json").read_text())
+                for r in range(2)] == [True, True]
     else:  # the step after rank 1 diverged left every rank with rank 0's parameters
-        a0, a1 = (np.load(tmp_path / f"tf1_repaired_rank{r}.npy") for r in range(2))
+        a0, a1 = (np.load(cases / f"{name}_repaired_rank{r}.npy") for r in range(2))
         np.testing.assert_array_equal(a0, a1)
-        assert np.load(tmp_path / "tf1_changed_rank1.npy").all()  # a real step happened too
+        assert np.load(cases / f"{name}_changed_rank1.npy").all()  # a real step happened too
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["eager", "function"])
-def test_tf2_training_matches_single_process(run_mpi, tmp_path, mode):
-    run_mpi("tf2_training", n=2, args=[mode], timeout=180)
-    r0, r1 = (np.load(tmp_path / f"tf2_{mode}_rank{r}.npy") for r in range(2))
+def test_tf2_training_matches_single_process(cases, mode):
+    r0, r1 = (np.load(cases / f"tf2_{mode}_rank{r}.npy") for r in range(2))
     np.testing.assert_array_equal(r0, r1)
     np.testing.assert_allclose(r0, reference(2), rtol=1e-5, atol=1e-6)
-    a0, a1 = (np.load(tmp_path / f"tf2_{mode}_repaired_rank{r}.npy") for r in range(2))
+    a0, a1 = (np.load(cases / f"tf2_{mode}_repaired_rank{r}.npy") for r in range(2))
     np.testing.assert_array_equal(a0, a1)  # rank 1's divergence repaired from rank 0
     assert not np.array_equal(a0, r0)
 
@@ -140,11 +148,11 @@ def test_result_arrays_are_aligned_for_tensorflow_and_reused_only_when_free():
 
 
 @pytest.mark.slow
-def test_tf1_sync_sees_shapes_not_only_sizes(run_mpi, tmp_path):
+def test_tf1_sync_sees_shapes_not_only_sizes(cases):
     """A variable of the same size but another shape on one rank is named on every rank, and
     no variable is overwritten."""
-    run_mpi("tf1_shapes", n=2, timeout=180)
-    for rank, out in enumerate(rank_files(tmp_path, 2)):
+    for rank in range(2):
+        out = json.loads((cases / f"shapes{rank}.json").read_text())
         assert ("FlatBuffer.bcast(): array 0 differs between ranks: rank 0 has float32 (3, 8), "
                 "rank 1 has float32 (8, 3)") in (out["error"] or ""), out
         assert out["kept"] == float(rank)

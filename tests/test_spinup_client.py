@@ -120,16 +120,17 @@ def train_all(data, algos):
     return data
 
 
-# The programs this module's tests start take a minute of CPU each at most, but many minutes
-# one after another: they run in the background (conftest.Background) from the module's first
-# test on, each test waiting for its own. A step is ``fn(folder, *needs)``: ``folder`` is a
-# fresh folder of its own, ``needs`` the results of the steps it names.
+# The programs this module's tests start take a minute of CPU each at most, but minutes one
+# after another: they run in the background from the session's first test on (conftest's
+# early_steps), one at a time beside the other modules' tests, each test waiting for its own.
+# A step is ``fn(folder, *needs)``: ``folder`` is a fresh folder of its own, ``needs`` the
+# results of the steps it names.
 BACKGROUND: dict = {}
 
 
 def step(*needs, test=None):
     """Register ``step_<name>(folder, *needs)`` as the step ``<name>`` run for ``test`` (by
-    default ``test_<name>``): it starts with the module when that test is selected."""
+    default ``test_<name>``): it starts with the session when that test is selected."""
     def register(fn, name=None):
         name = name or fn.__name__.removeprefix("step_")
         BACKGROUND[name] = (fn, needs, test or f"test_{name}")
@@ -137,10 +138,9 @@ def step(*needs, test=None):
     return register
 
 
-@pytest.fixture(scope="module")
-def steps(request, tmp_path_factory):
-    """This module's background steps; the selected tests' steps start now."""
-    bg = Background()
+def start_early(session, tmp_path_factory, workers):
+    """This module's background steps, the selected tests' ones started (conftest)."""
+    bg = Background(workers)
     inputs = {"trained": lambda: train_all(tmp_path_factory.mktemp("su_algos"), HEADERS),
               "trained_tf1": lambda: train_all(tmp_path_factory.mktemp("su_tf1_algos"),
                                                HEADERS_TF1),
@@ -150,11 +150,16 @@ def steps(request, tmp_path_factory):
     for name, (fn, needs, _) in BACKGROUND.items():
         bg.add(name, lambda *got, fn=fn, name=name: fn(tmp_path_factory.mktemp(name), *got),
                *needs)
-    selected = {item.originalname for item in request.session.items
-                if getattr(item, "module", None) is request.module}
+    selected = {item.originalname for item in session.items
+                if getattr(item, "module", None) is sys.modules[__name__]}
     bg.start(name for name, (_, _, test) in BACKGROUND.items() if test in selected)
-    yield bg
-    bg.close()
+    return bg
+
+
+@pytest.fixture(scope="module")
+def steps(early_steps):
+    """This module's background steps (started with the session)."""
+    return early_steps[__name__]
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
-"""TF optimizers with compress: ``compress_tf.py tf1|tf2 KIND``.
+"""TF optimizers with compress: ``compress_tf.py KIND MODE [MODE ...]``, MODE tf1 or tf2.
 
-Trains the model of ``tf_data.py`` for 20 steps twice from rank 0's initial weights, once with
-``compress=KIND`` and once with None (TF1: ``MpiAdamOptimizer`` in a graph; TF2: ``MpiAdam``
-in a ``tf.function``), with a float64 variable beside; saves both final weights to
-``tf{rank}.npz`` (``compressed``, ``float32``).
+For each mode, trains the model of ``tf_data.py`` for 20 steps twice from rank 0's initial
+weights, once with ``compress=KIND`` and once with None (tf1: ``MpiAdamOptimizer`` in a graph;
+tf2: ``MpiAdam`` in a ``tf.function``), with a float64 variable beside; saves both final
+weights to ``{mode}_{rank}.npz`` (``compressed``, ``float32``).
 """
 
 import sys
@@ -17,7 +17,7 @@ from spinfast.mpi_tools import proc_id
 
 tf1 = tf.compat.v1
 rank = proc_id()
-mode, kind = sys.argv[1], sys.argv[2]
+kind, modes = sys.argv[1], sys.argv[2:]
 X, Y = data(rank)
 STEPS = 20
 
@@ -63,5 +63,6 @@ def train_tf2(compress):
     return np.concatenate([W0.numpy().ravel(), W1.numpy().ravel(), b.numpy().ravel()])
 
 
-train = train_tf1 if mode == "tf1" else train_tf2
-np.savez(f"tf{rank}.npz", compressed=train(kind), float32=train(None))
+for mode in modes:
+    train = {"tf1": train_tf1, "tf2": train_tf2}[mode]
+    np.savez(f"{mode}_{rank}.npz", compressed=train(kind), float32=train(None))
