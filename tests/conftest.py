@@ -77,24 +77,24 @@ class Background:
 
 @pytest.fixture(scope="session", autouse=True)
 def early_steps(request, tmp_path_factory):
-    """Background steps that start with the session, not with their module.
+    """The :class:`Background` of steps that start with the session, not with their module.
 
-    A test module with a module-level ``start_early(session, tmp_path_factory, workers)``
-    returns a started :class:`Background` of ``workers`` threads (empty when none of its tests
-    is selected). Its steps then run beside the whole session, on the core that
-    single-process tests leave idle, and are ready when the module's tests come; that module
-    reads them as ``early_steps[module.__name__]``. ``workers`` is 1 when other modules' tests
-    run too, so that at most one step competes with them at a time; None (a thread per core)
-    when the module runs alone.
+    A test module with a module-level ``start_early(session, tmp_path_factory, background)``
+    adds its steps to ``background`` (names of its own, not another module's) and starts those
+    its selected tests need. They then run beside the whole session, on the core that
+    single-process tests leave idle, in the order of the modules, and are ready when each
+    module's tests come (``early_steps.result(name)``). One worker runs them when other
+    modules' tests run too, so that at most one step competes with those tests at a time; a
+    thread per core when one module runs alone.
     """
     modules = dict.fromkeys(item.module for item in request.session.items
                             if getattr(item, "module", None) is not None)
-    started = {module.__name__: module.start_early(request.session, tmp_path_factory,
-                                                   1 if len(modules) > 1 else None)
-               for module in modules if hasattr(module, "start_early")}
-    yield started
-    for background in started.values():
-        background.close()
+    background = Background(1 if len(modules) > 1 else None)
+    for module in modules:
+        if hasattr(module, "start_early"):
+            module.start_early(request.session, tmp_path_factory, background)
+    yield background
+    background.close()
 
 
 def find_mpiexec() -> str | None:

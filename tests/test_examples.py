@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Background, mpi_env
+from conftest import mpi_env
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 COLUMNS = ["Epoch", "AverageAcc", "StdAcc", "MaxAcc", "MinAcc", "Loss", "TotalGradientSteps",
@@ -22,25 +22,21 @@ def train(folder, script, cpu):
     return folder / "ex" / "ex_s0"
 
 
-@pytest.fixture(scope="module")
-def trainings(request, tmp_path_factory):
-    """The selected examples' runs, started together (conftest.Background)."""
-    bg = Background()
-    for item in request.session.items:
-        if getattr(item, "module", None) is request.module:
+def start_early(session, tmp_path_factory, bg):
+    """Start the selected examples' runs with the session (conftest.early_steps)."""
+    for item in session.items:
+        if getattr(item, "module", None) is sys.modules[__name__]:
             script, cpu = item.callspec.params["script"], item.callspec.params["cpu"]
-            bg.add((script, cpu), lambda s=script, c=cpu: train(tmp_path_factory.mktemp("ex"),
-                                                                   s, c))
-    bg.start(list(bg.names()))
-    yield bg
-    bg.close()
+            bg.add(("example", script, cpu),
+                   lambda s=script, c=cpu: train(tmp_path_factory.mktemp("ex"), s, c))
+            bg.start([("example", script, cpu)])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["train_mnist_tf1.py", "train_mnist_torch.py"])
 @pytest.mark.parametrize("cpu", [1, 2])
-def test_train_mnist_example(trainings, script, cpu):
-    run = trainings.result((script, cpu))
+def test_train_mnist_example(early_steps, script, cpu):
+    run = early_steps.result(("example", script, cpu))
     lines = (run / "progress.txt").read_text().splitlines()
     assert lines[0].split("\t") == COLUMNS
     rows = [[float(v) for v in line.split("\t")] for line in lines[1:]]

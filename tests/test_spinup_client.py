@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, Background, find_mpiexec, mpi_env, rank_files
+from conftest import ROOT, find_mpiexec, mpi_env, rank_files
 
 SPINUP = ROOT.parent / "shared" / "clients" / "spinningup"
 ALGOS_PROGRAM = ROOT / "tests" / "programs" / "spinup_algos.py"
@@ -138,9 +138,8 @@ def step(*needs, test=None):
     return register
 
 
-def start_early(session, tmp_path_factory, workers):
-    """This module's background steps, the selected tests' ones started (conftest)."""
-    bg = Background(workers)
+def start_early(session, tmp_path_factory, bg):
+    """Add this module's background steps to ``bg``; start the selected tests' ones."""
     inputs = {"trained": lambda: train_all(tmp_path_factory.mktemp("su_algos"), HEADERS),
               "trained_tf1": lambda: train_all(tmp_path_factory.mktemp("su_tf1_algos"),
                                                HEADERS_TF1),
@@ -153,13 +152,12 @@ def start_early(session, tmp_path_factory, workers):
     selected = {item.originalname for item in session.items
                 if getattr(item, "module", None) is sys.modules[__name__]}
     bg.start(name for name, (_, _, test) in BACKGROUND.items() if test in selected)
-    return bg
 
 
 @pytest.fixture(scope="module")
 def steps(early_steps):
-    """This module's background steps (started with the session)."""
-    return early_steps[__name__]
+    """The session's background steps, this module's among them (conftest.early_steps)."""
+    return early_steps
 
 
 @pytest.fixture(scope="module")
