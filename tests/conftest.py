@@ -79,18 +79,34 @@ class Background:
 def early_steps(request, tmp_path_factory):
     """The :class:`Background` of steps that start with the session, not with their module.
 
-    A test module with a module-level ``start_early(session, tmp_path_factory, background)``
-    adds its steps to ``background`` (names of its own, not another module's) and starts those
-    its selected tests need. They then run beside the whole session, on the core that
-    single-process tests leave idle, in the order of the modules, and are ready when each
-    module's tests come (``early_steps.result(name)``). One worker runs them when other
-    modules' tests run too, so that at most one step competes with those tests at a time; a
-    thread per core when one module runs alone.
+    They run beside the whole session, on the core that single-process tests leave idle, in
+    the order of the modules, and are ready when each module's tests come. A test module
+    declares them in two ways:
+
+    - ``EARLY_LAUNCHES = {test: [(program, n, args, timeout), ...]}``: launches of test
+      programs (:func:`launch`) that the test ``test`` (a function's name, or one
+      parametrization's, ``name[id]``) reads through :class:`Launches` (given
+      ``early=early_steps``), started when it is selected;
+    - ``start_early(session, tmp_path_factory, background)``: adds its own steps (names of its
+      own, not another module's) and starts those its selected tests need; they read them as
+      ``early_steps.result(name)``.
+
+    One worker runs the steps when other modules' tests run too, so that at most one step
+    competes with those tests at a time; a thread per core when one module runs alone.
     """
-    modules = dict.fromkeys(item.module for item in request.session.items
-                            if getattr(item, "module", None) is not None)
-    background = Background(1 if len(modules) > 1 else None)
-    for module in modules:
+    selected: dict = {}
+    for item in request.session.items:
+        if getattr(item, "module", None) is not None:
+            selected.setdefault(item.module, set()).update((item.name, item.originalname))
+    background = Background(1 if len(selected) > 1 else None)
+    for module, tests in selected.items():
+        for test, launches in getattr(module, "EARLY_LAUNCHES", {}).items():
+            for name, n, args, timeout in launches if test in tests else ():
+                key = launch_key(name, n, args)
+                if key not in background.names():
+                    background.add(key, functools.partial(launch, tmp_path_factory, name, n,
+                                                          args, timeout))
+                    background.start([key])
         if hasattr(module, "start_early"):
             module.start_early(request.session, tmp_path_factory, background)
     yield background
@@ -162,26 +178,40 @@ def run_program(name: str, cwd, n: int = 2, timeout: float = 120, args=(), check
     return proc
 
 
+def launch_key(name: str, n: int, args=()) -> tuple:
+    return ("launch", name, n, *map(str, args))
+
+
+def launch(tmp_path_factory, name: str, n: int, args=(), timeout: float = 120):
+    """:func:`run_program` in a fresh folder of its own; return ``(folder, process)``."""
+    folder = tmp_path_factory.mktemp(f"{name}{n}")
+    return folder, run_program(name, folder, n=n, args=args, timeout=timeout)
+
+
 class Launches:
     """Launches of one test program shared by a module's tests (for a module-scoped fixture).
 
     ``launches(n, *args)`` runs ``tests/programs/{name}.py`` under ``mpiexec -n n`` with
     ``args`` once, in a folder of its own, and returns ``(folder, process)``; later calls with
-    the same ``n`` and ``args`` return the same. A failed launch fails every test that asks for
-    it, without launching again.
+    the same ``n`` and ``args`` return the same. A launch that ``early`` (the session's
+    :func:`early_steps`) started is waited for instead. A failed launch fails every test that
+    asks for it, without launching again.
     """
 
-    def __init__(self, tmp_path_factory, name: str, timeout: float = 120):
+    def __init__(self, tmp_path_factory, name: str, timeout: float = 120, early=None):
         self._factory, self._name, self._timeout = tmp_path_factory, name, timeout
+        self._early = early
         self._runs: dict = {}
 
     def __call__(self, n: int, *args):
-        key = (n, *map(str, args))
+        key = launch_key(self._name, n, args)
         if key not in self._runs:
-            folder = self._factory.mktemp(f"{self._name}{n}")
             try:
-                self._runs[key] = folder, run_program(self._name, folder, n=n, args=args,
-                                                      timeout=self._timeout)
+                if self._early is not None and key in self._early.names():
+                    self._runs[key] = self._early.result(key)
+                else:
+                    self._runs[key] = launch(self._factory, self._name, n, args,
+                                             self._timeout)
             except (AssertionError, subprocess.TimeoutExpired) as exc:
                 self._runs[key] = exc
         if isinstance(self._runs[key], BaseException):

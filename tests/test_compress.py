@@ -250,11 +250,23 @@ def test_disagreement_raises_the_same_error_on_every_rank(mismatches, case, size
     assert output.count(f"{case}: recovered") == size, output
 
 
+# The two training programs start with the session (conftest.early_steps).
+TF_TRAINING = ("compress_tf", 2, ("bf16", "tf1", "tf2"), 300)
+TRAINING = ("compress_train", 2, ("bf16",), 600)
+EARLY_LAUNCHES = {"test_tf_optimizers_train_close_to_float32": [TF_TRAINING],
+                  "test_training_with_bf16_reaches_float32_loss_within_seed_spread": [TRAINING]}
+
+
+def launched(tmp_path_factory, early_steps, name, n, args, timeout):
+    """The folder of the launch ``EARLY_LAUNCHES`` names."""
+    return Launches(tmp_path_factory, name, timeout, early=early_steps)(n, *args)[0]
+
+
 @pytest.fixture(scope="module")
-def tf_training(tmp_path_factory):
+def tf_training(tmp_path_factory, early_steps):
     """The folder of one launch of compress_tf.py for both TF optimizers (TensorFlow imported
     once per rank)."""
-    return Launches(tmp_path_factory, "compress_tf", timeout=300)(2, "bf16", "tf1", "tf2")[0]
+    return launched(tmp_path_factory, early_steps, *TF_TRAINING)
 
 
 @pytest.mark.slow
@@ -268,11 +280,12 @@ def test_tf_optimizers_train_close_to_float32(tf_training, mode):
 
 
 @pytest.mark.slow
-def test_training_with_bf16_reaches_float32_loss_within_seed_spread(run_mpi, tmp_path):
+def test_training_with_bf16_reaches_float32_loss_within_seed_spread(tmp_path_factory,
+                                                                    early_steps):
     import json
 
-    run_mpi("compress_train", n=2, args=["bf16"], timeout=600)
-    losses = json.loads((tmp_path / "losses.json").read_text())
+    folder = launched(tmp_path_factory, early_steps, *TRAINING)
+    losses = json.loads((folder / "losses.json").read_text())
     f32, bf16 = np.array(losses["None"]), np.array(losses["bf16"])
     spread = f32.max() - f32.min()
     assert spread > 0

@@ -58,7 +58,7 @@ def test_layout_mismatch_raises_on_every_rank(run_mpi):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("iterations", [3000, 20000])
+@pytest.mark.parametrize("iterations", [20000])  # past 2,048 contexts, 10x over
 def test_gradients_on_short_lived_sub_communicators(run_mpi, tmp_path, iterations):
     """A module's gradient tensors averaged through the engine on sub-communicators made and
     freed one after another (mpi_avg_grads knows only the world: it runs there in between)
