@@ -87,9 +87,9 @@ def early_steps(request, tmp_path_factory):
       programs (:func:`launch`) that the test ``test`` (a function's name, or one
       parametrization's, ``name[id]``) reads through :class:`Launches` (given
       ``early=early_steps``), started when it is selected;
-    - ``start_early(session, tmp_path_factory, background)``: adds its own steps (names of its
-      own, not another module's) and starts those its selected tests need; they read them as
-      ``early_steps.result(name)``.
+    - ``start_early(items, tmp_path_factory, background)``: given the module's selected test
+      items, adds its own steps (names of its own, not another module's) and starts those the
+      items need; they read them as ``early_steps.result(name)``.
 
     One worker runs the steps when other modules' tests run too, so that at most one step
     competes with those tests at a time; a thread per core when one module runs alone.
@@ -97,9 +97,10 @@ def early_steps(request, tmp_path_factory):
     selected: dict = {}
     for item in request.session.items:
         if getattr(item, "module", None) is not None:
-            selected.setdefault(item.module, set()).update((item.name, item.originalname))
+            selected.setdefault(item.module, []).append(item)
     background = Background(1 if len(selected) > 1 else None)
-    for module, tests in selected.items():
+    for module, items in selected.items():
+        tests = {name for item in items for name in (item.name, item.originalname)}
         for test, launches in getattr(module, "EARLY_LAUNCHES", {}).items():
             for name, n, args, timeout in launches if test in tests else ():
                 key = launch_key(name, n, args)
@@ -108,7 +109,7 @@ def early_steps(request, tmp_path_factory):
                                                           args, timeout))
                     background.start([key])
         if hasattr(module, "start_early"):
-            module.start_early(request.session, tmp_path_factory, background)
+            module.start_early(items, tmp_path_factory, background)
     yield background
     background.close()
 

@@ -22,14 +22,13 @@ def train(folder, script, cpu):
     return folder / "ex" / "ex_s0"
 
 
-def start_early(session, tmp_path_factory, bg):
+def start_early(items, tmp_path_factory, bg):
     """Start the selected examples' runs with the session (conftest.early_steps)."""
-    for item in session.items:
-        if getattr(item, "module", None) is sys.modules[__name__]:
-            script, cpu = item.callspec.params["script"], item.callspec.params["cpu"]
-            bg.add(("example", script, cpu),
-                   lambda s=script, c=cpu: train(tmp_path_factory.mktemp("ex"), s, c))
-            bg.start([("example", script, cpu)])
+    for item in items:
+        script, cpu = item.callspec.params["script"], item.callspec.params["cpu"]
+        bg.add(("example", script, cpu),
+               lambda s=script, c=cpu: train(tmp_path_factory.mktemp("ex"), s, c))
+        bg.start([("example", script, cpu)])
 
 
 @pytest.mark.slow

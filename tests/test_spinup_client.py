@@ -138,8 +138,8 @@ def step(*needs, test=None):
     return register
 
 
-def start_early(session, tmp_path_factory, bg):
-    """Add this module's background steps to ``bg``; start the selected tests' ones."""
+def start_early(items, tmp_path_factory, bg):
+    """Add this module's background steps to ``bg``; start those of the selected ``items``."""
     inputs = {"trained": lambda: train_all(tmp_path_factory.mktemp("su_algos"), HEADERS),
               "trained_tf1": lambda: train_all(tmp_path_factory.mktemp("su_tf1_algos"),
                                                HEADERS_TF1),
@@ -149,8 +149,7 @@ def start_early(session, tmp_path_factory, bg):
     for name, (fn, needs, _) in BACKGROUND.items():
         bg.add(name, lambda *got, fn=fn, name=name: fn(tmp_path_factory.mktemp(name), *got),
                *needs)
-    selected = {item.originalname for item in session.items
-                if getattr(item, "module", None) is sys.modules[__name__]}
+    selected = {item.originalname for item in items}
     bg.start(name for name, (_, _, test) in BACKGROUND.items() if test in selected)
 
 
