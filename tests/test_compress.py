@@ -224,7 +224,7 @@ def test_error_feedback_keeps_sums_unbiased(feedback, kind):
 # previous case's recovery left (a differing setting is caught in any state, not only at first).
 MISMATCHES = {
     "kind": "compress differs between ranks: rank 0 has 'bf16', rank 1 has 'fp16'",
-    "layout": "array 0 differs between ranks: rank 0 has float32 (12,), rank 1 has float32 (16,)",
+    "layout": "array 0 differs between ranks: rank 0 has float32 (3, 4), rank 1 has float32 (4, 4)",
     "range": "beyond float16's range (largest 65504) on rank 1: array 0, element 0 is 100000.0",
     "none": "op differs between ranks",
 }

@@ -119,6 +119,41 @@ def test_parameter_walk_matches_module_parameters():
     assert _parameters(deep, True) == [p for p in expected if p.requires_grad]
 
 
+def test_parameter_walk_follows_overrides_parametrizations_and_cycles():
+    from torch.nn.utils import parametrize
+
+    from spinfast.mpi_pytorch import _parameters
+
+    class OnlyHead(torch.nn.Module):  # a root that chooses its own parameters
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+
+        def parameters(self, recurse=True):
+            return self.head.parameters(recurse)
+
+    class Skips(torch.nn.Linear):  # a submodule that hides itself from named_modules
+        def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+            return iter(())
+
+    root = OnlyHead()
+    assert _parameters(root, False) == [root.head.weight, root.head.bias]
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), Skips(2, 2), torch.nn.Linear(2, 1))
+    assert _parameters(model, False) == list(model.parameters())
+    assert len(_parameters(model, False)) == 4
+
+    class Double(torch.nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    lin = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    parametrize.register_parametrization(lin[0], "weight", Double())
+    lin[1].weight = None
+    lin[0].loop = lin  # a cycle: each module is walked once, as named_modules does
+    expected = list(lin.parameters())
+    assert len(expected) == 3 and _parameters(lin, False) == expected
+
+
 def test_views_share_tensor_memory():
     """The compiled views are the tensors' own bytes: writes through them reach the tensors."""
     walker = _walker()
@@ -127,12 +162,12 @@ def test_views_share_tensor_memory():
     model(torch.ones(1, 3, dtype=torch.float64)).sum().backward()
     model.weight.grad = model.weight.grad.t().contiguous().t()      # strided: made contiguous
     params = walker.parameters(model, True)
-    views, tensors, missing = walker.grad_views(params, "x")
+    views, missing = walker.grad_views(params, "x")
     assert missing == [2] and views[2] is None                      # ``empty`` has no grad
-    assert model.weight.grad.is_contiguous() and tensors[0] is model.weight.grad
+    assert model.weight.grad.is_contiguous()
     w = np.asarray(views[0])
-    assert w.dtype == np.float64 and w.shape == (6,)
-    np.testing.assert_array_equal(w, model.weight.grad.numpy().ravel())
+    assert w.dtype == np.float64 and w.shape == (2, 3)              # the tensor's own shape
+    np.testing.assert_array_equal(w, model.weight.grad.numpy())
     w[:] = 7.0
     assert torch.equal(model.weight.grad, torch.full((2, 3), 7.0, dtype=torch.float64))
     pviews = walker.tensor_views(params, "x")
