@@ -4,8 +4,10 @@ Run (two ranks; rank 0 reports)::
 
     mpiexec -n 2 python -m pytest bench/bench_ddp.py -p no:cacheprovider
 
-(collected without a launch, this file runs itself that way twice: on shared memory and under
-``MPIR_CVAR_NOLOCAL=1``, where MPICH moves everything through its network module). Each rank
+(collected without a launch, this file runs itself that way four times: on shared memory and
+under ``MPIR_CVAR_NOLOCAL=1``, where MPICH moves everything through its network module, each
+with PyTorch's default pages and with ``THP_MEM_ALLOC_ENABLE=1``: PyTorch's tensors of 2 MB or
+more on transparent huge pages, as ``mpi_fork`` sets for its ranks). Each rank
 runs one torch thread (``setup_pytorch_for_mpi``); gloo is initialised from the same ranks
 over TCP on the loopback interface.
 
@@ -34,7 +36,8 @@ from mpibench import COMM, RANK, SIZE, interleaved, select_tests
 
 WIDTHS = {"0.8M": (512, 40), "12.7M": (2048, 12), "50M": (4096, 5)}  # width, rounds
 BATCH, IN, OUT = 64, 64, 8
-TRANSPORT = "nolocal" if os.environ.get("MPIR_CVAR_NOLOCAL") == "1" else "shm"
+TRANSPORT = ("nolocal" if os.environ.get("MPIR_CVAR_NOLOCAL") == "1" else "shm") + (
+    "+thp" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else "")
 
 
 def mlp(width, seed=0):
@@ -202,4 +205,11 @@ def _extra_peak_mb(fn):
     return _rss_mb("VmHWM") - before
 
 
-select_tests(globals(), __file__, variants={"shm": {}, "nolocal": {"MPIR_CVAR_NOLOCAL": "1"}})
+# Each transport with PyTorch's default 4 KiB pages, and with its tensors of 2 MB or more on
+# transparent huge pages (THP_MEM_ALLOC_ENABLE=1, what mpi_fork gives its ranks): all four
+# sides run in the same environment.
+SMALL, HUGE = {"THP_MEM_ALLOC_ENABLE": "0"}, {"THP_MEM_ALLOC_ENABLE": "1"}
+NOLOCAL = {"MPIR_CVAR_NOLOCAL": "1"}
+select_tests(globals(), __file__, variants={
+    "shm": SMALL, "nolocal": {**NOLOCAL, **SMALL},
+    "shm+thp": HUGE, "nolocal+thp": {**NOLOCAL, **HUGE}})

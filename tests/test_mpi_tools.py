@@ -162,10 +162,16 @@ def test_msg_format(capsys):
 @pytest.mark.mpi
 @pytest.mark.timeout(90)
 def test_mpi_fork_relaunches_and_propagates_exit_code(tmp_path):
-    proc = run_python("fork_exit", tmp_path, args=("2", "7", "--flag"))
+    env = clean_env(OMP_NUM_THREADS="4")
+    env.pop("THP_MEM_ALLOC_ENABLE", None)
+    proc = run_python("fork_exit", tmp_path, env=env, args=("2", "7", "--flag"))
     assert proc.returncode == 7, proc.stderr
     got = sorted((tmp_path / f"fork{r}.txt").read_text() for r in range(2))
     assert got == ["0 2 2 7 --flag", "1 2 2 7 --flag"]
+    # Spinning Up's variables, and PyTorch's huge pages unless the user chose otherwise
+    for r in range(2):
+        assert (tmp_path / f"env{r}.txt").read_text() == (
+            "IN_MPI=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 THP_MEM_ALLOC_ENABLE=1")
 
 
 @pytest.mark.mpi
@@ -173,11 +179,12 @@ def test_mpi_fork_relaunches_and_propagates_exit_code(tmp_path):
 def test_mpi_fork_relaunches_python_dash_m(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fork_exit", "2", "0"], check=False,
                           cwd=tmp_path,
-                          env=clean_env(PYTHONPATH=str(PROGRAMS)), capture_output=True,
-                          text=True, timeout=60)
+                          env=clean_env(PYTHONPATH=str(PROGRAMS), THP_MEM_ALLOC_ENABLE="0"),
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert sorted((tmp_path / f"fork{r}.txt").read_text() for r in range(2)) == [
         "0 2 2 0", "1 2 2 0"]
+    assert (tmp_path / "env1.txt").read_text().endswith(" THP_MEM_ALLOC_ENABLE=0")  # kept
 
 
 def test_mpi_fork_single_rank_returns(tmp_path):
