@@ -1,6 +1,7 @@
-"""Compressed (16-bit) gradient averaging against float32's, on both transports, in one run.
+"""Compressed (16-bit) gradient averaging against float32's, on each transport, in one run.
 
-Run (two ranks; rank 0 reports; once on shared memory, once under ``MPIR_CVAR_NOLOCAL=1``)::
+Run (two ranks; rank 0 reports; once per transport of ``mpibench.TRANSPORTS``: shared memory,
+``MPIR_CVAR_NOLOCAL=1``, and two TCP loopback paths)::
 
     python -m pytest bench/bench_compress.py -p no:cacheprovider
 
@@ -10,8 +11,9 @@ Ratio = float32 median / bf16 median (above 1: compression faster).
 * ``avg 10M``: ``mpi_avg_grads(model, compress="bf16")`` against ``compress=None`` on a model
   of 10M float32 parameters (an MLP's shapes), timed in alternation, each call on freshly
   rewritten gradients; ``fp16`` and ``FlatGrads(compress="bf16")`` as extra sides. Targets
-  (issue 23): bf16 at most 0.6x of float32's time under ``MPIR_CVAR_NOLOCAL=1`` (ratio >=
-  1.67), at most 0.8x on shared memory (ratio >= 1.25).
+  (issue 23): bf16 at most 0.8x of float32's time on shared memory (ratio >= 1.25), at most
+  0.6x through a network module (ratio >= 1.67): under ``MPIR_CVAR_NOLOCAL=1`` as the issue
+  asks, and on the TCP paths, which are the networks it meant (see mpibench.py).
 * ``phases 10M``: where a bf16 average's time goes: encode, the agreement's tiny collective,
   the reduce-scatter's exchange, reduce, the all-gather's exchange, decode (the steps of
   ``Compressor.average`` at 2 ranks, timed one by one; medians in the "all sides" table; no
@@ -20,13 +22,11 @@ Ratio = float32 median / bf16 median (above 1: compression faster).
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 
-from mpibench import COMM, RANK, interleaved, select_tests
+from mpibench import COMM, RANK, TRANSPORT, interleaved, select_tests, transports
 
-TRANSPORT = "nolocal" if os.environ.get("MPIR_CVAR_NOLOCAL") == "1" else "shm"
 # an MLP of width 2048 and a 1024x1536 head: 9.97M float32 parameters in 6 tensors
 SHAPES = [(2048, 2048), (2048,), (2048, 2048), (2048,), (1536, 1024), (1024,)]
 
@@ -55,7 +55,7 @@ def test_avg_10M(benchmark):
         for p in (flat_params if side == "FlatGrads bf16" else params):
             p.grad.mul_(1)
 
-    target = 1 / 0.6 if TRANSPORT == "nolocal" else 1 / 0.8
+    target = 1 / 0.8 if TRANSPORT == "shm" else 1 / 0.6  # issue 23: shared memory, network
     interleaved(benchmark, f"avg 10M {TRANSPORT}: bf16 vs float32", target, 12,
                 lambda: mpi_avg_grads(params, compress="bf16"),
                 lambda: mpi_avg_grads(params),
@@ -102,4 +102,5 @@ def test_phases_10M(benchmark):
         benchmark.extra_info[f"{name}_median"] = statistics.median(ts[1:] or ts)
 
 
-select_tests(globals(), __file__, variants={"shm": {}, "nolocal": {"MPIR_CVAR_NOLOCAL": "1"}})
+select_tests(globals(), __file__,
+             variants=transports("shm", "nolocal", "tcp-ucx", "tcp-ofi", THP_MEM_ALLOC_ENABLE="0"))

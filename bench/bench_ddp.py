@@ -4,10 +4,10 @@ Run (two ranks; rank 0 reports)::
 
     mpiexec -n 2 python -m pytest bench/bench_ddp.py -p no:cacheprovider
 
-(collected without a launch, this file runs itself that way four times: on shared memory and
-under ``MPIR_CVAR_NOLOCAL=1``, where MPICH moves everything through its network module, each
-with PyTorch's default pages and with ``THP_MEM_ALLOC_ENABLE=1``: PyTorch's tensors of 2 MB or
-more on transparent huge pages, as ``mpi_fork`` sets for its ranks). Each rank
+(collected without a launch, this file runs itself that way once per transport of
+``mpibench.TRANSPORTS``: shared memory, ``MPIR_CVAR_NOLOCAL=1``, and two TCP loopback paths,
+with PyTorch's default pages; and on shared memory with ``THP_MEM_ALLOC_ENABLE=1``: PyTorch's
+tensors of 2 MB or more on transparent huge pages, as ``mpi_fork`` sets for its ranks). Each rank
 runs one torch thread (``setup_pytorch_for_mpi``); gloo is initialised from the same ranks
 over TCP on the loopback interface.
 
@@ -31,13 +31,13 @@ from __future__ import annotations
 import os
 import socket
 
+import mpibench
 import pytest
-from mpibench import COMM, RANK, SIZE, interleaved, select_tests
+from mpibench import COMM, RANK, SIZE, interleaved, select_tests, transports
 
 WIDTHS = {"0.8M": (512, 40), "12.7M": (2048, 12), "50M": (4096, 5)}  # width, rounds
 BATCH, IN, OUT = 64, 64, 8
-TRANSPORT = ("nolocal" if os.environ.get("MPIR_CVAR_NOLOCAL") == "1" else "shm") + (
-    "+thp" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else "")
+TRANSPORT = mpibench.TRANSPORT + ("+thp" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else "")
 
 
 def mlp(width, seed=0):
@@ -205,11 +205,9 @@ def _extra_peak_mb(fn):
     return _rss_mb("VmHWM") - before
 
 
-# Each transport with PyTorch's default 4 KiB pages, and with its tensors of 2 MB or more on
-# transparent huge pages (THP_MEM_ALLOC_ENABLE=1, what mpi_fork gives its ranks): all four
-# sides run in the same environment.
-SMALL, HUGE = {"THP_MEM_ALLOC_ENABLE": "0"}, {"THP_MEM_ALLOC_ENABLE": "1"}
-NOLOCAL = {"MPIR_CVAR_NOLOCAL": "1"}
+# Each transport with PyTorch's default 4 KiB pages (THP_MEM_ALLOC_ENABLE=0), and shared memory
+# also with its tensors of 2 MB or more on transparent huge pages (THP_MEM_ALLOC_ENABLE=1, what
+# mpi_fork gives its ranks): all four sides of a variant run in the same environment.
 select_tests(globals(), __file__, variants={
-    "shm": SMALL, "nolocal": {**NOLOCAL, **SMALL},
-    "shm+thp": HUGE, "nolocal+thp": {**NOLOCAL, **HUGE}})
+    **transports("shm", "nolocal", "tcp-ucx", "tcp-ofi", THP_MEM_ALLOC_ENABLE="0"),
+    "shm+thp": {**transports("shm")["shm"], "THP_MEM_ALLOC_ENABLE": "1"}})

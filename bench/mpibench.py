@@ -21,6 +21,32 @@ COMM = mpi_tools.comm_world()
 RANK, SIZE = mpi_tools.proc_id(), mpi_tools.num_procs()
 
 
+# The ways MPICH (the ``mpi`` extra's wheel: ch4 with the ucx and ofi network modules) moves
+# bytes between two ranks of this machine, as benchmark variants (name -> environment):
+# - shm: shared memory (large messages: one copy by cross-memory attach);
+# - nolocal: MPIR_CVAR_NOLOCAL=1, every message through the network module; but UCX still
+#   carries the bulk of large messages through shared memory and cross-memory attach between
+#   processes of one host (a 100 MB Sendrecv: 12.5 ms, as on shm), so this is no network;
+# - tcp-ucx: the same with UCX restricted to TCP (loopback: 10 MB each way in 16 ms, about
+#   0.6 GB/s, a 10 GbE link's order);
+# - tcp-ofi: the ofi module on libfabric's TCP provider (10 MB each way in 4.6 ms, 2.2 GB/s,
+#   a 25 GbE link's order).
+# BENCH_TRANSPORT names the variant inside the launch.
+TRANSPORTS = {
+    "shm": {},
+    "nolocal": {"MPIR_CVAR_NOLOCAL": "1"},
+    "tcp-ucx": {"MPIR_CVAR_NOLOCAL": "1", "MPIR_CVAR_CH4_NETMOD": "ucx", "UCX_TLS": "tcp"},
+    "tcp-ofi": {"MPIR_CVAR_NOLOCAL": "1", "MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp"},
+}
+TRANSPORT = os.environ.get("BENCH_TRANSPORT") or (
+    "nolocal" if os.environ.get("MPIR_CVAR_NOLOCAL") == "1" else "shm")
+
+
+def transports(*names, **extra):
+    """Variants for :func:`select_tests`: the named transports, each with ``extra``."""
+    return {name: {**TRANSPORTS[name], **extra, "BENCH_TRANSPORT": name} for name in names}
+
+
 def timed(benchmark, fn, rounds, warmup_rounds=2):
     """Time ``fn`` for a fixed number of rounds, each after an untimed barrier."""
     fn()
@@ -59,7 +85,8 @@ def relaunch(request, capsys, path, env_extra=None):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
                           check=False, cwd=request.config.rootpath)
     with capsys.disabled():
-        extra = " ".join(f"{k}={v}" for k, v in (env_extra or {}).items())
+        extra = " ".join(f"{k}={v}" for k, v in (env_extra or {}).items()
+                         if k != "BENCH_TRANSPORT")
         print(f"\n--- {extra} {' '.join(cmd[:3])} {' '.join(cmd[5:])} ---\n{proc.stdout}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
