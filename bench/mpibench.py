@@ -1,4 +1,4 @@
-"""Scaffolding shared by the MPI benchmark files (bench_mpi.py, bench_frameworks.py).
+"""Scaffolding shared by the MPI benchmark files (bench_mpi, _frameworks, _ddp, _compress).
 
 A file using it is collected twice over: run without a launch (``python -m pytest bench``) its
 only test relaunches the file under ``mpiexec -n 2`` and shows that report; under the launch
