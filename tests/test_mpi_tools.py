@@ -239,6 +239,14 @@ def test_without_launch_vars_keeps_everything_else():
                                                 "PATH": "/bin"}
 
 
+def test_rank_env_sets_spinning_ups_threads_and_huge_pages_unless_chosen():
+    env = {"OMP_NUM_THREADS": "8", "PATH": "/bin"}
+    assert _launch.rank_env(env) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                                     "IN_MPI": "1", "THP_MEM_ALLOC_ENABLE": "1", "PATH": "/bin"}
+    assert env == {"OMP_NUM_THREADS": "8", "PATH": "/bin"}  # a copy
+    assert _launch.rank_env({"THP_MEM_ALLOC_ENABLE": "0"})["THP_MEM_ALLOC_ENABLE"] == "0"
+
+
 def test_physical_cores_is_positive():
     n = _launch.physical_cores()
     assert 1 <= n <= (os.cpu_count() or 1)

@@ -1,9 +1,9 @@
 """How ``mpi_fork`` starts MPI ranks: the launcher, its flags, the environment, the argv.
 
 Private to spinfast. :func:`spinfast.mpi_tools.mpi_fork` relaunches the program through
-:func:`launch_command` and :func:`relaunch_argv`; :mod:`spinfast.run_utils` starts each
-experiment with :func:`without_launch_vars`; ``spinfast info`` reports
-:func:`choose_launcher`.
+:func:`launch_command` and :func:`relaunch_argv`, in the environment of :func:`rank_env`;
+:mod:`spinfast.run_utils` starts each experiment with :func:`without_launch_vars`;
+``spinfast info`` reports :func:`choose_launcher`.
 
 The launcher is the site's ``srun`` inside a Slurm job, else ``mpiexec``/``mpirun`` beside the
 interpreter (the ``mpi`` extra's wheel, or a virtual environment's own), else on PATH. Open
@@ -18,7 +18,8 @@ import sys
 
 __all__ = ["LAUNCH_VARS", "LAUNCH_PREFIXES", "SIZE_VARS", "INSTALL_HINT", "Launcher",
            "launched", "env_size", "physical_cores", "find_launcher", "version_text", "is_open_mpi",
-           "choose_launcher", "launch_command", "without_launch_vars", "relaunch_argv"]
+           "choose_launcher", "launch_command", "without_launch_vars", "rank_env",
+           "relaunch_argv"]
 
 # Environment variables set by MPI launchers in the processes they start (MPICH/Hydra, Intel
 # MPI, Open MPI, PMIx, MVAPICH, Slurm's PMI).
@@ -203,6 +204,19 @@ def without_launch_vars(env: dict) -> dict:
     return {k: v for k, v in env.items()
             if k not in LAUNCH_VARS and k not in SIZE_VARS and k != "IN_MPI"
             and not k.startswith(prefixes)}
+
+
+def rank_env(env: dict) -> dict:
+    """Return a copy of ``env`` for the ranks ``mpi_fork`` starts.
+
+    ``IN_MPI=1``, ``OMP_NUM_THREADS=1`` and ``MKL_NUM_THREADS=1`` as Spinning Up's mpi_fork
+    sets them; and ``THP_MEM_ALLOC_ENABLE=1`` unless ``env`` has it (0 keeps PyTorch's
+    default): PyTorch (2.2 and later) then puts its tensors of 2 MB or more on transparent
+    huge pages, which MPICH copies between ranks faster (docs/large-models.md, huge pages).
+    """
+    out = dict(env, MKL_NUM_THREADS="1", OMP_NUM_THREADS="1", IN_MPI="1")
+    out.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    return out
 
 
 def relaunch_argv() -> list:

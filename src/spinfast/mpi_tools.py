@@ -156,13 +156,10 @@ def mpi_fork(n, bind_to_core=False):
     code (128 + signal number if the launcher was killed by a signal).
 
     Does nothing if ``n`` <= 1, if ``IN_MPI`` is set (this is a relaunched worker), or if the
-    process already runs under an MPI launcher. The ranks get ``IN_MPI=1``,
-    ``OMP_NUM_THREADS=1`` and ``MKL_NUM_THREADS=1`` (as Spinning Up's), and
-    ``THP_MEM_ALLOC_ENABLE=1`` unless it is set already: PyTorch then puts tensors of 2 MB or
-    more on transparent huge pages, which MPI moves between ranks faster (see
-    :doc:`large-models`); set it to 0 to keep PyTorch's default. The launcher is ``srun``
-    inside a Slurm job (``SLURM_JOB_ID`` set), else ``mpiexec``/``mpirun`` beside
-    ``sys.executable`` or on PATH.
+    process already runs under an MPI launcher. The ranks get ``IN_MPI=1``, one OMP/MKL thread,
+    and ``THP_MEM_ALLOC_ENABLE=1`` unless set (PyTorch's large tensors on huge pages: see
+    :doc:`large-models`). The launcher is ``srun`` inside a Slurm job (``SLURM_JOB_ID`` set),
+    else ``mpiexec``/``mpirun`` beside ``sys.executable`` or on PATH.
 
     Args:
         n (int or 'auto'): Number of process to split into; ``'auto'`` uses the number of
@@ -188,12 +185,9 @@ def mpi_fork(n, bind_to_core=False):
 
     cmd = _launch.launch_command(n, bind_to_core) + [sys.executable,
                                                     *_launch.relaunch_argv()]
-    env = os.environ.copy()
-    env.update(MKL_NUM_THREADS="1", OMP_NUM_THREADS="1", IN_MPI="1")
-    env.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # read by PyTorch's CPU allocator (>= 2.2)
     sys.stdout.flush()
     sys.stderr.flush()
-    code = subprocess.call(cmd, env=env)
+    code = subprocess.call(cmd, env=_launch.rank_env(os.environ))
     sys.exit(128 - code if code < 0 else code)
 
 
