@@ -65,11 +65,11 @@ def test_avg_10M(benchmark):
 
 
 def test_phases_10M(benchmark):
-    """The steps of ``Compressor.average`` (spinfast._compression), timed one by one."""
+    """The steps of ``Compressor.average`` (spinfast._mpi.compression), timed one by one."""
     import numpy as np
 
     from spinfast import _compress
-    from spinfast._compression import Compressor, _dup, _exchange
+    from spinfast._mpi.compression import Compressor, _dup, _exchange
 
     params = model()
     arrays = [p.grad.numpy().reshape(-1) for p in params]

@@ -14,7 +14,8 @@ import sys
 
 from conftest import alternating
 
-from spinfast import _launch, mpi_tools
+from spinfast import mpi_tools
+from spinfast._mpi import launch as _launch
 
 UNDER_MPI = mpi_tools.num_procs() > 1
 COMM = mpi_tools.comm_world()

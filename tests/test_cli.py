@@ -303,7 +303,7 @@ def test_demo_end_to_end_with_two_mpi_ranks(tmp_path):
 
 def test_info_prints_versions_mpi_library_and_launcher(tmp_path):
     import spinfast
-    from spinfast._launch import find_launcher
+    from spinfast._mpi.launch import find_launcher
 
     proc = cli("info")
     assert proc.returncode == 0, proc.stderr
@@ -352,7 +352,7 @@ VERBOSE_MODULE = textwrap.dedent('''
 
 @pytest.mark.mpi
 def test_verbose_grid_prints_mpi_library_and_launcher_first(tmp_path):
-    from spinfast._launch import find_launcher
+    from spinfast._mpi.launch import find_launcher
 
     data = tmp_path / "data"
     proc = cli("spinfast.examples_demo:train", "--epochs", "1", "--steps_per_epoch", "50",

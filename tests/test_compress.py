@@ -11,7 +11,7 @@ import pytest
 from conftest import Launches, load_mpi_module
 
 from spinfast import _compress
-from spinfast._compression import Compressor, check_compress
+from spinfast._mpi.compression import Compressor, check_compress
 
 DATA = load_mpi_module("compress_data")
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from spinfast._io import atomic_dir, atomic_path
+from spinfast._logger.files import atomic_dir, atomic_path
 
 
 def test_atomic_path_replaces_or_keeps(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import PROGRAMS, load_mpi_module, mpi_program, rank_files
 
-from spinfast import _launch
+from spinfast._mpi import launch as _launch
 from spinfast.mpi_tools import (
     allreduce,
     broadcast,

@@ -660,7 +660,7 @@ def test_job_description_is_small_and_names_the_thunk(tmp_path):
     import concurrent.futures
     import pickle
 
-    from spinfast._jobs import make_job as _make_job
+    from spinfast._grid.jobs import make_job as _make_job
     from spinfast.run_utils import ExperimentJob
 
     job = _make_job("j", log_progress, 0, 1, str(tmp_path), False, dict(lr=0.1), "f", log=True)

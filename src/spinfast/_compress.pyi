@@ -1,5 +1,6 @@
 # Stub for the compiled module spinfast._compress (csrc/_compress.pyx), used by
-# spinfast._compression. Buffers: float32 arrays (C float), 16-bit values as uint16 (their bits).
+# spinfast._mpi.compression. Buffers: float32 arrays (C float), 16-bit values as uint16 (their
+# bits).
 from collections.abc import Sequence
 from typing import Any
 

@@ -9,11 +9,11 @@ all keys of a row are merged with one collective in :meth:`~Logger.dump_tabular`
 Importing this module loads neither TensorFlow nor PyTorch and does not initialise MPI.
 
 What the loggers use sits in private modules: the output formats in ``spinfast._outputs``,
-``save_state``/``load_state`` and the model savers in ``spinfast._savers`` (a base class of
-:class:`Logger`), the resume record in ``spinfast._resume``, the columns of ``log_tabular``'s
-statistics in ``spinfast._statcolumns``, the statistics table's methods (``store``, ``timer``,
+``save_state``/``load_state`` and the model savers in ``spinfast._logger.savers`` (a base class of
+:class:`Logger`), the resume record in ``spinfast._logger.resume``, the columns of ``log_tabular``'s
+statistics in ``spinfast._logger.columns``, the statistics table's methods (``store``, ``timer``,
 ``stats_accumulator``, ``track_quantiles``) and ``store``'s tensor conversion in
-``spinfast._epochtable`` (a base class of :class:`EpochLogger`; the table is a member).
+``spinfast._logger.epochtable`` (a base class of :class:`EpochLogger`; the table is a member).
 """
 
 from __future__ import annotations
@@ -28,56 +28,38 @@ from itertools import chain
 
 import numpy as np
 
-from spinfast import _resume, mpi_tools
-from spinfast._epochtable import EpochTable
-from spinfast._io import atomic_path, new_folder
+from spinfast import mpi_tools
+from spinfast._logger import resume as _resume
+from spinfast._logger.columns import COLUMNS as _COLUMNS
+from spinfast._logger.columns import EMPTY_STATE as _EMPTY_STATE
+from spinfast._logger.columns import RowLayout as _RowLayout
+from spinfast._logger.columns import merge_row
+from spinfast._logger.columns import row_layout as _row_layout
+from spinfast._logger.columns import stat_columns as _columns
+from spinfast._logger.columns import statistics as _statistics
+from spinfast._logger.console import color2num, colorize
+from spinfast._logger.epochtable import EpochTable
+from spinfast._logger.files import atomic_path, new_folder
+from spinfast._logger.rates import Rates
+from spinfast._logger.resume import RESUME_FILE
+from spinfast._logger.savers import StateSaving, restore_tf2_model, restore_tf_graph
+from spinfast._logger.sysmetrics import ProcessSampler, system_columns
 from spinfast._outputs import ResumePoint, Row, close_all, make_writers, parse_formats
 from spinfast._outputs.txt import TxtWriter
-from spinfast._rates import Rates
-from spinfast._resume import RESUME_FILE
-from spinfast._savers import StateSaving, restore_tf2_model, restore_tf_graph
-from spinfast._statcolumns import COLUMNS as _COLUMNS
-from spinfast._statcolumns import EMPTY_STATE as _EMPTY_STATE
-from spinfast._statcolumns import RowLayout as _RowLayout
-from spinfast._statcolumns import merge_row
-from spinfast._statcolumns import row_layout as _row_layout
-from spinfast._statcolumns import stat_columns as _columns
-from spinfast._statcolumns import statistics as _statistics
 from spinfast._stats import sketch_quantiles
-from spinfast._sysmetrics import ProcessSampler, system_columns
 from spinfast.serialization_utils import convert_json, dumps_config
 
 __all__ = ["Logger", "EpochLogger", "colorize", "color2num", "restore_tf_graph",
            "restore_tf2_model", "DEFAULT_ROOT", "RESUME_FILE"]
 
-color2num = dict(gray=30, red=31, green=32, yellow=33, blue=34, magenta=35, cyan=36,
-                 white=37, crimson=38)
-
 DEFAULT_ROOT = "/tmp/experiments"
-
-
-def colorize(string, color, bold=False, highlight=False):
-    """Return ``string`` wrapped in ANSI escape codes for ``color`` (see ``color2num``).
-
-    Raises:
-        ValueError: unknown color.
-    """
-    try:
-        num = color2num[color]
-    except (KeyError, TypeError):
-        raise ValueError(f"colorize(): unknown color {color!r}; use one of "
-                         f"{', '.join(color2num)}") from None
-    attr = [str(num + 10 if highlight else num)]
-    if bold:
-        attr.append("1")
-    return "\x1b[%sm%s\x1b[0m" % (";".join(attr), string)
 
 
 class Logger(StateSaving):
     """A general-purpose logger: save configs, diagnostics and state to ``output_dir``.
 
     Only MPI rank 0 prints and writes files. :meth:`save_state`, :meth:`load_state` and the
-    ``setup_*_saver`` methods come from its base ``spinfast._savers.StateSaving``.
+    ``setup_*_saver`` methods come from its base ``spinfast._logger.savers.StateSaving``.
 
     Args:
         output_dir: folder for the outputs; created if missing (a warning if it exists).
@@ -289,7 +271,7 @@ class EpochLogger(Logger, EpochTable):
     def __init__(self, *args, system_metrics=False, **kwargs):
         super().__init__(*args, **kwargs)
         self._init_table()
-        # system_metrics: the columns of _sysmetrics.COLUMNS at each dump, from every rank's
+        # system_metrics: the columns of sysmetrics.COLUMNS at each dump, from every rank's
         # sample, which rides in the row's one collective.
         self._sampler = ProcessSampler() if system_metrics else None
         # Under MPI, the statistics of this row not merged yet: their _Columns (their states
@@ -380,7 +362,7 @@ class EpochLogger(Logger, EpochTable):
         return stats if all_columns else [stats[which] for which in columns.which]
 
     def _merged(self, pending, keys, states, unknown=(), taken=None, per_rank=None):
-        """Merge the row's statistics over the ranks (:func:`_statcolumns.merge_row`).
+        """Merge the row's statistics over the ranks (:func:`spinfast._logger.columns.merge_row`).
 
         Raises:
             KeyError: a key in ``unknown`` (never stored here) that no rank has values for.

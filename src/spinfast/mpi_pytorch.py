@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinfast import _compression, mpi_tools
+from spinfast import mpi_tools
 from spinfast._flat import FlatBuffer
+from spinfast._mpi import compression as _compression
 
 __all__ = ["setup_pytorch_for_mpi", "mpi_avg_grads", "sync_params", "FlatGrads"]
 

@@ -28,8 +28,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from spinfast import _compression, mpi_tools
+from spinfast import mpi_tools
 from spinfast._flat import FlatBuffer, checksum
+from spinfast._mpi import compression as _compression
 
 __all__ = ["MpiAdamOptimizer", "MpiAdam", "sync_all_params", "sync_params", "flat_concat",
            "assign_params_from_flat"]

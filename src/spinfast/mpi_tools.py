@@ -23,7 +23,7 @@ Beyond Spinning Up:
   inside an existing launch.
 
 This module is the world and the collectives; how ranks are started lives in
-:mod:`spinfast._launch`, the merge of statistics over ranks in :mod:`spinfast._statmerge`.
+:mod:`spinfast._mpi.launch`, the merge of statistics over ranks in :mod:`spinfast._mpi.statmerge`.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ import os
 import sys
 import time
 
-from spinfast import _launch
-from spinfast._launch import INSTALL_HINT as _INSTALL_HINT
-from spinfast._launch import env_size as _env_size
-from spinfast._launch import launched as _launched
-from spinfast._statmerge import Merged
-from spinfast._statmerge import check_states as _check_states
-from spinfast._statmerge import merge_over_ranks as _merge_over_ranks
+from spinfast._mpi import launch as _launch
+from spinfast._mpi.launch import INSTALL_HINT as _INSTALL_HINT
+from spinfast._mpi.launch import env_size as _env_size
+from spinfast._mpi.launch import launched as _launched
+from spinfast._mpi.statmerge import Merged
+from spinfast._mpi.statmerge import check_states as _check_states
+from spinfast._mpi.statmerge import merge_over_ranks as _merge_over_ranks
 
 TYPE_CHECKING = False  # typing is not imported at run time (import cost)
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def msg(m, string=""):
 
 
 # ---------------------------------------------------------------------------------------------
-# mpi_fork (the launcher, its flags and the relaunch: spinfast._launch)
+# mpi_fork (the launcher, its flags and the relaunch: spinfast._mpi.launch)
 
 def mpi_fork(n, bind_to_core=False):
     """Re-launches the current script with workers linked by MPI.
@@ -415,7 +415,7 @@ def broadcast_arrays(arrays, root=0, engine=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# Statistics: Welford states merged over ranks (the merge itself: spinfast._statmerge)
+# Statistics: Welford states merged over ranks (the merge itself: spinfast._mpi.statmerge)
 
 def reduce_stat_states(keys: Sequence[str], states: np.ndarray,
                        counts: np.ndarray | None = None, per_rank: np.ndarray | None = None):

@@ -22,77 +22,38 @@ never counts as finished, even if it left rows in ``progress.txt``. Runs made by
 (e.g. Spinning Up itself) have no status file and are run again.
 
 This module holds the public API. The job record, running it, status files and stopping
-processes are in :mod:`spinfast._jobs`; running many jobs at once (executors, progress bar,
-summary table) in :mod:`spinfast._executors`.
+processes are in :mod:`spinfast._grid.jobs`; running many jobs at once (executors, progress bar,
+summary table) in :mod:`spinfast._grid.executors`.
 """
 
 from __future__ import annotations
 
-import os
-import os.path as osp
 import string
 import subprocess
-import time
 from textwrap import dedent
 
 from spinfast import user_config
-from spinfast._executors import Variant, countdown, run_batch
-from spinfast._jobs import (
+from spinfast._grid.executors import Variant, countdown, run_batch
+from spinfast._grid.jobs import (
     DIV_LINE_WIDTH,
     STATUS_FILE,
     ExperimentJob,
     VariantResult,
     check_executor,
     check_resume,
-    colorize,
     cpu_count,
     is_finished,
     make_job,
     resolve_num_cpu,
     skipped_if_finished,
 )
+from spinfast._grid.naming import setup_logger_kwargs
+from spinfast._logger.console import colorize
 from spinfast.serialization_utils import convert_json
 
 __all__ = ["setup_logger_kwargs", "call_experiment", "ExperimentGrid", "VariantResult",
            "ExperimentJob", "is_finished", "valid_str", "all_bools", "DIV_LINE_WIDTH",
            "STATUS_FILE"]
-
-
-def setup_logger_kwargs(exp_name, seed=None, data_dir=None, datestamp=False):
-    """Return ``dict(output_dir=..., exp_name=exp_name)`` for a Logger.
-
-    Folder layout (``data_dir`` defaults to ``user_config.DEFAULT_DATA_DIR``):
-
-    - no seed: ``data_dir/exp_name``
-    - seed: ``data_dir/exp_name/exp_name_s<seed>``
-    - datestamp (or ``user_config.FORCE_DATESTAMP``): ``data_dir/<Y-m-d>_exp_name`` and, with a
-      seed, ``.../<Y-m-d_H-M-S>-exp_name_s<seed>`` inside it.
-
-    Args:
-        exp_name: experiment name.
-        seed: seed of the run, or None.
-        data_dir: folder holding all experiments.
-        datestamp: prefix folder names with the date (and time).
-
-    Returns:
-        dict with keys ``output_dir`` and ``exp_name``.
-
-    Raises:
-        TypeError: ``exp_name`` is not a string.
-    """
-    if not isinstance(exp_name, str):
-        raise TypeError(f"setup_logger_kwargs(): exp_name must be a string, got {exp_name!r}; "
-                        f"pass the experiment's name")
-    datestamp = datestamp or user_config.FORCE_DATESTAMP
-    relpath = (time.strftime("%Y-%m-%d_") if datestamp else "") + exp_name
-    if seed is not None:
-        if datestamp:
-            subfolder = time.strftime("%Y-%m-%d_%H-%M-%S") + "-" + exp_name + "_s" + str(seed)
-        else:
-            subfolder = exp_name + "_s" + str(seed)
-        relpath = osp.join(relpath, subfolder)
-    data_dir = os.fspath(data_dir) if data_dir else user_config.DEFAULT_DATA_DIR
-    return dict(output_dir=osp.join(data_dir, relpath), exp_name=exp_name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,7 +91,7 @@ def call_experiment(exp_name, thunk, seed=0, num_cpu=1, data_dir=None, datestamp
     (:class:`spinfast.gym_compat.OldApiEnv`), and the experiment process installs
     :mod:`spinfast.compat`. The thunk (by reference when importable, else by value) and its
     arguments are serialized with cloudpickle into an :class:`ExperimentJob`, which runs
-    ``python -m spinfast._experiment``; that splits into ``num_cpu`` MPI processes with
+    ``python -m spinfast._grid.experiment``; that splits into ``num_cpu`` MPI processes with
     :func:`spinfast.mpi_tools.mpi_fork` before calling the thunk. Prints the experiment's
     name and kwargs before, and the commands to plot and test it after.
 
@@ -177,7 +138,7 @@ def call_experiment(exp_name, thunk, seed=0, num_cpu=1, data_dir=None, datestamp
     if result.returncode != 0:
         print(_ERROR_MESSAGE)
         raise subprocess.CalledProcessError(result.returncode,
-                                            ["python", "-m", "spinfast._experiment", exp_name])
+                                            ["python", "-m", "spinfast._grid.experiment", exp_name])
     print(_end_message(job.output_dir), end="")
     return result
 

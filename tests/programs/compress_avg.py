@@ -14,7 +14,8 @@ import sys
 import numpy as np
 from compress_data import SHAPES, grads
 
-from spinfast import _compression, mpi_tools
+from spinfast import mpi_tools
+from spinfast._mpi import compression as _compression
 
 args = sys.argv[1:]
 if args[0] == "--piece":

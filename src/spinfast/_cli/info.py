@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import sys
 
-from spinfast import _launch
 from spinfast._cli.common import COMMANDS, PROG, UsageError
+from spinfast._mpi import launch as _launch
 
 __all__ = ["mpi_library", "mpi_lines", "info_lines", "format_lines", "run_info"]
 
@@ -92,7 +92,7 @@ def mpi_lines(num_cpu=None, remote=False):
             there, so it is not looked up here.
     """
     if num_cpu == "auto":  # as ExperimentGrid.run resolves it
-        from spinfast._jobs import cpu_count
+        from spinfast._grid.jobs import cpu_count
 
         num_cpu = cpu_count()
     if remote:

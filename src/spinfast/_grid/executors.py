@@ -2,7 +2,7 @@
 
 Private to spinfast; :meth:`spinfast.run_utils.ExperimentGrid.run` hands its variants to
 :func:`run_batch` when it runs them in parallel or on an executor. Each variant becomes an
-:class:`~spinfast._jobs.ExperimentJob` submitted with ``executor.submit(job)``: any
+:class:`~spinfast._grid.jobs.ExperimentJob` submitted with ``executor.submit(job)``: any
 ``concurrent.futures.Executor`` works as it is (a thread pool of this module's own for
 ``parallel=k``), as do submitit's executors (a batch becomes one Slurm job array) and a dask
 ``Client``. Futures are waited on as they finish (:func:`completed`); a failing or lost
@@ -21,10 +21,9 @@ from textwrap import dedent
 from typing import NamedTuple
 
 from spinfast import user_config
-from spinfast._jobs import (
+from spinfast._grid.jobs import (
     DIV_LINE_WIDTH,
     VariantResult,
-    colorize,
     cpu_count,
     interrupted,
     log_path_of,
@@ -32,6 +31,7 @@ from spinfast._jobs import (
     skipped_if_finished,
     stop_running,
 )
+from spinfast._logger.console import colorize
 
 __all__ = ["Variant", "countdown", "run_batch", "completed", "print_summary"]
 
@@ -77,7 +77,7 @@ def run_batch(variants, executor, parallel, num_cpu, data_dir, datestamp, skip_f
         executor: anything with ``submit(fn)``, or None for a thread pool of ``parallel``
             workers (at most one per variant), shut down at the end.
         parallel: int >= 1 (with ``executor=None``).
-        num_cpu, data_dir, datestamp, resume: as for :func:`spinfast._jobs.make_job`;
+        num_cpu, data_dir, datestamp, resume: as for :func:`spinfast._grid.jobs.make_job`;
             ``num_cpu`` already resolved to an int.
         skip_finished: variants whose folder holds a finished run are skipped.
 

@@ -1,6 +1,6 @@
 """Run one experiment written by :func:`spinfast.run_utils.call_experiment`.
 
-Usage (internal): ``python -m spinfast._experiment PAYLOAD``. ``PAYLOAD`` is a file holding
+Usage (internal): ``python -m spinfast._grid.experiment PAYLOAD``. ``PAYLOAD`` is a file holding
 a plain pickle of launch metadata (the launcher's ``sys.path``, whether to install
 :mod:`spinfast.compat`, whether ``env_name`` becomes an environment with gym's old API
 because the thunk is Spinning Up's) followed by a plain pickle of
@@ -69,7 +69,7 @@ def main(argv=None):
     """
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m spinfast._experiment PAYLOAD", file=sys.stderr)
+        print("usage: python -m spinfast._grid.experiment PAYLOAD", file=sys.stderr)
         raise SystemExit(2)
     meta, job = _load(argv[0])
     thunk, kwargs, num_cpu = resolve_thunk(job["thunk"]), _thunk_kwargs(job), job["num_cpu"]

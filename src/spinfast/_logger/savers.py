@@ -3,7 +3,7 @@
 :class:`StateSaving` is the base class of :class:`spinfast.logx.Logger` that holds
 ``save_state``, ``load_state`` and the framework model savers: ``setup_tf_saver``,
 ``setup_tf2_saver`` and ``setup_pytorch_saver`` say what to save; each ``save_state`` then
-writes the state (``vars.pkl``), its resume record (:mod:`spinfast._resume`) and the model
+writes the state (``vars.pkl``), its resume record (:mod:`spinfast._logger.resume`) and the model
 (``tf1_save``, ``tf2_save``, ``pyt_save``, with the iteration's number if given) through
 temporary names, so a crash never leaves half a file. :func:`restore_tf_graph` and
 :func:`restore_tf2_model` load the models back. TensorFlow, PyTorch and joblib are imported
@@ -16,8 +16,9 @@ import os
 import os.path as osp
 import warnings
 
-from spinfast import _resume, mpi_tools
-from spinfast._io import atomic_dir, atomic_path
+from spinfast import mpi_tools
+from spinfast._logger import resume as _resume
+from spinfast._logger.files import atomic_dir, atomic_path
 
 __all__ = ["StateSaving", "save_tf1", "save_tf2", "save_pytorch", "restore_tf_graph",
            "restore_tf2_model"]

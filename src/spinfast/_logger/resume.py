@@ -14,7 +14,7 @@ import json
 import os
 import os.path as osp
 
-from spinfast._io import atomic_path, leftover_temporaries
+from spinfast._logger.files import atomic_path, leftover_temporaries
 
 __all__ = ["RESUME_FILE", "read_record", "write_record", "finish_checkpoint", "load_checkpoint",
            "check_headers"]

@@ -6,7 +6,7 @@ Private to spinfast; :mod:`spinfast.run_utils` re-exports the public names
 A job is an :class:`ExperimentJob`: names, the thunk by reference or pickled, its pickled
 kwargs and the output folder, nothing of the grid. Calling it (in this process, a
 ``concurrent.futures`` worker, a submitit job on a Slurm node...) writes the payload beside
-its log, runs ``python -m spinfast._experiment`` in its own process group, records how that
+its log, runs ``python -m spinfast._grid.experiment`` in its own process group, records how that
 process ended in ``spinfast_run.json`` (:func:`write_status`) and returns a
 :class:`VariantResult`. A run is finished when that file says exit status 0 and
 ``progress.txt`` holds a complete row (:func:`is_finished`). Processes started here are
@@ -32,24 +32,18 @@ import time
 from dataclasses import dataclass
 
 from spinfast import user_config
-from spinfast._launch import without_launch_vars
+from spinfast._grid.naming import setup_logger_kwargs
+from spinfast._logger.console import colorize
+from spinfast._mpi.launch import without_launch_vars
 from spinfast.serialization_utils import convert_json, dumps_config
 
-__all__ = ["DIV_LINE_WIDTH", "STATUS_FILE", "colorize", "VariantResult", "ExperimentJob",
+__all__ = ["DIV_LINE_WIDTH", "STATUS_FILE", "VariantResult", "ExperimentJob",
            "check_executor", "check_resume", "make_job", "log_path_of", "resolve_num_cpu",
            "cpu_count", "run_job", "stop_process", "stop_running", "interrupted",
            "clear_status", "write_status", "is_finished", "skipped_if_finished"]
 
 DIV_LINE_WIDTH = 80
 STATUS_FILE = "spinfast_run.json"
-
-
-def colorize(string_, color, bold=False):
-    """Return ``string_`` in ``color`` for a terminal, as :func:`spinfast.logx.colorize`."""
-    # logx is light to import, but keep the launch modules importable on their own.
-    from spinfast.logx import colorize as logx_colorize
-
-    return logx_colorize(string_, color, bold=bold)
 
 
 @dataclass
@@ -109,7 +103,7 @@ def _thunk_ref(thunk):
     qualname = getattr(thunk, "__qualname__", None)
     if (isinstance(module, str) and isinstance(qualname, str) and module != "__main__"
             and "<" not in qualname):
-        from spinfast._experiment import resolve_thunk
+        from spinfast._grid.experiment import resolve_thunk
 
         ref = f"{module}:{qualname}"
         try:
@@ -138,7 +132,7 @@ class ExperimentJob:
     (``executor.submit(job)``): names, the thunk by reference (or pickled), its pickled
     kwargs and the output folder, nothing of the grid. Calling it, in any process on any
     machine that shares the output file system, writes the payload to a temporary folder
-    beside the log file, runs ``python -m spinfast._experiment`` (which forks ``num_cpu`` MPI
+    beside the log file, runs ``python -m spinfast._grid.experiment`` (which forks ``num_cpu`` MPI
     ranks through the site's launcher), records the exit status in the output folder and
     returns a :class:`VariantResult`.
 
@@ -251,9 +245,6 @@ def make_job(exp_name, thunk, seed, num_cpu, data_dir, datestamp, kwargs, func, 
               + colorize("with kwargs:\n", "cyan", bold=True) + "\n"
               + dumps_config(convert_json(kwargs)) + "\n\n\n")
     if "logger_kwargs" not in kwargs:
-        # The public naming of output folders; imported here, as run_utils imports this module.
-        from spinfast.run_utils import setup_logger_kwargs
-
         kwargs["logger_kwargs"] = setup_logger_kwargs(exp_name, seed, data_dir, datestamp)
     else:
         header += "Note: Call experiment is not handling logger_kwargs.\n\n"
@@ -337,7 +328,7 @@ def run_job(job):
                              exp_name=job.exp_name, old_gym_api=job.old_gym_api), f)
             pickle.dump(dict(thunk=job.thunk, kwargs=job.kwargs, num_cpu=job.num_cpu,
                              resume=job.resume), f)
-        cmd = [sys.executable or "python", "-m", "spinfast._experiment", payload]
+        cmd = [sys.executable or "python", "-m", "spinfast._grid.experiment", payload]
         # The experiment decides its own MPI world, even when this job was launched by srun.
         env = without_launch_vars(os.environ)
         start = time.time()
