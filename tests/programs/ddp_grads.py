@@ -3,10 +3,12 @@
 Each rank builds the same seeded MLP twice, one plain and one in ``DistributedDataParallel``,
 computes its own batch's gradients in both, averages the plain one with ``mpi_avg_grads`` and
 writes ``out{rank}.json``: whether every gradient equals DDP's bit for bit, and the largest
-relative difference.
+relative difference. gloo meets at ``MASTER_ADDR:MASTER_PORT`` where the launch sets them
+(tests/test_netcluster.py), else on a free loopback port of rank 0.
 """
 
 import json
+import os
 import socket
 
 import torch
@@ -31,14 +33,16 @@ def gradients(model, x, y):
 
 setup_pytorch_for_mpi()
 rank, comm = proc_id(), comm_world()
-port = None
-if rank == 0:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-port = comm.bcast(port, root=0)
-dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                        world_size=num_procs())
+if "MASTER_ADDR" in os.environ:  # set by the launch (bench/netcluster.py: node 0's address)
+    init = f"tcp://{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+else:
+    port = None
+    if rank == 0:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    init = f"tcp://127.0.0.1:{comm.bcast(port, root=0)}"
+dist.init_process_group("gloo", init_method=init, rank=rank, world_size=num_procs())
 g = torch.Generator().manual_seed(100 + rank)
 x, y = torch.randn(32, 16, generator=g), torch.randn(32, 4, generator=g)
 plain, ddp = mlp(), DistributedDataParallel(mlp())
