@@ -5,6 +5,22 @@ cimport cython
 
 from ddsketch cimport sf_sketch
 
+cpdef enum:
+    # Where each number sits in a state (acc_t as a row of float64: count, mean, M2, min, max)
+    # and in its summary (mean, std, max, min: Spinning Up's column order). The same names
+    # are the module's Python constants; every reader, C or Python, indexes by them.
+    STATE_COUNT = 0
+    STATE_MEAN = 1
+    STATE_M2 = 2
+    STATE_MIN = 3
+    STATE_MAX = 4
+    STATE_SIZE = 5
+    SUMMARY_MEAN = 0
+    SUMMARY_STD = 1
+    SUMMARY_MAX = 2
+    SUMMARY_MIN = 3
+    SUMMARY_SIZE = 4
+
 cdef struct acc_t:
     # count, mean, sum of squared deviations (M2), min, max; all float64.
     # Empty: (0, 0, 0, +inf, -inf), the identity of merge.
@@ -17,6 +33,9 @@ cdef struct acc_t:
 cdef void acc_reset(acc_t* a) noexcept nogil
 cdef void acc_push(acc_t* a, double x) noexcept nogil
 cdef void acc_merge(acc_t* a, const acc_t* b) noexcept nogil
+cdef double acc_std(const acc_t* a) noexcept nogil
+cdef void acc_to_row(const acc_t* a, double* row) noexcept nogil
+cdef void acc_from_row(acc_t* a, const double* row) noexcept nogil
 
 
 cdef class Welford:

@@ -4,7 +4,9 @@
 """Streaming statistics (private): Welford accumulators and the key table of EpochLogger.
 
 An accumulator holds five float64: count, mean, M2 (sum of squared deviations from the mean),
-min and max. Single values use Welford's update (Welford 1962). Arrays are consumed in blocks:
+min and max; as a row or a tuple (its *state*) they sit at the positions named ``STATE_*``,
+and its summary ``(mean, std, max, min)`` at the positions named ``SUMMARY_*`` (constants of
+this module, the same names in C: ``_stats.pxd``). Single values use Welford's update (Welford 1962). Arrays are consumed in blocks:
 two tight passes over a block, shifted by the running mean so that the subtraction is exact for
 data far from zero, then merged with Chan, Golub & LeVeque's pairwise formula (1979), which is
 also the merge of two accumulators (local, or gathered from MPI ranks).
@@ -19,8 +21,9 @@ and its accumulators are updated without locks (importing it there keeps the GIL
 
 Parts, by concern (each ``include``d below):
     _stats_welford.pxi   the accumulator: Welford's update, the array push over the block
-                         kernels (csrc/block_kernels.h), Chan's merge, class Welford,
-                         merge_states and the quantile-sketch functions
+                         kernels (csrc/block_kernels.h), Chan's merge, the standard
+                         deviation, class Welford, merge_states, summarize and the
+                         quantile-sketch functions
     _stats_values.pxi    Python values -> kernels: numbers, buffers, numpy conversion
     _stats_table.pxi     the key table EpochStats, its compiled store call, and Timer
 """

@@ -136,7 +136,7 @@ Raises:
         if found == NULL:
             return None
         w = <Welford>found
-        state = (w.acc.n, w.acc.mean, w.acc.m2, w.acc.lo, w.acc.hi)
+        state = acc_state(&w.acc)
         if reset:
             acc_reset(&w.acc)
             if w.sk.counts != NULL:
@@ -175,17 +175,14 @@ Raises:
     def pop_batch(self):
         """Return the states taken by :meth:`take_into_batch` and empty the batch.
 
-        A (k, 5) float64 array, one ``(count, mean, M2, min, max)`` row per call, in order.
+        A (k, STATE_SIZE) float64 array, one ``(count, mean, M2, min, max)`` row per call, in
+        order.
         """
-        out = np.empty((self._batch_len, 5), dtype=np.float64)
+        out = np.empty((self._batch_len, STATE_SIZE), dtype=np.float64)
         cdef double[:, ::1] o = out
         cdef Py_ssize_t i
         for i in range(self._batch_len):
-            o[i, 0] = self._batch[i].n
-            o[i, 1] = self._batch[i].mean
-            o[i, 2] = self._batch[i].m2
-            o[i, 3] = self._batch[i].lo
-            o[i, 4] = self._batch[i].hi
+            acc_to_row(&self._batch[i], &o[i, 0])
         self._batch_len = 0
         return out
 

@@ -1,5 +1,6 @@
-# Included by _stats.pyx: the accumulator (acc_t, declared in _stats.pxd) and its kernels,
-# class Welford, merge_states and the quantile-sketch functions.
+# Included by _stats.pyx: the accumulator (acc_t, declared in _stats.pxd) and its kernels, its
+# conversions to rows, tuples and summaries, class Welford, merge_states, summarize and the
+# quantile-sketch functions.
 
 cdef void acc_reset(acc_t* a) noexcept nogil:
     a.n = 0.0
@@ -54,6 +55,57 @@ cdef void acc_merge(acc_t* a, const acc_t* b) noexcept nogil:
         a.m2 = NAN
     a.n = n
     _acc_minmax(a, b.lo, b.hi)
+
+
+cdef double acc_std(const acc_t* a) noexcept nogil:
+    # The population standard deviation (ddof=0), as np.std: sqrt(M2 / count). NaN when
+    # empty, or when M2 is NaN (non-finite values were pushed) or negative (a state given
+    # from outside). Every std of the package comes from here.
+    if a.n > 0.0 and a.m2 >= 0.0:
+        return sqrt(a.m2 / a.n)
+    return NAN
+
+
+cdef void acc_to_row(const acc_t* a, double* row) noexcept nogil:
+    # The state as a row of STATE_SIZE float64 (what pop_batch and merge_states exchange).
+    row[STATE_COUNT] = a.n
+    row[STATE_MEAN] = a.mean
+    row[STATE_M2] = a.m2
+    row[STATE_MIN] = a.lo
+    row[STATE_MAX] = a.hi
+
+
+cdef void acc_from_row(acc_t* a, const double* row) noexcept nogil:
+    a.n = row[STATE_COUNT]
+    a.mean = row[STATE_MEAN]
+    a.m2 = row[STATE_M2]
+    a.lo = row[STATE_MIN]
+    a.hi = row[STATE_MAX]
+
+
+cdef inline tuple acc_state(const acc_t* a):
+    # The state as Python sees it: a tuple of STATE_SIZE floats, in the order of STATE_*.
+    return (a.n, a.mean, a.m2, a.lo, a.hi)
+
+
+cdef int acc_from_state(acc_t* a, object state, str where) except -1:
+    # Read a state given from Python (a sequence of STATE_SIZE numbers) into a.
+    if len(state) != STATE_SIZE:
+        raise ValueError(f"{where}: a state is {STATE_SIZE} numbers (count, mean, M2, min, "
+                         f"max), got {len(state)}: {state!r}")
+    a.n = state[STATE_COUNT]
+    a.mean = state[STATE_MEAN]
+    a.m2 = state[STATE_M2]
+    a.lo = state[STATE_MIN]
+    a.hi = state[STATE_MAX]
+    return 0
+
+
+cdef inline tuple acc_summary(const acc_t* a):
+    # (mean, std, max, min), in the order of SUMMARY_*; NaNs when empty.
+    if a.n > 0.0:
+        return (a.mean, acc_std(a), a.hi, a.lo)
+    return (NAN, NAN, NAN, NAN)
 
 
 cdef void _push_each(acc_t* a, const sf_kernels* k, const void* x, Py_ssize_t n) noexcept nogil:
@@ -228,23 +280,23 @@ cdef class Welford:
 
     @property
     def state(self):
-        """The state as a tuple of five float64: ``(count, mean, M2, min, max)``."""
-        return (self.acc.n, self.acc.mean, self.acc.m2, self.acc.lo, self.acc.hi)
+        """The state as a tuple of five float64: ``(count, mean, M2, min, max)``.
+
+        Index it with :data:`STATE_COUNT`, :data:`STATE_MEAN`, :data:`STATE_M2`,
+        :data:`STATE_MIN` and :data:`STATE_MAX`.
+        """
+        return acc_state(&self.acc)
 
     @state.setter
     def state(self, value):
-        n, mean, m2, lo, hi = value
-        n = float(n)
-        if not n >= 0.0:
-            raise ValueError(f"Welford.state: count must be >= 0, got {n!r}")
-        if n == 0.0:
+        cdef acc_t a
+        acc_from_state(&a, value, "Welford.state")
+        if not a.n >= 0.0:
+            raise ValueError(f"Welford.state: count must be >= 0, got {a.n!r}")
+        if a.n == 0.0:
             acc_reset(&self.acc)
-            return
-        self.acc.n = n
-        self.acc.mean = float(mean)
-        self.acc.m2 = float(m2)
-        self.acc.lo = float(lo)
-        self.acc.hi = float(hi)
+        else:
+            self.acc = a
 
     @staticmethod
     def from_state(state):
@@ -276,7 +328,7 @@ cdef class Welford:
     @property
     def std(self):
         """Population standard deviation (ddof=0), as ``np.std``; NaN when empty."""
-        return sqrt(self.acc.m2 / self.acc.n) if self.acc.n > 0 else NAN
+        return acc_std(&self.acc)
 
     @property
     def min(self):
@@ -305,33 +357,46 @@ def _tracked_welford(state, double relative_accuracy, counts):
 
 
 def merge_states(const double[:, :, ::1] gathered not None):
-    """Merge states gathered from ranks: (r, k, 5) float64 → (k, 5), rank 0 first.
+    """Merge states gathered from ranks: (r, k, STATE_SIZE) float64 → (k, STATE_SIZE).
 
-    Every rank merging the same gathered array gets bit-identical results.
+    Rank 0's states first: every rank merging the same gathered array gets bit-identical
+    results.
     """
     cdef Py_ssize_t r, k, nr = gathered.shape[0], nk = gathered.shape[1]
-    if gathered.shape[2] != 5:
-        raise ValueError(f"merge_states(): expected shape (ranks, keys, 5), got "
+    if gathered.shape[2] != STATE_SIZE:
+        raise ValueError(f"merge_states(): expected shape (ranks, keys, {STATE_SIZE}), got "
                          f"{tuple(gathered.shape)!r}")
-    out = np.empty((nk, 5), dtype=np.float64)
+    out = np.empty((nk, STATE_SIZE), dtype=np.float64)
     cdef double[:, ::1] o = out
     cdef acc_t acc, b
     with nogil:
         for k in range(nk):
             acc_reset(&acc)
             for r in range(nr):
-                b.n = gathered[r, k, 0]
-                b.mean = gathered[r, k, 1]
-                b.m2 = gathered[r, k, 2]
-                b.lo = gathered[r, k, 3]
-                b.hi = gathered[r, k, 4]
+                acc_from_row(&b, &gathered[r, k, 0])
                 acc_merge(&acc, &b)
-            o[k, 0] = acc.n
-            o[k, 1] = acc.mean
-            o[k, 2] = acc.m2
-            o[k, 3] = acc.lo
-            o[k, 4] = acc.hi
+            acc_to_row(&acc, &o[k, 0])
     return out
+
+
+def summarize(state):
+    """Return ``(mean, std, max, min)`` of a state ``(count, mean, M2, min, max)``.
+
+    Index the result with :data:`SUMMARY_MEAN`, :data:`SUMMARY_STD`, :data:`SUMMARY_MAX` and
+    :data:`SUMMARY_MIN` (the order of Spinning Up's columns). NaNs if the state is empty; std
+    is the population std (ddof=0), as ``np.std`` and :attr:`Welford.std`.
+
+    Raises:
+        ValueError: ``state`` is not a sequence of STATE_SIZE numbers.
+    """
+    cdef acc_t a
+    acc_from_state(&a, state, "summarize()")
+    return acc_summary(&a)
+
+
+cdef acc_t _empty
+acc_reset(&_empty)
+EMPTY_STATE = acc_state(&_empty)  # the state of an empty accumulator: Welford().state
 
 
 def sketch_size(double relative_accuracy):

@@ -13,6 +13,7 @@ from conftest import PROGRAMS, load_mpi_module, mpi_program, rank_files
 
 from spinfast._mpi import launch as _launch
 from spinfast.mpi_tools import (
+    Merged,
     allreduce,
     broadcast,
     mpi_avg,
@@ -140,9 +141,25 @@ def test_mpi_statistics_scalar_single_process_float64():
         mpi_statistics_scalar(["a"])
 
 
-def test_reduce_stat_states_single_process_returns_input():
+def test_reduce_stat_states_single_process_returns_merged_copies():
     states = np.array([[2.0, 1.5, 0.5, 1.0, 2.0]])
-    assert reduce_stat_states(["a"], states) is states
+    for extra in ({}, {"counts": [[1, 2], [3, 4]]}, {"per_rank": (7, 8)},
+                  {"counts": np.ones(3, np.float32), "per_rank": [7.0]}):
+        got = reduce_stat_states(["a"], states, **extra)
+        assert type(got) is Merged  # one named type, whatever arguments are given
+        assert got.states is not states and got.states.dtype == np.float64
+        np.testing.assert_array_equal(got.states, states)
+        if "counts" in extra:  # converted as the sum over ranks is: float64, the shape given
+            assert got.counts.dtype == np.float64
+            np.testing.assert_array_equal(got.counts, np.asarray(extra["counts"]))
+        else:
+            assert got.counts is None
+        if "per_rank" in extra:  # one rank's row
+            assert got.per_rank.dtype == np.float64
+            np.testing.assert_array_equal(got.per_rank, [list(extra["per_rank"])])
+        else:
+            assert got.per_rank is None
+    assert reduce_stat_states([], np.empty((0, 5))).states.shape == (0, 5)
     with pytest.raises(ValueError, match=r"reduce_stat_states\(\): states must have shape "
                                          r"\(len\(keys\), 5\) = \(2, 5\), got \(1, 5\)"):
         reduce_stat_states(["a", "b"], states)
@@ -360,6 +377,18 @@ def test_reduce_stat_states_union_and_errors(run_mpi, tmp_path, size):
         by_key = dict(zip(out["swapped"], out["reordered"], strict=True))
         for k, key in enumerate(["K0", "K1", "K2", "K3"]):
             assert by_key[key] == pytest.approx(out["merged"][k], rel=1e-12)
+    counts = np.arange(6.0).reshape(2, 3)
+    for out in outs:  # one named type whatever the arguments, each field as documented
+        for label, got in out["returned"].items():
+            assert got["type"] == "Merged" and got["states"] == outs[0]["merged"][:3], label
+            if label in ("counts", "both"):  # summed over ranks, in the shape given
+                assert got["counts"] == (counts * sum(range(1, size + 1))).tolist()
+            else:
+                assert got["counts"] is None
+            if label in ("per_rank", "both"):  # gathered, row r from rank r
+                assert got["per_rank"] == [[r, 10.0 * r] for r in range(size)]
+            else:
+                assert got["per_rank"] is None
     for rank, out in enumerate(outs):
         errors = dict(out["errors"])
         assert set(errors) == {"differ", "count", "shape"}  # every rank raised, none hung

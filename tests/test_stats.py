@@ -180,6 +180,49 @@ def test_state_pickle_and_reset_round_trip():
         Welford.from_state((-1, 0, 0, 0, 0))
 
 
+def test_named_positions_of_state_and_summary():
+    # The state is (count, mean, M2, min, max), the summary (mean, std, max, min): every
+    # reader indexes them by these names, checked here against the accumulator's properties
+    # and numpy.
+    x = np.random.default_rng(7).normal(3.0, 2.0, size=1001)
+    w = Welford()
+    w.push(x)
+    state = w.state
+    assert (_stats.STATE_SIZE, _stats.SUMMARY_SIZE) == (len(state), 4)
+    assert state[_stats.STATE_COUNT] == len(x) == w.count
+    assert state[_stats.STATE_MEAN] == w.mean == pytest.approx(x.mean(), rel=1e-12)
+    assert state[_stats.STATE_M2] == pytest.approx(((x - x.mean()) ** 2).sum(), rel=1e-12)
+    assert (state[_stats.STATE_MIN], state[_stats.STATE_MAX]) == (x.min(), x.max())
+    summary = _stats.summarize(state)
+    assert summary[_stats.SUMMARY_MEAN] == w.mean
+    assert summary[_stats.SUMMARY_STD] == w.std == pytest.approx(np.std(x), rel=1e-12)
+    assert (summary[_stats.SUMMARY_MAX], summary[_stats.SUMMARY_MIN]) == (x.max(), x.min())
+    assert _stats.summarize(list(state)) == _stats.summarize(np.array(state)) == summary
+    table = EpochStats()  # the batch's rows and the merge use the same positions
+    table.store(K=x)
+    table.take_into_batch("K")
+    row = table.pop_batch()[0]
+    assert tuple(row) == state
+    merged = merge_states(np.array([[state], [_stats.EMPTY_STATE]]))[0]
+    assert tuple(merged) == state
+    assert _stats.EMPTY_STATE == Welford().state == (0.0, 0.0, 0.0, math.inf, -math.inf)
+
+
+def test_summarize_empty_nonfinite_and_bad_states():
+    assert all(math.isnan(v) for v in _stats.summarize(_stats.EMPTY_STATE))
+    w = Welford()
+    w.push([1.0, np.nan])
+    assert all(math.isnan(v) for v in _stats.summarize(w.state)[:3])
+    assert math.isnan(w.std) and math.isnan(_stats.summarize(w.state)[_stats.SUMMARY_STD])
+    # a negative M2 (a state given from outside) has no std: NaN, not a math error
+    assert math.isnan(_stats.summarize((2.0, 1.0, -1e-300, 0.0, 2.0))[_stats.SUMMARY_STD])
+    with pytest.raises(ValueError, match=r"summarize\(\): a state is 5 numbers \(count, mean, "
+                                         r"M2, min, max\), got 4"):
+        _stats.summarize((1.0, 2.0, 3.0, 4.0))
+    with pytest.raises(ValueError, match=r"Welford.state: a state is 5 numbers"):
+        Welford.from_state((1.0, 2.0, 3.0, 4.0, 5.0, 6.0))
+
+
 NONFINITE_CASES = [
     [1.0, np.nan, 3.0],
     [np.inf, 1.0],

@@ -8,6 +8,22 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 State = tuple[float, float, float, float, float]  # (count, mean, M2, min, max), C doubles
+Summary = tuple[float, float, float, float]  # (mean, std, max, min)
+
+# positions in a State (a tuple, or a row of a (k, STATE_SIZE) float64 array)
+STATE_COUNT: int  # 0
+STATE_MEAN: int  # 1
+STATE_M2: int  # 2
+STATE_MIN: int  # 3
+STATE_MAX: int  # 4
+STATE_SIZE: int  # 5
+# positions in a Summary
+SUMMARY_MEAN: int  # 0
+SUMMARY_STD: int  # 1
+SUMMARY_MAX: int  # 2
+SUMMARY_MIN: int  # 3
+SUMMARY_SIZE: int  # 4
+EMPTY_STATE: State  # (0.0, 0.0, 0.0, inf, -inf)
 
 class Welford:
     def __init__(self) -> None: ...
@@ -40,8 +56,10 @@ class Welford:
     @property
     def relative_accuracy(self) -> float | None: ...
 
-# gathered: (ranks, keys, 5) C-contiguous double; returns (keys, 5)
+# gathered: (ranks, keys, STATE_SIZE) C-contiguous double; returns (keys, STATE_SIZE)
 def merge_states(gathered: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
+# state: a sequence of STATE_SIZE numbers; NaNs when its count is 0
+def summarize(state: Sequence[float]) -> Summary: ...
 
 class EpochStats:
     # convert(value): applied to values store does not read as they are, before numpy's
@@ -55,7 +73,8 @@ class EpochStats:
     def stats_accumulator(self, key: str) -> Welford: ...
     # this epoch's state of key (then reset), or None if key was never stored
     def take_state(self, key: str, reset: bool = True) -> State | None: ...
-    # take_state into the batch (False if never stored); pop_batch: (k, 5) float64, emptied
+    # take_state into the batch (False if never stored); pop_batch: (k, STATE_SIZE) float64,
+    # emptied
     def take_into_batch(self, key: str) -> bool: ...
     def pop_batch(self) -> npt.NDArray[np.float64]: ...
     def stored_keys(self) -> list[str]: ...

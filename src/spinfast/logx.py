@@ -31,12 +31,9 @@ import numpy as np
 from spinfast import mpi_tools
 from spinfast._logger import resume as _resume
 from spinfast._logger.columns import COLUMNS as _COLUMNS
-from spinfast._logger.columns import EMPTY_STATE as _EMPTY_STATE
 from spinfast._logger.columns import RowLayout as _RowLayout
-from spinfast._logger.columns import merge_row
 from spinfast._logger.columns import row_layout as _row_layout
 from spinfast._logger.columns import stat_columns as _columns
-from spinfast._logger.columns import statistics as _statistics
 from spinfast._logger.console import color2num, colorize
 from spinfast._logger.epochtable import EpochTable
 from spinfast._logger.files import atomic_path, new_folder
@@ -44,9 +41,12 @@ from spinfast._logger.rates import Rates
 from spinfast._logger.resume import RESUME_FILE
 from spinfast._logger.savers import StateSaving, restore_tf2_model, restore_tf_graph
 from spinfast._logger.sysmetrics import ProcessSampler, system_columns
+from spinfast._mpi.statmerge import merge_row
 from spinfast._outputs import ResumePoint, Row, close_all, make_writers, parse_formats
 from spinfast._outputs.txt import TxtWriter
-from spinfast._stats import sketch_quantiles
+from spinfast._stats import EMPTY_STATE as _EMPTY_STATE
+from spinfast._stats import STATE_COUNT, STATE_SIZE, SUMMARY_MEAN, SUMMARY_STD, sketch_quantiles
+from spinfast._stats import summarize as _summarize
 from spinfast.serialization_utils import convert_json, dumps_config
 
 __all__ = ["Logger", "EpochLogger", "colorize", "color2num", "restore_tf_graph",
@@ -349,28 +349,29 @@ class EpochLogger(Logger, EpochTable):
 
     def _stat_values(self, columns, state, counts=None, all_columns=False):
         """The values of ``columns`` from ``state`` (and ``counts``' quantiles); warn if the
-        key had no values. With ``all_columns``: ``(mean, std, max, min, *quantiles)``."""
-        stats = _statistics(state)
+        key had no values. With ``all_columns``: ``(*summary, *quantiles)``."""
+        stats = _summarize(state)
         if columns.quantiles:
             stats += tuple(sketch_quantiles(counts, self._tracked[columns.key],
                                             columns.quantiles)
                            if counts is not None and counts.size else
                            [math.nan] * len(columns.quantiles))
-        if state[0] == 0.0 and mpi_tools.proc_id() == 0:
+        if state[STATE_COUNT] == 0.0 and mpi_tools.proc_id() == 0:
             warnings.warn(f"log_tabular(): no values stored for {columns.key!r} since it was "
                           f"last logged; its statistics are NaN", RuntimeWarning, stacklevel=4)
         return stats if all_columns else [stats[which] for which in columns.which]
 
     def _merged(self, pending, keys, states, unknown=(), taken=None, per_rank=None):
-        """Merge the row's statistics over the ranks (:func:`spinfast._logger.columns.merge_row`).
+        """Merge the row's statistics over the ranks (:func:`spinfast._mpi.statmerge.merge_row`).
 
         Raises:
             KeyError: a key in ``unknown`` (never stored here) that no rank has values for.
         """
-        merged = merge_row(keys, states, self._tracked, taken, per_rank)
+        merged = merge_row(mpi_tools.reduce_stat_states, keys, states, self._tracked, taken,
+                           per_rank)
         if unknown:
             for columns, state in zip(pending, merged.states):
-                if state[0] == 0.0 and columns.key in unknown:
+                if state[STATE_COUNT] == 0.0 and columns.key in unknown:
                     raise self._never_stored(columns.key)
         return merged
 
@@ -385,8 +386,8 @@ class EpochLogger(Logger, EpochTable):
         if not self._pending:
             if sample is not None and self.log_current_row:  # the samples travel alone
                 self._system_columns(np.array([sample]) if self._single else
-                                     mpi_tools.reduce_stat_states((), np.empty((0, 5)),
-                                                                  per_rank=sample).per_rank)
+                                     mpi_tools.reduce_stat_states(
+                                         (), np.empty((0, STATE_SIZE)), per_rank=sample).per_rank)
             return
         pending, self._pending = self._pending, []
         unknown, self._pending_unknown = self._pending_unknown, set()
@@ -403,13 +404,13 @@ class EpochLogger(Logger, EpochTable):
             for name in layout.names:  # no placeholder may reach an output
                 del row[name]
             raise
-        if taken or any(state[0] == 0.0 for state in merged):
+        if taken or any(state[STATE_COUNT] == 0.0 for state in merged):
             stats = []  # quantiles, or keys without values (a warning each): key by key
             for columns, state in zip(pending, merged):
                 counts = sketches.get(columns.key) if columns.quantiles else None
                 stats += self._stat_values(columns, state, counts, all_columns=True)
         else:
-            stats = list(chain.from_iterable(map(_statistics, merged)))
+            stats = list(chain.from_iterable(map(_summarize, merged)))
         row.update(zip(layout.names, map(stats.__getitem__, layout.select)))
         if gathered is not None:
             self._system_columns(gathered)
@@ -438,5 +439,5 @@ class EpochLogger(Logger, EpochTable):
             merged, _, _ = self._merged([_columns(key, False, False)], [key],
                                         np.array([state]), () if known else {key})
             state = merged[0]
-        mean, std, _, _ = _statistics(state)
-        return [mean, std]
+        summary = _summarize(state)
+        return [summary[SUMMARY_MEAN], summary[SUMMARY_STD]]

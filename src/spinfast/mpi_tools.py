@@ -38,8 +38,8 @@ from spinfast._mpi.launch import INSTALL_HINT as _INSTALL_HINT
 from spinfast._mpi.launch import env_size as _env_size
 from spinfast._mpi.launch import launched as _launched
 from spinfast._mpi.statmerge import Merged
-from spinfast._mpi.statmerge import check_states as _check_states
 from spinfast._mpi.statmerge import merge_over_ranks as _merge_over_ranks
+from spinfast._mpi.statmerge import reduce_states as _reduce_states
 
 TYPE_CHECKING = False  # typing is not imported at run time (import cost)
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "proc_id", "num_procs", "mpi_fork", "msg", "mpi_op", "mpi_sum", "mpi_avg", "allreduce",
-    "broadcast", "mpi_statistics_scalar", "reduce_stat_states", "allreduce_arrays",
+    "broadcast", "mpi_statistics_scalar", "reduce_stat_states", "Merged", "allreduce_arrays",
     "broadcast_arrays", "comm_world",
 ]
 
@@ -418,13 +418,19 @@ def broadcast_arrays(arrays, root=0, engine=None):
 # Statistics: Welford states merged over ranks (the merge itself: spinfast._mpi.statmerge)
 
 def reduce_stat_states(keys: Sequence[str], states: np.ndarray,
-                       counts: np.ndarray | None = None, per_rank: np.ndarray | None = None):
+                       counts: np.ndarray | None = None,
+                       per_rank: np.ndarray | None = None) -> Merged:
     """Merge per-key Welford states (and quantile-sketch counts) over all ranks, ONE collective.
+
+    :func:`mpi_statistics_scalar` for many keys at once, on states rather than values: a
+    state is what ``spinfast._stats.Welford.state`` gives, ``(count, mean, M2, min, max)``
+    at the positions ``spinfast._stats.STATE_*``. ``EpochLogger.dump_tabular`` merges a row
+    with it; a program with its own accumulators can too. Every rank must call it.
 
     Args:
         keys: the key of each row, in the same order on every rank.
         states: (k, 5) float64 rows ``(count, mean, M2, min, max)`` in the order of ``keys``;
-            an empty row is ``(0, 0, 0, inf, -inf)``.
+            an empty row is ``(0, 0, 0, inf, -inf)`` (``spinfast._stats.EMPTY_STATE``).
         counts: optional float64 array of quantile-sketch counts, summed over ranks (the
             merge of sketches). Its shape must be the same on every rank, which the caller
             guarantees (EpochLogger sizes it by the keys given to ``track_quantiles``, which
@@ -433,11 +439,12 @@ def reduce_stat_states(keys: Sequence[str], states: np.ndarray,
             gathered, not summed, in the same collective (EpochLogger's system metrics).
 
     Returns:
-        The (k, 5) merged states, bit-identical on every rank (merged in rank order with
-        ``spinfast._stats.merge_states``); with ``counts``, ``(states, summed counts)``; with
-        ``per_rank``, a named tuple ``(states, counts, per_rank)`` whose ``per_rank`` is the
-        (ranks, m) array of every rank's values (``counts`` None if not given). In a single
-        process the inputs themselves, unchanged, and no MPI is touched.
+        A :class:`Merged` named tuple ``(states, counts, per_rank)``, the same on every rank,
+        whatever arguments were given: ``states`` the (k, 5) merged states, bit-identical on
+        every rank (merged in rank order with ``spinfast._stats.merge_states``); ``counts``
+        the summed counts in the shape given (None without ``counts``); ``per_rank`` the
+        (ranks, m) array of every rank's values (None without ``per_rank``). Always new
+        float64 arrays: in a single process, copies of the inputs, and no MPI is touched.
 
     One fixed-size Allgather carries a header (key count and a 64-bit hash of the keys), the
     first 64 rows and the counts; more keys take one more collective for the rest.
@@ -447,17 +454,8 @@ def reduce_stat_states(keys: Sequence[str], states: np.ndarray,
             never a hang, never a wrong number), or ``states`` is not (len(keys), 5). Keys in a
             different order on different ranks are matched by name.
     """
-    keys_t, arr, err = _check_states(keys, states)
-    comm, rank, size = _world if _world is not None else _resolve()
-    if size == 1:
-        if err is not None:
-            raise ValueError(f"reduce_stat_states(): {err}")
-        if per_rank is not None:
-            import numpy as np
-
-            return Merged(states, counts, np.asarray(per_rank, np.float64).reshape(1, -1))
-        return states if counts is None else (states, counts)
-    return _merge_over_ranks(comm, rank, size, keys_t, arr, err, counts, per_rank)
+    return _reduce_states(_world if _world is not None else _resolve(), keys, states, counts,
+                          per_rank)
 
 
 def mpi_statistics_scalar(x, with_min_and_max=False):
@@ -488,7 +486,7 @@ def mpi_statistics_scalar(x, with_min_and_max=False):
     if size > 1:
         merged = _merge_over_ranks(comm, rank, size, _STATS_KEY,
                                    np.array([acc.state], np.float64), None)
-        acc = Welford.from_state(merged[0])
+        acc = Welford.from_state(merged.states[0])
     mean, std, lo, hi = (np.float64(acc.mean), np.float64(acc.std), np.float64(acc.min),
                          np.float64(acc.max))
     if with_min_and_max:

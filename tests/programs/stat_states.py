@@ -1,7 +1,9 @@
 """reduce_stat_states over every rank: a union of states, key orders, and errors on all ranks.
 
 Writes ``out{rank}.json``: the merged states of all keys, of the first three, of four keys in
-a rank-dependent order, the error messages of three bad calls, and a merge after them.
+a rank-dependent order, the error messages of three bad calls, and a merge after them; the
+type and fields each combination of optional arguments returns, and summed counts and gathered
+per-rank values.
 """
 
 import json
@@ -34,6 +36,17 @@ for label, ks, st in [
     except ValueError as exc:
         errors.append([label, str(exc)])
 after = mt.reduce_stat_states(keys[:3], np.array(rows[:3]))  # usable after the errors
+counts = np.arange(6.0).reshape(2, 3) * (rank + 1)
+returned = {}
+for label, extra in [("plain", {}), ("counts", {"counts": counts}),
+                     ("per_rank", {"per_rank": [rank, 10.0 * rank]}),
+                     ("both", {"counts": counts, "per_rank": [rank, 10.0 * rank]})]:
+    got = mt.reduce_stat_states(keys[:3], np.array(rows[:3]), **extra)
+    returned[label] = {
+        "type": type(got).__name__, "states": got.states.tolist(),
+        "counts": None if got.counts is None else got.counts.tolist(),
+        "per_rank": None if got.per_rank is None else got.per_rank.tolist()}
 with open(f"out{rank}.json", "w") as f:
-    json.dump({"merged": merged.tolist(), "few": few.tolist(), "reordered": reordered.tolist(),
-               "swapped": swapped, "errors": errors, "after": after.tolist()}, f)
+    json.dump({"merged": merged.states.tolist(), "few": few.states.tolist(),
+               "reordered": reordered.states.tolist(), "swapped": swapped, "errors": errors,
+               "after": after.states.tolist(), "returned": returned}, f)
