@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 
 import joblib
 import numpy as np
@@ -282,13 +283,29 @@ def test_unpicklable_state_keeps_previous_file(tmp_path, capsys):
         def __reduce__(self):
             raise TypeError("nope")
 
-    logger.save_state({"good": 2, "bad": Unpicklable()})
-    assert capsys.readouterr().out == colorize(
-        "Warning: could not pickle state_dict. (TypeError: nope)", "red", bold=True) + "\n"
+    with pytest.warns(RuntimeWarning, match=r"save_state\(\): could not pickle state_dict "
+                                            r"\(TypeError: nope\); vars.pkl keeps the last"):
+        logger.save_state({"good": 2, "bad": Unpicklable()})
+    assert capsys.readouterr().out == ""
     assert joblib.load(tmp_path / "vars.pkl") == {"good": 1}
     assert logger.load_state() == {"good": 1}  # the last checkpoint that was saved
     # no temp file left
     assert sorted(os.listdir(tmp_path)) == ["progress.txt", "spinfast_resume.json", "vars.pkl"]
+
+
+@pytest.mark.parametrize("bad", [lambda: 0, threading.Lock(), (x for x in ()),
+                                 type("Local", (), {"__module__": "nowhere"})()],
+                         ids=["lambda", "lock", "generator", "unimportable class"])
+def test_each_error_pickle_raises_for_a_state_warns_and_the_run_goes_on(tmp_path, bad):
+    # What joblib's pickler really raises: PicklingError (lambda, a class it cannot find),
+    # TypeError (lock, generator); each a warning, and the next save_state works.
+    logger = Logger(output_dir=str(tmp_path))
+    with pytest.warns(RuntimeWarning, match=r"could not pickle state_dict \((PicklingError|"
+                                            r"TypeError|AttributeError): "):
+        logger.save_state({"bad": bad}, itr=1)
+    assert not (tmp_path / "vars1.pkl").exists() and logger.load_state() is None
+    logger.save_state({"good": 3}, itr=2)
+    assert logger.load_state() == {"good": 3}
 
 
 def test_default_output_dir_is_unique(tmp_path, monkeypatch):

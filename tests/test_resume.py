@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import joblib
 import pytest
 
 from spinfast.logx import EpochLogger
@@ -125,6 +126,48 @@ def test_resume_without_checkpoint_starts_afresh_and_needs_a_folder(tmp_path):
     logger.dump_tabular()
     logger.close()
     assert (tmp_path / "progress.txt").read_text() == "New\n2\n"
+
+
+def test_a_failing_resume_record_raises_and_keeps_the_last_checkpoint(tmp_path):
+    # The record is the commit point of a checkpoint: when it cannot be written (here its
+    # path is taken by a folder), save_state raises (an OSError, not a pickling warning), the
+    # last checkpoint's files stay as they were, and no temporary file is left.
+    logger = EpochLogger(output_dir=str(tmp_path))
+    for epoch in range(2):
+        logger.log_tabular("Epoch", epoch)
+        logger.dump_tabular()
+        if epoch == 0:
+            logger.save_state({"epoch": 0})
+    record = tmp_path / "spinfast_resume.json"
+    saved = record.read_bytes()
+    record.unlink()
+    record.mkdir()
+    with pytest.raises(IsADirectoryError):
+        logger.save_state({"epoch": 1})
+    logger.close()
+    assert joblib.load(tmp_path / "vars.pkl") == {"epoch": 0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["progress.txt", "spinfast_resume.json",
+                                                          "vars.pkl"]
+    record.rmdir()  # the folder gone, the record of the last checkpoint is what a resume reads
+    record.write_bytes(saved)
+    resumed = EpochLogger(output_dir=str(tmp_path), resume=True)
+    assert resumed.load_state() == {"epoch": 0}
+    resumed.close()
+    assert (tmp_path / "progress.txt").read_text() == "Epoch\n0\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_raises_and_keeps_the_last_checkpoint(tmp_path):
+    logger = EpochLogger(output_dir=str(tmp_path))
+    logger.save_state({"epoch": 0})
+    os.chmod(tmp_path, 0o555)
+    try:
+        with pytest.raises(PermissionError):
+            logger.save_state({"epoch": 1})
+    finally:
+        os.chmod(tmp_path, 0o755)
+    assert logger.load_state() == {"epoch": 0}
+    logger.close()
 
 
 def test_save_state_names_the_cause_and_recreates_a_vanished_folder(tmp_path, capsys):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import pickle
 import warnings
 
 from spinfast import mpi_tools
@@ -24,25 +25,39 @@ __all__ = ["StateSaving", "save_tf1", "save_tf2", "save_pytorch", "restore_tf_gr
            "restore_tf2_model"]
 
 
+class _Unpicklable(Exception):
+    """``save_state``'s state could not be pickled (the pickling error is its argument)."""
+
+
 class StateSaving:
     """The saving of state and models of :class:`spinfast.logx.Logger` (one of its bases).
 
     It uses the logger's ``output_dir`` and ``_run_dir`` (the run's folder, on rank 0 and on
     every rank), ``_rows_dumped``, ``_next_step`` and ``log_headers`` (what the resume record
-    holds) and ``log`` (the warning of an unpicklable state).
+    holds).
     """
 
     def save_state(self, state_dict, itr=None):
         """Save ``state_dict`` with joblib as ``vars.pkl`` (``itr`` None) or ``vars<itr>.pkl``.
 
         Then saves the framework model if a saver is set up. Files are written to a temporary
-        name and renamed, so a crash or an unpicklable state never leaves a truncated file;
-        an unpicklable state logs a red warning naming the cause and the run goes on. A
-        vanished output folder is created again.
+        name and renamed, so a crash or an error never leaves a truncated file and never
+        touches the checkpoint saved before. A vanished output folder is created again.
 
         The checkpoint also records how many rows were dumped so far (``spinfast_resume.json``):
         a run resumed from it (``resume=True``) keeps those rows. Call it after the
         ``dump_tabular`` of the epoch it checkpoints.
+
+        Warns:
+            RuntimeWarning: ``state_dict`` cannot be pickled (what pickle raises for it:
+                ``pickle.PicklingError``, ``TypeError``, ``AttributeError``); the run goes
+                on, the models are still saved, and the state file and the resume record
+                stay those of the last checkpoint.
+
+        Raises:
+            OSError: the state file or the resume record could not be written (a full disk,
+                a folder not writable); the last checkpoint stays whole, and a run resumed
+                from the folder continues from it.
         """
         if mpi_tools.proc_id() == 0:
             import joblib  # loaded on first save: it costs more to import than all of logx
@@ -52,10 +67,16 @@ class StateSaving:
             try:  # the resume record is the commit point of the state file (see load_state)
                 with atomic_path(osp.join(self.output_dir, fname),
                                  lambda tmp: self._write_resume_record(fname, tmp)) as tmp:
-                    joblib.dump(state_dict, tmp)
-            except Exception as exc:
-                self.log(f"Warning: could not pickle state_dict. ({type(exc).__name__}: {exc})",
-                         color="red")
+                    try:
+                        joblib.dump(state_dict, tmp)
+                    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                        raise _Unpicklable(exc) from exc  # leave atomic_path: nothing renamed
+            except _Unpicklable as failed:
+                exc = failed.args[0]
+                warnings.warn(f"save_state(): could not pickle state_dict ({type(exc).__name__}: "
+                              f"{exc}); {fname} keeps the last state saved. Leave objects that "
+                              f"cannot be pickled (locks, generators, lambdas) out of "
+                              f"state_dict", RuntimeWarning, stacklevel=2)
             if hasattr(self, "tf_saver_elements"):
                 self._tf_simple_save(itr)
             if hasattr(self, "tf2_saver_elements"):
