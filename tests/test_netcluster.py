@@ -41,9 +41,11 @@ COMPRESSED = [("grads", "bf16"), ("grads", "fp16"), ("flat", "bf16")]
 LAUNCHES = {
     "ddp": ("ddp_grads", ()),
     "compressed": ("compress_avg", [f"{p}:{k}" for p, k in COMPRESSED]),
+    "overlap": ("overlap_grads", ()),
 }
 USERS = {"test_averaged_gradients_equal_ddp_across_nodes": ["ddp"],
-         "test_compressed_averages_identical_on_every_rank_across_nodes": ["compressed"]}
+         "test_compressed_averages_identical_on_every_rank_across_nodes": ["compressed"],
+         "test_overlap_gradients_equal_those_without_across_nodes": ["overlap"]}
 
 
 def _launch_on_two_nodes(tmp_path_factory, names):
@@ -153,6 +155,14 @@ def test_compressed_averages_identical_on_every_rank_across_nodes(early_steps):
     folder = launched(early_steps, "compressed")
     for path, kind in COMPRESSED:
         _check_average(folder, 2, kind, path)
+
+
+def test_overlap_gradients_equal_those_without_across_nodes(early_steps):
+    """FlatGrads(overlap=True)'s buckets, averaged during backward over the links, give
+    mpi_avg_grads's bits (three training steps; tests/test_overlap.py on one host)."""
+    for result in rank_files(launched(early_steps, "overlap"), 2):
+        assert result["buckets"] == 3
+        assert all(s["equal"] and s["unused_zero"] for s in result["steps"]), result
 
 
 def _wait_ready(folder, ranks, proc, timeout=120):

@@ -19,6 +19,7 @@ import numpy as np
 from spinfast import mpi_tools
 from spinfast._flat import FlatBuffer
 from spinfast._mpi import compression as _compression
+from spinfast._mpi import overlap as _overlap
 
 __all__ = ["setup_pytorch_for_mpi", "mpi_avg_grads", "sync_params", "FlatGrads"]
 
@@ -222,20 +223,39 @@ class FlatGrads:
     ``compress='bf16'`` or ``'fp16'`` averages the float32 buffer as 16-bit values with error
     feedback (see :doc:`compression`; the float64 one, if any, uncompressed); None (the
     default) as it is. The same on every rank.
+
+    ``overlap=True`` averages while backward runs (as DDP does): the gradients are cut into
+    buckets of about ``bucket_bytes`` (in the reverse order of the parameters), each bucket's
+    sum starts (MPI's non-blocking ``Iallreduce``) as soon as backward has produced its
+    gradients, and :meth:`average` waits for them and divides by the number of ranks. One
+    backward per :meth:`average` (a second one raises RuntimeError there; accumulate over
+    several with ``overlap=False``); a parameter that got no gradient counts as zeros. It
+    pays where the link between nodes is slower than the cores (see :doc:`large-models`);
+    on one node (shared memory) the default is faster. Not with ``compress``.
     """
 
-    def __init__(self, module, compress=None):
+    def __init__(self, module, compress=None, overlap=False, bucket_bytes=None):
         import torch
 
         self.compress = _compression.check_compress(compress, "FlatGrads()")
+        if overlap and compress is not None:
+            raise ValueError(f"FlatGrads(): overlap=True averages uncompressed, got compress="
+                             f"{compress!r}; pass compress=None or overlap=False")
         self._compressor = compress and _compression.Compressor(compress, "FlatGrads.average()")
         self.params = _parameters(module, True)
+        self._overlap = None
         by_dtype: dict = {}
         for p in self.params:
             if p.device.type != "cpu":
                 raise ValueError(f"FlatGrads(): a parameter is on {p.device}; spinfast "
                                  f"averages CPU tensors only, move the module to the CPU first")
             by_dtype.setdefault(p.dtype, []).append(p)
+        if overlap:
+            self._overlap = _overlap.Buckets(self.params, mpi_tools.comm_world(),
+                                             bucket_bytes or _overlap.DEFAULT_BUCKET_BYTES)
+            self.views = self._overlap.views
+            self.buffers = [b.flat for b in self._overlap.buckets]
+            return
         self.buffers = []
         self.views = {}
         for dtype, ps in by_dtype.items():
@@ -268,12 +288,17 @@ class FlatGrads:
 
     def zero(self):
         """Set every gradient to zero, keeping the views."""
+        if self._overlap is not None:
+            return self._overlap.zero()
         for b in self.buffers:
             b.zero_()
         self._rebind()
 
     def average(self):
-        """Average the gradients over MPI ranks in place (one reduction per dtype buffer)."""
+        """Average the gradients over MPI ranks in place (one reduction per dtype buffer; with
+        ``overlap``, wait for the buckets' reductions started during backward)."""
+        if self._overlap is not None:
+            return self._overlap.wait()
         self._rebind()
         if mpi_tools.num_procs() > 1 and self._compressor:
             _compression.average_arrays(self._compressor, mpi_tools.comm_world(), self._arrays,
