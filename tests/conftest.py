@@ -225,3 +225,33 @@ def run_mpi(tmp_path):
     """``run_mpi(name, n=2, timeout=120, args=(), check=True, env=None)``: :func:`run_program`
     in ``tmp_path``."""
     return functools.partial(run_program, cwd=tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# A real Slurm (tests marked `slurm`, tests/test_slurm.py): started by `bash .ci/slurm up`
+
+@functools.cache
+def slurm_absent() -> str | None:
+    """Return why the tests marked ``slurm`` cannot run here; None when a Slurm node is up."""
+    for cmd in ("sbatch", "squeue", "sinfo", "scontrol", "srun", "scancel"):
+        if shutil.which(cmd) is None:
+            return (f"no Slurm here ({cmd} is not on PATH): start a one-node Slurm with "
+                    f"'bash .ci/slurm up' as root")
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True,
+                              timeout=20, check=False)
+    except subprocess.TimeoutExpired:
+        return "Slurm does not answer: sinfo took more than 20 s"
+    if proc.returncode != 0:
+        return f"Slurm does not answer: {proc.stderr.strip() or proc.stdout.strip()}"
+    states = proc.stdout.split()
+    if not set(states) & {"idle", "mix", "alloc", "comp"}:  # '*': not responding
+        return f"no Slurm node is up (sinfo says {states}); try 'bash .ci/slurm up'"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    slurm_items = [item for item in items if "slurm" in item.keywords]
+    reason = slurm_absent() if slurm_items else None
+    for item in slurm_items if reason else ():
+        item.add_marker(pytest.mark.skip(reason=reason))

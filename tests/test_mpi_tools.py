@@ -233,15 +233,26 @@ def test_mpi_fork_without_launcher_says_how_to_install(monkeypatch, tmp_path):
 
 @pytest.mark.mpi
 def test_launch_command_is_srun_inside_a_slurm_job(monkeypatch, tmp_path):
-    # Only looked up on PATH, never run: CI machines have no Slurm.
+    # Only looked up on PATH, never run (tests/test_slurm.py runs the real one).
     srun = tmp_path / "srun"
     srun.write_text("#!/bin/sh\nexit 1\n")
     srun.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("SLURM_JOB_ID", "123")
+    # Slurm's default, no PMI: srun gets the one the loaded library speaks (measured, see
+    # docs/mpi.md); a PMI it speaks is kept as the site chose it.
+    monkeypatch.setenv("SLURM_MPI_TYPE", "none")
+    version = _launch.library_version()
+    pmi = {"MPICH": "pmi2", "Intel MPI": "pmi2", "Open MPI": "pmix"}[
+        _launch.library_family(version)]
+    assert _launch.launch_command(4) == [str(srun), "--ntasks=4", "--cpus-per-task=1",
+                                         "--overlap", "--kill-on-bad-exit=1", f"--mpi={pmi}"]
+    assert _launch.launch_command(2, bind_to_core=True)[-1] == "--cpu-bind=cores"
+    monkeypatch.setenv("SLURM_MPI_TYPE", pmi)
     assert _launch.launch_command(4) == [str(srun), "--ntasks=4", "--cpus-per-task=1",
                                          "--overlap", "--kill-on-bad-exit=1"]
-    assert _launch.launch_command(2, bind_to_core=True)[-1] == "--cpu-bind=cores"
+    assert _launch.srun_pmi().why == f"SLURM_MPI_TYPE is {pmi}, which " \
+        f"{_launch.library_family(version)} speaks"
     monkeypatch.delenv("SLURM_JOB_ID")  # outside a job: mpiexec beside the interpreter
     cmd = _launch.launch_command(3)
     assert os.path.basename(cmd[0]) in ("mpiexec", "mpirun") and cmd[1:3] == ["-n", "3"]
@@ -251,6 +262,7 @@ def test_without_launch_vars_keeps_everything_else():
     env = {"PMI_RANK": "0", "PMI_FD": "5", "PMIX_RANK": "0", "PMIX_NAMESPACE": "x",
            "OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2", "HYDRA_CONTROL_FD": "3",
            "MPI_LOCALNRANKS": "1", "MV2_COMM_WORLD_RANK": "0", "IN_MPI": "1",
+           "SPINFAST_WORLD_SIZE": "2", "SLURM_STEP_NUM_TASKS": "2",
            "SLURM_JOB_ID": "7", "OMPI_MCA_btl": "self", "PATH": "/bin"}
     assert _launch.without_launch_vars(env) == {"SLURM_JOB_ID": "7", "OMPI_MCA_btl": "self",
                                                 "PATH": "/bin"}
@@ -262,6 +274,30 @@ def test_rank_env_sets_spinning_ups_threads_and_huge_pages_unless_chosen():
                                      "IN_MPI": "1", "THP_MEM_ALLOC_ENABLE": "1", "PATH": "/bin"}
     assert env == {"OMP_NUM_THREADS": "8", "PATH": "/bin"}  # a copy
     assert _launch.rank_env({"THP_MEM_ALLOC_ENABLE": "0"})["THP_MEM_ALLOC_ENABLE"] == "0"
+    assert _launch.rank_env({}, 3)["SPINFAST_WORLD_SIZE"] == "3"  # each rank checks its world
+
+
+@pytest.mark.parametrize("version, family", [
+    ("MPICH Version:      5.0.2", "MPICH"),
+    ("MPI VERSION    : CRAY MPICH version 8.1.28.2 (ANL base 3.4a2)", "MPICH"),
+    ("MVAPICH2 Version      :\t2.3.7", "MPICH"),
+    ("Intel(R) MPI Library 2021.14 for Linux* OS", "Intel MPI"),
+    ("Open MPI v4.1.4, package: Debian OpenMPI, ident: 4.1.4, repo rev: v4.1.4", "Open MPI"),
+    ("Open MPI v5.0.11, package: Open MPI pip, ident: 5.0.11", "Open MPI"),
+    ("", None), ("Some MPI 1.0", None)])
+def test_library_family_from_version(version, family):
+    assert _launch.library_family(version) == family
+
+
+def test_srun_tasks_and_launched_by_srun_without_pmi(monkeypatch):
+    # srun --mpi=none sets no MPI variable; its tasks still are a launch of several.
+    for name in list(os.environ):
+        if name.startswith(LAUNCH_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")  # a submitit job's own step: no launch
+    assert _launch.srun_tasks() == 1 and not _launch.launched()
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+    assert _launch.srun_tasks() == 2 and _launch.launched()
 
 
 def test_physical_cores_is_positive():

@@ -17,10 +17,11 @@ Beyond Spinning Up:
   :func:`broadcast_arrays` expose it for lists of arrays.
 * Under MPI with several ranks, an uncaught exception on one rank prints its traceback and
   aborts the whole job (``MPI_Abort``) rather than leaving the other ranks blocked forever.
-* ``mpi_fork`` uses ``srun`` inside a Slurm job, else finds the launcher beside the
-  interpreter first, passes Open MPI the flags it needs as root or with more ranks than
-  cores, relaunches ``python -m`` programs as such, propagates the exit code, and does nothing
-  inside an existing launch.
+* ``mpi_fork`` uses ``srun`` inside a Slurm job (with the PMI the MPI library speaks), else
+  finds the launcher beside the interpreter first, passes Open MPI the flags it needs as root
+  or with more ranks than cores, relaunches ``python -m`` programs as such, propagates the exit
+  code, and does nothing inside an existing launch. A rank whose world is not the one launched
+  stops with one clear error (:mod:`spinfast._mpi.worldcheck`): never N copies of a program.
 
 This module is the world and the collectives; how ranks are started lives in
 :mod:`spinfast._mpi.launch`, the merge of statistics over ranks in :mod:`spinfast._mpi.statmerge`.
@@ -40,6 +41,7 @@ from spinfast._mpi.launch import launched as _launched
 from spinfast._mpi.statmerge import Merged
 from spinfast._mpi.statmerge import merge_over_ranks as _merge_over_ranks
 from spinfast._mpi.statmerge import reduce_states as _reduce_states
+from spinfast._mpi.worldcheck import check_world as _check_world
 
 TYPE_CHECKING = False  # typing is not imported at run time (import cost)
 if TYPE_CHECKING:
@@ -76,7 +78,7 @@ def _resolve() -> tuple:
             try:
                 from mpi4py import MPI
             except ImportError:
-                if _env_size() > 1:
+                if _env_size() > 1 and not os.environ.get(_launch.WORLD_SIZE_VAR):
                     import warnings
 
                     warnings.warn(
@@ -87,12 +89,12 @@ def _resolve() -> tuple:
                 if not MPI.Is_initialized():
                     MPI.Init()
                 comm = MPI.COMM_WORLD
-        if comm is None:
-            _world = (None, 0, 1)
-        else:
-            _world = (comm, comm.Get_rank(), comm.Get_size())
-            if _world[2] > 1:
-                _install_abort_hook(comm, _world[1], _world[2])
+        world = (None, 0, 1) if comm is None else (comm, comm.Get_rank(), comm.Get_size())
+        if comm is not None or os.environ.get(_launch.WORLD_SIZE_VAR):
+            _check_world(world[2])  # a world of another size than launched stops here
+        if world[2] > 1:
+            _install_abort_hook(comm, world[1], world[2])
+        _world = world
         return _world
 
 
@@ -157,9 +159,9 @@ def mpi_fork(n, bind_to_core=False):
 
     Does nothing if ``n`` <= 1, if ``IN_MPI`` is set (this is a relaunched worker), or if the
     process already runs under an MPI launcher. The ranks get ``IN_MPI=1``, one OMP/MKL thread,
-    and ``THP_MEM_ALLOC_ENABLE=1`` unless set (PyTorch's large tensors on huge pages: see
-    :doc:`large-models`). The launcher is ``srun`` inside a Slurm job (``SLURM_JOB_ID`` set),
-    else ``mpiexec``/``mpirun`` beside ``sys.executable`` or on PATH.
+    ``THP_MEM_ALLOC_ENABLE=1`` unless set (see :doc:`large-models`) and ``SPINFAST_WORLD_SIZE=n``,
+    which this call checks there. The launcher is ``srun`` inside a Slurm job (with the MPI
+    library's PMI), else ``mpiexec``/``mpirun`` beside ``sys.executable`` or on PATH.
 
     Args:
         n (int or 'auto'): Number of process to split into; ``'auto'`` uses the number of
@@ -171,6 +173,7 @@ def mpi_fork(n, bind_to_core=False):
         FileNotFoundError: no ``mpiexec``/``mpirun`` beside ``sys.executable`` or on PATH
             (install one with ``pip install 'spinfast[mpi]'``).
         ValueError: the program cannot be relaunched (interactive session or ``python -c``).
+        RuntimeError: in a rank it started, whose MPI world is not of ``n`` ranks.
     """
     if isinstance(n, str) and n == "auto":
         n = _launch.physical_cores()
@@ -180,6 +183,8 @@ def mpi_fork(n, bind_to_core=False):
     if n <= 1:
         return
     if os.getenv("IN_MPI") is not None or _launched():
+        if os.environ.get(_launch.WORLD_SIZE_VAR):
+            _resolve()  # a rank mpi_fork started checks its world before the program goes on
         return
     import subprocess
 
@@ -187,7 +192,7 @@ def mpi_fork(n, bind_to_core=False):
                                                     *_launch.relaunch_argv()]
     sys.stdout.flush()
     sys.stderr.flush()
-    code = subprocess.call(cmd, env=_launch.rank_env(os.environ))
+    code = subprocess.call(cmd, env=_launch.rank_env(os.environ, n))
     sys.exit(128 - code if code < 0 else code)
 
 

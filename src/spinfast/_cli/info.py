@@ -106,7 +106,8 @@ def mpi_lines(num_cpu=None, remote=False):
     return [("MPI library", mpi_library()),
             ("launcher", launcher),
             ("MPI launch", _launch_text()),
-            ("Slurm", f"job {job} (mpi_fork uses srun if it is on PATH)" if job
+            ("Slurm", f"job {job}; mpi_fork's srun gives its ranks the PMI "
+             f"{(pmi := _launch.srun_pmi()).pmi or '(unknown)'} ({pmi.why})" if job
              else "not in a Slurm job (SLURM_JOB_ID unset)")]
 
 

@@ -8,7 +8,10 @@ Private to spinfast. :func:`spinfast.mpi_tools.mpi_fork` relaunches the program 
 The launcher is the site's ``srun`` inside a Slurm job, else ``mpiexec``/``mpirun`` beside the
 interpreter (the ``mpi`` extra's wheel, or a virtual environment's own), else on PATH. Open
 MPI gets the flags it needs as root or with more ranks than cores; MPICH and others take the
-command as it is. Importing this module imports nothing beyond ``os`` and ``sys``.
+command as it is. ``srun`` gets the PMI that the MPI library mpi4py loads speaks
+(:func:`srun_pmi`), and every rank is told how many ranks were started
+(:data:`WORLD_SIZE_VAR`, checked by :mod:`spinfast._mpi.worldcheck`). Importing this module
+imports nothing beyond ``os`` and ``sys``.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["LAUNCH_VARS", "LAUNCH_PREFIXES", "SIZE_VARS", "INSTALL_HINT", "Launcher",
-           "launched", "env_size", "physical_cores", "find_launcher", "version_text", "is_open_mpi",
-           "choose_launcher", "launch_command", "without_launch_vars", "rank_env",
-           "relaunch_argv"]
+__all__ = ["LAUNCH_VARS", "LAUNCH_PREFIXES", "SIZE_VARS", "INSTALL_HINT", "WORLD_SIZE_VAR",
+           "PMI_OF_LIBRARY", "Launcher", "PmiChoice", "launched", "env_size", "srun_tasks",
+           "physical_cores", "find_launcher", "version_text", "is_open_mpi", "library_version",
+           "library_family", "site_mpi_default", "srun_pmi", "choose_launcher",
+           "launch_command", "without_launch_vars", "rank_env", "relaunch_argv"]
 
 # Environment variables set by MPI launchers in the processes they start (MPICH/Hydra, Intel
 # MPI, Open MPI, PMIx, MVAPICH, Slurm's PMI).
@@ -30,13 +34,35 @@ SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SI
 
 INSTALL_HINT = "pip install 'spinfast[mpi]'"
 
+#: The number of ranks ``mpi_fork`` started, in each rank's environment: a rank whose
+#: ``COMM_WORLD`` has another size stops (:func:`spinfast._mpi.worldcheck.check_world`).
+WORLD_SIZE_VAR = "SPINFAST_WORLD_SIZE"
+
+#: The PMI each MPI library speaks under ``srun``, the one ``mpi_fork`` passes first. Measured
+#: on Slurm 22.05 (Debian's slurm-wlm): MPICH 5's wheel stops at MPI_Init under ``--mpi=pmix``
+#: ("unsupported PMI version PMIx"), Debian's Open MPI 4.1 under ``--mpi=pmi2``; Intel MPI 2021
+#: starts under both. Under ``--mpi=none`` (Slurm's default) every rank is a world of one.
+PMI_OF_LIBRARY = {"MPICH": ("pmi2",), "Intel MPI": ("pmi2", "pmix"), "Open MPI": ("pmix",)}
+
+
+def srun_tasks() -> int:
+    """Return the number of tasks of the ``srun`` step this process belongs to (0: none)."""
+    try:
+        return int(os.environ.get("SLURM_STEP_NUM_TASKS", "0"))
+    except ValueError:
+        return 0
+
 
 def launched() -> bool:
-    """Return True if a launcher started this process (its variables are in the environment)."""
+    """Return True if a launcher started this process.
+
+    Its variables are in the environment, or it is a task of an ``srun`` step of several
+    tasks (which ``srun`` starts without any MPI variable under ``--mpi=none``).
+    """
     env = os.environ
     if any(name in env for name in LAUNCH_VARS):
         return True
-    return any(name.startswith(LAUNCH_PREFIXES) for name in env)
+    return any(name.startswith(LAUNCH_PREFIXES) for name in env) or srun_tasks() > 1
 
 
 def env_size() -> int:
@@ -120,6 +146,106 @@ def is_open_mpi(launcher: str, text: str | None = None) -> bool:
     return "open mpi" in text or "openrte" in text or "open-mpi" in text
 
 
+def library_version() -> str:
+    """Return the first line of the MPI library version that mpi4py loads ("" if none loads).
+
+    ``mpi4py.MPI`` is imported without initialising MPI (``mpi4py.rc.initialize`` is False
+    for the import, then restored) unless the program already imported it.
+    """
+    try:
+        import mpi4py
+    except ImportError:
+        return ""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is None:
+        saved = (mpi4py.rc.initialize, mpi4py.rc.finalize)
+        mpi4py.rc.initialize = mpi4py.rc.finalize = False
+        try:
+            from mpi4py import MPI as mpi
+        except ImportError:  # mpi4py without a loadable libmpi
+            return ""
+        finally:
+            mpi4py.rc.initialize, mpi4py.rc.finalize = saved
+    return " ".join((mpi.Get_library_version().strip().splitlines() or [""])[0].split())
+
+
+def library_family(version: str) -> str | None:
+    """Return the key of :data:`PMI_OF_LIBRARY` that a library version names, else None."""
+    text = version.lower()
+    if "open mpi" in text:
+        return "Open MPI"
+    if "intel" in text:
+        return "Intel MPI"
+    if "mpich" in text or "mvapich" in text:  # MPICH, Cray MPICH, MVAPICH: MPICH's PMI
+        return "MPICH"
+    return None
+
+
+_site_mpi: list = []  # [MpiDefault] once asked
+
+
+def site_mpi_default() -> str | None:
+    """Return the cluster's ``MpiDefault`` (``scontrol show config``); None if it cannot say."""
+    if not _site_mpi:
+        import subprocess
+
+        value = None
+        try:
+            out = subprocess.run(["scontrol", "show", "config"], check=False,
+                                 capture_output=True, text=True, timeout=30,
+                                 stdin=subprocess.DEVNULL).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        for line in out.splitlines():
+            key, _, rest = line.partition("=")
+            if key.strip() == "MpiDefault":
+                value = rest.strip() or None
+        _site_mpi.append(value)
+    return _site_mpi[0]
+
+
+class PmiChoice:
+    """The PMI ``srun`` gives the ranks ``mpi_fork`` starts.
+
+    ``flag`` is the ``--mpi`` value spinfast adds (None: srun's own choice stands), ``pmi``
+    the PMI the ranks get ("" if unknown), ``why`` a sentence saying where it comes from.
+    """
+
+    __slots__ = ("flag", "pmi", "why")
+
+    def __init__(self, flag: str | None, pmi: str, why: str):
+        self.flag = flag
+        self.pmi = pmi
+        self.why = why
+
+    def __repr__(self):
+        return f"PmiChoice(flag={self.flag!r}, pmi={self.pmi!r}, why={self.why!r})"
+
+
+def srun_pmi() -> PmiChoice:
+    """Return the PMI for ``srun`` to start ranks of the MPI library mpi4py loads.
+
+    The site's choice stands (``SLURM_MPI_TYPE``, else the cluster's ``MpiDefault``) when the
+    library speaks it, or when the library is not one of :data:`PMI_OF_LIBRARY`; otherwise the
+    library's own PMI is passed with ``--mpi``.
+    """
+    chosen, source = os.environ.get("SLURM_MPI_TYPE"), "SLURM_MPI_TYPE"
+    if not chosen:
+        chosen, source = site_mpi_default(), "the cluster's MpiDefault"
+    version = library_version()
+    family = library_family(version)
+    speaks = PMI_OF_LIBRARY.get(family or "")
+    said = f"{source} is {chosen}" if chosen else "srun's default PMI is unknown"
+    if speaks is None:
+        return PmiChoice(None, chosen or "", f"{said}; kept: the MPI library "
+                         f"({version or 'none: mpi4py cannot load one'}) is not one whose PMI "
+                         f"spinfast knows")
+    if chosen and chosen.partition("_")[0] in speaks:  # pmix_v4 is pmix
+        return PmiChoice(None, chosen, f"{said}, which {family} speaks")
+    return PmiChoice(speaks[0], speaks[0], f"--mpi={speaks[0]}: {family} speaks "
+                     f"{' or '.join(speaks)}, and {said}")
+
+
 class Launcher:
     """The launcher ``mpi_fork`` uses here: ``path``, ``kind`` and ``version``.
 
@@ -167,7 +293,8 @@ def launch_command(n: int, bind_to_core: bool = False) -> list:
 
     Inside a Slurm job (``SLURM_JOB_ID`` set and ``srun`` on PATH) this is the site's ``srun``:
     a new job step of ``n`` tasks of one CPU each, allowed to overlap the step already running
-    (``--overlap``, Slurm >= 20.11), as when an experiment runs inside a submitit job.
+    (``--overlap``, Slurm >= 20.11), as when an experiment runs inside a submitit job, with
+    ``--mpi=PMI`` where the site's PMI is not one the MPI library speaks (:func:`srun_pmi`).
     Elsewhere it is ``mpiexec``/``mpirun`` (see :func:`find_launcher`).
 
     Raises:
@@ -177,6 +304,9 @@ def launch_command(n: int, bind_to_core: bool = False) -> list:
     if launcher.kind == "srun":
         cmd = [launcher.path, f"--ntasks={n}", "--cpus-per-task=1", "--overlap",
                "--kill-on-bad-exit=1"]
+        pmi = srun_pmi()
+        if pmi.flag:
+            cmd.append(f"--mpi={pmi.flag}")
         if bind_to_core:
             cmd.append("--cpu-bind=cores")
         return cmd
@@ -198,24 +328,29 @@ def without_launch_vars(env: dict) -> dict:
 
     A program started from inside a launched process (e.g. an experiment started by a submitit
     job that Slurm's ``srun`` launched with PMI) is not one of that launch's ranks; without
-    these variables it decides its own MPI world.
+    these variables (nor ``IN_MPI``, :data:`WORLD_SIZE_VAR` and the task count of the
+    ``srun`` step) it decides its own MPI world.
     """
     prefixes = (*LAUNCH_PREFIXES, "PMI_")
+    dropped = ("IN_MPI", WORLD_SIZE_VAR, "SLURM_STEP_NUM_TASKS")
     return {k: v for k, v in env.items()
-            if k not in LAUNCH_VARS and k not in SIZE_VARS and k != "IN_MPI"
+            if k not in LAUNCH_VARS and k not in SIZE_VARS and k not in dropped
             and not k.startswith(prefixes)}
 
 
-def rank_env(env: dict) -> dict:
-    """Return a copy of ``env`` for the ranks ``mpi_fork`` starts.
+def rank_env(env: dict, n: int | None = None) -> dict:
+    """Return a copy of ``env`` for the ``n`` ranks ``mpi_fork`` starts.
 
     ``IN_MPI=1``, ``OMP_NUM_THREADS=1`` and ``MKL_NUM_THREADS=1`` as Spinning Up's mpi_fork
     sets them; and ``THP_MEM_ALLOC_ENABLE=1`` unless ``env`` has it (0 keeps PyTorch's
     default): PyTorch (2.2 and later) then puts its tensors of 2 MB or more on transparent
     huge pages, which MPICH copies between ranks faster (docs/large-models.md, huge pages).
+    With ``n``, :data:`WORLD_SIZE_VAR` = ``n``: each rank checks its world has that size.
     """
     out = dict(env, MKL_NUM_THREADS="1", OMP_NUM_THREADS="1", IN_MPI="1")
     out.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    if n is not None:
+        out[WORLD_SIZE_VAR] = str(n)
     return out
 
 
