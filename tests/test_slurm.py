@@ -114,6 +114,7 @@ def _show_mpi_default():
 # ---------------------------------------------------------------------------------------------
 # Grids: a job per variant, the rows of a local run
 
+@pytest.mark.slow
 def test_grid_through_executor_slurm_runs_a_job_per_variant(tmp_path, local_runs):
     data = tmp_path / "data"
     proc = cli("--seed", "0", "1", "2", "--epochs", "3", "--data_dir", data,
@@ -130,6 +131,7 @@ def test_grid_through_executor_slurm_runs_a_job_per_variant(tmp_path, local_runs
     assert local_runs[0] != local_runs[1]  # the seeds differ, so the comparison says something
 
 
+@pytest.mark.slow
 def test_grid_through_submitit_auto_executor(tmp_path, local_runs, monkeypatch):
     import submitit
 
@@ -154,6 +156,7 @@ def test_grid_through_submitit_auto_executor(tmp_path, local_runs, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # MPI inside a job: the PMI the library speaks, whatever the cluster's MpiDefault
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["none", "pmi2"])
 def test_cpu_2_inside_a_job_is_one_world_of_two(tmp_path, local_runs, mpi_default, kind):
     mpi_default(kind)
@@ -181,7 +184,8 @@ def test_cpu_2_inside_a_job_is_one_world_of_two(tmp_path, local_runs, mpi_defaul
         assert line.endswith(f"and the cluster's MpiDefault is {kind})"), line
 
 
-@pytest.mark.parametrize("forked", [False, True], ids=["srun-alone", "mpi_fork-env"])
+@pytest.mark.parametrize("forked", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["srun-alone", "mpi_fork-env"])
 def test_ranks_without_pmi_stop_with_one_clear_error(tmp_path, forked):
     """srun --mpi=none starts two worlds of one: each rank sees it, before any row."""
     extra = ",SPINFAST_WORLD_SIZE=2,IN_MPI=1" if forked else ""
