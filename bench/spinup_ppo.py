@@ -26,8 +26,15 @@ spinfast this interpreter imports, one policy update of Spinning Up's ppo (its d
 ``MLPActorCritic`` for CartPole-v1, hidden (64, 64), a 4000-step batch: ``compute_loss_pi``,
 backward, ``mpi_avg_grads(ac.pi)``, Adam step; ppo makes 80 per epoch) and
 ``mpi_avg_grads(ac.pi)`` alone, in alternation; rank 0 prints the medians and the share of the
-update. Run it once with a build whose module walk is compiled and once with the plain Python
-walk to compare them.
+update. Each round times both module walks in alternation: ``module.parameters()`` (what
+``mpi_pytorch`` uses) and issue 20's walk through the modules' private ``_parameters`` and
+``_modules`` tables (:func:`_table_walk`, kept here only as the measured alternative, issue 30).
+
+``mpiexec -n 2 python bench/spinup_ppo.py --loop [--rounds 2] [--epochs 20]`` (issue 30) runs
+Spinning Up's whole ppo training loop (CartPole-v1, 4000 steps an epoch) ``rounds`` times,
+switching the walk at each epoch's end (A B B A A B B A ..., which cancels a linear drift of
+the machine's speed), and prints the mean time per epoch (the first epoch of each run left
+out) with each walk.
 """
 
 from __future__ import annotations
@@ -87,12 +94,44 @@ def child(side, out, epochs, steps):
         json.dump(cpu, f)
 
 
+def _table_walk(module, trainable_only):
+    """Issue 20's walk: ``module.parameters()``'s list through the private module tables.
+
+    Pre-order, each parameter once; only for trees of plain ``nn.Module`` classes (the ones
+    timed here). Removed from ``mpi_pytorch`` by issue 30, kept here as the measured side.
+    """
+    out, seen_params, seen_modules = [], set(), set()
+
+    def collect(m):
+        seen_modules.add(m)
+        for p in m._parameters.values():
+            if p is not None and p not in seen_params:
+                seen_params.add(p)
+                out.append(p)
+        for child in m._modules.values():
+            if child is not None and child not in seen_modules:
+                collect(child)
+
+    collect(module)
+    return [p for p in out if p.requires_grad] if trainable_only else out
+
+
+WALKS = {"module.parameters()": None, "private tables": _table_walk}
+
+
+def _use_walk(name):
+    """Make ``mpi_pytorch`` walk modules with ``WALKS[name]`` (None: its own)."""
+    from spinfast import mpi_pytorch
+
+    own = WALKS.setdefault("_own", mpi_pytorch._parameters)
+    mpi_pytorch._parameters = WALKS[name] or own
+
+
 def walk(rounds):
-    """Time one ppo policy update and mpi_avg_grads alone (see the module docstring)."""
+    """Time one ppo policy update and mpi_avg_grads alone, with each walk (see above)."""
     import torch
 
     _setup("spinfast")
-    sys.path.insert(0, str(SPINUP))
     import gym
     from spinup.algos.pytorch.ppo import core
 
@@ -122,20 +161,90 @@ def walk(rounds):
         mpi_avg_grads(ac.pi)
         opt.step()
 
-    updates, calls = [], []
-    for _ in range(rounds):
-        for _ in range(80):
-            t0 = time.perf_counter()
-            update()
-            updates.append(time.perf_counter() - t0)
-        for _ in range(400):
-            t0 = time.perf_counter()
-            mpi_avg_grads(ac.pi)
-            calls.append(time.perf_counter() - t0)
+    names = [n for n in WALKS if not n.startswith("_")]
+    updates = {n: [] for n in names}
+    calls = {n: [] for n in names}
+    walks = {n: [] for n in names}  # the walk of ac.pi alone, in this process (no MPI)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            _use_walk(name)
+            fn = WALKS[name] or WALKS["_own"]
+            for _ in range(50):
+                t0 = time.perf_counter()
+                for _ in range(100):
+                    fn(ac.pi, True)
+                walks[name].append((time.perf_counter() - t0) / 100)
+            for _ in range(80):
+                t0 = time.perf_counter()
+                update()
+                updates[name].append(time.perf_counter() - t0)
+            for _ in range(400):
+                t0 = time.perf_counter()
+                mpi_avg_grads(ac.pi)
+                calls[name].append(time.perf_counter() - t0)
+    _use_walk(names[0])
     if proc_id() == 0:
-        u, c = statistics.median(updates), statistics.median(calls)
-        print(f"policy update {u * 1e3:.3f} ms; mpi_avg_grads {c * 1e6:.1f} us "
-              f"({100 * c / u:.2f}% of the update)")
+        for name in names:
+            u, c = statistics.median(updates[name]), statistics.median(calls[name])
+            print(f"{name}: policy update {u * 1e3:.3f} ms; mpi_avg_grads {c * 1e6:.1f} us "
+                  f"({100 * c / u:.2f}% of the update)")
+        u, v = (statistics.median(updates[n]) for n in names)
+        print(f"the private walk saves {100 * (u - v) / u:+.2f}% of a policy update")
+        a, b = (min(walks[n]) for n in names)
+        print(f"the walk of ac.pi alone (best of {len(walks[names[0]])} x 100 calls): "
+              f"{names[0]} {a * 1e6:.2f} us, {names[1]} {b * 1e6:.2f} us; saves "
+              f"{(a - b) * 1e6:.2f} us a call, {100 * (a - b) / u:.3f}% of a policy update")
+
+
+def loop(rounds, epochs, steps):
+    """Run ppo's whole training loop with each walk in alternation (see the module docstring)."""
+    _setup("spinfast")
+    import gym
+    from spinup import ppo_pytorch
+    from spinup.utils.logx import EpochLogger
+    from spinup.utils.mpi_tools import proc_id
+
+    names = [n for n in WALKS if not n.startswith("_")]
+    walk_of = [names[(i + 1) // 2 % 2] for i in range(epochs)]  # A B B A A B B A ...
+    stamps, dump = [], EpochLogger.dump_tabular
+
+    def timed_dump(self):  # an epoch ends: time it, and walk the next one the other way
+        stamps.append((time.perf_counter(), time.process_time()))
+        if len(stamps) < epochs:
+            _use_walk(walk_of[len(stamps)])
+        dump(self)
+
+    EpochLogger.dump_tabular = timed_dump
+
+    def env_fn():
+        env = gym.make("CartPole-v1")
+        env.seed(1000 + proc_id())
+        return env
+
+    wall = {n: [] for n in names}
+    cpu = {n: [] for n in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            stamps.clear()
+            _use_walk(walk_of[0])
+            ppo_pytorch(env_fn, seed=r, steps_per_epoch=steps, epochs=epochs,
+                        logger_kwargs=dict(output_dir=os.path.join(tmp, str(r))))
+            for i in range(1, epochs):  # epoch 0 also builds the model: left out
+                wall[walk_of[i]].append(stamps[i][0] - stamps[i - 1][0])
+                cpu[walk_of[i]].append(stamps[i][1] - stamps[i - 1][1])
+    if proc_id() == 0:
+        print(f"\nSpinning Up ppo_pytorch, CartPole-v1, {steps} steps/epoch, {rounds} runs x "
+              f"{epochs} epochs, the walk switched epoch by epoch (A B B A ...), means per "
+              f"epoch\n")
+        print("| walk | epochs | wall | CPU (rank 0) |\n|---|---|---|---|")
+        for name in names:
+            print(f"| {name} | {len(wall[name])} | {statistics.mean(wall[name]):.3f} s | "
+                  f"{statistics.mean(cpu[name]):.3f} s |")
+        for what, t in (("wall", wall), ("CPU", cpu)):
+            a, b = (statistics.mean(t[n]) for n in names)
+            spread = max(statistics.stdev(t[n]) / len(t[n]) ** 0.5 for n in names)
+            print(f"the private walk saves {100 * (a - b) / a:+.2f}% of an epoch ({what}; "
+                  f"standard error of a mean {100 * spread / a:.2f}%)")
 
 
 def startup(side):
@@ -178,9 +287,14 @@ def main():
     p.add_argument("--child", nargs=4, metavar=("SIDE", "OUT", "EPOCHS", "STEPS"))
     p.add_argument("--startup", metavar="SIDE")
     p.add_argument("--walk", action="store_true", help="time mpi_avg_grads in a ppo update")
+    p.add_argument("--loop", action="store_true", help="time ppo's loop with each walk")
     args = p.parse_args()
+    if args.walk or args.loop:
+        sys.path.insert(0, args.spinup)
     if args.walk:
         return walk(args.rounds)
+    if args.loop:
+        return loop(args.rounds, args.epochs, args.steps)
     if args.child:
         side, out, epochs, steps = args.child
         return child(side, out, int(epochs), int(steps))

@@ -86,7 +86,7 @@ def test_single_process_is_a_no_op():
 
 
 def _walker():
-    """The walk and views of spinfast.mpi_pytorch (formerly the compiled spinfast._torch)."""
+    """The walk (``module.parameters()``) and views of spinfast.mpi_pytorch."""
     from types import SimpleNamespace
 
     from spinfast import mpi_pytorch
@@ -94,64 +94,6 @@ def _walker():
     return SimpleNamespace(parameters=mpi_pytorch._parameters,
                            grad_views=mpi_pytorch._grad_views,
                            tensor_views=mpi_pytorch._tensor_views)
-
-
-def test_parameter_walk_matches_module_parameters():
-    from spinfast.mpi_pytorch import _parameters
-
-    shared = torch.nn.Linear(3, 3)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(2, 3), torch.nn.ModuleDict({"a": shared, "b": shared}),
-        torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(3, 1)), torch.nn.Identity())
-    model.extra = torch.nn.Parameter(torch.zeros(2))
-    model[0].bias.requires_grad_(False)
-    expected = list(model.parameters())
-    assert _parameters(model, False) == expected
-    assert _parameters(model, True) == [p for p in expected if p.requires_grad]
-    # Past 32 parameters the walk remembers them in a set: sharing is still seen, order kept.
-    deep = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(30)], model)
-    deep.again = deep[3]
-    deep.tied = torch.nn.Linear(2, 2)
-    deep.tied.weight = deep[25].weight
-    expected = list(deep.parameters())
-    assert len(expected) == 60 + len(list(model.parameters())) + 1
-    assert _parameters(deep, False) == expected
-    assert _parameters(deep, True) == [p for p in expected if p.requires_grad]
-
-
-def test_parameter_walk_follows_overrides_parametrizations_and_cycles():
-    from torch.nn.utils import parametrize
-
-    from spinfast.mpi_pytorch import _parameters
-
-    class OnlyHead(torch.nn.Module):  # a root that chooses its own parameters
-        def __init__(self):
-            super().__init__()
-            self.body, self.head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
-
-        def parameters(self, recurse=True):
-            return self.head.parameters(recurse)
-
-    class Skips(torch.nn.Linear):  # a submodule that hides itself from named_modules
-        def named_modules(self, memo=None, prefix="", remove_duplicate=True):
-            return iter(())
-
-    root = OnlyHead()
-    assert _parameters(root, False) == [root.head.weight, root.head.bias]
-    model = torch.nn.Sequential(torch.nn.Linear(2, 2), Skips(2, 2), torch.nn.Linear(2, 1))
-    assert _parameters(model, False) == list(model.parameters())
-    assert len(_parameters(model, False)) == 4
-
-    class Double(torch.nn.Module):
-        def forward(self, w):
-            return 2 * w
-
-    lin = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
-    parametrize.register_parametrization(lin[0], "weight", Double())
-    lin[1].weight = None
-    lin[0].loop = lin  # a cycle: each module is walked once, as named_modules does
-    expected = list(lin.parameters())
-    assert len(expected) == 3 and _parameters(lin, False) == expected
 
 
 def test_views_share_tensor_memory():
