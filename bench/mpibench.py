@@ -64,7 +64,7 @@ def interleaved(benchmark, group, target, rounds, spinfast, reference, baseline=
 
 def clean_env():
     """This environment without any MPI launcher's variables (for a fresh launch)."""
-    prefixes = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPI_LOCAL", "MV2_", "IN_MPI")
+    prefixes = ("PMI_", "PMIX_", "OMPI_", "PRTE_", "HYDRA_", "MPI_LOCAL", "MV2_", "IN_MPI")
     return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
 
 
@@ -73,15 +73,16 @@ def relaunch(request, capsys, path, env_extra=None):
 
     ``env_extra`` is added to the launch's environment (e.g. ``MPIR_CVAR_NOLOCAL=1``).
     """
-    launcher = _launch.find_launcher()
-    cmd = [launcher, "-n", "2", sys.executable, "-m", "pytest", str(path), "-q",
+    launcher = _launch.describe_launcher(_launch.find_launcher())
+    cmd = [launcher.path, "-n", "2", sys.executable, "-m", "pytest", str(path), "-q",
            "-p", "no:cacheprovider", "--rootdir", str(request.config.rootpath)]
     for flag in ("--benchmark-disable", "--check-targets"):
         if request.config.getoption(flag.lstrip("-").replace("-", "_"), False):
             cmd.append(flag)
     env = clean_env()
-    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
+    env["OMP_NUM_THREADS"] = "1"
+    if launcher.kind == "open-mpi":  # as root, oversubscribed: in its version's spelling
+        env.update(_launch.open_mpi_env(launcher.version))
     env.update(env_extra or {})
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
                           check=False, cwd=request.config.rootpath)

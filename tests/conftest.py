@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from spinfast._mpi import launch as _launch
+
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 
@@ -115,20 +117,80 @@ def early_steps(request, tmp_path_factory):
 
 
 def find_mpiexec() -> str | None:
-    """The launcher beside this interpreter (the ``mpi`` extra's wheel), else one on PATH."""
-    beside = Path(sys.executable).parent / "mpiexec"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("mpiexec")
+    """The launcher mpi_fork finds: beside this interpreter (the ``mpi`` extra's wheel, or a
+    per-library venv's own, see .ci/mpi-envs), else on PATH; None if there is none."""
+    try:
+        return _launch.find_launcher()
+    except FileNotFoundError:
+        return None
 
 
-def mpi_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    # Harmless for MPICH; lets an Open MPI launcher run as root and oversubscribe 2 cores.
-    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
+@functools.cache
+def launcher_version(launcher: str) -> str:
+    """The first line of ``launcher --version`` with a number in it ("" if none)."""
+    return _launch.describe_launcher(launcher).version
+
+
+@functools.cache
+def launcher_env(launcher: str | None) -> dict[str, str]:
+    """What ``launcher`` needs in the environment to run as root and oversubscribe 2 cores, in
+    its own spelling: Open MPI 4's or 5's (:func:`spinfast._mpi.launch.open_mpi_env`); nothing
+    for MPICH's or Intel MPI's Hydra, which do both as they are."""
+    if launcher is None:
+        return {}
+    described = _launch.describe_launcher(launcher)
+    return _launch.open_mpi_env(described.version) if described.kind == "open-mpi" else {}
+
+
+def mpi_env(launcher: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a launch by ``launcher`` (default :func:`find_mpiexec`'s): this one,
+    one OpenMP thread, what the launcher needs as root and oversubscribed, then ``extra``."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.update(launcher_env(launcher or find_mpiexec()))
     env.update(extra)
     return env
+
+
+@functools.cache
+def mpi_library() -> str:
+    """The first line of ``MPI.Get_library_version()`` of the mpi4py this interpreter loads
+    ("" if none), asked in a child process (this one initialises no MPI)."""
+    code = "from spinfast._mpi.launch import library_version; print(library_version())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def mpi_family() -> str | None:
+    """"MPICH", "Intel MPI" or "Open MPI": the family of :func:`mpi_library` (None: another)."""
+    return _launch.library_family(mpi_library())
+
+
+def network_path() -> tuple[dict[str, str], str] | None:
+    """``(env, transport)``: how this MPI library moves the bytes of a launch over its network
+    module instead of shared memory, and what ``Split_type(COMM_TYPE_SHARED)`` then tells the
+    ranks ("network": each rank its own node; "shared": one node). None: no way known.
+
+    - MPICH: ``MPIR_CVAR_NOLOCAL=1`` (MPICH's own variable, ignored by the others): every rank
+      its own node, all bytes through the network module;
+    - Open MPI: the TCP transport alone (``--mca pml ob1 --mca btl tcp,self`` as variables);
+      the ranks still see one node;
+    - Intel MPI: libfabric's TCP provider without shared memory (``I_MPI_FABRICS=ofi
+      FI_PROVIDER=tcp``); the ranks still see one node.
+    """
+    return {"MPICH": ({"MPIR_CVAR_NOLOCAL": "1"}, "network"),
+            "Open MPI": ({"OMPI_MCA_pml": "ob1", "OMPI_MCA_btl": "tcp,self"}, "shared"),
+            "Intel MPI": ({"I_MPI_FABRICS": "ofi", "FI_PROVIDER": "tcp"}, "shared"),
+            }.get(mpi_family())
+
+
+def network_env() -> dict[str, str]:
+    """:func:`network_path`'s environment; skips the test where the library has none."""
+    path = network_path()
+    if path is None:
+        pytest.skip(f"no known way to send this MPI library's bytes over its network module "
+                    f"(MPI library: {mpi_library() or 'none'})")
+    return path[0]
 
 
 def rank_files(folder, size, name="out"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_mpi_module, rank_files
+from conftest import load_mpi_module, network_env, network_path, rank_files
 
 from spinfast._flat import DEFAULT_FUSION_THRESHOLD, FlatBuffer
 
@@ -350,15 +350,16 @@ def test_short_lived_sub_communicators_free_their_links(run_mpi, tmp_path, itera
 
 @pytest.mark.mpi
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("size,nolocal", [(2, False), (2, True), (3, False)],
-                         ids=["2", "2-nolocal", "3"])
-def test_bcast_steady_state_and_changed_layouts(run_mpi, tmp_path, size, nolocal):
+@pytest.mark.parametrize("size,network", [(2, False), (2, True), (3, False)],
+                         ids=["2", "2-network", "3"])
+def test_bcast_steady_state_and_changed_layouts(run_mpi, tmp_path, size, network):
     """Broadcasts after an agreement (two ranks: the agreement travels with the data; more: a
-    flag collective first), with shared memory and with every rank its own node, give the
-    root's values whether the arrays stay or move, even passed twice (on every rank or on one
-    only); a layout changed on the root or on a receiver raises on every rank and writes no
-    array; the engine recovers; an agreement made on a sub-communicator does not carry over."""
-    run_mpi("flat_bcast", n=size, timeout=120, env={"MPIR_CVAR_NOLOCAL": "1"} if nolocal else {})
+    flag collective first), with shared memory and over the library's network module
+    (conftest.network_path: under MPICH every rank its own node), give the root's values
+    whether the arrays stay or move, even passed twice (on every rank or on one only); a
+    layout changed on the root or on a receiver raises on every rank and writes no array; the
+    engine recovers; an agreement made on a sub-communicator does not carry over."""
+    run_mpi("flat_bcast", n=size, timeout=120, env=network_env() if network else {})
     res = rank_files(tmp_path, size, "bcast")
     last = size - 1
     for rank in range(size):
@@ -495,17 +496,20 @@ def test_path_mismatch_raises_on_every_rank(run_mpi, tmp_path, size):
 
 @pytest.mark.mpi
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("nolocal", [False, True], ids=["shared-memory", "nolocal"])
+@pytest.mark.parametrize("network", [False, True], ids=["shared-memory", "network"])
 @pytest.mark.parametrize("size", [2, 3, *(pytest.param(n, marks=pytest.mark.slow) for n in (4, 8))])
-def test_every_algorithm_op_and_dtype_matches_numpy(run_mpi, tmp_path, size, nolocal):
+def test_every_algorithm_op_and_dtype_matches_numpy(run_mpi, tmp_path, size, network):
     """auto, mpi and engine x sum/mean/min/max/prod/bcast x float32/float64 at 2, 3, 4 and 8
-    ranks, on shared memory and with every rank its own node (MPICH's MPIR_CVAR_NOLOCAL=1):
-    numpy's results; the same bits on every rank; auto's bits those of the algorithm whose
-    paths it took; the same paths on every rank, those choose() predicts; 'mpi' only MPI's."""
-    env = {"MPIR_CVAR_NOLOCAL": "1"} if nolocal else {}
+    ranks, on shared memory and over the library's network module (conftest.network_path:
+    MPICH's MPIR_CVAR_NOLOCAL=1 makes every rank its own node; Open MPI's TCP transport and
+    Intel MPI's libfabric TCP leave the ranks on one node): numpy's results; the same bits on
+    every rank; auto's bits those of the algorithm whose paths it took; the same paths on every
+    rank, those choose() predicts; 'mpi' only MPI's."""
+    env = network_env() if network else {}
     run_mpi("flat_matrix", n=size, timeout=280, env=env)
     res = rank_files(tmp_path, size, "matrix")
-    assert res[0]["transport"] == ("network" if nolocal else "shared")
+    transport = network_path()[1] if network else "shared"
+    assert res[0]["transport"] == transport
     f64 = (1, 3, 5)  # the program's float64 arrays
     for key in (k for k in res[0] if k != "transport"):
         algo, op = key.split()
@@ -533,7 +537,7 @@ def test_every_algorithm_op_and_dtype_matches_numpy(run_mpi, tmp_path, size, nol
             8: {"doubling", "tree"}}[size] <= engine, engine
     # The documented policy: the engine's paths under auto only on one node up to 4 ranks,
     # across nodes up to 2; beyond, MPI's collectives.
-    limit = 2 if nolocal else 4
+    limit = 2 if transport == "network" else 4
     auto = set().union(*(set(res[0][f"auto {op}"]["paths"].values())
                          for op in ("sum", "mean", "bcast")))
     assert (auto == {"mpi"}) == (size > limit), auto

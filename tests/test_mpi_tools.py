@@ -27,7 +27,7 @@ from spinfast.mpi_tools import (
     reduce_stat_states,
 )
 
-LAUNCH_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPI_LOCAL", "MV2_", "IN_MPI")
+LAUNCH_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "PRTE_", "HYDRA_", "MPI_LOCAL", "MV2_", "IN_MPI")
 
 
 def clean_env(**extra):
@@ -202,6 +202,36 @@ def test_mpi_fork_relaunches_python_dash_m(tmp_path):
     assert sorted((tmp_path / f"fork{r}.txt").read_text() for r in range(2)) == [
         "0 2 2 0", "1 2 2 0"]
     assert (tmp_path / "env1.txt").read_text().endswith(" THP_MEM_ALLOC_ENABLE=0")  # kept
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(90)
+def test_mpi_fork_oversubscribed_needs_no_launcher_variables(tmp_path):
+    # More ranks than physical cores, as the user this runs as (root in CI), in an environment
+    # without Open MPI's variables for either (clean_env): mpi_fork's own flags, in the
+    # launcher's spelling, must do it (Open MPI 4 and 5 refuse both by default).
+    n = _launch.physical_cores() + 1
+    proc = run_python("fork_exit", tmp_path, args=(n, "0"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted((tmp_path / f"fork{r}.txt").read_text() for r in range(n)) == [
+        f"{r} {n} {n} 0" for r in range(n)]
+
+
+@pytest.mark.parametrize("version, major, oversubscribe", [
+    ("mpiexec (Open MPI) 5.0.11", 5, ["--map-by", ":OVERSUBSCRIBE"]),
+    ("prterun (Open MPI) 6.0.0", 6, ["--map-by", ":OVERSUBSCRIBE"]),
+    ("mpiexec (OpenRTE) 4.1.4", 4, ["--oversubscribe"]),
+    ("mpirun (Open MPI) 3.1.6", 3, ["--oversubscribe"])])
+def test_open_mpi_flags_and_variables_in_each_versions_spelling(version, major, oversubscribe):
+    assert _launch.open_mpi_major(version) == major
+    root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    cores = _launch.physical_cores()
+    assert _launch.open_mpi_flags(version, cores) == root
+    assert _launch.open_mpi_flags(version, cores + 1) == root + oversubscribe
+    env = _launch.open_mpi_env(version)
+    assert env.pop("OMPI_ALLOW_RUN_AS_ROOT") == env.pop("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM") == "1"
+    assert env == ({"PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe"} if major >= 5
+                   else {"OMPI_MCA_rmaps_base_oversubscribe": "1"})
 
 
 def test_mpi_fork_single_rank_returns(tmp_path):

@@ -5,7 +5,8 @@ rank) and a list of float32 and float64 arrays (small ones packed, larger ones i
 that do not divide by the number of ranks), the second call (steady state) records per array:
 the largest relative error against numpy over the allgathered inputs, a hash of the result's
 bytes, and the paths the call took (``FlatBuffer.paths``) next to what ``choose()`` predicts
-for the same buffers. Run it with and without ``MPIR_CVAR_NOLOCAL=1``.
+for the same buffers, and the transport the ranks see (``network`` when each rank is its own
+node). Run it on shared memory and over the library's network module (conftest.network_path).
 """
 
 import hashlib

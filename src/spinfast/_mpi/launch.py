@@ -7,11 +7,11 @@ Private to spinfast. :func:`spinfast.mpi_tools.mpi_fork` relaunches the program 
 
 The launcher is the site's ``srun`` inside a Slurm job, else ``mpiexec``/``mpirun`` beside the
 interpreter (the ``mpi`` extra's wheel, or a virtual environment's own), else on PATH. Open
-MPI gets the flags it needs as root or with more ranks than cores; MPICH and others take the
-command as it is. ``srun`` gets the PMI that the MPI library mpi4py loads speaks
-(:func:`srun_pmi`), and every rank is told how many ranks were started
-(:data:`WORLD_SIZE_VAR`, checked by :mod:`spinfast._mpi.worldcheck`). Importing this module
-imports nothing beyond ``os`` and ``sys``.
+MPI gets the flags it needs as root or with more ranks than cores, in its version's spelling
+(:func:`open_mpi_flags`); MPICH, Intel MPI and others take the command as it is. ``srun`` gets
+the PMI that the MPI library mpi4py loads speaks (:func:`srun_pmi`), and every rank is told how
+many ranks were started (:data:`WORLD_SIZE_VAR`, checked by :mod:`spinfast._mpi.worldcheck`).
+Importing this module imports nothing beyond ``os`` and ``sys``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import sys
 
 __all__ = ["LAUNCH_VARS", "LAUNCH_PREFIXES", "SIZE_VARS", "INSTALL_HINT", "WORLD_SIZE_VAR",
            "PMI_OF_LIBRARY", "Launcher", "PmiChoice", "launched", "env_size", "srun_tasks",
-           "physical_cores", "find_launcher", "version_text", "is_open_mpi", "library_version",
-           "library_family", "site_mpi_default", "srun_pmi", "choose_launcher",
+           "physical_cores", "find_launcher", "version_text", "is_open_mpi", "open_mpi_major",
+           "open_mpi_flags", "open_mpi_env", "library_version", "library_family",
+           "site_mpi_default", "srun_pmi", "choose_launcher", "describe_launcher",
            "launch_command", "without_launch_vars", "rank_env", "relaunch_argv"]
 
 # Environment variables set by MPI launchers in the processes they start (MPICH/Hydra, Intel
@@ -144,6 +145,50 @@ def is_open_mpi(launcher: str, text: str | None = None) -> bool:
     """Return True if ``launcher --version`` (or its output ``text``) names Open MPI."""
     text = (version_text(launcher) if text is None else text).lower()
     return "open mpi" in text or "openrte" in text or "open-mpi" in text
+
+
+def open_mpi_major(version: str) -> int:
+    """Return the major version in an Open MPI launcher's version line (0: none found).
+
+    ``"mpiexec (Open MPI) 5.0.11"`` gives 5 (PRRTE), ``"mpiexec (OpenRTE) 4.1.4"`` 4 (ORTE).
+    """
+    for word in version.split():
+        head = word.split(".")[0]
+        if "." in word and head.isdigit():
+            return int(head)
+    return 0
+
+
+def open_mpi_flags(version: str, n: int) -> list:
+    """Return the flags an Open MPI launcher (its version line ``version``) needs for ``n`` ranks.
+
+    ``--allow-run-as-root`` as root, and with more ranks than physical cores each launcher's own
+    way to oversubscribe: ``--map-by :OVERSUBSCRIBE`` for Open MPI 5 (PRRTE), ``--oversubscribe``
+    for Open MPI 4 and earlier.
+    """
+    flags = []
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        flags.append("--allow-run-as-root")
+    if n > physical_cores():
+        flags += (["--map-by", ":OVERSUBSCRIBE"] if open_mpi_major(version) >= 5
+                  else ["--oversubscribe"])
+    return flags
+
+
+def open_mpi_env(version: str) -> dict:
+    """Return the environment variables that let an Open MPI launcher (its version line
+    ``version``) run as root and oversubscribe, in that launcher's own spelling.
+
+    Open MPI 5 (PRRTE) reads ``PRTE_MCA_rmaps_default_mapping_policy=:oversubscribe`` and
+    ignores Open MPI 4's ``OMPI_MCA_rmaps_base_oversubscribe=1``; both read
+    ``OMPI_ALLOW_RUN_AS_ROOT`` and ``OMPI_ALLOW_RUN_AS_ROOT_CONFIRM``.
+    """
+    env = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    if open_mpi_major(version) >= 5:
+        env["PRTE_MCA_rmaps_default_mapping_policy"] = ":oversubscribe"
+    else:
+        env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+    return env
 
 
 def library_version() -> str:
@@ -280,12 +325,17 @@ def choose_launcher() -> Launcher:
     srun = shutil.which("srun") if os.environ.get("SLURM_JOB_ID") else None
     if srun:
         return Launcher(srun, "srun")
-    launcher = find_launcher()
-    text = version_text(launcher)
+    return describe_launcher(find_launcher())
+
+
+def describe_launcher(path: str) -> Launcher:
+    """Return the :class:`Launcher` of the ``mpiexec``/``mpirun`` at ``path`` (asked its
+    ``--version``: Open MPI or not, and the version line)."""
+    text = version_text(path)
     # The first line with a number: "mpiexec (Open MPI) 5.0.5", Hydra's "Version: 4.3.0".
     first = next((" ".join(line.split()) for line in text.splitlines()
                   if any(c.isdigit() for c in line)), "")
-    return Launcher(launcher, "open-mpi" if is_open_mpi(launcher, text) else "other", first)
+    return Launcher(path, "open-mpi" if is_open_mpi(path, text) else "other", first)
 
 
 def launch_command(n: int, bind_to_core: bool = False) -> list:
@@ -312,10 +362,7 @@ def launch_command(n: int, bind_to_core: bool = False) -> list:
         return cmd
     cmd = [launcher.path, "-n", str(n)]
     if launcher.kind == "open-mpi":
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            cmd.append("--allow-run-as-root")
-        if n > physical_cores():
-            cmd.append("--oversubscribe")
+        cmd += open_mpi_flags(launcher.version, n)
         if bind_to_core:
             cmd += ["--bind-to", "core"]
     elif bind_to_core:
