@@ -237,6 +237,10 @@ Raises:
             t = self._timers[key] = Timer(self, key)
         return t
 
+    def timer_keys(self):
+        """Keys given to :meth:`timer`, in first-use order."""
+        return list(self._timers)
+
 
 cdef inline double _monotonic() noexcept nogil:
     # The clock of time.perf_counter() on Linux and macOS, in seconds.

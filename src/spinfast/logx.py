@@ -10,7 +10,8 @@ Importing this module loads neither TensorFlow nor PyTorch and does not initiali
 
 What the loggers use sits in private modules: the output formats in ``spinfast._outputs``,
 ``save_state``/``load_state`` and the model savers in ``spinfast._logger.savers`` (a base class of
-:class:`Logger`), the resume record in ``spinfast._logger.resume``, the columns of ``log_tabular``'s
+:class:`Logger`), the resume record in ``spinfast._logger.resume``, the record of the keys of
+``timer()`` in ``spinfast._logger.runmeta``, the columns of ``log_tabular``'s
 statistics in ``spinfast._logger.columns``, the statistics table's methods (``store``, ``timer``,
 ``stats_accumulator``, ``track_quantiles``) and ``store``'s tensor conversion in
 ``spinfast._logger.epochtable`` (a base class of :class:`EpochLogger`; the table is a member).
@@ -30,6 +31,7 @@ import numpy as np
 
 from spinfast import mpi_tools
 from spinfast._logger import resume as _resume
+from spinfast._logger import runmeta as _runmeta
 from spinfast._logger.columns import COLUMNS as _COLUMNS
 from spinfast._logger.columns import RowLayout as _RowLayout
 from spinfast._logger.columns import row_layout as _row_layout
@@ -104,6 +106,10 @@ class Logger(StateSaving):
             point = None
             if record is not None:
                 _resume.finish_checkpoint(output_dir, record)
+            else:  # a new run: an earlier run's record of its timers goes with its rows
+                _runmeta.forget(output_dir)
+            # The keys of timer() recorded for the plotter (spinfast._logger.runmeta).
+            self._timer_record = (_runmeta.read_timers(output_dir) or []) if record else []
             if record is not None and record["rows"] > 0:
                 point = ResumePoint(record["rows"], record["next_step"])
             self.writers = make_writers(self.formats, output_dir, point, output_fname)
@@ -112,6 +118,7 @@ class Logger(StateSaving):
             print(colorize("Logging data to %s" % where, "green", bold=True))
         else:
             self.output_dir = None
+            self._timer_record = None
         self.first_row = True
         self.log_headers = []
         self._header_set = set()  # membership of log_headers, O(1)
@@ -382,6 +389,8 @@ class EpochLogger(Logger, EpochTable):
         list and the row's columns take their values from it (see :class:`_RowLayout`). The
         system-metrics samples of a non-empty row travel in the same collective.
         """
+        if self.output_dir is not None:
+            self._record_timers(self.output_dir, self._timer_record)
         sample = self._sampler.sample() if self._sampler is not None else None
         if not self._pending:
             if sample is not None and self.log_current_row:  # the samples travel alone

@@ -279,7 +279,7 @@ examples:
   python -m spinfast.run plot data/ppo data/sac -l PPO SAC --aggregate iqm --ci 0.95
       --tasks-from env_name --normalize bounds.json --save out.png
       # writes out.png (curves), out_intervals.png and out_profile.png
-  python -m spinfast.run plot data/ppo --timings --save timings.svg   # every *Time timer
+  python -m spinfast.run plot data/ppo --timings --save timings.svg   # every timer
   python -m spinfast.run plot data/ppo --timings DataTime UpdateTime   # these, stacked
 """
 
@@ -374,8 +374,10 @@ def _add_timings_arguments(parser):
         "--timings after the logdirs (its KEYs would take them).")
     group.add_argument("--timings", nargs="*", metavar="KEY", action=_TimingKeys,
                        default=False,
-                       help="timer keys to stack (e.g. DataTime UpdateTime); none: every KEY "
-                       "ending in Time with Average<KEY> and Max<KEY> columns")
+                       help="timer keys to stack (e.g. DataTime UpdateTime); none: the keys the "
+                       "logger timed (recorded in spinfast_run.json), or in runs without "
+                       "that record every KEY ending in Time with Average<KEY> and Max<KEY> "
+                       "columns")
 
 
 def _run_timings(parser, args):

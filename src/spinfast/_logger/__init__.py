@@ -6,6 +6,7 @@
 - ``sysmetrics``: memory and CPU use of the process, sampled at each dump;
 - ``savers``: ``save_state``, the framework model savers and their restore functions;
 - ``resume``: the resume record, committing a checkpoint, the header check;
+- ``runmeta``: the run's record of its timer keys, which the timings plot reads;
 - ``files``: crash-safe writes (write beside the target, then rename);
 - ``console``: terminal colors.
 

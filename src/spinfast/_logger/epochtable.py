@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from spinfast import mpi_tools
+from spinfast._logger import runmeta
 from spinfast._stats import EpochStats
 
 __all__ = ["EpochTable", "host_array"]
@@ -63,6 +64,7 @@ class EpochTable:
                 setattr(self, name, getattr(self._table, name))
         self._single = mpi_tools.num_procs() == 1
         self._tracked = {}  # key -> relative accuracy of its quantile sketch, in call order
+        self._timers_noted = 0  # how many of the table's timer keys _record_timers has seen
 
     def store(self, **kwargs):
         self._table.store(**kwargs)
@@ -73,6 +75,18 @@ class EpochTable:
         return self._table.timer(key)
 
     timer.__doc__ = EpochStats.timer.__doc__
+
+    def _record_timers(self, folder, recorded):
+        """Add the keys first timed since the last call to ``recorded`` and to the run's
+        record in ``folder`` (:mod:`spinfast._logger.runmeta`; rank 0, at each dump)."""
+        keys = self._table.timer_keys()
+        if len(keys) == self._timers_noted:
+            return
+        self._timers_noted = len(keys)
+        new = [k for k in keys if k not in recorded]
+        if new:
+            recorded += new
+            runmeta.write_timers(folder, recorded)
 
     def stats_accumulator(self, key):
         """Return the live accumulator of ``key`` this epoch (a ``spinfast._stats.Welford``).

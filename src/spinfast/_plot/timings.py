@@ -2,7 +2,9 @@
 
 Phase timers are logged by ``EpochLogger.timer(KEY)`` and ``log_tabular(KEY,
 with_min_and_max=True)``, as the columns ``AverageKEY`` (mean seconds of the phase over its
-calls in the epoch and, under MPI, over ranks), ``StdKEY``, ``MaxKEY`` and ``MinKEY``.
+calls in the epoch and, under MPI, over ranks), ``StdKEY``, ``MaxKEY`` and ``MinKEY``. The
+logger records the keys it timed beside the run's outputs (:mod:`spinfast._logger.runmeta`);
+without that record (Spinning Up's runs, older runs) a key is a timer by its name.
 :func:`make_timing_plots` reads runs (:mod:`spinfast._plot.runs`) and draws one panel per run
 (:func:`plot_timings`): one bar per epoch, stacked from the ``Average`` column of each key,
 with each key's ``Max`` drawn as a tick at the bottom of its segment plus the maximum, so a
@@ -20,13 +22,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from spinfast._logger.runmeta import read_timers
 from spinfast._plot.figure import PALETTE, RC, Output
 from spinfast._plot.runs import ADDED, check_column, get_all_datasets, runs_folder
 
 __all__ = ["TimingResult", "timer_keys", "plot_timings", "make_timing_plots",
            "TIMINGS_FILE", "TIMER_SUFFIX"]
 
-# A column family AverageKEY + MaxKEY is a timer by default when KEY ends in this.
+# In a run without a record of its timers, a column family AverageKEY + MaxKEY is a timer
+# when KEY ends in this.
 TIMER_SUFFIX = "Time"
 # The figure's file name beside the data when nothing is shown and no file is given.
 TIMINGS_FILE = "timings.png"
@@ -58,13 +62,21 @@ class TimingResult:
 
 
 def timer_keys(datum):
-    """Return the timer keys of run ``datum``, in column order.
+    """Return the timer keys of run ``datum``.
 
-    A key is a timer when it ends in ``Time`` and the run has both ``Average<KEY>`` and
-    ``Max<KEY>`` columns (what ``log_tabular(KEY, with_min_and_max=True)`` writes), so
-    Spinning Up's plain ``Time`` column is not one.
+    A run whose logger recorded its timers (``spinfast_run.json`` beside its data file, see
+    :mod:`spinfast._logger.runmeta`) has exactly those keys that it logged as
+    ``Average<KEY>``, whatever their names, in the order they were first timed. In a run
+    without that record (Spinning Up's, or older spinfast runs) a key is a timer when it ends
+    in ``Time`` and the run has both ``Average<KEY>`` and ``Max<KEY>`` columns (what
+    ``log_tabular(KEY, with_min_and_max=True)`` writes), so Spinning Up's plain ``Time``
+    column is not one; these come in column order.
     """
     columns = set(datum.columns)
+    path = datum.attrs.get("path")
+    recorded = None if path is None else read_timers(osp.dirname(osp.abspath(path)))
+    if recorded is not None:
+        return [k for k in recorded if "Average" + k in columns]
     return [c[len("Average"):] for c in datum.columns
             if c.startswith("Average") and c.endswith(TIMER_SUFFIX) and len(c) > len("Average")
             and "Max" + c[len("Average"):] in columns]
@@ -85,7 +97,8 @@ def _choose_keys(data, keys):
         have = {datum.attrs.get("path", "<data>"):
                 [c for c in datum.columns if c not in ADDED] for datum in data}
         raise ValueError(
-            f"make_timing_plots(): no timer columns (Average<KEY> and Max<KEY>, KEY ending in "
+            f"make_timing_plots(): no timer columns (Average<KEY> of a key the logger timed, "
+            f"or, in runs without its record, Average<KEY> and Max<KEY> with KEY ending in "
             f"{TIMER_SUFFIX!r}) in {len(data)} run(s); their columns are {have!r}; log phases "
             f"with `with logger.timer(KEY):` and logger.log_tabular(KEY, "
             f"with_min_and_max=True), or name the keys to plot: --timings KEY [KEY ...] "
@@ -199,8 +212,9 @@ def make_timing_plots(all_logdirs, keys=None, legend=None, select=None, exclude=
             names each logdir's runs in the panel titles).
         keys: timer keys to stack, bottom first (``UpdateTime`` plots ``AverageUpdateTime``,
             and ``MaxUpdateTime`` if present); every run must have ``Average<KEY>``. None or
-            empty: every key ending in ``Time`` with both ``Average<KEY>`` and ``Max<KEY>``
-            in some run (a run lacking one draws no segment for it).
+            empty: the timer keys of every run (:func:`timer_keys`: those its logger timed
+            with ``timer()``, else those ending in ``Time`` with both ``Average<KEY>`` and
+            ``Max<KEY>``); a run lacking one draws no segment for it.
         save: file to write (PNG, SVG, PDF, ... by extension).
         show: show on screen; default only when there is a display and no ``save``. Without
             either, a PNG is written next to the data as ``timings.png``.
