@@ -274,3 +274,27 @@ def test_public_api_is_lazy_and_documented():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("fmt", ["txt", "csv", "jsonl"])
+def test_readers_read_floats_exactly(tmp_path, fmt):
+    """Each value the logger writes reads back through the plotter as the same float."""
+    rng = np.random.default_rng(7)
+    # 1.0000000000000002 and 0.12345678901234568: 17 significant digits; the smallest
+    # subnormal and normal floats, the largest, a negative zero
+    special = [0.1 + 0.2, 1e-300, 1.0000000000000002, 0.12345678901234568, 5e-324,
+               2.2250738585072014e-308, 1.7976931348623157e308, -0.0, 1 / 3, 2.0 ** 0.5]
+    values = special + [float(v) for v in rng.normal(size=400) *
+                        10.0 ** rng.integers(-300, 300, 400)]
+    logger = EpochLogger(output_dir=str(tmp_path / f"exact_{fmt}"), formats=fmt)
+    for v in values:
+        logger.log_tabular("X", v)
+        logger.log_tabular("Y", -v)
+        logger.dump_tabular()
+    logger.close()
+    (data,) = get_all_datasets([str(tmp_path / f"exact_{fmt}")])
+    assert data.attrs["format"] == fmt
+    for key, want in (("X", values), ("Y", [-v for v in values])):
+        got = data[key].to_numpy(np.float64)
+        assert got.tolist() == want  # every float exactly, not within a tolerance
+        assert np.array_equal(np.signbit(got), np.signbit(want))  # -0.0 stays -0.0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os.path as osp
+import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -32,7 +33,17 @@ def _read_delimited(path, sep):
     data = data[:data.rfind(b"\n") + 1]
     if not data:
         raise pd.errors.EmptyDataError("no header")
-    return pd.read_csv(io.BytesIO(data), sep=sep)
+    return pd.read_csv(io.BytesIO(data), sep=sep, **_exact_floats(pd))
+
+
+def _exact_floats(pd):
+    """``read_csv``'s option that reads each number as the float written: ``round_trip``
+    before pandas 3.1 (its default parser may be one bit off); pandas 3.1 parses every float
+    exactly and deprecates the option."""
+    match = re.match(r"(\d+)\.(\d+)", pd.__version__)
+    if match and (int(match[1]), int(match[2])) >= (3, 1):
+        return {}
+    return {"float_precision": "round_trip"}
 
 
 def read_txt(path):
@@ -46,7 +57,8 @@ def read_csv(path):
 
 
 def read_jsonl(path):
-    """Read ``progress.jsonl``: one JSON object per row."""
+    """Read ``progress.jsonl``: one JSON object per row (numbers parsed by Python's ``json``,
+    so each reads back as the float written)."""
     import pandas as pd
 
     rows = []
