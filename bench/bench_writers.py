@@ -6,6 +6,10 @@ Run: ``python -m pytest bench/bench_writers.py -p no:cacheprovider`` (add ``--ch
   write) against 20 ``torch.utils.tensorboard.SummaryWriter.add_scalar`` calls.
 - All formats: the same row to ``txt,csv,jsonl,tensorboard`` against ``txt`` alone; the ratio
   is txt / all, so the target 0.5 means "at most 2x the cost of txt".
+- Step-indexed sinks, a dump of 20 keys: MLflow (``MlflowWriter``, a local file store in the
+  output folder, ``log_batch`` per row) against W&B (``WandbWriter``, offline) and TensorBoard
+  (``TensorBoardWriter``), in alternation, row by row; the ratio is W&B / MLflow, and
+  ``--check-targets`` also fails an MLflow median of 5 ms or more.
 - Sketch: pushing 1e6 float32 into an accumulator tracking quantiles (``Welford`` with
   ``track_quantiles``, what ``store`` feeds for a key logged with quantiles) and reading 3
   quantiles, against keeping them and calling ``numpy.quantile`` (what one does without a
@@ -108,6 +112,40 @@ def test_all_formats_vs_txt(benchmark, tmp_path):
                 txt, warmup_rounds=100)
     for w in ours_w + txt_w:
         w.close()
+
+
+def test_mlflow_dump_of_20_keys(benchmark, tmp_path, monkeypatch, request):
+    # MLflow, offline on its local file store, against W&B offline and TensorBoard: each side
+    # one writer's write_row of a 20-key row (what a dump costs that sink), row by row.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for var, sub in [("WANDB_CONFIG_DIR", "wb_config"), ("WANDB_CACHE_DIR", "wb_cache"),
+                     ("WANDB_DATA_DIR", "wb_data"), ("WANDB_ARTIFACT_DIR", "wb_artifacts")]:
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    for var, value in [("WANDB_MODE", "offline"), ("WANDB_SILENT", "true"),
+                       ("WANDB_CONSOLE", "off"), ("WANDB_PROJECT", "spinfast-bench")]:
+        monkeypatch.setenv(var, value)
+    rows = [make_row(i) for i in range(64)]
+    writers = []
+
+    def writing(name):
+        (writer,) = make_writers((name,), str(tmp_path / name))
+        writers.append(writer)
+        state = {"i": 0}
+
+        def run():
+            i = state["i"]
+            state["i"] = i + 1
+            writer.write_row(rows[i % 64]._replace(step=i))
+        return run
+
+    mlflow, wandb, tensorboard = writing("mlflow"), writing("wandb"), writing("tensorboard")
+    alternating(benchmark, "dump of 20 keys: mlflow (ref: wandb offline)", None, 300, mlflow,
+                wandb, warmup_rounds=20, extra={"tensorboard": tensorboard})
+    for w in writers:
+        w.close()
+    if request.config.getoption("--check-targets") and not benchmark.disabled:
+        median = benchmark.stats.stats.median
+        assert median < 5e-3, f"MLflow dump of 20 keys: {median * 1e3:.2f} ms, target < 5 ms"
 
 
 def _tracked():

@@ -330,7 +330,8 @@ def test_pytorch_saver(tmp_path):
 
 def test_import_is_light():
     code = ("import sys, spinfast.logx\n"
-            "heavy = [m for m in ('tensorflow', 'torch', 'pandas', 'seaborn', 'mpi4py', 'joblib') "
+            "heavy = [m for m in ('tensorflow', 'torch', 'pandas', 'seaborn', 'mpi4py', 'joblib', "
+            "'wandb', 'mlflow') "
             "if m in sys.modules]\n"
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -665,7 +665,7 @@ def test_epoch_logger_tensorboard_equals_progress_txt(tmp_path, capsys):
 # --------------------------------------------------------------------------- registry
 
 def test_formats_registered():
-    assert list(FORMATS) == ["stdout", "txt", "csv", "jsonl", "tensorboard", "wandb"]
+    assert list(FORMATS) == ["stdout", "txt", "csv", "jsonl", "tensorboard", "wandb", "mlflow"]
     assert parse_formats("txt, CSV,jsonl,tensorboard,csv") == ("txt", "csv", "jsonl",
                                                               "tensorboard")
     with pytest.raises(ValueError, match="valid formats: .*tensorboard"):

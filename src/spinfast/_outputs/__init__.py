@@ -13,6 +13,7 @@ The package:
 - ``tensorboard``: TensorBoard event files, records made by ``_tbcodec`` (the TFRecord and
   Event codec, which also reads them back for :mod:`spinfast.tfevents`);
 - ``wandb``: a Weights & Biases run;
+- ``mlflow``: an MLflow run;
 - ``_appender``: crash-safe appends (one ``write`` per row), the vanished-folder check and
   the truncation of a resumed file.
 
@@ -42,7 +43,7 @@ class Row(NamedTuple):
     Attributes:
         headers: every column of the run so far, in first-row order (the file header).
         values: this row's values by column; a header missing here is empty in this row.
-        step: the row's step, for step-indexed formats (TensorBoard, W&B).
+        step: the row's step, for step-indexed formats (TensorBoard, W&B, MLflow).
     """
 
     headers: list[str]
@@ -170,6 +171,7 @@ FORMATS: Mapping[str, type[Writer]] = _Registry({
     "jsonl": "jsonl.JsonlWriter",
     "tensorboard": "tensorboard.TensorBoardWriter",
     "wandb": "wandb.WandbWriter",
+    "mlflow": "mlflow.MlflowWriter",
 })
 """The writer class of each format name (``"<module of this package>.<class>"``, imported
 when a logger first opens that format)."""
