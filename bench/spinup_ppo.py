@@ -30,11 +30,11 @@ update. Each round times both module walks in alternation: ``module.parameters()
 ``mpi_pytorch`` uses) and issue 20's walk through the modules' private ``_parameters`` and
 ``_modules`` tables (:func:`_table_walk`, kept here only as the measured alternative, issue 30).
 
-``mpiexec -n 2 python bench/spinup_ppo.py --loop [--rounds 2] [--epochs 20]`` (issue 30) runs
-Spinning Up's whole ppo training loop (CartPole-v1, 4000 steps an epoch) ``rounds`` times,
-switching the walk at each epoch's end (A B B A A B B A ..., which cancels a linear drift of
-the machine's speed), and prints the mean time per epoch (the first epoch of each run left
-out) with each walk.
+``mpiexec -n 2 python bench/spinup_ppo.py --loop [--rounds 4] [--epochs 8]`` (issue 30) runs
+Spinning Up's whole ppo training loop (CartPole-v1, 4000 steps an epoch) with each walk in
+turn, round after round (both with the round's seed: the same episodes and updates), and
+prints the mean time per epoch (the first epoch of each run left out) and the time spent
+inside the walk per epoch, with each walk.
 """
 
 from __future__ import annotations
@@ -204,14 +204,25 @@ def loop(rounds, epochs, steps):
     from spinup.utils.logx import EpochLogger
     from spinup.utils.mpi_tools import proc_id
 
+    from spinfast import mpi_pytorch
+
     names = [n for n in WALKS if not n.startswith("_")]
-    walk_of = [names[(i + 1) // 2 % 2] for i in range(epochs)]  # A B B A A B B A ...
+    inside = [0.0, 0]  # seconds spent in the walk, and its calls, this epoch
+
+    def timed(fn):
+        def walk(module, trainable_only):
+            t0 = time.perf_counter()
+            out = fn(module, trainable_only)
+            inside[0] += time.perf_counter() - t0
+            inside[1] += 1
+            return out
+        return walk
+
     stamps, dump = [], EpochLogger.dump_tabular
 
-    def timed_dump(self):  # an epoch ends: time it, and walk the next one the other way
-        stamps.append((time.perf_counter(), time.process_time()))
-        if len(stamps) < epochs:
-            _use_walk(walk_of[len(stamps)])
+    def timed_dump(self):
+        stamps.append((time.perf_counter(), time.process_time(), *inside))
+        inside[:] = [0.0, 0]
         dump(self)
 
     EpochLogger.dump_tabular = timed_dump
@@ -221,30 +232,41 @@ def loop(rounds, epochs, steps):
         env.seed(1000 + proc_id())
         return env
 
-    wall = {n: [] for n in names}
-    cpu = {n: [] for n in names}
+    wall, cpu, walk_s, calls = ({n: [] for n in names} for _ in range(4))
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
-            stamps.clear()
-            _use_walk(walk_of[0])
-            ppo_pytorch(env_fn, seed=r, steps_per_epoch=steps, epochs=epochs,
-                        logger_kwargs=dict(output_dir=os.path.join(tmp, str(r))))
-            for i in range(1, epochs):  # epoch 0 also builds the model: left out
-                wall[walk_of[i]].append(stamps[i][0] - stamps[i - 1][0])
-                cpu[walk_of[i]].append(stamps[i][1] - stamps[i - 1][1])
+            for name in (names if r % 2 == 0 else names[::-1]):  # same seed: the same work
+                _use_walk(name)
+                mpi_pytorch._parameters = timed(mpi_pytorch._parameters)
+                stamps.clear()
+                ppo_pytorch(env_fn, seed=r, steps_per_epoch=steps, epochs=epochs,
+                            logger_kwargs=dict(output_dir=os.path.join(tmp, f"{r}-{name}")))
+                for a, b in zip(stamps, stamps[1:]):  # epoch 0 also builds the model
+                    wall[name].append(b[0] - a[0])
+                    cpu[name].append(b[1] - a[1])
+                    walk_s[name].append(b[2])
+                    calls[name].append(b[3])
     if proc_id() == 0:
-        print(f"\nSpinning Up ppo_pytorch, CartPole-v1, {steps} steps/epoch, {rounds} runs x "
-              f"{epochs} epochs, the walk switched epoch by epoch (A B B A ...), means per "
-              f"epoch\n")
-        print("| walk | epochs | wall | CPU (rank 0) |\n|---|---|---|---|")
+        print(f"\nSpinning Up ppo_pytorch, CartPole-v1, {steps} steps/epoch, {rounds} rounds x "
+              f"{epochs} epochs per walk, runs alternating (same seed in a round), means per "
+              f"epoch (the first of each run left out)\n")
+        print("| walk | epochs | wall | CPU (rank 0) | in the walk (rank 0) | walk calls |\n"
+              "|---|---|---|---|---|---|")
         for name in names:
+            w = statistics.mean(walk_s[name])
             print(f"| {name} | {len(wall[name])} | {statistics.mean(wall[name]):.3f} s | "
-                  f"{statistics.mean(cpu[name]):.3f} s |")
+                  f"{statistics.mean(cpu[name]):.3f} s | {w * 1e3:.3f} ms "
+                  f"({100 * w / statistics.mean(wall[name]):.3f}% of the epoch) | "
+                  f"{statistics.mean(calls[name]):.0f} |")
         for what, t in (("wall", wall), ("CPU", cpu)):
             a, b = (statistics.mean(t[n]) for n in names)
             spread = max(statistics.stdev(t[n]) / len(t[n]) ** 0.5 for n in names)
             print(f"the private walk saves {100 * (a - b) / a:+.2f}% of an epoch ({what}; "
                   f"standard error of a mean {100 * spread / a:.2f}%)")
+        a, b = (statistics.mean(walk_s[n]) for n in names)
+        epoch = statistics.mean(wall[names[0]])
+        print(f"time in the walk: the private walk saves {(a - b) * 1e3:.3f} ms, "
+              f"{100 * (a - b) / epoch:.3f}% of an epoch")
 
 
 def startup(side):

@@ -42,7 +42,7 @@ def _parameters(module, trainable_only):
     ``trainable_only``): PyTorch's public walk, each parameter once, in its order.
 
     Issue 20 walked the modules' private ``_parameters``/``_modules`` tables instead; that
-    saved 3 us a call, 0.05% of a whole ppo training loop (bench/README.md, issue 30).
+    saved 3-4 us a call, 0.1% of a whole ppo training loop (bench/README.md, issue 30).
     """
     params = module.parameters()
     return [p for p in params if p.requires_grad] if trainable_only else list(params)
