@@ -22,6 +22,8 @@ from cpython.buffer cimport PyBuffer_Release, PyObject_CheckBuffer, PyObject_Get
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport uint16_t, uint64_t
 
+from bufformat cimport sf_format_code
+
 cdef extern from "compress_kernels.h" nogil:
     int SFC_BF16
     int SFC_FP16
@@ -72,8 +74,8 @@ cdef int _acquire(views_t* a, object arrays, bint writable, str where) except -1
                 what = "writable and C-contiguous" if writable else "C-contiguous"
                 raise ValueError(f"{where}: array {i} is not {what} ({exc})") from None
             a.count += 1
-            fmt = (<bytes>v.format).decode() if v.format != NULL else "B"
-            if v.itemsize != 4 or fmt.lstrip("@=<") != "f":
+            if v.itemsize != 4 or sf_format_code(v.format) != b"f":
+                fmt = (<bytes>v.format).decode() if v.format != NULL else "B"
                 raise TypeError(f"{where}: array {i} has format {fmt!r}; compressed "
                                 f"averaging takes float32 arrays")
             a.total += v.len // 4

@@ -81,16 +81,19 @@ from cpython.buffer cimport (
 )
 from cpython.buffer cimport PyBUF_READ, PyBUF_WRITE
 from cpython.mem cimport PyMem_Free, PyMem_RawFree, PyMem_RawRealloc, PyMem_Realloc
+from cpython.ref cimport PyObject
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy, memset
+
+from bufformat cimport sf_format_code
 
 import os
 
 import numpy as np
 
-cdef enum dkind_t:
-    # Element kinds. The per-kind work is in _flat_pack.pxi (_itemsize, _add, _scale); a new
+cdef enum:
+    # Element kinds (dkind_t). The per-kind work is in _flat_pack.pxi (_itemsize, _add, _scale); a new
     # kind on the wire (16-bit values summed in float32) adds a member here and a case there.
     DK_NONE = 0
     DK_F32 = 1
@@ -114,6 +117,12 @@ cdef enum algo_t:
     ALG_MPI = 1
     ALG_ENGINE = 2
 
+cdef enum mode_t:
+    # How the next call learns whether every rank's layout still holds (_agreed_call).
+    AM_NONE = 0     # no agreed layout: the hash exchange
+    AM_FLAG = 1     # a flag element in the first collective of the call
+    AM_PAIR = 2     # the two-rank broadcast's messages themselves
+
 cdef tuple _OP_NAMES = ("sum", "mean", "min", "max", "prod")
 # FlatBuffer(algorithm=) and SPINFAST_COLLECTIVES, by algo_t value.
 ALGORITHMS = ("auto", "mpi", "engine")
@@ -123,6 +132,29 @@ cdef tuple _KIND_NAMES = ("?", "float32", "float64")
 cdef int64_t _BAD_INPUT = (<int64_t>1) << 62
 
 DEFAULT_FUSION_THRESHOLD = 1 << 16
+
+
+cdef struct call_t:
+    # One call as every step of it sees it: made by allreduce()/bcast(), completed with the
+    # engine's communicator when MPI is reached. The objects are borrowed for the call.
+    PyObject* comm        # the caller's communicator (MPI's own collectives)
+    PyObject* dup         # the engine's duplicate of it (the engine's messages)
+    PyObject* op          # the op as the caller passed it (messages)
+    PyObject* where       # the public call's name (messages)
+    int rank
+    int size
+    int code              # opcode_t; -1: an unknown op
+    int root              # a broadcast's root, else -1
+    double ok_flag        # the agreement flag's value of a rank whose layout holds
+
+
+cdef struct part_t:
+    # One buffer reduced along one path: ``n`` elements of ``kind`` at ``ptr``.
+    char* ptr
+    Py_ssize_t n
+    int kind
+    int path
+
 
 include "_flat_pack.pxi"
 include "_flat_layout.pxi"
@@ -156,20 +188,18 @@ cdef struct layout_t:
 
 cdef class _Packed:
     # The packed buffers' memory (numpy: large ones go on huge pages), grown, never shrunk; the
-    # views of the sizes in use; the one-element flag buffer (FG_ALONE); and the other partial
-    # sum of a packed buffer whose last addition is left to the unpacking.
+    # one-element flag buffer (FG_ALONE); and the other partial sum of a packed buffer whose
+    # last addition is left to the unpacking.
     cdef object store32
     cdef object store64
-    cdef object view32
-    cdef object view64
     cdef object flagbuf
     cdef char* flag_p
     cdef char* pending
 
     def __cinit__(self):
         cdef double[::1] f
-        self.store32 = self.view32 = np.zeros(0, np.float32)
-        self.store64 = self.view64 = np.zeros(0, np.float64)
+        self.store32 = np.zeros(0, np.float32)
+        self.store64 = np.zeros(0, np.float64)
         self.flagbuf = np.zeros(1, np.float64)
         f = self.flagbuf
         self.flag_p = <char*>&f[0]
@@ -183,8 +213,6 @@ cdef class _Packed:
             self.store32 = np.zeros(n32, np.float32)
         if n64 > self.store64.shape[0]:
             self.store64 = np.zeros(n64, np.float64)
-        self.view32 = self.store32[:n32]
-        self.view64 = self.store64[:n64]
         m32 = self.store32
         m64 = self.store64
         p.p32 = <char*>&m32[0] if m32.shape[0] else NULL
@@ -212,15 +240,12 @@ cdef class _Link:
 
 cdef struct agreement_t:
     # The last layout all ranks agreed on (identical on every rank), and where its flag goes.
-    bint agreed
+    int mode              # mode_t
     uint64_t hash
     int code
     int root
     int size              # the number of ranks it was made among
-    int fkind             # dkind_t of the flag's buffer
-    int fpath             # path_t of the flag's buffer's collective
-    char* fptr            # the flag element
-    Py_ssize_t fbytes     # bytes of the flag's buffer
+    part_t flag           # the flag's buffer (the flag is its element 0) and its path
 
 
 include "_flat_bcast.pxi"
@@ -237,17 +262,20 @@ cdef class FlatBuffer:
         fusion_threshold: arrays of fewer bytes than this are packed into one buffer per dtype
             and moved with one collective; larger ones are reduced or broadcast in place on
             their own memory. 0 packs nothing. Must be the same on every rank.
-        algorithm: ``'auto'`` (the table of ``_flat_paths.pxi`` chooses each path), ``'engine'`` (the engine's
-            own ring, recursive doubling and tree wherever one applies) or ``'mpi'`` (MPI's
-            ``Allreduce`` and ``Bcast`` on the packed buffers and the large arrays; results
-            equal to the engine's up to the order of float additions). None reads the
-            environment variable ``SPINFAST_COLLECTIVES`` (unset or empty: ``'auto'``). Must be
-            the same on every rank (a difference raises ValueError on every rank at the first
-            call).
+        algorithm: ``'auto'`` (the table of ``_flat_paths.pxi`` chooses each path), ``'engine'``
+            (the engine's own ring, recursive doubling and tree wherever one applies) or
+            ``'mpi'`` (MPI's ``Allreduce`` and ``Bcast`` on the packed buffers and the large
+            arrays; results equal to the engine's up to the order of float additions). None
+            reads the environment variable ``SPINFAST_COLLECTIVES`` (unset or empty:
+            ``'auto'``). Must be the same on every rank (a difference raises ValueError on
+            every rank at the first call).
+
+    The environment variable ``SPINFAST_FLAT_RULES``, read when an instance is made, changes
+    rows of that instance's copy of the decision table (for tests; see ``_flat_paths.pxi``).
 
     Raises:
         ValueError: ``fusion_threshold`` < 0, or ``algorithm`` (or SPINFAST_COLLECTIVES) is
-            not one of ``'auto'``, ``'mpi'``, ``'engine'``.
+            not one of ``'auto'``, ``'mpi'``, ``'engine'``, or SPINFAST_FLAT_RULES is malformed.
 
     Not thread-safe: one call at a time per instance (a concurrent call raises RuntimeError).
     """
@@ -255,18 +283,17 @@ cdef class FlatBuffer:
     cdef readonly Py_ssize_t fusion_threshold
     cdef int _algo              # algo_t: part of the layout hash, so equal on every rank
     cdef bint _busy
+    cdef rule_t _rules[_N_RULES]  # this instance's copy of the decision table (_RULES)
     # The engine's state, by concept (the algorithms are functions over these):
     cdef layout_t _layout       # the call's arrays and the plan: what is packed where
     cdef paths_t _chosen        # the last paths (packed buffers, broadcast; arrays: per slot)
     cdef _Packed _packed        # the packed buffers
     cdef scratch_t _scratch     # receive buffer and message list of the ring, doubling, tree
     cdef _Link _link            # the communicator link
-    cdef _Scatter _scatter      # datatypes scattering a packed buffer into its arrays
-    # The agreement: the last layout all ranks agreed on, the buffer its flag travels in, the
-    # two-rank broadcast's agreed buffer sizes (else None), the hash exchange's two integers.
+    cdef _Pair _pair            # the two-rank broadcast's sizes, flag and datatypes
+    # The agreement: the last layout all ranks agreed on and how its flag travels; the hash
+    # exchange's two integers.
     cdef agreement_t _agree
-    cdef object _agreed_fview
-    cdef object _pair_sizes
     cdef object _hdr
     cdef int64_t* _hdr_p
 
@@ -278,7 +305,7 @@ cdef class FlatBuffer:
         self._busy = False
         self._packed = _Packed()
         self._link = _Link()
-        self._scatter = _Scatter()
+        self._pair = _Pair()
 
     def __init__(self, Py_ssize_t fusion_threshold=DEFAULT_FUSION_THRESHOLD, algorithm=None):
         cdef int64_t[::1] h
@@ -294,6 +321,8 @@ cdef class FlatBuffer:
         elif not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
             raise ValueError(f"FlatBuffer(): algorithm must be one of 'auto', 'mpi', 'engine' "
                              f"or None, got {algorithm!r}; None reads SPINFAST_COLLECTIVES")
+        memcpy(self._rules, _RULES, sizeof(_RULES))
+        _apply_rule_changes(self._rules, os.environ.get("SPINFAST_FLAT_RULES", ""))
         self.fusion_threshold = fusion_threshold
         self._algo = ALGORITHMS.index(algorithm)
         self._hdr = np.zeros(2, np.int64)
@@ -382,11 +411,7 @@ cdef class FlatBuffer:
             RuntimeError: the instance is in use by another thread.
         """
         cdef int code = _OP_NAMES.index(op) if isinstance(op, str) and op in _OP_NAMES else -1
-        self._enter()
-        try:
-            self._run(comm, arrays, code, -1, op, "FlatBuffer.allreduce()", sources)
-        finally:
-            self._leave()
+        self._call(comm, arrays, code, -1, op, "FlatBuffer.allreduce()", sources)
 
     def bcast(self, comm, arrays, int root=0):
         """Copy every array of rank ``root`` into the same array on the other ranks, in place.
@@ -401,24 +426,29 @@ cdef class FlatBuffer:
             ValueError: as for :meth:`allreduce`, or ``root`` is out of range or differs
                 between ranks.
         """
-        self._enter()
-        try:
-            self._run(comm, arrays, OP_BCAST, root, None, "FlatBuffer.bcast()", None)
-        finally:
-            self._leave()
+        self._call(comm, arrays, OP_BCAST, root, None, "FlatBuffer.bcast()", None)
 
-    # -- buffers of a call -----------------------------------------------------------------
-
-    cdef int _enter(self) except -1:
+    cdef int _call(self, object comm, object arrays, int code, int root, object op, str where,
+                   object sources) except -1:
+        # The call record, then the call, one at a time on this instance.
+        cdef call_t c
+        c.comm, c.dup, c.op, c.where = <PyObject*>comm, NULL, <PyObject*>op, <PyObject*>where
+        c.size = comm.Get_size() if comm is not None else 1
+        c.rank = comm.Get_rank() if comm is not None else 0
+        c.code, c.root = code, root
+        c.ok_flag = 0.0 if code == OP_BCAST else _flag_ok(code)
         if self._busy:
             raise RuntimeError("FlatBuffer: a call is already running on this instance; use one "
                                "FlatBuffer per thread")
         self._busy = True
+        try:
+            self._run(&c, arrays, sources)
+        finally:
+            self._release()
+            self._busy = False
         return 0
 
-    cdef void _leave(self) noexcept:
-        self._release()
-        self._busy = False
+    # -- buffers of a call -----------------------------------------------------------------
 
     cdef void _release(self) noexcept:
         cdef Py_ssize_t i
@@ -439,19 +469,31 @@ cdef class FlatBuffer:
         _grow(<void**>&self._scratch.msgs.ptr, (n + 2) * sizeof(char*))
         _grow(<void**>&self._scratch.msgs.src, (n + 2) * sizeof(char*))
         _grow(<void**>&self._scratch.msgs.n, (n + 2) * sizeof(Py_ssize_t))
-        self._scatter.count = -1
+        self._pair.count = -1
         memset(self._layout.arr.slots + self._layout.arr.cap, 0,
                (n - self._layout.arr.cap) * sizeof(slot_t))
         self._layout.arr.cap = n
         self._layout.plan.made = False
         return 0
 
+    cdef object _check(self, const call_t* c, object arrays, object sources):
+        # Take the call's buffers; None, or (exception type, message) for the first problem.
+        if c.code < 0:
+            return (ValueError, f"unknown op {<object>c.op!r}; pass one of "
+                                f"{', '.join(map(repr, _OP_NAMES))}")
+        if c.code == OP_BCAST and not 0 <= c.root < c.size:
+            return (ValueError, f"root {c.root!r} is not a rank of a communicator of size "
+                                f"{c.size}; pass 0 <= root < {c.size}")
+        err = self._acquire(arrays)
+        if err is None and sources is not None:
+            err = self._acquire_sources(sources)
+        return err
+
     cdef object _acquire(self, object arrays):
         # Take every buffer; return None, or (exception type, message) for the first bad item.
         cdef Py_ssize_t i, n
         cdef Py_buffer* v
         cdef slot_t* s
-        cdef int kind
         if not isinstance(arrays, (list, tuple)):
             return (TypeError, f"arrays must be a list or tuple of arrays, got a "
                                f"{type(arrays).__name__!r}; pass a list of numpy arrays")
@@ -470,17 +512,16 @@ cdef class FlatBuffer:
                 return (ValueError, f"array {i} cannot be used in place ({exc}); pass "
                                     f"writable, contiguous float32/float64 arrays")
             self._layout.arr.nacq = i + 1
-            kind = _buffer_kind(v)
-            if kind == DK_NONE:
+            s = &self._layout.arr.slots[i]
+            s.kind = _buffer_kind(v)
+            if s.kind == DK_NONE:
                 dt = getattr(obj, "dtype", None)
                 fmt = (<bytes>v.format).decode() if v.format != NULL else "B"
                 what = str(dt) if dt is not None else f"format {fmt!r}"
                 return (TypeError, f"array {i} has dtype {what}; only float32 and float64 "
                                    f"arrays are supported: convert it or leave it out")
-            s = &self._layout.arr.slots[i]
             s.ptr = <char*>v.buf
             s.src = s.ptr
-            s.kind = kind
             s.nbytes = v.len
             s.n = v.len // v.itemsize
         return None
@@ -524,12 +565,12 @@ cdef class FlatBuffer:
 
     # -- the plan ----------------------------------------------------------------------------
 
-    cdef bint _plan_matches(self, int code, int size, bint shared) noexcept:
+    cdef bint _plan_matches(self, const call_t* c) noexcept:
         cdef Py_ssize_t i
         cdef const slot_t* s
         cdef const plan_t* p = &self._layout.plan
-        if (not p.made or p.count != self._layout.arr.count or p.code != code or p.size != size
-                or p.shared != shared):
+        if (not p.made or p.count != self._layout.arr.count or p.code != c.code
+                or p.size != c.size or p.shared != self._link.shared):
             return False
         for i in range(self._layout.arr.count):
             s = &self._layout.arr.slots[i]
@@ -537,329 +578,291 @@ cdef class FlatBuffer:
                 return False
         return True
 
-    cdef int _make_plan(self, int code, int size, bint shared) except -1:
+    cdef int _make_plan(self, const call_t* c) except -1:
         # Decide what is packed, where, which buffer carries the agreement flag and which path
         # moves each buffer; re-allocate a packed buffer only when it must grow.
-        cdef Py_ssize_t i, n32 = 0, n64 = 0, small32 = 0, small64 = 0
+        cdef Py_ssize_t i
+        cdef Py_ssize_t n[3]   # elements packed, by dkind_t (the flag included)
         cdef slot_t* s
         cdef plan_t* p = &self._layout.plan
-        cdef bint bcast = code == OP_BCAST
-        cdef int transport = T_SHARED if shared else T_NETWORK
-        cdef paths_t* chosen = &self._chosen
-        if self._plan_matches(code, size, shared):
+        cdef const rule_t* r = _rule(self._rules, T_SHARED if self._link.shared else T_NETWORK,
+                                     c.size)
+        if self._plan_matches(c):
             return 0
-        self._scatter.count = -1  # its datatypes describe the old plan's arrays
+        self._pair.count = -1  # its datatypes describe the old plan's arrays
+        self._place(c.code == OP_BCAST, n)
         for i in range(self._layout.arr.count):
             s = &self._layout.arr.slots[i]
-            s.packed = 0 < s.nbytes < self.fusion_threshold
-            if s.packed:
-                if s.kind == DK_F32:
-                    small32 += 1
-                else:
-                    small64 += 1
-        # A reduction packs every small array: the flag rides along, one collective in all.
-        # A broadcast has its flag apart, so a lone small array is sent in place, uncopied.
-        if bcast:
-            p.fgroup = FG_ALONE
-        elif small32:
-            p.fgroup = FG_F32
-            n32 = 1
-        elif small64:
-            p.fgroup = FG_F64
-            n64 = 1
-        else:
-            p.fgroup = FG_ALONE
-        for i in range(self._layout.arr.count):
-            s = &self._layout.arr.slots[i]
-            if s.packed and bcast and (small32 if s.kind == DK_F32 else small64) == 1:
-                s.packed = False
-            if s.packed:
-                if s.kind == DK_F32:
-                    s.offset = n32 * 4
-                    n32 += s.n
-                else:
-                    s.offset = n64 * 8
-                    n64 += s.n
             s.path = P_MPI
-            if not s.packed and s.n and not bcast:
-                s.path = _choose_reduce(transport, self._algo, code, size, s.nbytes, False)
+            if not s.packed and s.n and c.code != OP_BCAST:
+                s.path = _choose_reduce(r, self._algo, c.code, c.size, s.nbytes, False)
             s.plan_n = s.n
             s.plan_kind = s.kind
-        self._packed.fit(p, n32, n64)
-        chosen.f32 = _choose_reduce(transport, self._algo, code, size, n32 * 4, True)
-        chosen.f64 = _choose_reduce(transport, self._algo, code, size, n64 * 8, True)
-        p.solo = (n32 == 0) != (n64 == 0)
+        self._packed.fit(p, n[DK_F32], n[DK_F64])
+        self._chosen.f32 = _choose_reduce(r, self._algo, c.code, c.size,
+                                          n[DK_F32] * _itemsize(DK_F32), True)
+        self._chosen.f64 = _choose_reduce(r, self._algo, c.code, c.size,
+                                          n[DK_F64] * _itemsize(DK_F64), True)
+        p.solo = (n[DK_F32] == 0) != (n[DK_F64] == 0)
         for i in range(self._layout.arr.count):
             if not self._layout.arr.slots[i].packed and self._layout.arr.slots[i].n:
                 p.solo = False
-        chosen.bcast = P_MPI
-        if bcast:
-            chosen.bcast = _choose_bcast(transport, self._algo, size,
-                                         _bcast_buffers(p, &self._layout.arr, &self._scratch.msgs))
-        p.count = self._layout.arr.count
-        p.code = code
-        p.size = size
-        p.shared = shared
-        p.made = True
+        self._chosen.bcast = P_MPI
+        if c.code == OP_BCAST:
+            self._chosen.bcast = _choose_bcast(r, self._algo, c.size, _bcast_buffers(
+                p, &self._layout.arr, &self._scratch.msgs))
+        p.count, p.code, p.size, p.shared, p.made = (self._layout.arr.count, c.code, c.size,
+                                                     self._link.shared, True)
         return 0
+
+    cdef void _place(self, bint bcast, Py_ssize_t* n) noexcept:
+        # Which arrays are packed and at which offsets (n: elements per dtype), and where the
+        # flag goes. A reduction packs every small array: the flag rides along, one collective
+        # in all. A broadcast has its flag apart, so a lone small array is sent in place.
+        cdef Py_ssize_t i
+        cdef Py_ssize_t small[3]
+        cdef slot_t* s
+        cdef plan_t* p = &self._layout.plan
+        n[DK_F32] = n[DK_F64] = small[DK_F32] = small[DK_F64] = 0
+        for i in range(self._layout.arr.count):
+            s = &self._layout.arr.slots[i]
+            s.packed = 0 < s.nbytes < self.fusion_threshold
+            small[s.kind] += s.packed
+        p.fgroup = FG_ALONE
+        if not bcast and small[DK_F32]:
+            p.fgroup, n[DK_F32] = FG_F32, 1
+        elif not bcast and small[DK_F64]:
+            p.fgroup, n[DK_F64] = FG_F64, 1
+        for i in range(self._layout.arr.count):
+            s = &self._layout.arr.slots[i]
+            if s.packed and bcast and small[s.kind] == 1:
+                s.packed = False
+            if s.packed:
+                s.offset = n[s.kind] * _itemsize(s.kind)
+                n[s.kind] += s.n
 
     # -- a call ------------------------------------------------------------------------------
 
-    cdef void _agree_on(self, int code, int root, int size, uint64_t h) noexcept:
-        # Remember the layout every rank now agrees on, and where its flag travels.
-        cdef agreement_t* a = &self._agree
-        cdef const plan_t* p = &self._layout.plan
-        a.agreed = True
-        a.hash = h
-        a.code = code
-        a.root = root
-        a.size = size
-        if self._layout.plan.fgroup == FG_F32:
-            self._agreed_fview = self._packed.view32
-            _flag_in(a, DK_F32, p.p32, p.n32 * 4, self._chosen.f32)
-        elif self._layout.plan.fgroup == FG_F64:
-            self._agreed_fview = self._packed.view64
-            _flag_in(a, DK_F64, p.p64, p.n64 * 8, self._chosen.f64)
-        else:
-            self._agreed_fview = self._packed.flagbuf
-            _flag_in(a, DK_F64, self._packed.flag_p, 8, P_MPI)
-
-    cdef void _disagree(self) noexcept:
-        self._agree.agreed = False
-        self._agreed_fview = None
-
-    cdef double _read_flag(self) noexcept:
-        # The agreed flag after its collective (of a packed buffer whose last addition is
-        # pending: the sum of both parts).
-        cdef const agreement_t* a = &self._agree
-        cdef double v = (<float*>a.fptr)[0] if a.fkind == DK_F32 else (<double*>a.fptr)[0]
-        cdef const char* other
-        if self._packed.pending != NULL and a.fptr != self._packed.flag_p:
-            other = self._packed.pending
-            v += (<float*>other)[0] if a.fkind == DK_F32 else (<double*>other)[0]
-        return v
-
-    cdef int _flag_collective(self, object comm, object dup, int rank, int size,
-                              bint defer) except -1:
-        # The agreed flag's collective: the flag's buffer, along the agreed path.
-        cdef const agreement_t* a = &self._agree
-        return self._reduce(comm, dup, self._agreed_fview, a.fptr, a.fbytes, a.fkind, a.code,
-                            a.fpath, rank, size, 1, defer)
-
-    cdef int _run(self, object comm, object arrays, int code, int root, object op,
-                  str where, object sources) except -1:
+    cdef int _run(self, call_t* c, object arrays, object sources) except -1:
         # One call: check and take the buffers; one rank: done; else the agreed fast path if
         # the ranks agreed on a layout, and the hash exchange if that does not settle it.
-        cdef int size = comm.Get_size() if comm is not None else 1
-        cdef int rank = comm.Get_rank() if comm is not None else 0
         cdef uint64_t h = 0
-        cdef object err = self._check(arrays, code, root, op, size, sources)
-        self._packed.pending = NULL
-        if size == 1:
+        cdef object err = self._check(c, arrays, sources)
+        if c.size == 1:
             if err is not None:
-                raise err[0](f"{where}: {err[1]}")
+                raise err[0](f"{<object>c.where}: {err[1]}")
             self._copy_sources()  # the reduction over one rank: the inputs themselves
             return 0
         _mpi()
         # (made collectively on a communicator's first call, whatever the algorithm: ranks
         # whose settings differ must still make the same collectives, to reach the error)
-        self._link.of(comm)
+        self._link.of(<object>c.comm)
+        c.dup = <PyObject*>self._link.dup
         if err is None:
-            h = _layout_hash(&self._layout.arr, code, root, self.fusion_threshold, self._algo,
-                             self._link.shared)
-        if self._agree.agreed and self._agree.size != size:
+            h = _layout_hash(&self._layout.arr, c.code, c.root, self.fusion_threshold,
+                             self._algo, self._link.shared)
+        if self._agree.size != c.size:
             # Another communicator: as on a fresh instance. (Every rank of this one sees the
             # size change: e.g. ranks that agreed on a sub-communicator, joined on the whole.)
-            self._disagree()
-        if self._agree.agreed:
-            if self._agreed_call(comm, arrays, code, root, rank, size, err is None, h):
-                return 0
-            self._disagree()
-        self._exchange(comm, arrays, code, root, op, rank, size, where, err, h)
+            self._agree.mode = AM_NONE
+        if self._agree.mode != AM_NONE and self._agreed_call(c, err is None, h):
+            return 0
+        self._agree.mode = AM_NONE
+        self._hash_exchange(c, err, h)
         return 0
 
-    cdef object _check(self, object arrays, int code, int root, object op, int size,
-                       object sources):
-        # Take the call's buffers; None, or (exception type, message) for the first problem.
-        if code < 0:
-            return (ValueError, f"unknown op {op!r}; pass one of "
-                                f"{', '.join(map(repr, _OP_NAMES))}")
-        if code == OP_BCAST and not 0 <= root < size:
-            return (ValueError, f"root {root!r} is not a rank of a communicator of size "
-                                f"{size}; pass 0 <= root < {size}")
-        err = self._acquire(arrays)
-        if err is None and sources is not None:
-            err = self._acquire_sources(sources)
-        return err
-
-    cdef bint _agreed_call(self, object comm, object arrays, int code, int root, int rank,
-                           int size, bint valid, uint64_t h) except -1:
-        # The call on an agreed layout: whether every rank's layout still holds travels with
-        # the data (two-rank broadcast) or in the first collective's flag. True: done; False:
-        # some rank's layout changed (no array was written), the hash exchange follows.
-        cdef bint bcast = code == OP_BCAST
-        cdef double ok_flag = 0.0 if bcast else _flag_ok(code)
-        cdef object dup = self._link.dup
-        cdef bint same = (valid and self._plan_matches(code, size, self._link.shared)
-                          and _fold_paths(h, &self._chosen, &self._layout) == self._agree.hash)
-        if self._pair_sizes is not None:
-            return _pair_bcast(dup, &self._layout.plan, &self._layout.arr, arrays,
-                               &self._scratch.msgs, self._scatter, self._packed.flagbuf,
-                               self._pair_sizes, self._agree.root, rank, same)
+    cdef bint _agreed_call(self, const call_t* c, bint valid, uint64_t h) except -1:
+        # The call on an agreed layout, by the agreement's mode (the one place that dispatches
+        # on it): whether every rank's layout still holds travels in the first collective's
+        # flag, or with the two-rank broadcast's messages. True: done; False: some rank's
+        # layout changed (no array was written), the hash exchange follows.
+        cdef agreement_t* a = &self._agree
+        cdef bint same = (valid and self._plan_matches(c)
+                          and _fold_paths(h, &self._chosen, &self._layout) == a.hash)
+        self._packed.pending = NULL
+        if a.mode == AM_PAIR and not same:
+            return _pair_changed(c, a.root, self._pair)
+        if a.mode == AM_PAIR and c.rank == a.root:
+            return _pair_send(c, &self._layout, &self._scratch.msgs, self._pair)
+        if a.mode == AM_PAIR:
+            return _pair_receive(c, &self._layout, &self._scratch.msgs, self._pair)
         if not same:
             # the collective the others make: the flag is element 0 of the agreed buffer
-            _write_flag(self._agree.fkind, self._agree.fptr, _flag_set(self._agree.code))
-            self._flag_collective(comm, dup, rank, size, False)
+            _write_flag(&a.flag, _flag_set(a.code))
+            self._reduce(c, &a.flag, a.code, False)
             return False
-        if not bcast or rank == root:
+        if c.code != OP_BCAST or c.rank == c.root:
             with nogil:
                 _pack(self._layout.arr.slots, self._layout.arr.count, self._layout.plan.p32,
                       self._layout.plan.p64)
-        _write_flag(self._agree.fkind, self._agree.fptr, ok_flag)
-        self._flag_collective(comm, dup, rank, size, self._layout.plan.solo and not bcast)
-        if self._read_flag() != ok_flag:
+        _write_flag(&a.flag, c.ok_flag)
+        self._reduce(c, &a.flag, a.code, self._layout.plan.solo and c.code != OP_BCAST)
+        if self._read_flag() != c.ok_flag:
             return False
-        self._collectives(comm, dup, arrays, code, root, rank, size, True)
+        self._move(c, True)
         return True
 
-    cdef int _exchange(self, object comm, object arrays, int code, int root, object op,
-                       int rank, int size, str where, object err, uint64_t h) except -1:
+    cdef int _hash_exchange(self, const call_t* c, object err, uint64_t h) except -1:
         # Plan, then compare the layout hashes (paths included), overlapped with the packing;
         # all equal: agree on the layout and move the data; else raise on every rank.
-        cdef Py_ssize_t m
-        cdef bint bcast = code == OP_BCAST, fresh = False
-        cdef double ok_flag = 0.0 if bcast else _flag_ok(code)
-        cdef object dup = self._link.dup
+        cdef bint flag_first = False
+        cdef object req
         self._packed.pending = NULL
         if err is None:
-            self._make_plan(code, size, self._link.shared)
+            self._make_plan(c)
             h = _fold_paths(h, &self._chosen, &self._layout)  # the chosen paths must agree too
         self._hdr_p[0] = <int64_t>h if err is None else _BAD_INPUT
         self._hdr_p[1] = -(<int64_t>h) if err is None else 0
-        req = comm.Iallreduce(_MPI.IN_PLACE, self._hdr, _MPI.MAX)
-        if err is None and (not bcast or rank == root):
+        req = (<object>c.comm).Iallreduce(_MPI.IN_PLACE, self._hdr, _MPI.MAX)
+        if err is None and (c.code != OP_BCAST or c.rank == c.root):
             with nogil:
                 _pack(self._layout.arr.slots, self._layout.arr.count, self._layout.plan.p32,
                       self._layout.plan.p64)
         req.Wait()
         if err is not None or self._hdr_p[0] != <int64_t>h or self._hdr_p[1] != -(<int64_t>h):
-            mine = None
-            if err is None:
-                mine = ("layout", "bcast" if bcast else "allreduce", op, root,
-                        self.fusion_threshold, self.algorithm,
-                        _describe_layout(&self._layout.arr), self._link.shared, self._paths())
-            _raise_mismatch(comm, err, mine, where)
-        self._agree_on(code, root, size, h)
-        self._pair_sizes = None
-        if self._chosen.bcast == P_PAIR:
-            m = _bcast_buffers(&self._layout.plan, &self._layout.arr, &self._scratch.msgs)
-            if m:  # (the root's verdict needs a message to travel in)
-                self._pair_sizes = [self._scratch.msgs.n[i] for i in range(m)]
-        _write_flag(self._agree.fkind, self._agree.fptr, ok_flag)
-        if not bcast and self._layout.plan.fgroup != FG_ALONE:
+            _raise_mismatch(<object>c.comm, err, self._describe(c) if err is None else None,
+                            <object>c.where)
+        self._agree_on(c, h)
+        _write_flag(&self._agree.flag, c.ok_flag)
+        if c.code != OP_BCAST and self._layout.plan.fgroup != FG_ALONE:
             # the flag rides in a packed buffer: its collective is the data's first
-            self._flag_collective(comm, dup, rank, size, self._layout.plan.solo)
-            fresh = True
-        self._collectives(comm, dup, arrays, code, root, rank, size, fresh)
+            self._reduce(c, &self._agree.flag, c.code, self._layout.plan.solo)
+            flag_first = True
+        self._move(c, flag_first)
         return 0
 
-    cdef int _collectives(self, object comm, object dup, object arrays, int code, int root,
-                          int rank, int size, bint first_done) except -1:
-        # Move the data: packed buffers (the flag's buffer may be done already), then the
-        # arrays in place, then unpack and scale.
+    cdef tuple _describe(self, const call_t* c):
+        # This rank's call, as _describe_difference compares them.
+        cdef object call = "bcast" if c.code == OP_BCAST else "allreduce"
+        cdef list arrays = _describe_layout(&self._layout.arr)
+        return ("layout", call, <object>c.op, c.root, self.fusion_threshold, self.algorithm,
+                arrays, self._link.shared, self._paths())
+
+    cdef void _agree_on(self, const call_t* c, uint64_t h) noexcept:
+        # Remember the layout every rank now agrees on, where its flag travels, and by which
+        # mode the next call learns whether it still holds.
+        cdef agreement_t* a = &self._agree
+        cdef const plan_t* p = &self._layout.plan
         cdef Py_ssize_t i, m
-        cdef int kind
-        cdef slot_t* s
-        cdef plan_t* p = &self._layout.plan
-        cdef slot_t* slots = self._layout.arr.slots
-        cdef Py_ssize_t count = self._layout.arr.count
-        cdef int divide_by = size if code == OP_MEAN else 1
-        if code == OP_BCAST and self._chosen.bcast != P_MPI:
-            # Several buffers (packed ones, large arrays): down one binomial tree, as bytes.
-            # (The two-rank broadcast's first call after an agreement takes it too.)
-            m = _bcast_buffers(&self._layout.plan, &self._layout.arr, &self._scratch.msgs)
-            if m:
-                _tree_bcast(dup, &self._scratch.msgs, m, root, rank, size)
-        elif code == OP_BCAST:
-            if p.n32:
-                comm.Bcast(self._packed.view32, root)
-            if p.n64:
-                comm.Bcast(self._packed.view64, root)
-            for i in range(self._layout.arr.count):
-                s = &self._layout.arr.slots[i]
-                if not s.packed and s.n:
-                    comm.Bcast(arrays[i], root)
+        a.mode, a.hash, a.code, a.root, a.size = AM_FLAG, h, c.code, c.root, c.size
+        if p.fgroup == FG_F32:
+            a.flag = part_t(p.p32, p.n32, DK_F32, self._chosen.f32)
+        elif p.fgroup == FG_F64:
+            a.flag = part_t(p.p64, p.n64, DK_F64, self._chosen.f64)
         else:
-            if p.n32 and not (first_done and p.fgroup == FG_F32):
-                self._reduce(comm, dup, self._packed.view32, p.p32, p.n32 * 4, DK_F32, code,
-                             self._chosen.f32,
-                             rank, size, 1)
-            if p.n64 and not (first_done and p.fgroup == FG_F64):
-                self._reduce(comm, dup, self._packed.view64, p.p64, p.n64 * 8, DK_F64, code,
-                             self._chosen.f64,
-                             rank, size, 1)
-            for i in range(self._layout.arr.count):
-                s = &self._layout.arr.slots[i]
-                if not s.packed and s.n and s.path != P_RING:
-                    if s.src != s.ptr:
-                        memcpy(s.ptr, s.src, s.nbytes)
-                    self._reduce(comm, dup, arrays[i], s.ptr, s.nbytes, s.kind, code, s.path,
-                                 rank, size, 1)
-            # The arrays of each dtype taking the ring: one ring over all of them (it divides
-            # as it reduces).
-            for kind in (DK_F32, DK_F64):
-                m = 0
-                for i in range(self._layout.arr.count):
-                    s = &self._layout.arr.slots[i]
-                    if not s.packed and s.n and s.kind == kind and s.path == P_RING:
-                        self._scratch.msgs.ptr[m] = s.ptr
-                        self._scratch.msgs.src[m] = <char*>s.src
-                        self._scratch.msgs.n[m] = s.n
-                        m += 1
-                if m:
-                    _ring(dup, &self._scratch.msgs, m, kind, rank, size, divide_by, &self._scratch)
+            a.flag = part_t(self._packed.flag_p, 1, DK_F64, P_MPI)
+        if c.code == OP_BCAST and self._chosen.bcast == P_PAIR:
+            m = _bcast_buffers(p, &self._layout.arr, &self._scratch.msgs)
+            if m:  # (the root's verdict needs a message to travel in)
+                a.mode = AM_PAIR
+                self._pair.sizes = [self._scratch.msgs.n[i] for i in range(m)]
+
+    cdef double _read_flag(self) noexcept:
+        # The agreed flag after its collective (of a packed buffer whose last addition is
+        # pending: the sum of both parts).
+        cdef const part_t* f = &self._agree.flag
+        cdef double v = (<float*>f.ptr)[0] if f.kind == DK_F32 else (<double*>f.ptr)[0]
+        cdef const char* other = self._packed.pending
+        if other != NULL and f.ptr != self._packed.flag_p:
+            v += (<float*>other)[0] if f.kind == DK_F32 else (<double*>other)[0]
+        return v
+
+    # -- moving the data ---------------------------------------------------------------------
+
+    cdef int _move(self, const call_t* c, bint flag_first) except -1:
+        # Move the data (the flag's packed buffer may be done already: flag_first), then
+        # unpack and scale.
+        if c.code == OP_BCAST:
+            self._bcast_data(c)
+        else:
+            self._reduce_data(c, flag_first)
         # Scale and unpack only after the last collective: work between collectives delays
         # every rank's next one (measured: more than the scaling itself costs).
-        if code != OP_BCAST or rank != root:
-            with nogil:
-                if self._packed.pending != NULL:
-                    _unpack_sum(slots, count, p.p32, p.p64, self._packed.pending, divide_by)
-                else:
-                    _unpack(slots, count, p.p32, p.p64, divide_by)
-                if divide_by > 1:
-                    for i in range(self._layout.arr.count):
-                        s = &self._layout.arr.slots[i]
-                        if not s.packed and s.path != P_RING:
-                            _scale(s.kind, s.ptr, s.n, divide_by)
+        if c.code != OP_BCAST or c.rank != c.root:
+            self._finish(c.size if c.code == OP_MEAN else 1)
         return 0
 
-    cdef int _reduce(self, object comm, object dup, object view, char* ptr, Py_ssize_t nbytes,
-                     int kind, int code, int path, int rank, int size, int divide_by,
-                     bint defer=False) except -1:
-        # One in-place reduction of a buffer along ``path``. The ring divides by ``divide_by``;
-        # MPI's Allreduce and doubling leave that to the caller. ``defer``: doubling leaves its
-        # last addition to the unpacking (self._packed.pending); other paths ignore it.
-        cdef Py_ssize_t n = nbytes // _itemsize(kind)
+    cdef int _bcast_data(self, const call_t* c) except -1:
+        # Every buffer (packed ones, large arrays) down one binomial tree, as bytes (the
+        # two-rank broadcast's first call after an agreement takes it too), or MPI's Bcast.
+        cdef Py_ssize_t i, m = _bcast_buffers(&self._layout.plan, &self._layout.arr,
+                                              &self._scratch.msgs)
+        cdef const msgs_t* msgs = &self._scratch.msgs
+        if self._chosen.bcast != P_MPI and m:
+            _tree_bcast(c, msgs, m)
+        elif self._chosen.bcast == P_MPI:
+            for i in range(m):
+                (<object>c.comm).Bcast(_writable(msgs.ptr[i], msgs.n[i]), c.root)
+        return 0
+
+    cdef int _reduce_data(self, const call_t* c, bint flag_first) except -1:
+        # The packed buffers, then the arrays in place: each alone, or all arrays of a dtype
+        # taking the ring in one ring (which divides as it reduces).
+        cdef Py_ssize_t i
+        cdef slot_t* s
+        cdef plan_t* p = &self._layout.plan
+        cdef part_t b
+        if p.n32 and not (flag_first and p.fgroup == FG_F32):
+            b = part_t(p.p32, p.n32, DK_F32, self._chosen.f32)
+            self._reduce(c, &b, c.code, False)
+        if p.n64 and not (flag_first and p.fgroup == FG_F64):
+            b = part_t(p.p64, p.n64, DK_F64, self._chosen.f64)
+            self._reduce(c, &b, c.code, False)
+        for i in range(self._layout.arr.count):
+            s = &self._layout.arr.slots[i]
+            if not s.packed and s.n and s.path != P_RING:
+                if s.src != s.ptr:
+                    memcpy(s.ptr, s.src, s.nbytes)
+                b = part_t(s.ptr, s.n, s.kind, s.path)
+                self._reduce(c, &b, c.code, False)
+        self._ring_arrays(c, DK_F32)
+        self._ring_arrays(c, DK_F64)
+        return 0
+
+    cdef int _ring_arrays(self, const call_t* c, int kind) except -1:
+        # One ring over every array of ``kind`` moved in place along the ring.
+        cdef Py_ssize_t i, m = 0
+        cdef slot_t* s
+        cdef msgs_t* msgs = &self._scratch.msgs
+        for i in range(self._layout.arr.count):
+            s = &self._layout.arr.slots[i]
+            if not s.packed and s.n and s.kind == kind and s.path == P_RING:
+                msgs.ptr[m], msgs.src[m], msgs.n[m] = s.ptr, <char*>s.src, s.n
+                m += 1
+        if m:
+            _ring(c, msgs, m, kind, c.size if c.code == OP_MEAN else 1, &self._scratch)
+        return 0
+
+    cdef void _finish(self, int divide_by) noexcept:
+        # Unpack (adding the pending partial sum, if any), and divide what MPI moved in place.
+        cdef Py_ssize_t i
+        cdef const plan_t* p = &self._layout.plan
+        cdef const slot_t* slots = self._layout.arr.slots
+        cdef Py_ssize_t count = self._layout.arr.count
+        with nogil:
+            if self._packed.pending != NULL:
+                _unpack_sum(slots, count, p.p32, p.p64, self._packed.pending, divide_by)
+            else:
+                _unpack(slots, count, p.p32, p.p64, divide_by)
+            for i in range(count if divide_by > 1 else 0):
+                if not slots[i].packed and slots[i].path != P_RING:
+                    _scale(slots[i].kind, slots[i].ptr, slots[i].n, divide_by)
+
+    cdef int _reduce(self, const call_t* c, const part_t* b, int code, bint defer) except -1:
+        # One in-place reduction of a buffer along its path, undivided (means are divided by
+        # the unpacking). ``defer``: doubling leaves its last addition to the unpacking
+        # (self._packed.pending); other paths ignore it.
         cdef msgs_t one
-        if path == P_RING:
-            one.ptr = &ptr
-            one.src = &ptr
-            one.n = &n
-            _ring(dup, &one, 1, kind, rank, size, divide_by, &self._scratch)
-        elif path == P_DOUBLING:
-            _doubling(dup, ptr, n, kind, rank, size, defer, &self._scratch, &self._packed.pending)
+        if b.path == P_RING:
+            one.ptr, one.src, one.n = <char**>&b.ptr, <char**>&b.ptr, <Py_ssize_t*>&b.n
+            _ring(c, &one, 1, b.kind, 1, &self._scratch)
+        elif b.path == P_DOUBLING:
+            _doubling(c, b.ptr, b.n, b.kind, &self._scratch,
+                      &self._packed.pending if defer else NULL)
         else:
-            comm.Allreduce(_MPI.IN_PLACE, view, _MPI_OPS[code])
+            (<object>c.comm).Allreduce(_MPI.IN_PLACE, [_writable(b.ptr, b.n * _itemsize(b.kind)),
+                                                       _MPI_TYPES[b.kind]], _MPI_OPS[code])
         return 0
-
-
-cdef inline void _flag_in(agreement_t* a, int kind, char* ptr, Py_ssize_t nbytes,
-                          int path) noexcept:
-    # The agreed flag is element 0 of this buffer, moved along ``path``.
-    a.fkind = kind
-    a.fptr = ptr
-    a.fbytes = nbytes
-    a.fpath = path
 
 
 cdef int _grow(void** p, size_t nbytes) except -1:

@@ -62,11 +62,12 @@ cdef inline double _flag_set(int code) noexcept nogil:
     return 1.0
 
 
-cdef inline void _write_flag(int fkind, char* p, double value) noexcept nogil:
-    if fkind == DK_F32:
-        (<float*>p)[0] = <float>value
+cdef inline void _write_flag(const part_t* f, double value) noexcept nogil:
+    # Element 0 of the flag's buffer.
+    if f.kind == DK_F32:
+        (<float*>f.ptr)[0] = <float>value
     else:
-        (<double*>p)[0] = value
+        (<double*>f.ptr)[0] = value
 
 
 cdef list _describe_layout(const arrays_t* a):

@@ -2,14 +2,16 @@
 # communicator exists by then); the engine's private communicators; its scratch buffer.
 
 cdef object _MPI = None
-cdef tuple _MPI_OPS = None
+cdef tuple _MPI_OPS = None      # by opcode_t (a broadcast's flag is reduced with MAX)
+cdef tuple _MPI_TYPES = None    # by dkind_t
 
 
 cdef object _mpi():
-    global _MPI, _MPI_OPS, _LINK_KEY
+    global _MPI, _MPI_OPS, _MPI_TYPES, _LINK_KEY
     if _MPI is None:
         from mpi4py import MPI
         _MPI_OPS = (MPI.SUM, MPI.SUM, MPI.MIN, MPI.MAX, MPI.PROD, MPI.MAX)
+        _MPI_TYPES = (MPI.BYTE, MPI.FLOAT, MPI.DOUBLE)
         _LINK_KEY = MPI.Comm.Create_keyval(copy_fn=None, delete_fn=_unlink)
         _MPI = MPI
     return _MPI

@@ -66,17 +66,11 @@ cdef inline void _add(int kind, char* dst, const char* a, const char* b, Py_ssiz
 
 
 cdef int _buffer_kind(const Py_buffer* v) noexcept:
-    # DK_F32 / DK_F64 for a native float32 / float64 buffer format, else DK_NONE.
-    cdef const char* f = v.format
-    if f == NULL:
-        return DK_NONE  # plain bytes
-    if f[0] == b"@" or f[0] == b"=" or f[0] == b"<":
-        f += 1
-    if f[0] == 0 or f[1] != 0:
-        return DK_NONE
-    if f[0] == b"f" and v.itemsize == 4:
+    # DK_F32 / DK_F64 for a float32 / float64 buffer in this host's byte order, else DK_NONE.
+    cdef char c = sf_format_code(v.format)
+    if c == b"f" and v.itemsize == 4:
         return DK_F32
-    if f[0] == b"d" and v.itemsize == 8:
+    if c == b"d" and v.itemsize == 8:
         return DK_F64
     return DK_NONE
 
@@ -113,24 +107,3 @@ cdef void _unpack(const slot_t* s, Py_ssize_t count, const char* b32, const char
                 sff_copy_scale_f64(<double*>s[i].ptr, <const double*>src, s[i].n, divide_by)
             else:
                 memcpy(s[i].ptr, src, s[i].nbytes)
-
-
-cdef inline Py_ssize_t _chunk_start(Py_ssize_t n, int chunk, int size) noexcept nogil:
-    # First element of chunk ``chunk`` when n elements are cut into ``size`` chunks.
-    return n * chunk // size
-
-
-cdef void _add_chunk(const msgs_t* msgs, Py_ssize_t m, int kind, Py_ssize_t isz,
-                     Py_ssize_t ra, Py_ssize_t rb, const char* received,
-                     int divide_by) noexcept nogil:
-    # The arrays' elements of the chunk [ra, rb) of the virtual concatenation of the m
-    # buffers become this rank's input (msgs.src) plus the received partial sum (packed from
-    # the start of ``received``), divided by divide_by (1: none).
-    cdef Py_ssize_t j, vs = 0, lo, hi
-    for j in range(m):
-        lo = ra if ra > vs else vs
-        hi = rb if rb < vs + msgs.n[j] else vs + msgs.n[j]
-        if hi > lo:
-            _add(kind, msgs.ptr[j] + (lo - vs) * isz, msgs.src[j] + (lo - vs) * isz,
-                 received + (lo - ra) * isz, hi - lo, divide_by)
-        vs += msgs.n[j]

@@ -44,9 +44,6 @@ cdef enum transport_t:
     T_SHARED = 0        # every rank on one node (one shared-memory domain)
     T_NETWORK = 1       # ranks on several nodes (or MPIR_CVAR_NOLOCAL=1)
 
-cdef Py_ssize_t _NEVER = (<Py_ssize_t>1) << 62
-
-
 cdef struct rule_t:
     # One row: for `transport` and min_ranks..max_ranks ranks.
     int transport
@@ -60,10 +57,13 @@ cdef struct rule_t:
                               # buffers, MPI's Bcast below (2 ranks: always the pair)
 
 
-# The table. First matching row wins; under algorithm='engine' mpi_upto is 0 and the tree
-# takes every broadcast (the engine's own paths wherever one applies); 'mpi' never looks here.
+# The table. First matching row wins (every transport and number of ranks >= 2 has one; one
+# rank moves nothing); under algorithm='engine' mpi_upto is 0 and the tree takes every
+# broadcast (the engine's own paths wherever one applies); 'mpi' never looks here.
 #   transport  ranks  auto  mpi<=   mean<=  doubling<  tree>=  evidence
-cdef rule_t _RULES[8]
+cdef enum:
+    _N_RULES = 7   # rows of the table
+cdef rule_t _RULES[_N_RULES]
 _RULES[0] = rule_t(T_SHARED, 2, 2, True, 2048, 2048, 112000, 1)
 #   scale.py "here, shared memory": 10k floats 0.0073 ms doubling vs 0.0147 MPI; 1M: ring
 #   0.35 ms vs doubling 0.45 vs MPI 1.11 (bench/README.md); the bench's 2-rank mpi_avg_grads.
@@ -84,24 +84,24 @@ _RULES[6] = rule_t(T_NETWORK, 5, 1 << 30, False, 0, 0, 160001, 1)
 #   beyond 4 ranks nothing was measured (2-core VM): MPI's collectives under 'auto'. For
 #   'engine' (a test mode there) the crossover is scale.py's at 8 ranks; the model would move
 #   it up with log2(ranks) (257 KB at 16, 6 MB at 1024), which only scale.py predicts.
-_RULES[7] = rule_t(T_SHARED, 1, 1, False, 0, 0, 0, 1)   # (one rank: nothing moves)
 
 
-cdef const rule_t* _rule(int transport, int ranks) noexcept nogil:
+cdef const rule_t* _rule(const rule_t* rules, int transport, int ranks) except NULL:
+    # The first row of ``rules`` (a copy of _RULES) for this transport and number of ranks.
     cdef int i
-    for i in range(8):
-        if (_RULES[i].transport == transport and _RULES[i].min_ranks <= ranks
-                <= _RULES[i].max_ranks):
-            return &_RULES[i]
-    return &_RULES[7]
+    for i in range(_N_RULES):
+        if rules[i].transport == transport and rules[i].min_ranks <= ranks <= rules[i].max_ranks:
+            return &rules[i]
+    raise ValueError(f"FlatBuffer: no row of the decision table for transport {transport!r} "
+                     f"and {ranks!r} ranks; the table (csrc/_flat_paths.pxi) must cover them")
 
 
-cdef int _choose_reduce(int transport, int algo, int code, int p, Py_ssize_t nbytes,
+cdef int _choose_reduce(const rule_t* r, int algo, int code, int p, Py_ssize_t nbytes,
                         bint packed) noexcept nogil:
-    # The path of one reduction of ``nbytes`` (a packed buffer, or an array in place).
-    cdef const rule_t* r = _rule(transport, p)
+    # The path of one reduction of ``nbytes`` (a packed buffer, or an array in place) on p
+    # ranks, by the row ``r`` of its transport and p.
     cdef Py_ssize_t mpi_upto = r.mean_mpi_upto if code == OP_MEAN and not packed else r.mpi_upto
-    if (code != OP_SUM and code != OP_MEAN) or nbytes == 0 or p < 2 or algo == ALG_MPI:
+    if (code != OP_SUM and code != OP_MEAN) or nbytes == 0 or algo == ALG_MPI:
         return P_MPI
     if algo == ALG_AUTO and (not r.auto_engine or nbytes <= mpi_upto):
         return P_MPI
@@ -110,10 +110,9 @@ cdef int _choose_reduce(int transport, int algo, int code, int p, Py_ssize_t nby
     return P_RING
 
 
-cdef int _choose_bcast(int transport, int algo, int p, Py_ssize_t count) noexcept nogil:
-    # The path of a broadcast of ``count`` buffers.
-    cdef const rule_t* r = _rule(transport, p)
-    if count == 0 or p < 2 or algo == ALG_MPI or (algo == ALG_AUTO and not r.auto_engine):
+cdef int _choose_bcast(const rule_t* r, int algo, int p, Py_ssize_t count) noexcept nogil:
+    # The path of a broadcast of ``count`` buffers on p ranks, by the row ``r``.
+    if count == 0 or algo == ALG_MPI or (algo == ALG_AUTO and not r.auto_engine):
         return P_MPI
     if p == 2:
         return P_PAIR  # (one message each way, where MPI needs a flag collective too)
@@ -148,6 +147,7 @@ def choose(op, int ranks, Py_ssize_t nbytes, transport="shared", algorithm="auto
         ValueError: an unknown op, transport or algorithm, or ``ranks`` < 1.
     """
     cdef int code
+    cdef const rule_t* r
     cdef int t = _transport_code("choose()", transport)
     if op == "bcast":
         code = OP_BCAST
@@ -161,30 +161,53 @@ def choose(op, int ranks, Py_ssize_t nbytes, transport="shared", algorithm="auto
                          f"{algorithm!r}")
     if ranks < 1:
         raise ValueError(f"choose(): ranks must be >= 1, got {ranks!r}")
+    if ranks == 1:
+        return "mpi"  # (nothing moves)
+    r = _rule(_RULES, t, ranks)
     if code == OP_BCAST:
-        return PATHS[_choose_bcast(t, ALGORITHMS.index(algorithm), ranks, buffers)]
-    return PATHS[_choose_reduce(t, ALGORITHMS.index(algorithm), code, ranks, nbytes, packed)]
+        return PATHS[_choose_bcast(r, ALGORITHMS.index(algorithm), ranks, buffers)]
+    return PATHS[_choose_reduce(r, ALGORITHMS.index(algorithm), code, ranks, nbytes, packed)]
 
 
 def _table():
     """The rows of the decision table, as tuples (for tests and bench/scale.py)."""
     return [(("shared", "network")[r.transport], r.min_ranks, r.max_ranks, bool(r.auto_engine),
              r.mpi_upto, r.mean_mpi_upto, r.doubling_below, r.tree_from)
-            for r in _RULES[:8]]
+            for r in _RULES[:_N_RULES]]
 
 
-def _set_rule(transport, int ranks, **fields):
-    """Change fields of the row for ``transport`` and ``ranks`` in this process (tests: a build
-    whose table differs from the other ranks'). Returns the old values of those fields."""
-    cdef rule_t* r = <rule_t*>_rule(_transport_code("_set_rule()", transport), ranks)
-    old = {}
-    for name, value in fields.items():
-        if name == "mpi_upto":
-            old[name], r.mpi_upto = r.mpi_upto, value
-        elif name == "mean_mpi_upto":
-            old[name], r.mean_mpi_upto = r.mean_mpi_upto, value
-        elif name == "doubling_below":
-            old[name], r.doubling_below = r.doubling_below, value
-        else:
-            raise ValueError(f"_set_rule(): no field {name!r}")
-    return old
+# SPINFAST_FLAT_RULES: changes to the table, read by each FlatBuffer when it is made (tests: a
+# build whose table differs from the other ranks'). Items separated by ';', each
+# "transport:ranks:field=value[,field=value]" (fields mpi_upto, mean_mpi_upto, doubling_below,
+# tree_from), e.g. "shared:2:mpi_upto=1073741824"; the row of that transport and number of
+# ranks changes in this instance's copy of the table.
+cdef tuple _RULE_FIELDS = ("mpi_upto", "mean_mpi_upto", "doubling_below", "tree_from")
+
+
+cdef int _apply_rule_changes(rule_t* rules, str spec) except -1:
+    cdef rule_t* r
+    for item in spec.split(";"):
+        if not item.strip():
+            continue
+        try:
+            transport, ranks, fields = item.strip().split(":")
+            r = <rule_t*>_rule(rules, _transport_code("", transport), int(ranks))
+            for field in fields.split(","):
+                name, value = field.split("=")
+                _set_rule_field(r, _RULE_FIELDS.index(name.strip()), int(value))
+        except ValueError:
+            raise ValueError(f"FlatBuffer(): SPINFAST_FLAT_RULES has {item!r}; write "
+                             f"'transport:ranks:field=value,...' with a transport 'shared' or "
+                             f"'network' and fields among {', '.join(_RULE_FIELDS)}") from None
+    return 0
+
+
+cdef void _set_rule_field(rule_t* r, int field, Py_ssize_t value) noexcept:
+    if field == 0:
+        r.mpi_upto = value
+    elif field == 1:
+        r.mean_mpi_upto = value
+    elif field == 2:
+        r.doubling_below = value
+    else:
+        r.tree_from = value

@@ -41,6 +41,7 @@ from libc.math cimport INFINITY, NAN, isfinite, isnan, sqrt
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
+from bufformat cimport sf_format_code
 from ddsketch cimport (
     sf_sketch, sf_sketch_clear, sf_sketch_init, sf_sketch_merge, sf_sketch_push,
     sf_sketch_push_f32, sf_sketch_push_f64, sf_sketch_quantile, sf_sketch_slots,

@@ -11,25 +11,16 @@ cdef frozenset _NUMPY_SCALARS = frozenset(
 cdef str _EXPECTED = ("expected a number, or an array, list/tuple or tensor of numbers "
                       "(bool, int, float)")
 
-cdef bint _LITTLE = np.little_endian
-
-
 cdef inline bint _is_plain_number(object value):
     cdef type t = type(value)
     return t is float or t is int or t is bool or t in _NUMPY_SCALARS
 
 
 cdef sf_kind _view_kind(const Py_buffer* v) noexcept:
-    # Native-endian single-letter numeric formats; SF_NONE sends the value through numpy.
-    cdef const char* f = b"B"
-    cdef char c
-    if v.format != NULL:
-        f = v.format
+    # Single numeric items in this host's byte order; SF_NONE sends the value through numpy.
+    cdef char c = sf_format_code(v.format)
     cdef Py_ssize_t size = v.itemsize
-    if f[0] == b"@" or f[0] == b"=" or f[0] == b"|" or (f[0] == b"<" and _LITTLE):
-        f += 1
-    c = f[0]
-    if c == 0 or f[1] != 0:
+    if c == 0:
         return SF_NONE
     if c == b"f" and size == 4:
         return SF_F32

@@ -2,18 +2,19 @@
 
 Two builds whose crossovers differ (x86 against aarch64, say) would choose different paths for
 the same buffer under ``algorithm='auto'``. The last rank moves its table's crossover for this
-number of ranks (``spinfast._flat._set_rule``, a private test hook) before its first call, so
-that it picks MPI's Allreduce where the others pick the engine's doubling or ring (or, with
-``mpi_upto=0``, the other way round). Each call writes ``OK label`` or ``ERR label ...`` to
-``out{rank}.txt``; after the table is restored a new instance works (``VALUE``). (A plan the
-ranks agreed on before the change is kept until the call changes: ``kept-sum``.)
+number of ranks (the environment variable ``SPINFAST_FLAT_RULES``, read by the instances made
+while it is set) so that it picks MPI's Allreduce where the others pick the engine's doubling or
+ring (or, with ``mpi_upto=0``, the other way round). Each call writes ``OK label`` or
+``ERR label ...`` to ``out{rank}.txt``; after the variable is unset a new instance works
+(``VALUE``). (An instance made before keeps its table: ``kept-sum``, ``kept-mean``.)
 """
+
+import os
 
 import flat_attempt
 import numpy as np
 from mpi4py import MPI
 
-from spinfast import _flat
 from spinfast._flat import FlatBuffer
 
 comm = MPI.COMM_WORLD
@@ -37,17 +38,14 @@ def attempt(label, fb, call):
 fb = FlatBuffer()  # algorithm='auto' (the tests run without SPINFAST_COLLECTIVES)
 attempt("agreed", fb, "sum")
 before = fb.paths
-old = None
 if rank == last:  # another build: everything up to 1 GiB goes to MPI's Allreduce
-    old = _flat._set_rule(transport, size, mpi_upto=1 << 30, mean_mpi_upto=1 << 30)
-    if before.get("float32") == "mpi":  # (3 ranks, 20 KB: MPI already) the other way round
-        _flat._set_rule(transport, size, mpi_upto=0, mean_mpi_upto=0)
-attempt("kept-sum", fb, "sum")  # the plan all ranks agreed on is kept: no new choice
-attempt("changed-mean", fb, "mean")  # a new plan: chosen by the changed table
+    upto = 0 if before.get("float32") == "mpi" else 1 << 30  # (3 ranks, 20 KB: MPI already)
+    os.environ["SPINFAST_FLAT_RULES"] = f"{transport}:{size}:mpi_upto={upto},mean_mpi_upto={upto}"
+attempt("kept-sum", fb, "sum")  # an instance made before keeps its table
+attempt("kept-mean", fb, "mean")
 for call in ("sum", "mean", "bcast"):
     attempt(f"fresh-{call}", FlatBuffer(), call)
-if old is not None:
-    _flat._set_rule(transport, size, **old)
+os.environ.pop("SPINFAST_FLAT_RULES", None)
 fb = FlatBuffer()
 x = arrays()
 fb.allreduce(comm, x, op="mean")
