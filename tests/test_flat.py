@@ -144,6 +144,69 @@ def test_fortran_order_and_memoryview_items_are_accepted():
     assert np.array_equal(f, before[0]) and np.array_equal(target, before[1])
 
 
+def _float32_exporters():
+    """(format, native, writable buffer of [1.0, 2.0, 3.0]) from numpy, ctypes and CPython's
+    _testbuffer, with every byte-order prefix they export ('|' has no float exporter)."""
+    import ctypes
+
+    little = sys.byteorder == "little"
+    values = [1.0, 2.0, 3.0]
+    out = [(np.dtype(order + "f4").str, order in "=" + "<>"[not little],
+            np.array(values, order + "f4")) for order in "<>="]
+    for ctype, native in ((ctypes.c_float.__ctype_le__, little),
+                          (ctypes.c_float.__ctype_be__, not little)):
+        out.append(("ctypes", native, (ctype * 3)(*values)))
+    testbuffer = pytest.importorskip("_testbuffer")
+    for prefix in "@=<>!":  # (the values packed by struct in that byte order)
+        native = prefix in "@=" or (prefix == "<") == little
+        out.append((prefix + "f", native, testbuffer.ndarray(
+            values, shape=[3], format=prefix + "f", flags=testbuffer.ND_WRITABLE)))
+    return out
+
+
+def test_buffer_formats_by_byte_order():
+    """One parser (csrc/bufformat.pxd) for _flat, _compress and _stats: a float32 buffer in
+    this host's byte order is read where it lies, one in the other order is refused (_flat,
+    _compress) or converted by numpy (_stats), whatever prefix names the order."""
+    from spinfast import _compress, _stats
+
+    for fmt, native, buf in _float32_exporters():
+        assert memoryview(buf).format.lstrip("<>=@!") == "f", fmt
+        out = np.zeros(3, np.float32)
+        res, bits = np.zeros(3, np.float32), np.zeros(3, np.uint16)
+        if native:
+            FlatBuffer().allreduce(None, [buf])
+            FlatBuffer().allreduce(None, [out], sources=[buf])
+            assert out.tolist() == [1.0, 2.0, 3.0], fmt
+            assert _compress.encode([buf], res, bits, "bf16") is None
+            assert bits.tolist() == [0x3F80, 0x4000, 0x4040], fmt
+        else:
+            with pytest.raises(TypeError, match=r"array 0 has"):
+                FlatBuffer().allreduce(None, [buf])
+            with pytest.raises(ValueError, match=r"source 0 does not match array 0"):
+                FlatBuffer().allreduce(None, [out], sources=[buf])
+            with pytest.raises(TypeError, match=r"array 0 has format"):
+                _compress.encode([buf], res, bits, "bf16")
+        acc = _stats.Welford()
+        acc.push(buf)
+        assert (acc.count, acc.mean, acc.min, acc.max) == (3, 2.0, 1.0, 3.0), fmt
+
+
+def test_decision_table_changes_from_the_environment(monkeypatch):
+    """SPINFAST_FLAT_RULES is read when an instance is made; a malformed one raises there."""
+    monkeypatch.setenv("SPINFAST_FLAT_RULES", "shared:2:mpi_upto=1,tree_from=9;network:3:x=1")
+    with pytest.raises(ValueError, match=r"SPINFAST_FLAT_RULES has 'network:3:x=1'; write "
+                                         r"'transport:ranks:field=value,...'"):
+        FlatBuffer()
+    for bad in ("shared:2", "ib:2:mpi_upto=1", "shared:1:mpi_upto=1", "shared:2:mpi_upto=x"):
+        monkeypatch.setenv("SPINFAST_FLAT_RULES", bad)
+        with pytest.raises(ValueError, match=r"FlatBuffer\(\): SPINFAST_FLAT_RULES has"):
+            FlatBuffer()
+    monkeypatch.setenv("SPINFAST_FLAT_RULES",
+                       "shared:2:mpi_upto=1,tree_from=9; network:5:mean_mpi_upto=0")
+    FlatBuffer()
+
+
 # ---------------------------------------------------------------------------------------------
 # Real MPI: programs tests/programs/flat_ops.py (data in flat_data.py), flat_mismatch.py,
 # flat_ring.py, flat_subcomm.py, flat_bcast.py, comm_churn.py

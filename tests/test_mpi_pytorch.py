@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from conftest import Launches, load_mpi_module, rank_files
+from conftest import Launches, find_mpiexec, load_mpi_module, mpi_program, rank_files
 
 pytestmark = pytest.mark.mpi
 
 # Programs: tests/programs/torch_avg_grads.py (model, data and loss in torch_model.py),
-# tests/programs/torch_layout_mismatch.py, tests/programs/comm_churn.py.
+# tests/programs/torch_layout_mismatch.py, tests/programs/comm_churn.py,
+# tests/programs/torch_engines.py (with the PMPI counter tests/programs/pmpi_count.c).
 
 MODEL = load_mpi_module("torch_model")
 
@@ -68,6 +73,34 @@ def test_gradients_on_short_lived_sub_communicators(run_mpi, tmp_path, iteration
         assert "failed_at" not in r, r
         assert r["ok"] and r["iterations"] == iterations
         assert r["rss_end"] - r["rss_2000"] < 10, r  # MB
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("size", [2, 3])
+def test_one_engine_per_module_counted_by_mpi_and_two_threads(run_mpi, tmp_path, size):
+    """MPI calls counted by a PMPI library (built with the MPI's own mpicc, loaded through
+    mpi4py.profile): alternating mpi_avg_grads(pi) and mpi_avg_grads(q) makes exactly the
+    collectives and messages of repeating each (no agreement redone: one engine per module);
+    and two threads averaging the two modules at once (MPI_THREAD_MULTIPLE) get exact means."""
+    launcher = find_mpiexec()
+    mpicc = shutil.which("mpicc", path=str(Path(launcher).parent)) if launcher else None
+    if mpicc is None:
+        pytest.skip("no mpicc beside mpiexec to build the PMPI counter")
+    source = mpi_program("torch_engines").parent / "pmpi_count.c"
+    subprocess.run([str(Path(mpicc).resolve()), "-shared", "-fPIC", "-o",  # (its prefix: where
+                    str(tmp_path / "libpmpi_count.so"), str(source)],  # it lies, not the link)
+                   check=True, timeout=60)
+    run_mpi("torch_engines", n=size, timeout=180, env={"PMPI_COUNT_DIR": str(tmp_path)})
+    lines = [x for r in range(size)
+             for x in (tmp_path / f"engines{r}.txt").read_text().splitlines()]
+    assert lines.count("THREAD_MULTIPLE True") == size, lines
+    counts = [tuple(map(float, x.split()[1:])) for x in lines if x.startswith("COUNTS ")]
+    assert len(counts) == size, lines
+    for pi_coll, pi_msgs, q_coll, q_msgs, both_coll, both_msgs in counts:
+        assert pi_coll + pi_msgs >= 1 and q_coll + q_msgs >= 1  # the counter sees the calls
+        assert both_coll == (pi_coll + q_coll) / 2 and both_msgs == (pi_msgs + q_msgs) / 2
+        assert pi_coll <= 1 and q_coll <= 1  # the agreement rides with the data
+    assert lines.count("THREADS 0 []") == size, lines
 
 
 def test_single_process_is_a_no_op():

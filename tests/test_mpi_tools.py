@@ -124,6 +124,25 @@ def test_broadcast_single_process():
         broadcast(ro)
 
 
+def test_array_calls_take_a_buffer_and_the_old_engine_keyword_warns():
+    """allreduce_arrays/broadcast_arrays take buffer= (a FlatBuffer); engine=, its former
+    name ('engine' is also one of FlatBuffer's algorithms), still works with a warning."""
+    from spinfast._flat import FlatBuffer
+    from spinfast.mpi_tools import allreduce_arrays, broadcast_arrays
+
+    x = [np.arange(3.0)]
+    allreduce_arrays(x, op="sum", buffer=FlatBuffer())
+    broadcast_arrays(x, 0, FlatBuffer())
+    with pytest.warns(DeprecationWarning, match=r"allreduce_arrays\(\): engine= is deprecated, "
+                                                r"pass buffer="):
+        allreduce_arrays(x, engine=FlatBuffer())
+    with pytest.warns(DeprecationWarning, match=r"broadcast_arrays\(\): engine= is deprecated"):
+        broadcast_arrays(x, engine=FlatBuffer())
+    with pytest.raises(TypeError, match=r"array 0 has dtype int64"):
+        allreduce_arrays([np.arange(3)], buffer=FlatBuffer())
+    assert x[0].tolist() == [0.0, 1.0, 2.0]
+
+
 def test_mpi_statistics_scalar_single_process_float64():
     rng = np.random.default_rng(0)
     x = rng.normal(1e6, 3.0, size=(40, 25)).astype(np.float32)

@@ -14,6 +14,8 @@ functions that need it, not by ``import spinfast``.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from spinfast import mpi_tools
@@ -23,8 +25,40 @@ from spinfast._mpi import overlap as _overlap
 
 __all__ = ["setup_pytorch_for_mpi", "mpi_avg_grads", "sync_params", "FlatGrads"]
 
-_GRADS = FlatBuffer()
-_PARAMS = FlatBuffer()
+
+class _Engines:
+    """One module's engines: for its gradients and its parameters, its compressors (by
+    setting), its presence flags (by dtype), and the communicator they all use: a duplicate of
+    the world made by the module's first call (collectively, as every call is), so that two
+    threads may average two modules at once (mpi4py asks MPI for MPI_THREAD_MULTIPLE), each
+    module's collectives apart from the other's. Freed with the module."""
+
+    __slots__ = ("grads", "params", "compressors", "present", "comm", "__weakref__")
+
+    def __init__(self, world):
+        self.grads, self.params = FlatBuffer(), FlatBuffer()
+        self.compressors: dict = {}
+        self.present: dict = {}
+        self.comm = world.Dup()
+
+
+_ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> _Engines
+
+
+def _free_comm(comm) -> None:
+    from mpi4py import MPI
+
+    if not MPI.Is_finalized():
+        comm.Free()
+
+
+def _engines(module) -> _Engines:
+    """``module``'s engines, made by its first call."""
+    engines = _ENGINES.get(module)
+    if engines is None:
+        engines = _ENGINES[module] = _Engines(mpi_tools.comm_world())
+        weakref.finalize(module, _free_comm, engines.comm)
+    return engines
 
 
 def setup_pytorch_for_mpi():
@@ -105,9 +139,6 @@ def _named(where, call, *args, **kwargs):
         raise type(exc)(f"{where}: {exc}") from None
 
 
-_PRESENT: dict = {}  # presence flags of mpi_avg_grads, by parameter count
-
-
 def mpi_avg_grads(module, compress=None):
     """Average the gradients of ``module``'s trainable parameters over MPI ranks, in place.
 
@@ -129,29 +160,34 @@ def mpi_avg_grads(module, compress=None):
             float16's range.
         TypeError: a gradient is neither float32 nor float64 (on every rank).
     """
-    compressor = _compression.module_compressor(compress, "mpi_avg_grads()")
+    _compression.check_compress(compress, "mpi_avg_grads()")
     if mpi_tools.num_procs() == 1:
         return
+    engines = _engines(module)
     params = _parameters(module, True)
     arrays, missing = _grad_views(params, "mpi_avg_grads()")
     # Which parameters had a gradient on some rank: averaged with the rest in one collective
     # (compressed: reduced with MAX in the agreement's collective).
-    dtype = np.float32 if compressor is None else np.float64
-    present = _PRESENT.get((len(params), dtype))
-    if present is None:
-        present = _PRESENT[len(params), dtype] = np.ones(len(params), dtype)
+    dtype = np.float32 if compress is None else np.float64
+    present = engines.present.get(dtype)
+    if present is None or len(present) != len(params):
+        present = engines.present[dtype] = np.ones(len(params), dtype)
     present.fill(1.0)
     zeros = {}
     for i in missing:
         present[i] = 0.0
         zeros[i] = params[i].detach().new_zeros(params[i].shape)
         arrays[i] = zeros[i].numpy()
-    if compressor is None:
+    if compress is None:
         arrays.append(present)
-        _named("mpi_avg_grads()", mpi_tools.allreduce_arrays, arrays, op="mean", engine=_GRADS)
+        _named("mpi_avg_grads()", engines.grads.allreduce, engines.comm, arrays, op="mean")
     else:
-        _compression.average_arrays(compressor, mpi_tools.comm_world(), arrays, flags=present,
-                                    agree=_GRADS)
+        compressor = engines.compressors.get(compress)
+        if compressor is None:
+            compressor = engines.compressors[compress] = _compression.Compressor(
+                compress, "mpi_avg_grads()")
+        _compression.average_arrays(compressor, engines.comm, arrays, flags=present,
+                                    agree=engines.grads)
     for i in missing:
         if present[i] > 0:
             params[i].grad = zeros[i]
@@ -167,8 +203,9 @@ def sync_params(module):
     """
     if mpi_tools.num_procs() == 1:
         return
+    engines = _engines(module)
     views = _tensor_views(_parameters(module, False), "sync_params()")
-    _named("sync_params()", mpi_tools.broadcast_arrays, views, root=0, engine=_PARAMS)
+    _named("sync_params()", engines.params.bcast, engines.comm, views, root=0)
 
 
 class FlatGrads:
@@ -269,4 +306,4 @@ class FlatGrads:
                                         agree=self._engine)
         elif mpi_tools.num_procs() > 1:
             _named("FlatGrads.average()", mpi_tools.allreduce_arrays, self._arrays, op="mean",
-                   engine=self._engine)
+                   buffer=self._engine)

@@ -125,7 +125,7 @@ class _Averager:
         if mpi_tools.proc_id() == 0:  # the others receive into ``out`` directly
             for o, a in zip(out, arrays):
                 np.copyto(o, a)
-        mpi_tools.broadcast_arrays(out, root=0, engine=self.params)
+        mpi_tools.broadcast_arrays(out, root=0, buffer=self.params)
         return out
 
 

@@ -33,6 +33,7 @@ import _thread
 import os
 import sys
 import time
+import warnings
 
 from spinfast._mpi import launch as _launch
 from spinfast._mpi.launch import INSTALL_HINT as _INSTALL_HINT
@@ -202,13 +203,17 @@ def mpi_fork(n, bind_to_core=False):
 _OP_NAMES = ("sum", "min", "max", "prod")
 
 
-def _engine(name: str):
-    engine = _engines.get(name)
-    if engine is None:
+def _engine(name: str, buffer=None, engine=None):
+    """The FlatBuffer of a call: ``buffer``, the deprecated ``engine``, or this module's."""
+    if engine is not None:
+        warnings.warn(f"{name}(): engine= is deprecated, pass buffer= (a FlatBuffer; 'engine' "
+                      f"names one of its algorithms)", DeprecationWarning, stacklevel=3)
+    found = buffer or engine or _engines.get(name)
+    if found is None:
         from spinfast._flat import FlatBuffer
 
-        engine = _engines.setdefault(name, FlatBuffer())
-    return engine
+        found = _engines.setdefault(name, FlatBuffer())
+    return found
 
 
 def _op_name(op) -> str | None:
@@ -384,39 +389,40 @@ def broadcast(x, root=0):
     return None
 
 
-def allreduce_arrays(arrays, op="mean", engine=None):
+def allreduce_arrays(arrays, op="mean", buffer=None, *, engine=None):
     """Reduce a list of float32/float64 arrays over MPI processes, in place, with few collectives.
 
-    Small arrays are packed into one persistent buffer per dtype (one collective), large ones
-    reduced in place on their own memory (see :class:`spinfast._flat.FlatBuffer`). Without an
-    MPI launch the arrays are only checked.
+    Small arrays are packed into one buffer per dtype (one collective), large ones reduced in
+    place (see :class:`spinfast._flat.FlatBuffer`). Without an MPI launch only checked.
 
     Args:
         arrays: list/tuple of writable, contiguous float32/float64 arrays; every rank passes
             the same shapes and dtypes in the same order.
         op: ``'mean'`` (default), ``'sum'``, ``'min'``, ``'max'`` or ``'prod'``.
-        engine: a ``FlatBuffer`` to use (keep one per recurring list, e.g. a model's
-            gradients); default: one shared by this function.
+        buffer: a ``FlatBuffer`` to use (keep one per recurring list, e.g. a model's
+            gradients); default: one shared by this function. (``engine``: its former name,
+            deprecated.)
 
     Raises:
         TypeError, ValueError: as ``FlatBuffer.allreduce`` (on every rank under MPI).
     """
-    (engine or _engine("arrays")).allreduce(comm_world(), arrays, op=op)
+    _engine("allreduce_arrays", buffer, engine).allreduce(comm_world(), arrays, op=op)
 
 
-def broadcast_arrays(arrays, root=0, engine=None):
+def broadcast_arrays(arrays, root=0, buffer=None, *, engine=None):
     """Copy rank ``root``'s float32/float64 arrays into every other rank's, in place.
 
     Args:
         arrays: list/tuple of writable, contiguous float32/float64 arrays; same layout on every
             rank.
         root: the rank whose values are sent.
-        engine: a ``FlatBuffer`` to use; default: one shared by this function.
+        buffer: a ``FlatBuffer`` to use; default: one shared by this function. (``engine``:
+            its former name, deprecated.)
 
     Raises:
         TypeError, ValueError: as ``FlatBuffer.bcast`` (on every rank under MPI).
     """
-    (engine or _engine("bcast_arrays")).bcast(comm_world(), arrays, root=root)
+    _engine("broadcast_arrays", buffer, engine).bcast(comm_world(), arrays, root=root)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -253,20 +253,3 @@ def average_arrays(compressor: Compressor, comm, arrays, sources=None, flags=Non
     compressor.average(comm, pick(arrays, True), None if sources is None else pick(src, True),
                        flags, exact=pick(arrays, False),
                        exact_sources=None if sources is None else pick(src, False), agree=agree)
-
-
-_MODULE_COMPRESSORS: dict = {}  # mpi_avg_grads's state, by kind
-
-
-def module_compressor(compress, where: str = "mpi_avg_grads()"):
-    """``mpi_avg_grads``'s state for ``compress`` (one per setting), or None for None.
-
-    Raises:
-        ValueError: ``compress`` is not None, 'bf16' or 'fp16'.
-    """
-    if check_compress(compress, where) is None:
-        return None
-    compressor = _MODULE_COMPRESSORS.get(compress)
-    if compressor is None:
-        compressor = _MODULE_COMPRESSORS[compress] = Compressor(compress, where)
-    return compressor
