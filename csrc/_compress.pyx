@@ -23,6 +23,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport uint16_t, uint64_t
 
 from bufformat cimport sf_format_code
+from layouthash cimport SF_HASH_SEED, sf_fnv
 
 cdef extern from "compress_kernels.h" nogil:
     int SFC_BF16
@@ -94,11 +95,6 @@ cdef void _release(views_t* a) noexcept:
     a.count = 0
 
 
-cdef inline uint64_t _fnv(uint64_t h, uint64_t word) noexcept nogil:
-    h = (h ^ word) * 0x9E3779B97F4A7C15ULL
-    return h ^ (h >> 29)
-
-
 def layout(arrays):
     """Return ``(n, h)``: the number of float32 values in ``arrays`` and a hash of their shapes.
 
@@ -109,15 +105,15 @@ def layout(arrays):
         ValueError: an item is not C-contiguous.
     """
     cdef views_t a
-    cdef uint64_t h = 14695981039346656037ULL
+    cdef uint64_t h = SF_HASH_SEED
     cdef Py_ssize_t i, d
     _acquire(&a, arrays, False, "layout()")
     try:
-        h = _fnv(h, <uint64_t>a.count)
+        h = sf_fnv(h, <uint64_t>a.count)
         for i in range(a.count):
-            h = _fnv(h, <uint64_t>a.v[i].ndim)
+            h = sf_fnv(h, <uint64_t>a.v[i].ndim)
             for d in range(a.v[i].ndim):
-                h = _fnv(h, <uint64_t>a.v[i].shape[d])
+                h = sf_fnv(h, <uint64_t>a.v[i].shape[d])
         return a.total, <Py_ssize_t>(h & ((<uint64_t>1 << 62) - 1))
     finally:
         _release(&a)

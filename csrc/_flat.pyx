@@ -87,6 +87,7 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from bufformat cimport sf_format_code
+from layouthash cimport SF_HASH_SEED, sf_fnv
 
 import os
 

@@ -2,33 +2,26 @@
 # carry "my layout changed" through a reduction, and the error every rank raises when the
 # layouts differ. Also checksum(), the hash of array contents.
 
-cdef inline uint64_t _fnv(uint64_t h, int64_t word) noexcept nogil:
-    # One word into the layout hash: xor, multiply by an odd constant, fold the high bits down
-    # (a word at a time; every rank computes the same value).
-    h = (h ^ <uint64_t>word) * 0x9E3779B97F4A7C15ULL
-    return h ^ (h >> 29)
-
-
 cdef uint64_t _layout_hash(const arrays_t* a, int code, int root, Py_ssize_t fusion_threshold,
                            int algo, bint shared) noexcept:
     # Everything that must agree across ranks: call, root, plan parameters, and every
     # array's dtype, shape and memory order. Never 0, never >= 2**62 (see _BAD_INPUT).
-    cdef uint64_t h = 14695981039346656037ULL
+    cdef uint64_t h = SF_HASH_SEED
     cdef Py_ssize_t i, d
     cdef const Py_buffer* v
-    h = _fnv(h, code)
-    h = _fnv(h, root)
-    h = _fnv(h, fusion_threshold)
-    h = _fnv(h, algo)
-    h = _fnv(h, shared)
-    h = _fnv(h, a.count)
+    h = sf_fnv(h, code)
+    h = sf_fnv(h, root)
+    h = sf_fnv(h, fusion_threshold)
+    h = sf_fnv(h, algo)
+    h = sf_fnv(h, shared)
+    h = sf_fnv(h, a.count)
     for i in range(a.count):
         v = &a.views[i]
-        h = _fnv(h, a.slots[i].kind)
-        h = _fnv(h, v.ndim)
+        h = sf_fnv(h, a.slots[i].kind)
+        h = sf_fnv(h, v.ndim)
         for d in range(v.ndim):
-            h = _fnv(h, v.shape[d])
-        h = _fnv(h, v.ndim > 1 and not PyBuffer_IsContiguous(v, b"C"))
+            h = sf_fnv(h, v.shape[d])
+        h = sf_fnv(h, v.ndim > 1 and not PyBuffer_IsContiguous(v, b"C"))
     h &= ((<uint64_t>1) << 62) - 1
     return h if h != 0 else 1
 
@@ -39,11 +32,11 @@ cdef uint64_t _fold_paths(uint64_t h, const paths_t* p, const layout_t* layout) 
     # instead of waiting in different collectives.
     cdef Py_ssize_t i
     cdef const arrays_t* a = &layout.arr
-    h = _fnv(h, p.bcast if layout.plan.code == OP_BCAST else p.f32)
-    h = _fnv(h, p.f64)
+    h = sf_fnv(h, p.bcast if layout.plan.code == OP_BCAST else p.f32)
+    h = sf_fnv(h, p.f64)
     for i in range(a.count):
         if not a.slots[i].packed and a.slots[i].n:
-            h = _fnv(h, a.slots[i].path)
+            h = sf_fnv(h, a.slots[i].path)
     h &= ((<uint64_t>1) << 62) - 1
     return h if h != 0 else 1
 

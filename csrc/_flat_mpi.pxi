@@ -50,6 +50,13 @@ cdef tuple _link(object comm):
     return link
 
 
+def engine_comm(comm):
+    """The engine's duplicate of ``comm``, for messages apart from the program's own (made
+    collectively by the first use on ``comm``, cached on it, freed with it)."""
+    _mpi()
+    return _link(comm)[0]
+
+
 cdef struct scratch_t:
     # The receive buffer of the ring and of recursive doubling (grown, never shrunk), and the
     # message list of one ring or tree.

@@ -20,6 +20,7 @@ Arrays = Sequence[Any]
 Comm = Any
 
 def checksum(arrays: Sequence[Any]) -> int: ...
+def engine_comm(comm: Comm) -> Comm: ...  # the engine's duplicate of comm (cached on it)
 def choose(
     op: Op | Literal["bcast"],
     ranks: int,

@@ -19,7 +19,8 @@ optimizers ends here. One average of n float32 values over p ranks:
    (compiled) into the float32 arrays. Every rank, owner included, ends with the same bits.
 
 Messages are cut into pieces of at most 2**30 values, so no count exceeds MPI's int; they
-travel on a duplicate of the communicator (cached on it), apart from the program's messages.
+travel on the engine's duplicate of the communicator (``engine_comm``), apart from the
+program's messages.
 
 Memory of a :class:`Compressor` (gradients of n float32 = 4n bytes): the input residual
 (1x the gradients), the output residual (1/p x), the 16-bit send/gather buffer (0.5x) and the
@@ -32,40 +33,19 @@ from __future__ import annotations
 import numpy as np
 
 from spinfast import _compress as _kernels
-from spinfast._flat import FlatBuffer
+from spinfast._flat import FlatBuffer, engine_comm
 
 KINDS = ("bf16", "fp16")
 _CODE = {None: 0, "bf16": 1, "fp16": 2}
 _FP16_MAX = 65504.0
 _PIECE = 1 << 30  # values per message at most (2 GiB of 16-bit values)
-_DUP_KEY = None  # attribute key of the duplicate communicator cached on a communicator
-
-
-def _free_dup(comm, keyval, dup):
-    """Delete callback of the cached duplicate: free it with its communicator."""
-    if dup:
-        dup.Free()
-
-
-def _dup(comm):
-    """A duplicate of ``comm`` for the exchange's messages, made once and cached on it."""
-    global _DUP_KEY
-    from mpi4py import MPI
-
-    if _DUP_KEY is None:
-        _DUP_KEY = MPI.Comm.Create_keyval(delete_fn=_free_dup)
-    dup = comm.Get_attr(_DUP_KEY)
-    if dup is None:
-        dup = comm.Dup()
-        comm.Set_attr(_DUP_KEY, dup)
-    return dup
 
 
 def _pieces(buf):
     return [buf[i:i + _PIECE] for i in range(0, len(buf), _PIECE)] or [buf]
 
 
-def _exchange(comm, sends, recvs):
+def _send_and_receive(comm, sends, recvs):
     """Post every receive and send of ``(peer, buffer)``, in pieces; wait for them all."""
     from mpi4py import MPI
 
@@ -177,18 +157,19 @@ class Compressor:
         if hdr[10] > 0:
             self.reset()
             self._raise_overflow(comm, overflow, arrays)
-        dup = _dup(comm)
+        dup = engine_comm(comm)  # (the engine's messages travel there too)
         send, recv, counts, displs, m = self._send, self._recv, self._counts, self._displs, self._m
         mine = send[displs[rank]:displs[rank] + m]
         for k in range(1, size):  # reduce-scatter: chunk r to rank r
             to, frm = (rank + k) % size, (rank - k) % size
             row = frm if frm < rank else frm - 1
-            _exchange(dup, [(to, send[displs[to]:displs[to] + counts[to]])],
-                      [(frm, recv[row * m:(row + 1) * m])])
+            _send_and_receive(dup, [(to, send[displs[to]:displs[to] + counts[to]])],
+                              [(frm, recv[row * m:(row + 1) * m])])
         _kernels.reduce(recv, size, rank, mine, self._outres, self.kind)
         for k in range(1, size):  # all-gather: every rank's rounded chunk to every rank
             to, frm = (rank + k) % size, (rank - k) % size
-            _exchange(dup, [(to, mine)], [(frm, send[displs[frm]:displs[frm] + counts[frm]])])
+            _send_and_receive(dup, [(to, mine)],
+                              [(frm, send[displs[frm]:displs[frm] + counts[frm]])])
         _kernels.decode(send, arrays, self.kind)
         if exact:
             self._exact.allreduce(comm, exact, op="mean", sources=exact_sources)
