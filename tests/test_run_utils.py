@@ -823,3 +823,22 @@ def test_ctrl_c_stops_running_experiments_and_starts_no_more(kind, tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_summary_says_requeued_and_cancelled(capsys):
+    """What a grid on Slurm reports (tests/test_slurm.py makes these results for real)."""
+    from spinfast._grid.executors import print_summary
+    from spinfast.run_utils import VariantResult
+
+    print_summary([
+        VariantResult("a", "/d/a/a_s0", "ok", 0, 12.0, requeues=2),
+        VariantResult("b", "/d/b/b_s0", "cancelled", None, 0.0, "/d/b/b_s0.log",
+                      "Slurm job 7_1 cancelled"),
+        VariantResult("c", "/d/c/c_s0", "failed", 1, 3.0, "/d/c/c_s0.log", requeues=1)])
+    out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)  # no colours
+    assert re.search(r"\na_s0 +12\.0  ok \(exit 0\), requeued 2x\n", out), out
+    assert re.search(r"\nb_s0 +0\.0  cancelled \(Slurm job 7_1 cancelled\)  log: "
+                     r"/d/b/b_s0\.log\n", out), out
+    assert re.search(r"\nc_s0 +3\.0  failed \(exit 1\), requeued 1x  log: /d/c/c_s0\.log\n",
+                     out), out
+    assert "1 ok, 1 failed, 0 skipped, 1 cancelled\n" in out

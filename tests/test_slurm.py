@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,179 @@ def test_ranks_without_pmi_stop_with_one_clear_error(tmp_path, forked):
         f"{_launch.library_version()!r}; srun started the ranks without a PMI that "
         f"{family} speaks: start them with srun --mpi={NEEDS_PMI[family]}") in error
     assert not (out / "progress.txt").exists()  # stopped before the logger: no row at all
+
+
+# ---------------------------------------------------------------------------------------------
+# Requeue, time limit, cancel: a variant's job that Slurm stops
+
+def start_cli(tmp_path, *args):
+    """Start ``python -m spinfast.run slurm_train:train ARGS`` in the background; its output
+    goes to ``tmp_path/cli.out``."""
+    out = open(tmp_path / "cli.out", "w")  # noqa: SIM115 (closed by finish)
+    proc = subprocess.Popen([sys.executable, "-m", "spinfast.run", "slurm_train:train",
+                             *map(str, args)], env=ENV, stdout=out, stderr=subprocess.STDOUT,
+                            text=True)
+    proc.out = out
+    return proc
+
+
+def finish(proc, tmp_path, timeout=300):
+    """Wait for a :func:`start_cli` run; return its exit status and output."""
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.out.close()
+    return proc.returncode, (tmp_path / "cli.out").read_text()
+
+
+def wait_for_rows(folder, n, proc, timeout=120):
+    """Wait until ``folder/progress.txt`` holds ``n`` rows; return how many it holds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc.poll() is None, "the grid ended before the job was interrupted"
+        try:
+            got = len(rows(folder)) - 1
+        except FileNotFoundError:
+            got = 0
+        if got >= n:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"{folder} did not get {n} rows in {timeout} s")
+
+
+def attempts(folder):
+    """The lines of ``attempts.txt``: ``[resume, first epoch, SLURM_RESTART_COUNT]`` each."""
+    return [line.split() for line in (Path(folder) / "attempts.txt").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """``rows(seed, epochs)``: the rows of a run never interrupted, on this machine."""
+    data = tmp_path_factory.mktemp("uninterrupted")
+
+    def rows_of(seed, epochs):
+        folder = data / f"e{epochs}" / "cmd_train" / f"cmd_train_s{seed}"
+        if not folder.exists():
+            run(sys.executable, "-m", "spinfast.run", "slurm_train:train", "--seed", seed,
+                "--epochs", epochs, "--data_dir", data / f"e{epochs}", check=True)
+        return rows(folder)
+
+    return rows_of
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["scontrol requeue", "preemption"])
+def test_requeued_variant_resumes_and_is_not_reported_failed(tmp_path, uninterrupted, how):
+    data = tmp_path / "data"
+    folder = data / "cmd_train" / "cmd_train_s0"
+    proc = start_cli(tmp_path, "--seed", "0", "--epochs", "20", "--sleep", "0.25",
+                     "--data_dir", data, "--executor", "slurm", "--slurm_time", "5")
+    seen = wait_for_rows(folder, 5, proc)
+    [job] = submitit_job_ids(data)
+    if how == "scontrol requeue":
+        run("scontrol", "requeue", job, check=True)
+    else:  # a job of the `urgent` partition that needs every CPU of the node preempts it
+        partitions = run("sinfo", "-h", "-o", "%P", check=True).stdout.split()
+        if "urgent" not in partitions:
+            proc.kill()
+            pytest.skip("no `urgent` partition (PreemptMode=REQUEUE) here: .ci/slurm makes it")
+        cpus = run("sinfo", "-h", "-N", "-o", "%c", check=True).stdout.split()[0]
+        run("sbatch", "-p", "urgent", "-c", cpus, "-o", "/dev/null", "--wrap", "sleep 1",
+            check=True)
+    code, out = finish(proc, tmp_path)
+    assert code == 0, out
+    summary = out.split("Summary of the experiment grid")[1]
+    line = next(x for x in summary.splitlines() if x.startswith("cmd_train_s0"))
+    assert line.endswith("ok (exit 0), requeued 1x"), out
+    assert "1 ok, 0 failed, 0 skipped\n" in summary and "failed with" not in out, out
+    # The second attempt resumed from the checkpoint of the last row it saw (at most one
+    # epoch redone), and the rows read as one run's.
+    first, second = attempts(folder)
+    assert first == ["False", "0", "-"] and second[0] == "True" and second[2] == "1"
+    assert seen - 1 <= int(second[1]) <= 20
+    assert rows(folder) == uninterrupted(0, 20)
+    assert "Slurm requeued the job (attempt 1 stopped" in Path(f"{folder}.log").read_text()
+
+
+@pytest.mark.slow
+def test_cancelled_variant_is_reported_and_the_others_finish(tmp_path, uninterrupted):
+    data = tmp_path / "data"
+    proc = start_cli(tmp_path, "--seed", "0", "1", "--epochs", "15", "--sleep", "0.3",
+                     "--data_dir", data, "--executor", "slurm", "--slurm_time", "5")
+    wait_for_rows(data / "cmd_train" / "cmd_train_s1", 2, proc)
+    ids = submitit_job_ids(data)
+    assert [i.rpartition("_")[2] for i in ids] == ["0", "1"]  # a task per variant, in order
+    run("scancel", ids[1], check=True)
+    code, out = finish(proc, tmp_path)
+    assert code == 1, out
+    summary = out.split("Summary of the experiment grid")[1]
+    assert "1 ok, 0 failed, 0 skipped, 1 cancelled" in summary, out
+    line = next(x for x in summary.splitlines() if x.startswith("cmd_train_s1"))
+    assert "cancelled (" in line, line
+    assert rows(data / "cmd_train" / "cmd_train_s0") == uninterrupted(0, 15)
+
+
+@pytest.mark.slow
+def test_time_limit_checkpoints_requeues_and_finishes(tmp_path, uninterrupted, monkeypatch):
+    """A 1-minute job whose submitit signal comes 15 s before the end; Slurm sends it at its
+    next 30-second check, so each attempt runs 15 to 45 s of the 45 s of work: the first
+    attempt never finishes."""
+    import submitit
+
+    monkeypatch.syspath_prepend(str(PROGRAMS))
+    monkeypatch.setattr(user_config, "WAIT_BEFORE_LAUNCH", 0)
+    import slurm_train
+
+    executor = submitit.SlurmExecutor(folder=str(tmp_path / "submitit" / "%j"),
+                                      max_num_timeout=8)
+    executor.update_parameters(time=1, signal_delay_s=15, cpus_per_task=1)
+    grid = ExperimentGrid("limit")
+    grid.add("seed", 0)
+    grid.add("epochs", 45)
+    grid.add("sleep", 1.0)
+    [result] = grid.run(slurm_train.train, data_dir=str(tmp_path), executor=executor)
+    folder = tmp_path / "limit" / "limit_s0"
+    tries = attempts(folder)
+    assert result.status == "ok" and result.requeues == len(tries) - 1 >= 1, tries
+    # Every attempt after the first resumed where the previous one's checkpoint was.
+    assert tries[0] == ["False", "0", "-"]
+    assert all(t[0] == "True" and t[2] == str(k) for k, t in enumerate(tries) if k), tries
+    assert [int(t[1]) for t in tries] == sorted(int(t[1]) for t in tries)
+    assert rows(folder) == uninterrupted(0, 45)
+    log = (tmp_path / "submitit").glob("*/*_log.err")
+    assert any("this job is timed-out" in p.read_text() for p in log)
+
+
+@pytest.mark.slow
+def test_call_experiment_of_a_cancelled_job_raises(tmp_path, monkeypatch, capsys):
+    """submitit alone would wait for ever (no sacct here); call_experiment asks squeue."""
+    import threading
+
+    import submitit
+
+    from spinfast.run_utils import call_experiment
+
+    monkeypatch.syspath_prepend(str(PROGRAMS))
+    import slurm_train
+
+    executor = submitit.SlurmExecutor(folder=str(tmp_path / "submitit" / "%j"))
+    executor.update_parameters(time=5)
+    cancelled = []
+
+    def cancel():  # as soon as the job is submitted
+        end = time.monotonic() + 60
+        while not submitit_job_ids(tmp_path) and time.monotonic() < end:
+            time.sleep(0.1)
+        cancelled.extend(submitit_job_ids(tmp_path))
+        run("scancel", *cancelled, check=True)
+
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        call_experiment("gone", slurm_train.train, data_dir=str(tmp_path), executor=executor,
+                        epochs=100, sleep=0.3)
+    canceller.join()
+    assert info.value.returncode is None
+    assert f"Slurm job {cancelled[0]} cancelled" in capsys.readouterr().out

@@ -33,7 +33,7 @@ import subprocess
 from textwrap import dedent
 
 from spinfast import user_config
-from spinfast._grid.executors import Variant, countdown, run_batch
+from spinfast._grid.executors import Variant, countdown, result_of, run_batch
 from spinfast._grid.jobs import (
     DIV_LINE_WIDTH,
     STATUS_FILE,
@@ -104,7 +104,8 @@ def call_experiment(exp_name, thunk, seed=0, num_cpu=1, data_dir=None, datestamp
         datestamp: add date and time to folder names.
         executor: None to run here, or anything with ``submit(fn)`` returning an object with
             ``.result()`` (a ``concurrent.futures`` pool, a submitit executor, a dask
-            ``Client``): the job runs there and its output goes to ``<output_dir>.log``.
+            ``Client``): the job runs there and its output goes to ``<output_dir>.log``. A
+            submitit Slurm job requeued by Slurm is waited for until its last attempt.
         resume: restart in the existing output folder: nothing runs if it holds a finished
             run, else the thunk's ``logger_kwargs`` dict gets ``resume=True`` (the thunk's
             logger must accept it). Needs ``datestamp=False``.
@@ -117,7 +118,8 @@ def call_experiment(exp_name, thunk, seed=0, num_cpu=1, data_dir=None, datestamp
         TypeError: ``exp_name`` not a string, ``thunk`` not callable or not serializable,
             ``executor`` without ``submit``.
         ValueError: bad ``num_cpu``; ``resume`` with datestamps.
-        subprocess.CalledProcessError: the experiment process failed.
+        subprocess.CalledProcessError: the experiment process failed, or Slurm ended its job
+            without a result (cancelled: ``returncode`` None).
         Exception: what the executor's ``result()`` raises when the job itself failed.
     """
     check_executor(executor, "call_experiment")
@@ -134,9 +136,9 @@ def call_experiment(exp_name, thunk, seed=0, num_cpu=1, data_dir=None, datestamp
     else:
         print(f"Submitted to {type(executor).__name__}; output goes to {job.log_path}",
               flush=True)
-        result = executor.submit(job).result()
+        result = result_of(executor.submit(job), exp_name, job.output_dir, job.log_path)
     if result.returncode != 0:
-        print(_ERROR_MESSAGE)
+        print(_ERROR_MESSAGE + (f"\n{result.error}\n" if result.error else ""))
         raise subprocess.CalledProcessError(result.returncode,
                                             ["python", "-m", "spinfast._grid.experiment", exp_name])
     print(_end_message(job.output_dir), end="")
@@ -364,7 +366,10 @@ class ExperimentGrid:
             executor: anything with ``submit(fn)`` returning an object with ``.result()``:
                 ``concurrent.futures.ProcessPoolExecutor``, submitit's ``AutoExecutor``,
                 ``SlurmExecutor``, ``LocalExecutor``, ``DebugExecutor``, a dask ``Client``.
-                Submitted jobs requeued by submitit after preemption resume in their folder.
+                A Slurm job that Slurm or submitit requeues (preemption, ``scontrol
+                requeue``, time limit) is waited for until its last attempt, which resumes
+                in its folder; the summary says ``requeued Nx``. A cancelled one is reported
+                ``'cancelled'``, and the others go on.
             resume: skip finished variants and restart the others in their existing folders,
                 with ``resume=True`` added to each thunk's ``logger_kwargs`` dict (the thunk's
                 logger must accept it); needs ``datestamp=False``.

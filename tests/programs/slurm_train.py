@@ -6,8 +6,8 @@ every rank stores numbers drawn from a generator seeded by (seed, epoch, rank), 
 holds ``Epoch``, ``Value`` (their mean over ranks), ``Ranks`` (``num_procs()``) and
 ``MeanRank`` (``mpi_avg`` of the rank: (n - 1) / 2 for n ranks); a checkpoint follows each row,
 and a run given ``resume=True`` goes on from the last one. Each epoch sleeps ``sleep`` seconds
-first. Rank 0 appends ``"<resume> <first epoch> <SLURM_RESTART_COUNT>"`` to ``attempts.txt``
-in the output folder when it starts.
+first. Rank 0 appends ``"<resume> <first epoch> <SLURM_RESTART_COUNT or ->"`` to
+``attempts.txt`` in the output folder when it starts.
 
 ``python slurm_train.py OUT_DIR`` is one rank launched by a test's own ``srun``: it calls
 ``mpi_fork(2)`` and trains into ``OUT_DIR``.

@@ -257,5 +257,5 @@ def run_grid(spec, func, args, exp_name=None):
         print(f"spinfast: an experiment failed with exit status {exc.returncode}",
               file=sys.stderr)
         return 1
-    return 1 if any(r.status == "failed" for r in results) else 0
+    return 1 if any(r.status not in ("ok", "skipped") for r in results) else 0
 

@@ -8,6 +8,8 @@ Private to spinfast; :meth:`spinfast.run_utils.ExperimentGrid.run` hands its var
 ``Client``. Futures are waited on as they finish (:func:`completed`); a failing or lost
 variant is reported and the others go on; Ctrl-C cancels what is queued and stops the
 experiment processes started here; a summary table ends the run (:func:`print_summary`).
+submitit's Slurm jobs are watched through slurmctld (:class:`spinfast._grid.slurm.Watch`): a
+requeued job is waited for until its last attempt, a cancelled one is reported as such.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from textwrap import dedent
 from typing import NamedTuple
 
 from spinfast import user_config
+from spinfast._grid import slurm
 from spinfast._grid.jobs import (
     DIV_LINE_WIDTH,
     VariantResult,
@@ -33,7 +36,7 @@ from spinfast._grid.jobs import (
 )
 from spinfast._logger.console import colorize
 
-__all__ = ["Variant", "countdown", "run_batch", "completed", "print_summary"]
+__all__ = ["Variant", "countdown", "run_batch", "completed", "result_of", "print_summary"]
 
 
 class Variant(NamedTuple):
@@ -153,22 +156,30 @@ def _submit_and_wait(variants, executor, num_cpu, data_dir, datestamp, skip_fini
             submitted = []
             for job, i in ready:
                 not_started(i, job.output_dir, exc)
-        for fut, i in completed(submitted):
+        watch = slurm.Watch.of(submitted)
+        for fut, i in completed(submitted, watch):
             exp_name, out = variants[i].name, variants[i].output_dir
-            try:
-                res = fut.result()
-            except Exception as exc:  # the job itself was lost: report, keep going
-                res = VariantResult(exp_name, out, "failed", None, 0.0,
-                                    log_path_of(exp_name, out, data_dir),
-                                    error=f"job error: {type(exc).__name__}")
-                first = (str(exc).strip().splitlines() or [""])[0]
-                bar.write(colorize(f"Variant {exp_name}: the executor reports "
-                                   f"{type(exc).__name__}: {first}", "red", bold=True))
+            log_path = log_path_of(exp_name, out, data_dir)
+            ended = watch.ended(fut) if watch is not None else None
+            if ended is not None:  # Slurm ended the job, and it left no result
+                res = _ended_by_slurm(exp_name, out, log_path, fut.job_id, ended)
+                bar.write(colorize(f"Variant {exp_name}: {res.error}", "red", bold=True))
             else:
-                if res.status == "failed":
-                    bar.write(colorize(f"Variant {res.name} failed with exit status "
-                                       f"{res.returncode}; see {res.log_path}", "red",
-                                       bold=True))
+                try:
+                    res = fut.result()
+                except Exception as exc:  # the job itself was lost: report, keep going
+                    res = VariantResult(exp_name, out, "failed", None, 0.0, log_path,
+                                        error=f"job error: {type(exc).__name__}")
+                    first = (str(exc).strip().splitlines() or [""])[0]
+                    bar.write(colorize(f"Variant {exp_name}: the executor reports "
+                                       f"{type(exc).__name__}: {first}", "red", bold=True))
+                else:
+                    if res.status != "ok":
+                        bar.write(colorize(f"Variant {res.name} {res.status} with exit status "
+                                           f"{res.returncode}; see {res.log_path}", "red",
+                                           bold=True))
+            if watch is not None:
+                res.requeues = max(res.requeues, watch.restarts(fut))
             results[i] = res
             bar.update(1)
     except KeyboardInterrupt:
@@ -188,13 +199,49 @@ def _submit_and_wait(variants, executor, num_cpu, data_dir, datestamp, skip_fini
     return results
 
 
-def completed(submitted):
+def result_of(fut, exp_name, out, log_path):
+    """Wait for one job's future; return its :class:`VariantResult`.
+
+    A submitit Slurm job that Slurm ended without a result (cancelled, say) gives a
+    ``'cancelled'`` or ``'failed'`` result instead of waiting for ever; an exception of the
+    executor's ``result()`` propagates.
+    """
+    watch = slurm.Watch.of([(fut, 0)])
+    if watch is None:
+        return fut.result()
+    for _ in completed([(fut, 0)], watch):
+        pass
+    ended = watch.ended(fut)
+    res = (_ended_by_slurm(exp_name, out, log_path, fut.job_id, ended) if ended is not None
+           else fut.result())
+    res.requeues = max(res.requeues, watch.restarts(fut))
+    return res
+
+
+def _ended_by_slurm(exp_name, out, log_path, job_id, state):
+    """The result of a variant whose Slurm job ended in ``state`` without a result."""
+    cancelled = state.state == "CANCELLED"
+    return VariantResult(exp_name, out, "cancelled" if cancelled else "failed", None, 0.0,
+                         log_path, f"Slurm job {job_id} {state.state.lower()}"
+                         + (f": {state.reason}" if state.reason not in ("", "None") else ""),
+                         state.restarts)
+
+
+def completed(submitted, watch=None):
     """Yield ``(future, index)`` pairs as their futures finish.
 
     ``concurrent.futures`` futures are waited on directly; other futures with ``done()``
     (submitit jobs, dask futures) are polled, every 10 ms at first, then less often up to
-    once a second; anything else is waited on in order.
+    once a second; anything else is waited on in order. With a :class:`slurm.Watch`, a job
+    is finished when its result file exists or Slurm ended it (``watch.ended``), never by
+    submitit's ``done()``, which asks sacct.
     """
+    if watch is not None:
+        def done(fut):
+            return watch.finished(fut) or watch.ended(fut) is not None
+    else:
+        def done(fut):
+            return fut.done()
     if all(isinstance(fut, concurrent.futures.Future) for fut, _ in submitted):
         index = {fut: i for fut, i in submitted}
         for fut in concurrent.futures.as_completed(index):
@@ -207,7 +254,7 @@ def completed(submitted):
     while pending:
         ready, still = [], []
         for pair in pending:
-            (ready if pair[0].done() else still).append(pair)
+            (ready if done(pair[0]) else still).append(pair)
         if ready:
             yield from ready
             delay = 0.01
@@ -228,18 +275,21 @@ def print_summary(results):
     print(colorize("Summary of the experiment grid", "green", bold=True))
     print(f"{'variant'.ljust(width)}  {'seconds':>9}  status")
     for label, r in zip(labels, results, strict=True):
+        requeued = f", requeued {r.requeues}x" if r.requeues else ""
         if r.status == "skipped":
             status = "skipped (finished before)"
         elif r.status == "ok":
-            status = "ok (exit 0)"
-        elif r.returncode is None:
-            status = colorize(f"failed ({r.error or 'did not start'})", "red") + (
-                f"  log: {r.log_path}" if r.log_path else "")
+            status = f"ok (exit 0){requeued}"
         else:
-            status = colorize(f"failed (exit {r.returncode})", "red") + (
+            why = (r.error or "by Slurm" if r.status == "cancelled" else
+                   f"exit {r.returncode}" if r.returncode is not None else
+                   r.error or "did not start")
+            status = colorize(f"{r.status} ({why}){requeued}", "red") + (
                 f"  log: {r.log_path}" if r.log_path else "")
         print(f"{label.ljust(width)}  {r.seconds:9.1f}  {status}")
     nfail = sum(r.status == "failed" for r in results)
     nskip = sum(r.status == "skipped" for r in results)
-    print(f"{len(results) - nfail - nskip} ok, {nfail} failed, {nskip} skipped")
+    ncancel = sum(r.status == "cancelled" for r in results)
+    print(f"{len(results) - nfail - nskip - ncancel} ok, {nfail} failed, {nskip} skipped"
+          + (f", {ncancel} cancelled" if ncancel else ""))
     print(line, flush=True)

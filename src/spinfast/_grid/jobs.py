@@ -18,6 +18,7 @@ zero-argument callable returning a :class:`VariantResult`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import os.path as osp
@@ -32,6 +33,7 @@ import time
 from dataclasses import dataclass
 
 from spinfast import user_config
+from spinfast._grid import slurm
 from spinfast._grid.naming import setup_logger_kwargs
 from spinfast._logger.console import colorize
 from spinfast._mpi.launch import without_launch_vars
@@ -54,12 +56,15 @@ class VariantResult:
         name: the variant's exp_name.
         output_dir: its output folder (None if the thunk was given its own logger_kwargs
             without one).
-        status: ``'ok'``, ``'failed'`` or ``'skipped'`` (already finished).
+        status: ``'ok'``, ``'failed'``, ``'cancelled'`` (its Slurm job was cancelled) or
+            ``'skipped'`` (already finished).
         returncode: exit status of the experiment process (None if skipped).
-        seconds: wall time of the run (0 if skipped).
+        seconds: wall time of the run (0 if skipped); of its last attempt if requeued.
         log_path: the per-variant log file (parallel mode and executors), else None.
         error: why a failed variant has no exit status (could not start, or the executor
             reported the job lost), else None.
+        requeues: times Slurm requeued the variant's job (preemption, ``scontrol requeue``,
+            time limit) before its last attempt.
     """
 
     name: str
@@ -69,6 +74,7 @@ class VariantResult:
     seconds: float
     log_path: str | None = None
     error: str | None = None
+    requeues: int = 0
 
 
 def resolve_num_cpu(num_cpu, func):
@@ -137,7 +143,10 @@ class ExperimentJob:
     returns a :class:`VariantResult`.
 
     It is checkpointable for submitit: when Slurm preempts the job or its time runs out,
-    submitit calls :meth:`checkpoint` and requeues the same job with ``resume=True``.
+    submitit calls :meth:`checkpoint` and requeues the same job with ``resume=True``. A job
+    that Slurm requeues by itself (``scontrol requeue``, ``PreemptMode=REQUEUE``) reports
+    nothing from the attempt it stopped, and its next attempt (``SLURM_RESTART_COUNT`` > 0)
+    runs with ``resume=True`` too (:func:`run_job`).
 
     Attributes:
         exp_name: the experiment's name.
@@ -187,8 +196,6 @@ class ExperimentJob:
         submitit calls this (as on its ``helpers.Checkpointable``) when the job is preempted
         or times out, and requeues what it returns: the experiment restarts in its folder.
         """
-        import dataclasses
-
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(dataclasses.replace(self, resume=True), *args, **kwargs)
@@ -309,12 +316,21 @@ def run_job(job):
 
     Nothing starts if the job's grid run was interrupted in this process. With a log file the
     process runs in its own session (so that :func:`stop_process` reaches its MPI ranks), and
-    is stopped if this call is interrupted.
+    is stopped if this call is interrupted. In a Slurm job that was requeued
+    (``SLURM_RESTART_COUNT`` > 0) the experiment resumes (``resume=True``), or is not run
+    again if its last attempt finished; an attempt that Slurm stops to requeue the job returns
+    nothing: this call waits for Slurm to stop it (:func:`spinfast._grid.slurm.fate`).
     """
     out = job.output_dir
     if job.run_id and job.run_id in interrupted:
         return VariantResult(job.exp_name, out, "failed", None, 0.0, job.log_path,
                              "interrupted")
+    requeues = slurm.restart_count()
+    if requeues:
+        if out and is_finished(out):  # stopped between the end of the run and its report
+            return VariantResult(job.exp_name, out, "ok", 0, 0.0, job.log_path,
+                                 requeues=requeues)
+        job = dataclasses.replace(job, resume=True)
     clear_status(out)
     log_dir = None
     if job.log_path is not None:
@@ -361,8 +377,26 @@ def run_job(job):
         write_status(out, job.exp_name, returncode, seconds)
     finally:
         shutil.rmtree(payload_dir, ignore_errors=True)
-    return VariantResult(job.exp_name, out, "ok" if returncode == 0 else "failed", returncode,
-                         seconds, job.log_path)
+    fate = slurm.fate() if returncode != 0 else None
+    if fate in ("requeued", "ending"):  # Slurm stops the job: this attempt reports nothing
+        _say(job, f"Slurm requeued the job (attempt {requeues + 1} stopped, exit status "
+                  f"{returncode}); the next attempt resumes" if fate == "requeued" else
+                  f"Slurm is stopping the job (exit status {returncode})")
+        slurm.wait_to_be_stopped()
+        fate = f"{fate}, but the attempt was not stopped"
+    status = "ok" if returncode == 0 else "cancelled" if fate == "cancelled" else "failed"
+    return VariantResult(job.exp_name, out, status, returncode, seconds, job.log_path,
+                         f"Slurm: {fate}" if fate else None, requeues)
+
+
+def _say(job, text):
+    """Append ``[spinfast] text`` to the job's log file (or print it without one)."""
+    line = f"\n[spinfast] {text}\n"
+    if job.log_path is None:
+        print(line, end="", flush=True)
+    else:
+        with open(job.log_path, "a") as log:
+            log.write(line)
 
 
 def clear_status(output_dir):
