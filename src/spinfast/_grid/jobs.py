@@ -384,9 +384,8 @@ def run_job(job):
                   f"Slurm is stopping the job (exit status {returncode})")
         slurm.wait_to_be_stopped()
         fate = f"{fate}, but the attempt was not stopped"
-    status = "ok" if returncode == 0 else "cancelled" if fate == "cancelled" else "failed"
-    return VariantResult(job.exp_name, out, status, returncode, seconds, job.log_path,
-                         f"Slurm: {fate}" if fate else None, requeues)
+    return VariantResult(job.exp_name, out, "ok" if returncode == 0 else "failed", returncode,
+                         seconds, job.log_path, f"Slurm: {fate}" if fate else None, requeues)
 
 
 def _say(job, text):

@@ -7,9 +7,9 @@ each case Slurm signals the job's processes, and the experiment process dies of 
 
 - Inside the job, :func:`fate` asks slurmctld what became of this attempt: a job Slurm runs
   again has more restarts than ``SLURM_RESTART_COUNT`` says, a job Slurm stops is
-  ``COMPLETING``; :mod:`spinfast._grid.jobs` then reports nothing and waits to be stopped
-  (:func:`wait_to_be_stopped`), and the next attempt, if any, resumes (:func:`restart_count`
-  > 0).
+  ``COMPLETING`` (or ``PREEMPTED``, or ended); :mod:`spinfast._grid.jobs` then reports
+  nothing and waits to be stopped (:func:`wait_to_be_stopped`): the grid learns the end from
+  the :class:`Watch`, and the next attempt, if any, resumes (:func:`restart_count` > 0).
 - In the grid, :class:`Watch` asks slurmctld (``squeue``) for the states of the grid's submitit
   jobs every few seconds. Without accounting (no slurmdbd) ``sacct`` fails, and submitit alone
   cannot tell a cancelled job from a running one: its ``done()`` stays False for ever. The
@@ -94,10 +94,9 @@ def fate() -> str | None:
     """Return what Slurm does with the job this process runs in, once its work was stopped.
 
     ``'requeued'``: Slurm will run the job again (it has more restarts than this attempt);
-    ``'ending'``: Slurm is stopping the job (``COMPLETING``: cancelled, out of time...; while
-    its processes are being killed, squeue tells no more); ``'cancelled'``, ``'timeout'``...:
-    the state of a job Slurm ended; None outside Slurm, while the job runs on, or when
-    slurmctld cannot say.
+    ``'ending'``: Slurm is stopping the job (``COMPLETING`` while its processes are killed,
+    ``PREEMPTED`` until a preempted job is requeued, or an ended state: cancelled, out of
+    time...); None outside Slurm, while the job runs on, or when slurmctld cannot say.
     """
     job = os.environ.get("SLURM_JOB_ID")
     if not job:
@@ -107,9 +106,9 @@ def fate() -> str | None:
         return None
     if state.restarts > restart_count():
         return "requeued"
-    if state.state in ENDED:
-        return state.state.lower()
-    return "ending" if state.state == "COMPLETING" else None
+    if state.state in ("COMPLETING", "PREEMPTED") or state.state in ENDED:
+        return "ending"
+    return None
 
 
 def wait_to_be_stopped(limit: float = 300.0) -> None:
