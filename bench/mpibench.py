@@ -63,9 +63,9 @@ def interleaved(benchmark, group, target, rounds, spinfast, reference, baseline=
 
 
 def clean_env():
-    """This environment without any MPI launcher's variables (for a fresh launch)."""
-    prefixes = ("PMI_", "PMIX_", "OMPI_", "PRTE_", "HYDRA_", "MPI_LOCAL", "MV2_", "IN_MPI")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    """This environment without any MPI launcher's variables (for a fresh launch), as
+    ``run_utils`` starts experiments: ``spinfast._mpi.launch.without_launch_vars``."""
+    return _launch.without_launch_vars(os.environ)
 
 
 def relaunch(request, capsys, path, env_extra=None):

@@ -1,4 +1,8 @@
-"""Shared fixtures: launching Python programs under a real ``mpiexec``."""
+"""Shared fixtures: programs launched under a real ``mpiexec``, long steps started early.
+
+What is not a fixture (the progress reader, the program runner, the environment) is in
+``helpers.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,67 +15,91 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 
 import pytest
+from helpers import find_mpiexec, launcher_env, mpi_program, program_env, run_program
 
 from spinfast._mpi import launch as _launch
-
-ROOT = Path(__file__).resolve().parent.parent
-PROGRAMS = Path(__file__).resolve().parent / "programs"
 
 # tests/programs holds programs that tests launch (under mpiexec or as plain processes); they are
 # linted and covered like any module but are not tests themselves.
 collect_ignore = ["programs"]
 
 
-class Background:
-    """Long, independent steps of one test module (mostly subprocess runs), run concurrently.
+class Step:
+    """A long, independent piece of work that tests read: mostly a program's run.
 
-    ``add(name, fn, *needs)`` registers a step computing ``fn(*results of needs)``;
-    ``start(names)`` submits those steps and the steps they need, each once, to a pool of
-    ``workers`` threads (default ``os.cpu_count()``); ``result(name)`` waits for one step
-    (submitting it if it was not) and raises its error, if any. Steps are submitted after what
-    they need, and the pool takes them in order, so a running step only ever waits for steps
-    already running.
+    ``Step(fn, *needs)`` computes ``fn(tmp_path_factory, *results of needs)`` once per
+    session (``needs`` are Steps). A test that reads a step declares it with the marker
+    ``@pytest.mark.early(step, ...)`` (on the test, or on one ``pytest.param``): the session
+    starts the steps of the selected tests with its first test (:func:`early_steps`), and the
+    test reads the result with ``early_steps.result(step)``. ``timeout`` bounds that wait.
     """
 
-    def __init__(self, workers: int | None = None):
-        self._steps: dict = {}
+    def __init__(self, fn, *needs, name=None, timeout: float = 900):
+        self.fn, self.needs, self.timeout = fn, needs, timeout
+        self.name = name or getattr(fn, "__name__", "step")
+
+    def __repr__(self):
+        return f"<Step {self.name}>"
+
+
+def launch_step(name: str, n: int, args=(), timeout: float = 120) -> Step:
+    """The :class:`Step` of one :func:`launch` of ``tests/programs/{name}.py`` under
+    ``mpiexec -n n`` with ``args``: its result is ``(folder, process)``."""
+    return Step(functools.partial(launch, name=name, n=n, args=args, timeout=timeout),
+                name=f"{name} -n {n} {' '.join(map(str, args))}".rstrip(),
+                timeout=timeout + 600)
+
+
+class Background:
+    """:class:`Step` s run concurrently, each once, beside the tests.
+
+    ``start(steps)`` submits those steps and the steps they need to a pool of ``workers``
+    threads (default ``os.cpu_count()``); ``result(step)`` waits for one (submitting it if it
+    was not) and raises its error, if any. Steps are submitted after what they need, and the
+    pool takes them in order, so a running step only ever waits for steps already running.
+    """
+
+    def __init__(self, tmp_path_factory, workers: int | None = None):
+        self._factory = tmp_path_factory
         self._futures: dict = {}
         self._lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2)
 
-    def add(self, name, fn, *needs):
-        self._steps[name] = (fn, needs)
-
-    def names(self):
-        return self._steps.keys()
-
-    def _submit(self, name):
+    def _submit(self, step: Step):
         with self._lock:
-            if name not in self._futures:
-                fn, needs = self._steps[name]
-                for need in needs:
-                    self._submit(need)
-                deps = [self._futures[need] for need in needs]
-                self._futures[name] = self._pool.submit(
-                    lambda: fn(*[d.result() for d in deps]))
-            return self._futures[name]
+            if step not in self._futures:
+                deps = [self._submit(need) for need in step.needs]
+                self._futures[step] = self._pool.submit(
+                    lambda: step.fn(self._factory, *[d.result() for d in deps]))
+            return self._futures[step]
 
-    def start(self, names):
-        for name in names:
-            self._submit(name)
+    def start(self, steps):
+        for step in steps:
+            self._submit(step)
 
-    def result(self, name):
-        return self._submit(name).result()
+    def result(self, step: Step, timeout: float | None = None):
+        """Wait at most ``timeout`` seconds (default: the step's) for ``step``'s result.
 
-    def wait_all(self):
+        Raises:
+            TimeoutError: not done in time (the step goes on; its output stays unread).
+            Exception: what the step raised.
+        """
+        wait = step.timeout if timeout is None else timeout
+        try:
+            return self._submit(step).result(timeout=wait)
+        except FutureTimeout:
+            raise TimeoutError(f"Background.result(): {step!r} not done after {wait} s") \
+                from None
+
+    def wait_all(self, timeout: float = 1800):
         """Wait for every submitted step (errors stay with the tests that read them)."""
         with self._lock:
             futures = list(self._futures.values())
-        for f in futures:
-            f.exception()
+        futures_wait(futures, timeout=timeout)
 
     def close(self):
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -79,50 +107,22 @@ class Background:
 
 @pytest.fixture(scope="session", autouse=True)
 def early_steps(request, tmp_path_factory):
-    """The :class:`Background` of steps that start with the session, not with their module.
+    """The :class:`Background` of the steps that start with the session, not with their test.
 
-    They run beside the whole session, on the core that single-process tests leave idle, in
-    the order of the modules, and are ready when each module's tests come. A test module
-    declares them in two ways:
-
-    - ``EARLY_LAUNCHES = {test: [(program, n, args, timeout), ...]}``: launches of test
-      programs (:func:`launch`) that the test ``test`` (a function's name, or one
-      parametrization's, ``name[id]``) reads through :class:`Launches` (given
-      ``early=early_steps``), started when it is selected;
-    - ``start_early(items, tmp_path_factory, background)``: given the module's selected test
-      items, adds its own steps (names of its own, not another module's) and starts those the
-      items need; they read them as ``early_steps.result(name)``.
-
-    One worker runs the steps when other modules' tests run too, so that at most one step
-    competes with those tests at a time; a thread per core when one module runs alone.
+    The steps named by the ``early`` markers of the selected tests run beside the whole
+    session, on the core that single-process tests leave idle, in the order of the tests, and
+    are ready when their tests come. One worker runs them when several modules' tests run, so
+    that at most one step competes with those tests at a time; a thread per core when one
+    module runs alone.
     """
-    selected: dict = {}
-    for item in request.session.items:
-        if getattr(item, "module", None) is not None:
-            selected.setdefault(item.module, []).append(item)
-    background = Background(1 if len(selected) > 1 else None)
-    for module, items in selected.items():
-        tests = {name for item in items for name in (item.name, item.originalname)}
-        for test, launches in getattr(module, "EARLY_LAUNCHES", {}).items():
-            for name, n, args, timeout in launches if test in tests else ():
-                key = launch_key(name, n, args)
-                if key not in background.names():
-                    background.add(key, functools.partial(launch, tmp_path_factory, name, n,
-                                                          args, timeout))
-                    background.start([key])
-        if hasattr(module, "start_early"):
-            module.start_early(items, tmp_path_factory, background)
+    items = request.session.items
+    modules = {getattr(item, "module", None) for item in items}
+    background = Background(tmp_path_factory, 1 if len(modules) > 1 else None)
+    for item in items:
+        for mark in item.iter_markers("early"):
+            background.start(mark.args)
     yield background
     background.close()
-
-
-def find_mpiexec() -> str | None:
-    """The launcher mpi_fork finds: beside this interpreter (the ``mpi`` extra's wheel, or a
-    per-library venv's own, see .ci/mpi-envs), else on PATH; None if there is none."""
-    try:
-        return _launch.find_launcher()
-    except FileNotFoundError:
-        return None
 
 
 @functools.cache
@@ -131,24 +131,11 @@ def launcher_version(launcher: str) -> str:
     return _launch.describe_launcher(launcher).version
 
 
-@functools.cache
-def launcher_env(launcher: str | None) -> dict[str, str]:
-    """What ``launcher`` needs in the environment to run as root and oversubscribe 2 cores, in
-    its own spelling: Open MPI 4's or 5's (:func:`spinfast._mpi.launch.open_mpi_env`); nothing
-    for MPICH's or Intel MPI's Hydra, which do both as they are."""
-    if launcher is None:
-        return {}
-    described = _launch.describe_launcher(launcher)
-    return _launch.open_mpi_env(described.version) if described.kind == "open-mpi" else {}
-
-
 def mpi_env(launcher: str | None = None, **extra: str) -> dict[str, str]:
-    """The environment of a launch by ``launcher`` (default :func:`find_mpiexec`'s): this one,
-    one OpenMP thread, what the launcher needs as root and oversubscribed, then ``extra``."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.update(launcher_env(launcher or find_mpiexec()))
-    env.update(extra)
-    return env
+    """The environment of a launch by ``launcher`` (default :func:`helpers.find_mpiexec`'s):
+    :func:`helpers.program_env`, what the launcher needs as root and oversubscribed, then
+    ``extra``."""
+    return program_env(**{**launcher_env(launcher or find_mpiexec()), **extra})
 
 
 @functools.cache
@@ -198,14 +185,6 @@ def rank_files(folder, size, name="out"):
     return [json.loads((folder / f"{name}{rank}.json").read_text()) for rank in range(size)]
 
 
-def mpi_program(name: str) -> Path:
-    """The path of the program ``tests/programs/{name}.py``; fail the test if there is none."""
-    path = PROGRAMS / f"{name}.py"
-    if not path.is_file():
-        pytest.fail(f"no test program {name!r}: expected {path}")
-    return path
-
-
 def load_mpi_module(name: str):
     """Import the helper module ``tests/programs/{name}.py`` (one without side effects) by path.
 
@@ -222,33 +201,21 @@ def load_mpi_module(name: str):
     return module
 
 
-def run_program(name: str, cwd, n: int = 2, timeout: float = 120, args=(), check: bool = True,
-                env: dict[str, str] | None = None):
+def run_mpi_program(name: str, cwd, n: int = 2, timeout: float = 120, args=(),
+                    check: bool = True, env: dict[str, str] | None = None):
     """Run ``tests/programs/{name}.py`` under ``mpiexec -n N`` in ``cwd``; return the process.
 
     Arguments reach the program as ``sys.argv[1:]`` (as strings); it writes its results in
-    ``cwd``, its current directory. A hang fails the test at ``timeout`` instead of blocking CI.
+    ``cwd``, its current directory. See :func:`helpers.run_program`.
     """
-    launcher = find_mpiexec()
-    if launcher is None:  # the mpi extra is part of the test setup; say so loudly
-        pytest.fail("no mpiexec found: install the test setup with pip install '.[mpi,test]'")
-    cmd = [launcher, "-n", str(n), sys.executable, str(mpi_program(name)), *map(str, args)]
-    proc = subprocess.run(cmd, cwd=cwd, env=mpi_env(**(env or {})), capture_output=True,
-                          text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"mpiexec -n {n} {name} failed with code {proc.returncode}\n"
-                             f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
-    return proc
-
-
-def launch_key(name: str, n: int, args=()) -> tuple:
-    return ("launch", name, n, *map(str, args))
+    return run_program([mpi_program(name), *args], cwd, n=n, env=env, timeout=timeout,
+                       check=check)
 
 
 def launch(tmp_path_factory, name: str, n: int, args=(), timeout: float = 120):
-    """:func:`run_program` in a fresh folder of its own; return ``(folder, process)``."""
+    """:func:`run_mpi_program` in a fresh folder of its own; return ``(folder, process)``."""
     folder = tmp_path_factory.mktemp(f"{name}{n}")
-    return folder, run_program(name, folder, n=n, args=args, timeout=timeout)
+    return folder, run_mpi_program(name, folder, n=n, args=args, timeout=timeout)
 
 
 class Launches:
@@ -256,25 +223,19 @@ class Launches:
 
     ``launches(n, *args)`` runs ``tests/programs/{name}.py`` under ``mpiexec -n n`` with
     ``args`` once, in a folder of its own, and returns ``(folder, process)``; later calls with
-    the same ``n`` and ``args`` return the same. A launch that ``early`` (the session's
-    :func:`early_steps`) started is waited for instead. A failed launch fails every test that
-    asks for it, without launching again.
+    the same ``n`` and ``args`` return the same. A failed launch fails every test that asks
+    for it, without launching again.
     """
 
-    def __init__(self, tmp_path_factory, name: str, timeout: float = 120, early=None):
+    def __init__(self, tmp_path_factory, name: str, timeout: float = 120):
         self._factory, self._name, self._timeout = tmp_path_factory, name, timeout
-        self._early = early
         self._runs: dict = {}
 
     def __call__(self, n: int, *args):
-        key = launch_key(self._name, n, args)
+        key = (n, *map(str, args))
         if key not in self._runs:
             try:
-                if self._early is not None and key in self._early.names():
-                    self._runs[key] = self._early.result(key)
-                else:
-                    self._runs[key] = launch(self._factory, self._name, n, args,
-                                             self._timeout)
+                self._runs[key] = launch(self._factory, self._name, n, args, self._timeout)
             except (AssertionError, subprocess.TimeoutExpired) as exc:
                 self._runs[key] = exc
         if isinstance(self._runs[key], BaseException):
@@ -284,9 +245,9 @@ class Launches:
 
 @pytest.fixture
 def run_mpi(tmp_path):
-    """``run_mpi(name, n=2, timeout=120, args=(), check=True, env=None)``: :func:`run_program`
-    in ``tmp_path``."""
-    return functools.partial(run_program, cwd=tmp_path)
+    """``run_mpi(name, n=2, timeout=120, args=(), check=True, env=None)``:
+    :func:`run_mpi_program` in ``tmp_path``."""
+    return functools.partial(run_mpi_program, cwd=tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,16 +12,17 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from helpers import read_progress, run_program
 
 from spinfast.run import UsageError, parse_grid_args, parse_value
 from spinfast.run_utils import ExperimentGrid
 
 
 def cli(*args, cwd=None, timeout=120, env=None):
-    """Run ``python -m spinfast.run ARGS``; return the CompletedProcess."""
-    full_env = dict(os.environ, SPINFAST_WAIT_BEFORE_LAUNCH="0", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "spinfast.run", *map(str, args)], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=timeout)
+    """Run ``python -m spinfast.run ARGS`` (:func:`helpers.run_program`); return the
+    CompletedProcess, whatever its exit code."""
+    return run_program(["-m", "spinfast.run", *args], cwd, env=env, timeout=timeout,
+                       check=False)
 
 
 def test_help_lists_commands_with_examples():
@@ -287,9 +288,8 @@ def test_demo_end_to_end_with_two_mpi_ranks(tmp_path):
         run = tmp_path / "d" / name / f"{name}_s0"
         config = json.loads((run / "config.json").read_text())
         assert config["num_procs"] == 2 and config["exp_name"] == name
-        lines = (run / "progress.txt").read_text().splitlines()
-        header = lines[0].split("\t")
-        rows = np.array([[float(v) for v in line.split("\t")] for line in lines[1:]])
+        progress = read_progress(run)
+        header, rows = progress.header, progress.rows
         assert rows.shape == (30, len(header))
         col = {k: i for i, k in enumerate(header)}
         np.testing.assert_array_equal(rows[:, col["TotalEnvInteracts"]],

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from helpers import read_progress, run_program
 
 INSTALL = "import spinfast.compat\nspinfast.compat.install()\n"
 
 
 def run_python(code_or_file, cwd, args=(), timeout=120):
-    """Run a program in a fresh interpreter (no launch wait); fail with its output."""
-    env = dict(os.environ, SPINFAST_WAIT_BEFORE_LAUNCH="0")
-    cmd = [sys.executable, *(["-c", code_or_file] if "\n" in code_or_file else [code_or_file])]
-    proc = subprocess.run([*cmd, *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-    return proc
+    """Run a program (code, or a file's name) in a fresh interpreter; fail with its output."""
+    code = ["-c", code_or_file] if "\n" in code_or_file else [code_or_file]
+    return run_program([*code, *args], cwd, timeout=timeout)
 
 
 def test_aliases_are_spinfast_modules_and_lazy(tmp_path):
@@ -156,9 +150,9 @@ def test_spinning_up_style_grid_script_runs_unchanged(tmp_path):
         run = tmp_path / "data" / name / f"{name}_s0"
         config = json.loads((run / "config.json").read_text())
         assert config["exp_name"] == name and config["epochs"] == 4
-        lines = (run / "progress.txt").read_text().splitlines()
-        assert lines[0] == "Epoch\tLoss\tNumProcs"
-        rows = [line.split("\t") for line in lines[1:]]
+        progress = read_progress(run)
+        assert progress.header == ["Epoch", "Loss", "NumProcs"]
+        rows = progress.cells
         assert [r[0] for r in rows] == ["0", "1", "2", "3"]
         assert {r[2] for r in rows} == {"2"}  # two MPI ranks
         losses[name] = [float(r[1]) for r in rows]
@@ -185,11 +179,11 @@ def test_spinning_up_style_mpi_fork_script(tmp_path):
     """)
     (tmp_path / "direct.py").write_text(script)
     run_python("direct.py", tmp_path, args=[tmp_path / "d"])
-    header, row = (tmp_path / "d" / "direct" / "direct_s0" / "progress.txt").read_text() \
-        .splitlines()
-    assert header == "AverageTest\tStdTest\tMaxTest\tMinTest"
+    progress = read_progress(tmp_path / "d" / "direct" / "direct_s0")
+    assert progress.header == ["AverageTest", "StdTest", "MaxTest", "MinTest"]
+    [row] = progress.rows
     values = np.arange(20.0)  # the union of both ranks' values
-    assert [float(v) for v in row.split("\t")] == pytest.approx(
+    assert list(row) == pytest.approx(
         [values.mean(), values.std(), values.max(), values.min()], rel=1e-12)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import Launches, load_mpi_module
+from conftest import Launches, launch_step, load_mpi_module
 
 from spinfast import _compress
 from spinfast._mpi.compression import Compressor, check_compress
@@ -251,25 +251,19 @@ def test_disagreement_raises_the_same_error_on_every_rank(mismatches, case, size
 
 
 # The two training programs start with the session (conftest.early_steps).
-TF_TRAINING = ("compress_tf", 2, ("bf16", "tf1", "tf2"), 300)
-TRAINING = ("compress_train", 2, ("bf16",), 600)
-EARLY_LAUNCHES = {"test_tf_optimizers_train_close_to_float32": [TF_TRAINING],
-                  "test_training_with_bf16_reaches_float32_loss_within_seed_spread": [TRAINING]}
-
-
-def launched(tmp_path_factory, early_steps, name, n, args, timeout):
-    """The folder of the launch ``EARLY_LAUNCHES`` names."""
-    return Launches(tmp_path_factory, name, timeout, early=early_steps)(n, *args)[0]
+TF_TRAINING = launch_step("compress_tf", 2, ("bf16", "tf1", "tf2"), timeout=300)
+TRAINING = launch_step("compress_train", 2, ("bf16",), timeout=600)
 
 
 @pytest.fixture(scope="module")
-def tf_training(tmp_path_factory, early_steps):
+def tf_training(early_steps):
     """The folder of one launch of compress_tf.py for both TF optimizers (TensorFlow imported
     once per rank)."""
-    return launched(tmp_path_factory, early_steps, *TF_TRAINING)
+    return early_steps.result(TF_TRAINING)[0]
 
 
 @pytest.mark.slow
+@pytest.mark.early(TF_TRAINING)
 @pytest.mark.parametrize("mode", ["tf1", "tf2"])
 def test_tf_optimizers_train_close_to_float32(tf_training, mode):
     r0, r1 = (np.load(tf_training / f"{mode}_{r}.npz") for r in range(2))
@@ -280,11 +274,11 @@ def test_tf_optimizers_train_close_to_float32(tf_training, mode):
 
 
 @pytest.mark.slow
-def test_training_with_bf16_reaches_float32_loss_within_seed_spread(tmp_path_factory,
-                                                                    early_steps):
+@pytest.mark.early(TRAINING)
+def test_training_with_bf16_reaches_float32_loss_within_seed_spread(early_steps):
     import json
 
-    folder = launched(tmp_path_factory, early_steps, *TRAINING)
+    folder = early_steps.result(TRAINING)[0]
     losses = json.loads((folder / "losses.json").read_text())
     f32, bf16 = np.array(losses["None"]), np.array(losses["bf16"])
     spread = f32.max() - f32.min()

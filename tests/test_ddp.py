@@ -1,19 +1,20 @@
 """spinfast's gradient average against PyTorch DDP (gloo), as bench/bench_ddp.py checks it."""
 
 import pytest
-from conftest import Launches, rank_files
+from conftest import launch_step, rank_files
 
 pytest.importorskip("torch")
 
 # Both launches start with the session (conftest.early_steps).
-EARLY_LAUNCHES = {f"test_averaged_gradients_equal_ddp[{n}]": [("ddp_grads", n, (), 180)]
-                  for n in (2, 3)}
+LAUNCHES = {n: launch_step("ddp_grads", n, timeout=180) for n in (2, 3)}
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("size", [2, pytest.param(3, marks=pytest.mark.slow)])
-def test_averaged_gradients_equal_ddp(tmp_path_factory, early_steps, size):
-    folder, _ = Launches(tmp_path_factory, "ddp_grads", 180, early=early_steps)(size)
+@pytest.mark.parametrize("size", [pytest.param(2, marks=pytest.mark.early(LAUNCHES[2])),
+                                  pytest.param(3, marks=[pytest.mark.slow,
+                                                         pytest.mark.early(LAUNCHES[3])])])
+def test_averaged_gradients_equal_ddp(early_steps, size):
+    folder, _ = early_steps.result(LAUNCHES[size])
     results = rank_files(folder, size)
     if size == 2:  # (a + b) / 2 in float32 either way: the same bits
         assert all(r["equal"] for r in results), results

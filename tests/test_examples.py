@@ -2,45 +2,43 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import functools
 from pathlib import Path
 
 import pytest
-from conftest import mpi_env
+from conftest import Step
+from helpers import read_progress, run_program
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 COLUMNS = ["Epoch", "AverageAcc", "StdAcc", "MaxAcc", "MinAcc", "Loss", "TotalGradientSteps",
            "Time"]
+SCRIPTS = ["train_mnist_tf1.py", "train_mnist_torch.py"]
 
 
-def train(folder, script, cpu):
-    cmd = [sys.executable, str(EXAMPLES / script), "--cpu", str(cpu), "--epochs", "3",
-           "--steps_per_epoch", "40", "--data_dir", str(folder), "--exp_name", "ex"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=mpi_env())
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def train(tmp_path_factory, script, cpu):
+    folder = tmp_path_factory.mktemp("ex")
+    run_program([EXAMPLES / script, "--cpu", cpu, "--epochs", "3", "--steps_per_epoch", "40",
+                 "--data_dir", folder, "--exp_name", "ex"], timeout=240)
     return folder / "ex" / "ex_s0"
 
 
-def start_early(items, tmp_path_factory, bg):
-    """Start the selected examples' runs with the session (conftest.early_steps)."""
-    for item in items:
-        script, cpu = item.callspec.params["script"], item.callspec.params["cpu"]
-        bg.add(("example", script, cpu),
-               lambda s=script, c=cpu: train(tmp_path_factory.mktemp("ex"), s, c))
-        bg.start([("example", script, cpu)])
+# Each run starts with the session (conftest.early_steps).
+RUNS = {(script, cpu): Step(functools.partial(train, script=script, cpu=cpu),
+                            name=f"{script} --cpu {cpu}", timeout=900)
+        for script in SCRIPTS for cpu in (1, 2)}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["train_mnist_tf1.py", "train_mnist_torch.py"])
-@pytest.mark.parametrize("cpu", [1, 2])
+@pytest.mark.parametrize("script, cpu", [
+    pytest.param(script, cpu, marks=pytest.mark.early(step), id=f"{cpu}-{script}")
+    for (script, cpu), step in RUNS.items()])
 def test_train_mnist_example(early_steps, script, cpu):
-    run = early_steps.result(("example", script, cpu))
-    lines = (run / "progress.txt").read_text().splitlines()
-    assert lines[0].split("\t") == COLUMNS
-    rows = [[float(v) for v in line.split("\t")] for line in lines[1:]]
-    assert [r[0] for r in rows] == [0, 1, 2]
-    assert [r[6] for r in rows] == [40, 80, 120]
+    run = early_steps.result(RUNS[script, cpu])
+    progress = read_progress(run)
+    assert progress.header == COLUMNS
+    rows = progress.rows
+    assert list(rows[:, 0]) == [0, 1, 2]
+    assert list(rows[:, 6]) == [40, 80, 120]
     assert rows[-1][1] > rows[0][1]          # accuracy improves
     assert (run / "config.json").exists()
     saved = "tf1_save" if "tf1" in script else "pyt_save"

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import ast
 import pickle
-import subprocess
-import sys
 import textwrap
 
 import gymnasium
 import numpy as np
 import pytest
-from conftest import ROOT
+from helpers import ROOT, run_program
 
 from spinfast import gym_compat, user_config
 from spinfast.test_policy import run_policy
@@ -20,10 +18,8 @@ SPINUP = ROOT.parent / "shared" / "clients" / "spinningup"
 
 
 def python(code, cwd, env=None):
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-    return proc.stdout
+    """The output of ``python -c code`` (:func:`helpers.run_program`; fails on an error)."""
+    return run_program(["-c", textwrap.dedent(code)], cwd, env=env).stdout
 
 
 def test_old_api_matches_gymnasium_step_for_step():
@@ -175,7 +171,7 @@ def test_spinup_names_are_lazy_and_need_spinup(tmp_path):
         assert "spinup.algos.pytorch.vpg.vpg" not in sys.modules  # only what was asked for
         print(spinup.__version__, "tensorflow" in sys.modules)
     """
-    env = dict(__import__("os").environ, PYTHONPATH=str(SPINUP))
+    env = dict(PYTHONPATH=str(SPINUP))
     if not (SPINUP / "spinup").exists():
         pytest.skip(f"Spinning Up's source is not at {SPINUP}")
     assert python(code, tmp_path, env=env).split() == ["0.2.0", "False"]

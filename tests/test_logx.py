@@ -14,6 +14,7 @@ import threading
 import joblib
 import numpy as np
 import pytest
+from helpers import read_progress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,12 +34,6 @@ DOCS_TABLE = """\
 """
 
 
-def read_progress(path):
-    lines = (path / "progress.txt").read_text().split("\n")
-    assert lines[-1] == ""  # every line ends with a newline
-    return [line.split("\t") for line in lines[:-1]]
-
-
 def test_docs_example_table_and_progress(tmp_path, capsys):
     logger = EpochLogger(output_dir=str(tmp_path))
     assert f"Logging data to {tmp_path}/progress.txt" in capsys.readouterr().out
@@ -47,7 +42,7 @@ def test_docs_example_table_and_progress(tmp_path, capsys):
     logger.log_tabular("Test", with_min_and_max=True)
     logger.dump_tabular()
     assert capsys.readouterr().out == DOCS_TABLE
-    rows = read_progress(tmp_path)
+    rows = read_progress(tmp_path).table
     assert rows[0] == ["AverageTest", "StdTest", "MaxTest", "MinTest"]
     values = [float(v) for v in rows[1]]
     assert values[0] == 4.5
@@ -83,7 +78,7 @@ def test_rows_columns_and_empty_fields(tmp_path, capsys):
     logger.log_tabular("Loss", np.float32(0.5))
     logger.log_tabular("Epoch", 1)  # order of calls does not matter after the first row
     logger.dump_tabular()
-    rows = read_progress(tmp_path)
+    rows = read_progress(tmp_path).table
     assert rows == [["Epoch", "Loss", "Name"], ["0", "0.25", "run-a"], ["1", "0.5", ""]]
     out = capsys.readouterr().out
     assert "|           Epoch |               1 |" in out
@@ -113,7 +108,7 @@ def test_key_errors(tmp_path):
         logger.log_tabular("B", 1)
     logger.log_tabular("A", 3)
     logger.dump_tabular()
-    assert read_progress(tmp_path) == [["A"], ["1"], ["3"]]  # nothing logged was lost
+    assert read_progress(tmp_path).table == [["A"], ["1"], ["3"]]  # nothing logged was lost
 
 
 def test_epoch_logger_rows_after_the_first(tmp_path, capsys):
@@ -136,7 +131,7 @@ def test_epoch_logger_rows_after_the_first(tmp_path, capsys):
                 logger.log_tabular("R", with_min_and_max=True)
         logger.log_tabular("Q", average_only=True)
         logger.dump_tabular()
-    rows = read_progress(tmp_path)
+    rows = read_progress(tmp_path).table
     assert rows[0] == ["Epoch", "AverageR", "StdR", "MaxR", "MinR", "Q"]
     expected = [np.array(v) for v in ([1.0, 3.0], [2.0, 4.0, 6.0], [5.0])]
     for row, epoch, v in zip(rows[1:], range(3), expected):
@@ -150,7 +145,7 @@ def test_dump_with_nothing_logged_warns(tmp_path):
         logger.dump_tabular()
     logger.log_tabular("A", 1)
     logger.dump_tabular()
-    assert read_progress(tmp_path) == [["A"], ["1"]]
+    assert read_progress(tmp_path).table == [["A"], ["1"]]
 
 
 def test_arrays_and_unsafe_strings(tmp_path, capsys):
@@ -159,7 +154,7 @@ def test_arrays_and_unsafe_strings(tmp_path, capsys):
     logger.log_tabular("Text", "a\tb\nc\rd")
     with pytest.warns(RuntimeWarning, match="'Text' holds tabs or line breaks"):
         logger.dump_tabular()
-    assert read_progress(tmp_path) == [["Vec", "Text"], ["[1. 2.]", "a b c d"]]
+    assert read_progress(tmp_path).table == [["Vec", "Text"], ["[1. 2.]", "a b c d"]]
     assert "|             Vec |         [1. 2.] |" in capsys.readouterr().out
 
 
@@ -172,7 +167,7 @@ def test_epoch_logger_column_order_and_average_only(tmp_path):
     logger.log_tabular("V", average_only=True, with_min_and_max=True)
     row = dict(logger.log_current_row)
     logger.dump_tabular()
-    header, values = read_progress(tmp_path)
+    header, values = read_progress(tmp_path).table
     assert header == ["Epoch", "AverageEpRet", "StdEpRet", "MaxEpRet", "MinEpRet", "Q", "V",
                       "MaxV", "MinV"]
     assert [float(v) for v in values] == [7, 2.0, 1.0, 3.0, 1.0, 2.5, 5.0, 5.0, 5.0]
@@ -194,7 +189,7 @@ def test_log_tabular_resets_and_empty_epoch_is_nan(tmp_path):
     assert logger.get_stats("L") == [5.0, 1.0]  # no reset
     logger.log_tabular("L")
     logger.dump_tabular()
-    rows = read_progress(tmp_path)
+    rows = read_progress(tmp_path).table
     assert rows[2] == ["nan", "nan"] and rows[3] == ["5.0", "1.0"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import load_mpi_module
+from helpers import read_progress
 
 pytestmark = pytest.mark.mpi
 
@@ -32,12 +33,11 @@ def expected_rows(size):
 @pytest.mark.parametrize("size", [2, 3])
 def test_epoch_logger_union_statistics(run_mpi, tmp_path, size):
     proc = run_mpi("logx_union", n=size, timeout=120)
-    lines = (tmp_path / "out" / "progress.txt").read_text().splitlines()
-    assert lines[0].split("\t") == ["Epoch", "AverageRet", "StdRet", "MaxRet", "MinRet", "Q",
-                                    "AverageSparse", "StdSparse", "MaxSparse", "MinSparse"]
-    assert len(lines) == 3  # one header, one row per epoch: written once, by rank 0
-    for line, expected in zip(lines[1:], expected_rows(size)):
-        got = [float(v) for v in line.split("\t")]
+    progress = read_progress(tmp_path / "out")
+    assert progress.header == ["Epoch", "AverageRet", "StdRet", "MaxRet", "MinRet", "Q",
+                               "AverageSparse", "StdSparse", "MaxSparse", "MinSparse"]
+    assert len(progress.cells) == 2  # one row per epoch: written once, by rank 0
+    for got, expected in zip(progress.rows, expected_rows(size)):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
     # Only rank 0 prints the table; every rank saw the key reset after log_tabular.
     assert proc.stdout.count("|      AverageRet |") == 2
@@ -49,8 +49,8 @@ def test_keys_differing_between_ranks_raise_everywhere(run_mpi, tmp_path):
     proc = run_mpi("logx_keys_differ", n=2, timeout=60)
     assert "rank 0 ValueError" in proc.stdout and "rank 1 ValueError" in proc.stdout
     assert "'B'" in proc.stdout
-    lines = (tmp_path / "out" / "progress.txt").read_text().splitlines()
-    assert lines == ["AverageA\tStdA\tAverageB\tStdB", "5.0\t0.0\t\t"]
+    assert read_progress(tmp_path / "out").table == [["AverageA", "StdA", "AverageB", "StdB"],
+                                                     ["5.0", "0.0", "", ""]]
 
 
 def test_key_never_stored_anywhere_raises_keyerror_everywhere(run_mpi):
@@ -68,25 +68,24 @@ def test_key_logged_twice_in_a_row_refused_everywhere(run_mpi, tmp_path):
             for key in ("AverageA", "Epoch"):
                 assert (f"rank {rank} row {row} ValueError: You already set {key} this "
                         f"iteration") in proc.stdout, proc.stdout
-    lines = (tmp_path / "out" / "progress.txt").read_text().splitlines()
-    assert lines[0].split("\t") == ["Epoch", "AverageA", "StdA", "MaxA", "MinA", "B"]
-    assert len(lines) == 4
+    progress = read_progress(tmp_path / "out")
+    assert progress.header == ["Epoch", "AverageA", "StdA", "MaxA", "MinA", "B"]
+    assert len(progress.cells) == 3
     # Row 0: A is 0 and 1 (ranks 0 and 1); row r > 0: 100 stored after the previous row's
     # log_tabular (both ranks), then 10 r and 10 r + 1.
-    for row, line in enumerate(lines[1:]):
+    for row, got in enumerate(progress.rows):
         a = np.array([0.0, 1.0] if row == 0 else [100.0, 100.0, 10.0 * row, 10.0 * row + 1])
-        np.testing.assert_allclose([float(v) for v in line.split("\t")],
-                                   [row, a.mean(), a.std(), a.max(), a.min(), 1.0], rtol=1e-12)
+        np.testing.assert_allclose(got, [row, a.mean(), a.std(), a.max(), a.min(), 1.0],
+                                   rtol=1e-12)
 
 
 def test_rows_with_statistics_in_another_order_or_left_out(run_mpi, tmp_path):
     """Each row's merged values land in their own columns whatever the order and number of
     the statistics logged (the layout of a row is cached from the previous one)."""
     proc = run_mpi("logx_layouts", n=2, timeout=60)
-    lines = (tmp_path / "out" / "progress.txt").read_text().splitlines()
-    assert lines[0].split("\t") == ["Row", "AverageA", "StdA", "MaxA", "MinA", "AverageB",
-                                    "StdB"]
-    assert len(lines) == 6
+    progress = read_progress(tmp_path / "out")
+    assert progress.header == ["Row", "AverageA", "StdA", "MaxA", "MinA", "AverageB", "StdB"]
+    assert len(progress.cells) == 5
 
     def stats(values, with_min_and_max):
         v = np.array(values, dtype=np.float64)
@@ -106,9 +105,9 @@ def test_rows_with_statistics_in_another_order_or_left_out(run_mpi, tmp_path):
         [3, *stats(a(3), True), *stats(b(2, 3), False)],
         [4, *[np.nan] * 4, *stats(b(4), False)],
     ]
-    for line, want in zip(lines[1:], expected):
-        got = [float(v) if v else None for v in line.split("\t")]
-        assert [g is None for g in got] == [w is None for w in want], line
+    for cells, want in zip(progress.cells, expected):
+        got = [float(v) if v else None for v in cells]
+        assert [g is None for g in got] == [w is None for w in want], cells
         np.testing.assert_allclose([g for g in got if g is not None],
                                    [w for w in want if w is not None], rtol=1e-12)
     # Only rank 0 warns, once, about A in row 4.

@@ -19,7 +19,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, find_mpiexec, mpi_env, mpi_family, mpi_library, mpi_program
+from conftest import mpi_env, mpi_family, mpi_library
+from helpers import ROOT, find_mpiexec, mpi_program
 
 from spinfast._mpi import launch as _launch
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-from conftest import PROGRAMS, load_mpi_module, mpi_program, rank_files
+from conftest import load_mpi_module, rank_files
+from helpers import PROGRAMS, mpi_program, program_env, run_program
 
 from spinfast._mpi import launch as _launch
 from spinfast.mpi_tools import (
@@ -27,21 +27,11 @@ from spinfast.mpi_tools import (
     reduce_stat_states,
 )
 
-LAUNCH_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "PRTE_", "HYDRA_", "MPI_LOCAL", "MV2_", "IN_MPI")
-
-
-def clean_env(**extra):
-    """The environment of a program started without any MPI launcher."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(LAUNCH_PREFIXES)}
-    env.update(extra)
-    return env
-
 
 def run_python(name, tmp_path, env=None, timeout=60, args=()):
     """Run ``tests/programs/{name}.py`` as one plain process (no launcher) in ``tmp_path``."""
-    return subprocess.run([sys.executable, str(mpi_program(name)), *map(str, args)],
-                          check=False, cwd=tmp_path, env=env or clean_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return run_program([mpi_program(name), *args], tmp_path, env=env, timeout=timeout,
+                       check=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,7 +46,7 @@ def test_import_and_queries_touch_no_mpi(tmp_path):
 
 def test_mpi4py_missing_runs_as_single_process(tmp_path):
     # A launch without mpi4py: every function still works, as rank 0 of 1, with a warning.
-    proc = run_python("no_mpi4py", tmp_path, env=clean_env(PMI_RANK="0", PMI_SIZE="2"))
+    proc = run_python("no_mpi4py", tmp_path, env=dict(PMI_RANK="0", PMI_SIZE="2"))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "0 1"
@@ -198,9 +188,9 @@ def test_msg_format(capsys):
 @pytest.mark.mpi
 @pytest.mark.timeout(90)
 def test_mpi_fork_relaunches_and_propagates_exit_code(tmp_path):
-    env = clean_env(OMP_NUM_THREADS="4")
-    env.pop("THP_MEM_ALLOC_ENABLE", None)
-    proc = run_python("fork_exit", tmp_path, env=env, args=("2", "7", "--flag"))
+    proc = run_python("fork_exit", tmp_path, env=dict(OMP_NUM_THREADS="4",
+                                                      THP_MEM_ALLOC_ENABLE=None),
+                      args=("2", "7", "--flag"))
     assert proc.returncode == 7, proc.stderr
     got = sorted((tmp_path / f"fork{r}.txt").read_text() for r in range(2))
     assert got == ["0 2 2 7 --flag", "1 2 2 7 --flag"]
@@ -213,10 +203,8 @@ def test_mpi_fork_relaunches_and_propagates_exit_code(tmp_path):
 @pytest.mark.mpi
 @pytest.mark.timeout(90)
 def test_mpi_fork_relaunches_python_dash_m(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "fork_exit", "2", "0"], check=False,
-                          cwd=tmp_path,
-                          env=clean_env(PYTHONPATH=str(PROGRAMS), THP_MEM_ALLOC_ENABLE="0"),
-                          capture_output=True, text=True, timeout=60)
+    proc = run_program(["-m", "fork_exit", "2", "0"], tmp_path, timeout=60, check=False,
+                       env=dict(PYTHONPATH=str(PROGRAMS), THP_MEM_ALLOC_ENABLE="0"))
     assert proc.returncode == 0, proc.stderr
     assert sorted((tmp_path / f"fork{r}.txt").read_text() for r in range(2)) == [
         "0 2 2 0", "1 2 2 0"]
@@ -227,10 +215,11 @@ def test_mpi_fork_relaunches_python_dash_m(tmp_path):
 @pytest.mark.timeout(90)
 def test_mpi_fork_oversubscribed_needs_no_launcher_variables(tmp_path):
     # More ranks than physical cores, as the user this runs as (root in CI), in an environment
-    # without Open MPI's variables for either (clean_env): mpi_fork's own flags, in the
+    # without Open MPI's variables for either (removed): mpi_fork's own flags, in the
     # launcher's spelling, must do it (Open MPI 4 and 5 refuse both by default).
     n = _launch.physical_cores() + 1
-    proc = run_python("fork_exit", tmp_path, args=(n, "0"))
+    open_mpi_vars = {**_launch.open_mpi_env("4.1.4"), **_launch.open_mpi_env("5.0.0")}
+    proc = run_python("fork_exit", tmp_path, args=(n, "0"), env=dict.fromkeys(open_mpi_vars))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted((tmp_path / f"fork{r}.txt").read_text() for r in range(n)) == [
         f"{r} {n} {n} 0" for r in range(n)]
@@ -268,9 +257,8 @@ def test_mpi_fork_does_nothing_inside_a_launch(run_mpi, tmp_path):
 
 
 def test_mpi_fork_without_launcher_says_how_to_install(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith(LAUNCH_PREFIXES):
-            monkeypatch.delenv(name)
+    for name in set(os.environ) - set(program_env()):  # the variables of any launch
+        monkeypatch.delenv(name)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"mpi_fork\(\): no MPI launcher .*pip install "
@@ -340,9 +328,8 @@ def test_library_family_from_version(version, family):
 
 def test_srun_tasks_and_launched_by_srun_without_pmi(monkeypatch):
     # srun --mpi=none sets no MPI variable; its tasks still are a launch of several.
-    for name in list(os.environ):
-        if name.startswith(LAUNCH_PREFIXES):
-            monkeypatch.delenv(name)
+    for name in set(os.environ) - set(program_env()):  # the variables of any launch
+        monkeypatch.delenv(name)
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")  # a submitit job's own step: no launch
     assert _launch.srun_tasks() == 1 and not _launch.launched()
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")

@@ -15,7 +15,8 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, mpi_program, rank_files
+from conftest import rank_files
+from helpers import ROOT, mpi_program
 
 _spec = importlib.util.spec_from_file_location("netcluster", ROOT / "bench" / "netcluster.py")
 nc = sys.modules.setdefault("netcluster", importlib.util.module_from_spec(_spec))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import time
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from helpers import read_progress
 from test_plot import assert_image
 
 from spinfast.logx import EpochLogger
@@ -140,13 +140,6 @@ def logged_run(folder, epochs=4, keys=("DataTime", "UpdateTime"), epoch_column=T
     lg.close()
 
 
-def read_columns(path):
-    """The progress.txt columns as floats, read with the csv module (not the plotter)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
-
-
 @pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
 def test_real_logger_timers_saved_as(tmp_path, fmt, capsys):
     logged_run(tmp_path / "data" / "real_s0")
@@ -164,7 +157,7 @@ def test_real_logger_timers_saved_as(tmp_path, fmt, capsys):
     ax0, ax1 = res.figure.axes
     # The plotter reads each float exactly; matplotlib keeps a stacked segment as its two
     # edges, so its height is within a bit of the column's.
-    cols = read_columns(tmp_path / "data" / "real_s0" / "progress.txt")
+    cols = read_progress(tmp_path / "data" / "real_s0").columns
     got, marks = bars(ax0), ticks(ax0)
     assert got["DataTime"][0].tolist() == [0, 1, 2, 3]
     np.testing.assert_array_equal(got["DataTime"][2], cols["AverageDataTime"])
@@ -176,7 +169,7 @@ def test_real_logger_timers_saved_as(tmp_path, fmt, capsys):
     # epoch 1's third calls slept twice as long: the max is above the mean
     assert cols["MaxDataTime"][1] > cols["AverageDataTime"][1] * 1.2
     # the second run has only UpdateTime (no DataTime segment) and no Epoch column
-    cols = read_columns(tmp_path / "data" / "real_s1" / "progress.txt")
+    cols = read_progress(tmp_path / "data" / "real_s1").columns
     got = bars(ax1)
     assert list(got) == ["UpdateTime"] and ax1.get_xlabel() == "row"
     assert got["UpdateTime"][0].tolist() == [0, 1, 2]
@@ -269,7 +262,7 @@ def test_timers_recorded_by_the_logger_are_drawn_whatever_their_names(tmp_path, 
     res = make_timing_plots([str(run)], save=tmp_path / "t.png")
     # exactly the timed keys: not LossTime (stored, though it ends in Time and has a Max)
     assert res.keys == ["Update", "Collect"]
-    cols = read_columns(run / "progress.txt")
+    cols = read_progress(run).columns
     got = bars(res.figure.axes[0])
     assert list(got) == ["Update", "Collect"]
     np.testing.assert_array_equal(got["Update"][2], cols["AverageUpdate"])
@@ -305,7 +298,7 @@ def test_timer_record_survives_resume_and_a_new_run_drops_it(tmp_path):
     assert timer_keys_of(run) == ["Update", "Collect"]      # each key once, the run's order
     res = make_timing_plots([str(run)], save=tmp_path / "t.png")
     assert res.keys == ["Update", "Collect"]
-    cols = read_columns(run / "progress.txt")
+    cols = read_progress(run).columns
     assert cols["Epoch"].tolist() == [0, 1, 2, 3]
     got = bars(res.figure.axes[0])
     assert got["Update"][0].tolist() == [0, 1, 2, 3]

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import read_progress
 
 from spinfast._stats import EpochStats, Welford, sketch_quantiles, sketch_size
 from spinfast.logx import EpochLogger
@@ -73,7 +74,7 @@ def test_columns_order_names_and_errors(tmp_path):
     assert "Other" not in str(list(logger.log_current_row))  # refused calls changed nothing
     logger.log_tabular("Other", average_only=True)
     logger.dump_tabular()
-    header = (tmp_path / "progress.txt").read_text().splitlines()[0].split("\t")
+    header = read_progress(tmp_path).header
     assert header[4:7] == ["P5Ret", "P50Ret", "P99.9Ret"]
 
 
@@ -136,12 +137,12 @@ def test_quantiles_over_ranks_equal_one_process_on_the_union(run_mpi, tmp_path, 
 
     data = load_mpi_module("quantiles_data")
     run_mpi("quantiles_union", n=size, args=(2,), timeout=120)
-    lines = (tmp_path / "out" / "progress.txt").read_text().splitlines()
-    header = lines[0].split("\t")
+    progress = read_progress(tmp_path / "out")
+    header = progress.header
     assert header == ["Epoch", "AverageRet", "StdRet", "MaxRet", "MinRet", "P5Ret", "P50Ret",
                       "P95Ret", "P99.9Ret", "Q", "P5Q", "P50Q", "P95Q", "P99.9Q"]
-    for epoch, line in enumerate(lines[1:]):
-        got = dict(zip(header, map(float, line.split("\t"))))
+    for epoch, row in enumerate(progress.rows):
+        got = dict(zip(header, row))
         one = EpochLogger(output_dir=str(tmp_path / f"one{epoch}"))
         one.track_quantiles("Ret", "Q")
         for rank in range(size):

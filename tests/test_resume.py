@@ -12,6 +12,7 @@ from pathlib import Path
 
 import joblib
 import pytest
+from helpers import run_program
 
 from spinfast.logx import EpochLogger
 from spinfast.tfevents import read_scalars
@@ -21,11 +22,6 @@ FILE_FORMATS = ["txt", "csv", "jsonl", "tensorboard"]
 EPOCHS = 40
 KILLS = 20      # kills attempted; a run may finish before all of them
 MIN_KILLS = 8   # at least this many must have landed for the test to mean something
-
-
-def run_program(out, formats, sleep_s=0.0):
-    return subprocess.run([sys.executable, str(PROGRAM), str(out), str(EPOCHS), formats,
-                           str(sleep_s)], capture_output=True, text=True, timeout=120)
 
 
 def outputs(folder):
@@ -40,7 +36,7 @@ def outputs(folder):
 def test_killed_and_resumed_run_reads_as_an_uninterrupted_one(tmp_path):
     formats = ",".join(["stdout", *FILE_FORMATS])
     clean = tmp_path / "clean"
-    assert run_program(clean, formats).returncode == 0
+    run_program([PROGRAM, clean, EPOCHS, formats, 0.0], timeout=120)
     expected = outputs(clean)
     assert expected["txt"].count("\n") == EPOCHS + 1
 

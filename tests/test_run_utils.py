@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import read_progress
 
 from spinfast import user_config
 from spinfast.run_utils import (
@@ -319,8 +320,9 @@ def test_grid_run_sequential_writes_expected_folders(tmp_path):
             config = json.loads((run / "config.json").read_text())
             assert config == dict(seed=seed, lr=float(lr.replace("-", ".")), fail=False,
                                   exp_name=f"seq_lr{lr}")
-            rows = (run / "progress.txt").read_text().splitlines()
-            assert rows[0] == "Epoch\tAverageLoss\tStdLoss" and len(rows) == 3
+            progress = read_progress(run)
+            assert progress.header == ["Epoch", "AverageLoss", "StdLoss"]
+            assert len(progress.cells) == 2
             assert is_finished(run)
 
 
@@ -330,8 +332,8 @@ def test_grid_thunk_given_as_key(tmp_path):
     eg.add("epochs", 1)
     results = eg.run("thunk", data_dir=str(tmp_path))
     assert [r.name for r in results] == ["fn_flog_progress", "fn_frecord_kwargs"]
-    rows = (tmp_path / "fn_flog_progress" / "fn_flog_progress_s0" / "progress.txt").read_text()
-    assert len(rows.splitlines()) == 2
+    progress = read_progress(tmp_path / "fn_flog_progress" / "fn_flog_progress_s0")
+    assert len(progress.table) == 2
     info = json.loads((tmp_path / "fn_frecord_kwargs" / "fn_frecord_kwargs_s0" / "rec.0")
                       .read_text())
     assert info["kwargs"] == ["epochs"]  # the thunk key itself is not passed on

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PROGRAMS, ROOT
+from helpers import PROGRAMS, ROOT
 
 from spinfast import user_config
 from spinfast._mpi import launch as _launch

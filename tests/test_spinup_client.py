@@ -6,17 +6,16 @@ input, put on ``PYTHONPATH`` of the programs these tests start; it is never edit
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, find_mpiexec, mpi_env, rank_files
+from conftest import Step, rank_files
+from helpers import ROOT, read_progress, run_program
 
 SPINUP = ROOT.parent / "shared" / "clients" / "spinningup"
 ALGOS_PROGRAM = ROOT / "tests" / "programs" / "spinup_algos.py"
@@ -26,19 +25,16 @@ pytestmark = pytest.mark.skipif(not (SPINUP / "spinup" / "__init__.py").exists()
 
 
 def su_env(**extra):
-    """Environment of a program that imports Spinning Up (no launch wait, one thread)."""
-    env = mpi_env(SPINFAST_WAIT_BEFORE_LAUNCH="0", **extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(SPINUP), env.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep)
-    return env
+    """The variables of a program that imports Spinning Up (its source on PYTHONPATH)."""
+    path = os.pathsep.join([str(SPINUP), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return dict(PYTHONPATH=path, **extra)
 
 
-def run(cmd, cwd, timeout=240, python=sys.executable, env=None):
-    """Run ``python CMD...`` with Spinning Up importable; fail with its output."""
-    proc = subprocess.run([str(python), *map(str, cmd)], cwd=cwd, env=env or su_env(),
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-    return proc
+def run(cmd, cwd=None, timeout=240, python=sys.executable, env=None, **kwargs):
+    """:func:`helpers.run_program` of ``python CMD...``, Spinning Up importable unless ``env``
+    says otherwise; fails with its output."""
+    return run_program(cmd, cwd, env=su_env() if env is None else env, timeout=timeout,
+                       python=python, **kwargs)
 
 
 def columns(*spec):
@@ -85,14 +81,9 @@ HEADERS_TF1 = {
 }
 
 
-def read_progress(folder):
-    lines = (Path(folder) / "progress.txt").read_text().splitlines()
-    header = lines[0].split("\t")
-    return header, np.array([[float(v) for v in line.split("\t")] for line in lines[1:]])
-
-
 def check_progress(folder, algo):
-    header, rows = read_progress(folder)
+    progress = read_progress(folder)
+    header, rows = progress.header, progress.rows
     assert header == {**HEADERS, **HEADERS_TF1}[algo]
     algo = algo.partition("_")[0]
     assert rows.shape == (2, len(header)) and np.isfinite(rows).all()
@@ -121,36 +112,24 @@ def train_all(data, algos):
 
 
 # The programs this module's tests start take a minute of CPU each at most, but minutes one
-# after another: they run in the background from the session's first test on (conftest's
-# early_steps), one at a time beside the other modules' tests, each test waiting for its own.
-# A step is ``fn(folder, *needs)``: ``folder`` is a fresh folder of its own, ``needs`` the
-# results of the steps it names.
-BACKGROUND: dict = {}
+# after another: they are conftest Steps, started with the session (conftest.early_steps) for
+# the tests marked ``early`` with them, one at a time beside the other modules' tests.
 
 
-def step(*needs, test=None):
-    """Register ``step_<name>(folder, *needs)`` as the step ``<name>`` run for ``test`` (by
-    default ``test_<name>``): it starts with the session when that test is selected."""
-    def register(fn, name=None):
-        name = name or fn.__name__.removeprefix("step_")
-        BACKGROUND[name] = (fn, needs, test or f"test_{name}")
-        return fn
-    return register
+def step(*needs):
+    """Make ``step_<name>(folder, *needs)`` a conftest.Step named ``<name>``: ``folder`` is a
+    fresh folder of its own, ``needs`` the results of the Steps it names."""
+    def make(fn):
+        name = fn.__name__.removeprefix("step_")
+        return Step(lambda factory, *got: fn(factory.mktemp(name), *got), *needs, name=name)
+    return make
 
 
-def start_early(items, tmp_path_factory, bg):
-    """Add this module's background steps to ``bg``; start those of the selected ``items``."""
-    inputs = {"trained": lambda: train_all(tmp_path_factory.mktemp("su_algos"), HEADERS),
-              "trained_tf1": lambda: train_all(tmp_path_factory.mktemp("su_tf1_algos"),
-                                               HEADERS_TF1),
-              "compat_venv": lambda: make_compat_venv(tmp_path_factory.mktemp("compat_venv"))}
-    for name, fn in inputs.items():
-        bg.add(name, fn)
-    for name, (fn, needs, _) in BACKGROUND.items():
-        bg.add(name, lambda *got, fn=fn, name=name: fn(tmp_path_factory.mktemp(name), *got),
-               *needs)
-    selected = {item.originalname for item in items}
-    bg.start(name for name, (_, _, test) in BACKGROUND.items() if test in selected)
+TRAINED = Step(lambda factory: train_all(factory.mktemp("su_algos"), HEADERS), name="trained")
+TRAINED_TF1 = Step(lambda factory: train_all(factory.mktemp("su_tf1_algos"), HEADERS_TF1),
+                   name="trained_tf1")
+COMPAT_VENV = Step(lambda factory: make_compat_venv(factory.mktemp("compat_venv")),
+                   name="compat_venv")
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +141,10 @@ def steps(early_steps):
 @pytest.fixture(scope="module")
 def trained(steps):
     """All five PyTorch algorithms, 2 short epochs each, in one process."""
-    return steps.result("trained")
+    return steps.result(TRAINED)
 
 
+@pytest.mark.early(TRAINED)
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", list(HEADERS))
 def test_pytorch_algorithm_trains_and_logs(trained, algo):
@@ -178,32 +158,28 @@ def test_pytorch_algorithm_trains_and_logs(trained, algo):
 
 @step()
 def step_vpg_and_ppo_on_two_mpi_ranks(folder):
-    launcher = find_mpiexec()
-    assert launcher, "no mpiexec: install the mpi extra"
-    proc = subprocess.run([launcher, "-n", "2", sys.executable, str(ALGOS_PROGRAM), folder,
-                           "vpg", "ppo"], cwd=folder, env=su_env(), capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    run([ALGOS_PROGRAM, folder, "vpg", "ppo"], cwd=folder, n=2, timeout=300)
     return folder
 
 
+@pytest.mark.early(step_vpg_and_ppo_on_two_mpi_ranks)
 @pytest.mark.slow
 @pytest.mark.mpi
 def test_vpg_and_ppo_on_two_mpi_ranks(steps):
-    folder = steps.result("vpg_and_ppo_on_two_mpi_ranks")
+    folder = steps.result(step_vpg_and_ppo_on_two_mpi_ranks)
     for algo in ("vpg", "ppo"):
         check_progress(folder / algo, algo)
         infos = rank_files(folder / algo, 2, name="rank")
         assert [(i["rank"], i["size"]) for i in infos] == [(0, 2), (1, 2)]
 
 
-@step("trained", test="test_test_policy_runs_spinning_up_saves")
+@step(TRAINED)
 def step_test_policy_ppo(folder, trained):
     return run(["-m", "spinfast.run", "test_policy", trained / "ppo", "-n", "3", "-nr"],
                cwd=folder)
 
 
-@step("trained", test="test_test_policy_runs_spinning_up_saves")
+@step(TRAINED)
 def step_test_policy_api(folder, trained):
     folders = [str(trained / a) for a in ("vpg", "ddpg", "td3", "sac")]
     return folders, run(["-c", TEST_POLICY_API, *folders], cwd=folder)
@@ -225,22 +201,24 @@ TEST_POLICY_API = textwrap.dedent("""
 """)
 
 
+@pytest.mark.early(step_test_policy_ppo, step_test_policy_api)
 @pytest.mark.slow
 def test_test_policy_runs_spinning_up_saves(steps):
     """Issue 10 (1, 2): a fresh ``test_policy`` loads model.pt and the old-API env itself."""
-    proc = steps.result("test_policy_ppo")
+    proc = steps.result(step_test_policy_ppo)
     episodes = [line for line in proc.stdout.splitlines() if line.startswith("Episode ")]
     assert len(episodes) == 3
     lens = [int(line.split()[-1]) for line in episodes]
     rets = [float(line.split()[3]) for line in episodes]
     assert rets == lens and all(1 <= n <= 500 for n in lens)  # CartPole: 1 per step
-    folders, proc = steps.result("test_policy_api")
+    folders, proc = steps.result(step_test_policy_api)
     lens = json.loads(proc.stdout.strip().splitlines()[-1])
     for folder in folders[1:]:
         assert lens[folder] == [200, 200]
     assert all(1 <= n <= 500 for n in lens[folders[0]])
 
 
+@pytest.mark.early(TRAINED)
 @pytest.mark.slow
 def test_plot_draws_spinning_up_runs(trained, tmp_path):
     import matplotlib.image as mpimg
@@ -281,10 +259,11 @@ def step_experiment_grid_env_name_pattern_and_from_spinup_import(folder):
     return folder
 
 
+@pytest.mark.early(step_experiment_grid_env_name_pattern_and_from_spinup_import)
 @pytest.mark.slow
 def test_experiment_grid_env_name_pattern_and_from_spinup_import(steps):
     """Issue 10 (3, 4): ``eg.add('env_name', ...)`` gives Spinning Up's ppo the old API."""
-    root = steps.result("experiment_grid_env_name_pattern_and_from_spinup_import")
+    root = steps.result(step_experiment_grid_env_name_pattern_and_from_spinup_import)
     folder = root / "data" / "ppo-pyt-bench_cartpole-v1" / "ppo-pyt-bench_cartpole-v1_s10"
     check_progress(folder, "ppo")
     config = json.loads((folder / "config.json").read_text())
@@ -299,10 +278,11 @@ def step_spinfast_run_with_spinning_up_algorithm_names(folder):
                         folder], cwd=folder, timeout=300)
 
 
+@pytest.mark.early(step_spinfast_run_with_spinning_up_algorithm_names)
 @pytest.mark.slow
 def test_spinfast_run_with_spinning_up_algorithm_names(steps):
     """``python -m spinfast.run ppo ...`` runs Spinning Up's ppo_pytorch on 2 ranks."""
-    folder, proc = steps.result("spinfast_run_with_spinning_up_algorithm_names")
+    folder, proc = steps.result(step_spinfast_run_with_spinning_up_algorithm_names)
     assert "Using default backend (pytorch) for ppo." in proc.stdout
     check_progress(folder / "x" / "x_s0", "ppo")
 
@@ -315,10 +295,11 @@ def step_spinfast_run_module_function_of_spinning_up(folder):
     return folder
 
 
+@pytest.mark.early(step_spinfast_run_module_function_of_spinning_up)
 @pytest.mark.slow
 def test_spinfast_run_module_function_of_spinning_up(steps):
     """Issue 10 (3): MODULE:FUNCTION naming Spinning Up's ppo gets the old API for --env."""
-    folder = steps.result("spinfast_run_module_function_of_spinning_up")
+    folder = steps.result(step_spinfast_run_module_function_of_spinning_up)
     check_progress(folder / "cmd_ppo" / "cmd_ppo_s0", "ppo")
 
 
@@ -331,36 +312,32 @@ def test_spinfast_run_module_function_of_spinning_up(steps):
                                      "environment; did you mean 'CartPole-v1'"),
 ])
 def test_spinning_up_algorithm_usage_errors(tmp_path, args, message):
-    proc = subprocess.run([sys.executable, "-m", "spinfast.run", *args], cwd=tmp_path,
-                          env=su_env(), capture_output=True, text=True, timeout=120)
+    proc = run(["-m", "spinfast.run", *args], cwd=tmp_path, timeout=120, check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_spinning_up_algorithm_without_spinup_says_so(tmp_path):
-    env = mpi_env()
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run([sys.executable, "-m", "spinfast.run", "ppo", "--env",
-                           "CartPole-v1"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = run(["-m", "spinfast.run", "ppo", "--env", "CartPole-v1"], cwd=tmp_path,
+               env={"PYTHONPATH": None}, timeout=60, check=False)
     assert proc.returncode == 2
     assert proc.stderr.startswith("spinfast: error: 'ppo' is a Spinning Up algorithm, and "
                                   "Spinning Up is not importable; install it")
 
 
+@pytest.mark.early(TRAINED)
 @pytest.mark.slow
 def test_test_policy_shows_tracebacks_of_real_errors(trained, tmp_path):
     """Only input errors are one line; a failure inside the run shows its traceback."""
-    proc = subprocess.run([sys.executable, "-m", "spinfast.run", "test_policy",
-                           tmp_path / "nothing"], env=su_env(), capture_output=True,
-                          text=True, timeout=60)
+    proc = run(["-m", "spinfast.run", "test_policy", tmp_path / "nothing"], timeout=60,
+               check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("spinfast: error: load_policy_and_env(): ")
     broken = tmp_path / "broken"
     (broken / "pyt_save").mkdir(parents=True)
     (broken / "pyt_save" / "model.pt").write_bytes(b"not a torch file")
-    proc = subprocess.run([sys.executable, "-m", "spinfast.run", "test_policy", broken, "-nr"],
-                          env=su_env(), capture_output=True, text=True, timeout=120)
+    proc = run(["-m", "spinfast.run", "test_policy", broken, "-nr"], timeout=120,
+               check=False)
     assert proc.returncode == 1
     assert "Traceback (most recent call last)" in proc.stderr
     assert "UnpicklingError" in proc.stderr or "RuntimeError" in proc.stderr
@@ -377,19 +354,17 @@ def make_compat_venv(root):
     import sysconfig
 
     venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
-                   timeout=120)
+    run(["-m", "venv", "--without-pip", venv], timeout=120)
     python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; "
-                              "print(sysconfig.get_paths()['purelib'])"], check=True,
-                             capture_output=True, text=True).stdout.strip()
+    purelib = run(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                  python=python).stdout.strip()
     ours = [sysconfig.get_paths()["purelib"], *site.getsitepackages()]
     lines = "".join(f"import site; site.addsitedir({p!r})\n" for p in dict.fromkeys(ours))
     # Sorted before spinfast_compat.pth, so spinfast is importable when the hook runs.
     (Path(purelib) / "00_parent_env.pth").write_text(lines)
-    env = su_env()
-    env.pop("PYTHONPATH")  # the hook, not the test, must make spinup resolve to spinfast
-    proc = run(["-m", "spinfast.run", "compat", "enable"], cwd=root, python=python, env=env)
+    # no PYTHONPATH: the hook, not the test, must make spinup resolve to spinfast
+    proc = run(["-m", "spinfast.run", "compat", "enable"], cwd=root, python=python,
+               env={"PYTHONPATH": None})
     pth = Path(purelib) / "spinfast_compat.pth"
     assert pth.exists() and str(pth) in proc.stdout
     return python, root
@@ -397,12 +372,12 @@ def make_compat_venv(root):
 
 @pytest.fixture(scope="module")
 def compat_venv(steps):
-    return steps.result("compat_venv")
+    return steps.result(COMPAT_VENV)
 
 
 # Spinning Up's own test_policy.py on a PyTorch run (torch.load of a whole module, old-API env
 # loop) is test_spinup_run_test_policy_on_pytorch_run_with_flags.
-@step("compat_venv")
+@step(COMPAT_VENV)
 def step_spinup_run_unchanged_after_compat_enable(folder, compat_venv):
     python, _ = compat_venv
     return folder, run(["-m", "spinup.run", "ppo", "--env", "CartPole-v1", "--epochs", "2",
@@ -411,67 +386,74 @@ def step_spinup_run_unchanged_after_compat_enable(folder, compat_venv):
                        cwd=folder, python=python, timeout=300)
 
 
+@pytest.mark.early(step_spinup_run_unchanged_after_compat_enable)
 @pytest.mark.slow
 def test_spinup_run_unchanged_after_compat_enable(steps):
     """Issue 10 (5): Spinning Up's own ``python -m spinup.run ppo`` in an enabled env."""
-    folder, proc = steps.result("spinup_run_unchanged_after_compat_enable")
+    folder, proc = steps.result(step_spinup_run_unchanged_after_compat_enable)
     assert "Using default backend (pytorch) for ppo." in proc.stdout
     check_progress(folder / "su" / "su_s0", "ppo")
 
 
+@pytest.mark.early(COMPAT_VENV)
 @pytest.mark.slow
 def test_compat_disable_removes_the_hook(steps, compat_venv, tmp_path):
     python, root = compat_venv
     steps.wait_all()  # no background program may start while the hook is off
-    env = mpi_env()
-    env.pop("PYTHONPATH", None)  # no Spinning Up: spinup exists only through the hook
+    env = {"PYTHONPATH": ""}  # no Spinning Up: spinup exists only through the hook
     check = ["-c", "import spinup.utils.logx as m; print(m.__name__)"]
     assert run(check, cwd=tmp_path, python=python, env=env).stdout.strip() == "spinfast.logx"
-    proc = run(["-m", "spinfast.run", "compat", "disable"], cwd=root, python=python, env=env)
-    assert "spinfast compat disabled: removed" in proc.stdout
-    proc = subprocess.run([str(python), *check], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 1 and "No module named 'spinup'" in proc.stderr
-    proc = run(["-m", "spinfast.run", "compat", "disable"], cwd=root, python=python, env=env)
-    assert "spinfast compat was not enabled" in proc.stdout
-    proc = run(["-m", "spinfast.run", "compat", "enable"], cwd=root, python=python, env=env)
+    try:
+        proc = run(["-m", "spinfast.run", "compat", "disable"], cwd=root, python=python,
+                   env=env)
+        assert "spinfast compat disabled: removed" in proc.stdout
+        proc = run(check, cwd=tmp_path, python=python, env=env, check=False)
+        assert proc.returncode == 1 and "No module named 'spinup'" in proc.stderr
+        proc = run(["-m", "spinfast.run", "compat", "disable"], cwd=root, python=python,
+                   env=env)
+        assert "spinfast compat was not enabled" in proc.stdout
+    finally:  # the hook back on for the module's other tests, whatever failed above
+        proc = run(["-m", "spinfast.run", "compat", "enable"], cwd=root, python=python,
+                   env=env)
     assert "spinfast compat enabled" in proc.stdout
 
 
 @pytest.fixture(scope="module")
 def trained_tf1(steps):
     """All six TF1 algorithms, 2 short epochs each, in one process."""
-    return steps.result("trained_tf1")
+    return steps.result(TRAINED_TF1)
 
 
-@step("trained_tf1")
+@step(TRAINED_TF1)
 def step_tf1_algorithms_run_on_tensorflow_2(folder, trained_tf1):
     return run(["-m", "spinfast.run", "test_policy", trained_tf1 / "ppo_tf1", "-n", "2", "-nr"],
                cwd=folder)
 
 
+@pytest.mark.early(TRAINED_TF1, step_tf1_algorithms_run_on_tensorflow_2)
 @pytest.mark.slow
 def test_tf1_algorithms_run_on_tensorflow_2(trained_tf1, steps):
     """Each TF1 algorithm, 2 short epochs, on tf.compat.v1 with compat's tf.layers.dense."""
     for algo in HEADERS_TF1:
         check_progress(trained_tf1 / algo, algo)
         assert (trained_tf1 / algo / "tf1_save" / "saved_model.pb").exists()
-    proc = steps.result("tf1_algorithms_run_on_tensorflow_2")
+    proc = steps.result(step_tf1_algorithms_run_on_tensorflow_2)
     lens = [int(line.split()[-1]) for line in proc.stdout.splitlines()
             if line.startswith("Episode ")]
     assert len(lens) == 2 and all(1 <= n <= 500 for n in lens)
 
 
-@step("compat_venv")
+@step(COMPAT_VENV)
 def step_spinning_up_own_tf1_test_passes(folder, compat_venv):
     python, _ = compat_venv
     return run([SPINUP / "test" / "test_ppo.py"], cwd=folder, python=python, timeout=300)
 
 
+@pytest.mark.early(step_spinning_up_own_tf1_test_passes)
 @pytest.mark.slow
 def test_spinning_up_own_tf1_test_passes(steps):
     """Spinning Up's test/test_ppo.py (TF1 PPO, unittest), unchanged, in an enabled env."""
-    proc = steps.result("spinning_up_own_tf1_test_passes")
+    proc = steps.result(step_spinning_up_own_tf1_test_passes)
     assert "Ran 1 test" in proc.stderr and proc.stderr.rstrip().endswith("OK")
     assert proc.stdout.count("TotalEnvInteracts") == 10  # its 10 epochs
 
@@ -482,23 +464,24 @@ def episodes(stdout):
     return [(float(r[3]), int(r[-1])) for r in rows]
 
 
-@step("compat_venv", "trained_tf1")
+@step(COMPAT_VENV, TRAINED_TF1)
 def step_spinup_run_test_policy_on_ppo_tf1_run(folder, compat_venv, trained_tf1):
     python, _ = compat_venv
     return run(["-m", "spinup.run", "test_policy", trained_tf1 / "ppo_tf1", "-n", "2", "-nr"],
                cwd=folder, python=python, timeout=300)
 
 
+@pytest.mark.early(TRAINED_TF1, step_spinup_run_test_policy_on_ppo_tf1_run)
 @pytest.mark.slow
 def test_spinup_run_test_policy_on_ppo_tf1_run(steps, trained_tf1):
     """Issue 22: Spinning Up's own test_policy.py (tf.Session(), its line 74) on a TF1 run."""
-    proc = steps.result("spinup_run_test_policy_on_ppo_tf1_run")
+    proc = steps.result(step_spinup_run_test_policy_on_ppo_tf1_run)
     assert f"Loading from {trained_tf1 / 'ppo_tf1' / 'tf1_save'}." in proc.stdout
     eps = episodes(proc.stdout)
     assert len(eps) == 2 and all(ret == n and 1 <= n <= 500 for ret, n in eps)  # CartPole
 
 
-@step("compat_venv", "trained_tf1")
+@step(COMPAT_VENV, TRAINED_TF1)
 def step_spinup_run_test_policy_on_ddpg_tf1_run_with_flags(tmp, compat_venv, trained_tf1):
     import shutil
 
@@ -512,16 +495,17 @@ def step_spinup_run_test_policy_on_ddpg_tf1_run_with_flags(tmp, compat_venv, tra
                         "-l", "50", "-d"], cwd=tmp, python=python, timeout=300)
 
 
+@pytest.mark.early(step_spinup_run_test_policy_on_ddpg_tf1_run_with_flags)
 @pytest.mark.slow
 def test_spinup_run_test_policy_on_ddpg_tf1_run_with_flags(steps):
     """-i, -l, -d, -n, -nr on a ddpg_tf1 run; -i reads the save of that iteration."""
-    folder, proc = steps.result("spinup_run_test_policy_on_ddpg_tf1_run_with_flags")
+    folder, proc = steps.result(step_spinup_run_test_policy_on_ddpg_tf1_run_with_flags)
     assert f"Loading from {folder / 'tf1_save1'}." in proc.stdout
     assert "Using default action op." in proc.stdout  # -d: only SAC saves a 'mu'
     assert [n for _, n in episodes(proc.stdout)] == [50, 50]  # Pendulum, cut by -l
 
 
-@step("compat_venv", test="test_spinup_run_plot_headless")
+@step(COMPAT_VENV)
 def step_spinup_run_plot_select(folder, compat_venv):
     python, _ = compat_venv
     data = folder / "data"
@@ -534,7 +518,7 @@ def step_spinup_run_plot_select(folder, compat_venv):
                      env=su_env(MPLBACKEND="Agg"), timeout=300)
 
 
-@step("compat_venv", "trained", test="test_spinup_run_plot_headless")
+@step(COMPAT_VENV, TRAINED)
 def step_spinup_run_plot_spinning_up_runs(folder, compat_venv, trained):
     python, _ = compat_venv
     runs = [str(trained / a) for a in ("vpg", "ppo", "sac")]
@@ -543,13 +527,14 @@ def step_spinup_run_plot_spinning_up_runs(folder, compat_venv, trained):
                      python=python, env=su_env(MPLBACKEND="Agg"), timeout=300)
 
 
+@pytest.mark.early(step_spinup_run_plot_select, step_spinup_run_plot_spinning_up_runs)
 @pytest.mark.slow
 def test_spinup_run_plot_headless(steps):
     """Issue 22: Spinning Up's own plot.py (sns.tsplot, its line 33) with its flags."""
-    runs, proc = steps.result("spinup_run_plot_select")
+    runs, proc = steps.result(step_spinup_run_plot_select)
     assert proc.stdout.split("=" * 50)[1].split() == runs[:2]  # --select lr0.
     # Spinning Up's own runs (2 epochs each), two values, a legend and an exclusion.
-    runs, proc = steps.result("spinup_run_plot_spinning_up_runs")
+    runs, proc = steps.result(step_spinup_run_plot_spinning_up_runs)
     assert proc.stdout.split("=" * 50)[1].split() == runs[:2]
 
 
@@ -613,11 +598,11 @@ def plot_driver(folder, est):
     return data, out
 
 
-for _est in ("mean", "max"):
-    step(test="test_spinning_up_plot_draws_what_spinfast_computes")(functools.partial(
-        plot_driver, est=_est), name=f"plot_driver_{_est}")
+PLOT_DRIVERS = {est: Step(lambda factory, est=est: plot_driver(factory.mktemp("plot"), est),
+                         name=f"plot_driver_{est}") for est in ("mean", "max")}
 
 
+@pytest.mark.early(*PLOT_DRIVERS.values())
 @pytest.mark.slow
 @pytest.mark.parametrize("est", ["mean", "max"])
 def test_spinning_up_plot_draws_what_spinfast_computes(steps, est):
@@ -626,7 +611,7 @@ def test_spinning_up_plot_draws_what_spinfast_computes(steps, est):
 
     from spinfast.plot import get_all_datasets, plot_data
 
-    data, out = steps.result(f"plot_driver_{est}")
+    data, out = steps.result(PLOT_DRIVERS[est])
     [fig] = json.loads(out.read_text())
     assert (fig["xlabel"], fig["ylabel"]) == ("TotalEnvInteracts", "Performance")
     assert fig["legend"] == ["lr0.1", "lr0.3"]
@@ -657,7 +642,7 @@ def test_spinning_up_plot_draws_what_spinfast_computes(steps, est):
         np.testing.assert_allclose(hi, center + sd, rtol=1e-12, atol=1e-12)
 
 
-@step("compat_venv", "trained")
+@step(COMPAT_VENV, TRAINED)
 def step_spinup_run_test_policy_on_pytorch_run_with_flags(tmp, compat_venv, trained):
     import shutil
 
@@ -671,9 +656,10 @@ def step_spinup_run_test_policy_on_pytorch_run_with_flags(tmp, compat_venv, trai
                         "-l", "30", "-d"], cwd=tmp, python=python, timeout=300)
 
 
+@pytest.mark.early(step_spinup_run_test_policy_on_pytorch_run_with_flags)
 @pytest.mark.slow
 def test_spinup_run_test_policy_on_pytorch_run_with_flags(steps):
     """-i, -l, -d, -n, -nr on a sac_pytorch run (TensorFlow imported, unused, by the script)."""
-    folder, proc = steps.result("spinup_run_test_policy_on_pytorch_run_with_flags")
+    folder, proc = steps.result(step_spinup_run_test_policy_on_pytorch_run_with_flags)
     assert f"Loading from {folder / 'pyt_save' / 'model1.pt'}." in proc.stdout
     assert [n for _, n in episodes(proc.stdout)] == [30, 30]
