@@ -22,9 +22,6 @@ Ratio = float32 median / bf16 median (above 1: compression faster).
 
 from __future__ import annotations
 
-import statistics
-import time
-
 from mpibench import COMM, RANK, TRANSPORT, interleaved, select_tests, transports
 
 # an MLP of width 2048 and a 1024x1536 head: 9.97M float32 parameters in 6 tensors
@@ -86,20 +83,9 @@ def test_phases_10M(benchmark):
         "gather": lambda: _exchange(dup, [(peer, mine)], [(peer, theirs)]),
         "decode": lambda: _compress.decode(c._send, arrays, "bf16"),
     }
-    times = {name: [] for name in phases}
-
-    def one():
-        for name, fn in phases.items():
-            COMM.Barrier()
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-
-    benchmark.group = f"phases 10M {TRANSPORT}: bf16 average, step by step"
-    benchmark.pedantic(one, rounds=10, iterations=1, warmup_rounds=1)
-    benchmark.extra_info["sides"] = ["spinfast", *phases]
-    for name, ts in times.items():
-        benchmark.extra_info[f"{name}_median"] = statistics.median(ts[1:] or ts)
+    # each phase after a barrier, in turns with the whole average (the "spinfast" side)
+    interleaved(benchmark, f"phases 10M {TRANSPORT}: bf16 average, step by step", None, 10,
+                lambda: c.average(COMM, arrays), None, warmup_rounds=1, extra=phases)
 
 
 select_tests(globals(), __file__,

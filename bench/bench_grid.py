@@ -15,7 +15,7 @@ import contextlib
 import io
 import itertools
 
-import pytest
+from conftest import alternating
 from grid_thunk import make_folder
 
 from spinfast import user_config
@@ -24,17 +24,14 @@ from spinfast.run_utils import ExperimentGrid
 VARIANTS = 8
 
 
-@pytest.mark.parametrize("impl", ["spinfast", "reference"])
-def test_grid_overhead(benchmark, paired, tmp_path, monkeypatch, impl):
+def test_grid_overhead(benchmark, tmp_path, monkeypatch):
     # The target allows for timing noise: the two sides start the same processes.
-    paired(benchmark, f"grid of {VARIANTS} variants, 2 at once (executor vs parallel=)", impl,
-           0.9)
     monkeypatch.setattr(user_config, "WAIT_BEFORE_LAUNCH", 0)
     grid = ExperimentGrid("b")
     grid.add("seed", list(range(VARIANTS)))
     rounds = itertools.count()
 
-    def run_grid():
+    def run_grid(impl):
         data_dir = str(tmp_path / str(next(rounds)))
         with contextlib.redirect_stdout(io.StringIO()), \
                 contextlib.redirect_stderr(io.StringIO()):
@@ -45,4 +42,6 @@ def test_grid_overhead(benchmark, paired, tmp_path, monkeypatch, impl):
                 results = grid.run(make_folder, data_dir=data_dir, parallel=2)
         assert [r.status for r in results] == ["ok"] * VARIANTS
 
-    benchmark.pedantic(run_grid, rounds=7, iterations=1, warmup_rounds=1)
+    alternating(benchmark, f"grid of {VARIANTS} variants, 2 at once (executor vs parallel=)",
+                0.9, 7, lambda: run_grid("spinfast"), lambda: run_grid("reference"),
+                warmup_rounds=1)

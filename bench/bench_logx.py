@@ -1,6 +1,8 @@
 """EpochLogger hot paths against Spinning Up's data path (bench/reference.py), in one run.
 
 Run: ``python -m pytest bench/bench_logx.py`` (add ``--check-targets`` to enforce the ratios).
+Each test times its spinfast side and its reference in turns (``conftest.alternating``); a
+``make(impl)`` builds each side's call.
 """
 
 from __future__ import annotations
@@ -11,12 +13,19 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import alternating
 from reference import ReferenceEpochLogger
 
 from spinfast._stats import Welford
 from spinfast.logx import EpochLogger
 
 IMPLS = ["spinfast", "reference"]
+
+
+def sides(benchmark, group, target, rounds, make, prepare=None, warmup_rounds=2):
+    """:func:`conftest.alternating` of ``make("spinfast")`` against ``make("reference")``."""
+    alternating(benchmark, group, target, rounds, make("spinfast"), make("reference"),
+                prepare=prepare, warmup_rounds=warmup_rounds)
 
 
 @pytest.fixture
@@ -34,26 +43,26 @@ def make_logger(tmp_path):
 CALLS = 1000
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_store_one_float(benchmark, paired, make_logger, impl):
-    paired(benchmark, "store x1000: 1 float key", impl, 3)
-    store = make_logger(impl).store
+def test_store_one_float(benchmark, make_logger):
+    def make(impl):
+        store = make_logger(impl).store
 
-    def run():
-        for _ in range(CALLS):
-            store(Loss=0.5)
-    benchmark(run)
+        def run():
+            for _ in range(CALLS):
+                store(Loss=0.5)
+        return run
+    sides(benchmark, "store x1000: 1 float key", 3, 300, make)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_store_four_keys(benchmark, paired, make_logger, impl):
-    paired(benchmark, "store x1000: 4 float keys", impl, 4)
-    store = make_logger(impl).store
+def test_store_four_keys(benchmark, make_logger):
+    def make(impl):
+        store = make_logger(impl).store
 
-    def run():
-        for _ in range(CALLS):
-            store(LossPi=0.5, LossV=1.5, KL=0.01, Ent=0.7)
-    benchmark(run)
+        def run():
+            for _ in range(CALLS):
+                store(LossPi=0.5, LossV=1.5, KL=0.01, Ent=0.7)
+        return run
+    sides(benchmark, "store x1000: 4 float keys", 4, 300, make)
 
 
 class _EmptyMethod:
@@ -65,8 +74,6 @@ def test_store_against_an_empty_python_method(benchmark, make_logger):
     # Issue 20's bound: `logger.store(Loss=0.5)` as users write it (looked up on the instance
     # each call: the table's compiled call, bound per instance) costs less than a call of an
     # empty Python method with **kwargs.
-    from conftest import alternating
-
     logger, empty = make_logger("spinfast"), _EmptyMethod()
 
     def ours():
@@ -84,8 +91,6 @@ def test_timer_against_store_and_two_clock_reads(benchmark, make_logger):
     # The issue's bound: a timed block costs at most 2x a store plus two clock reads.
     import time
 
-    from conftest import alternating
-
     logger = make_logger("spinfast")
     store, clock = logger.store, time.perf_counter_ns
 
@@ -102,98 +107,99 @@ def test_timer_against_store_and_two_clock_reads(benchmark, make_logger):
     alternating(benchmark, "timer x1000 vs store + 2 clocks", 0.5, 200, timed, stored)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_store_numpy_scalar(benchmark, paired, make_logger, impl):
-    paired(benchmark, "store x1000: numpy float32", impl, 3)
-    store, v = make_logger(impl).store, np.float32(0.25)
+def test_store_numpy_scalar(benchmark, make_logger):
+    v = np.float32(0.25)
 
-    def run():
-        for _ in range(CALLS):
-            store(V=v)
-    benchmark(run)
+    def make(impl):
+        store = make_logger(impl).store
+
+        def run():
+            for _ in range(CALLS):
+                store(V=v)
+        return run
+    sides(benchmark, "store x1000: numpy float32", 3, 300, make)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_store_array_then_log(benchmark, paired, make_logger, impl):
+def test_store_array_then_log(benchmark, make_logger):
     # Ours: store consumes the array. Reference: store keeps it, log_tabular pays later.
-    paired(benchmark, "store 1000 float32 (+ref log)", impl, 3)
-    logger = make_logger(impl)
     arr = np.random.default_rng(0).normal(size=1000).astype(np.float32)
-    if impl == "spinfast":
-        benchmark(lambda: logger.store(Q=arr))
-    else:
+
+    def make(impl):
+        logger = make_logger(impl)
+        if impl == "spinfast":
+            return lambda: logger.store(Q=arr)
+
         def run():
             logger.store(Q=arr)
             logger.log_tabular("Q")
-        benchmark(run)
+        return run
+    sides(benchmark, "store 1000 float32 (+ref log)", 3, 500, make)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_push_million(benchmark, paired, impl):
-    paired(benchmark, "stats of 1e6 float32", impl, 2)
+def test_push_million(benchmark):
     x = np.random.default_rng(1).normal(size=1_000_000).astype(np.float32)
-    if impl == "spinfast":
-        def run():
-            w = Welford()
-            w.push(x)
-            return w.mean, w.std, w.min, w.max
-    else:
-        def run():
-            return np.mean(x), np.std(x), np.min(x), np.max(x)
-    benchmark(run)
+
+    def ours():
+        w = Welford()
+        w.push(x)
+        return w.mean, w.std, w.min, w.max
+
+    def numpy():
+        return np.mean(x), np.std(x), np.min(x), np.max(x)
+    sides(benchmark, "stats of 1e6 float32", 2, 40, {"spinfast": ours, "reference": numpy}.get)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_log_tabular_after_million(benchmark, paired, make_logger, impl):
+def test_log_tabular_after_million(benchmark, make_logger):
     # log_tabular resets what it summarises, so each round first puts back the epoch's
     # 1e6 stored values, in O(1) on both sides: the accumulator's state, or the list.
-    paired(benchmark, "log_tabular after 1e6 stores", impl, 1000)
-    logger = make_logger(impl)
-    for i in range(1_000_000):
-        logger.store(R=float(i))
-    if impl == "spinfast":
-        acc = logger.stats_accumulator("R")
-        saved = acc.state
+    def make(impl):
+        logger = make_logger(impl)
+        for i in range(1_000_000):
+            logger.store(R=float(i))
+        if impl == "spinfast":
+            acc = logger.stats_accumulator("R")
+            saved = acc.state
 
-        def run():
-            acc.state = saved
-            logger.log_tabular("R", with_min_and_max=True)
-            logger.log_current_row.clear()  # keep the first row open for the next round
-    else:
+            def run():
+                acc.state = saved
+                logger.log_tabular("R", with_min_and_max=True)
+                logger.log_current_row.clear()  # keep the first row open for the next round
+            return run
         saved = logger.epoch_dict["R"]
 
         def run():
             logger.epoch_dict["R"] = saved
             logger.log_tabular("R", with_min_and_max=True)
             logger.row.clear()
-    benchmark(run)
+        return run
+    sides(benchmark, "log_tabular after 1e6 stores", 1000, 30, make)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_whole_epoch(benchmark, paired, make_logger, impl, tmp_path):
-    paired(benchmark, "epoch: 4000 steps x 3 keys", impl, 3)
-    logger = make_logger(impl)
-    out = open(tmp_path / "ref.txt", "w")
+def test_whole_epoch(benchmark, make_logger, tmp_path):
     rng = np.random.default_rng(2)
     rets = rng.normal(size=4000).tolist()
     vals = rng.normal(size=4000).astype(np.float32)
 
-    def epoch():
-        store = logger.store
-        for t in range(4000):
-            store(VVals=vals[t], Ret=rets[t], Len=t)
-        logger.log_tabular("Epoch", 1)
-        logger.log_tabular("Ret", with_min_and_max=True)
-        logger.log_tabular("Len", average_only=True)
-        logger.log_tabular("VVals", with_min_and_max=True)
-        logger.log_tabular("Time", 0.5)
-        with contextlib.redirect_stdout(io.StringIO()):
-            if impl == "spinfast":
-                logger.dump_tabular()
-            else:
-                logger.dump_tabular(out)
+    def make(impl):
+        logger = make_logger(impl)
+        out = open(tmp_path / f"{impl}.txt", "w")
 
-    benchmark(epoch)
+        def epoch():
+            store = logger.store
+            for t in range(4000):
+                store(VVals=vals[t], Ret=rets[t], Len=t)
+            logger.log_tabular("Epoch", 1)
+            logger.log_tabular("Ret", with_min_and_max=True)
+            logger.log_tabular("Len", average_only=True)
+            logger.log_tabular("VVals", with_min_and_max=True)
+            logger.log_tabular("Time", 0.5)
+            with contextlib.redirect_stdout(io.StringIO()):
+                if impl == "spinfast":
+                    logger.dump_tabular()
+                else:
+                    logger.dump_tabular(out)
+        return epoch
+    sides(benchmark, "epoch: 4000 steps x 3 keys", 3, 30, make)
 
 
 # The real cycle of a training loop: values stored over an epoch, then log_tabular of each
@@ -223,33 +229,34 @@ def _epoch(logger, out, values):
             logger.dump_tabular(out)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_cycle(benchmark, paired, impl, tmp_path):
+def test_cycle(benchmark, tmp_path):
     """Ten epochs (1000 steps x 10 keys, log_tabular x10, dump_tabular) of a fresh logger."""
-    paired(benchmark, "cycle: 10 epochs of a fresh logger", impl, 3)
     values = np.random.default_rng(3).normal(size=1000).tolist()
     runs = iter(range(10**9))
     made = {}
 
-    def setup():  # the logger is made untimed; its first store, row and dump are timed
-        made["logger"] = _cycle_logger(impl, tmp_path / str(next(runs)))
+    def prepare(impl):  # the logger is made untimed; its first store, row and dump are timed
+        made[impl] = _cycle_logger(impl, tmp_path / str(next(runs)))
 
-    def run():
-        logger, out = made["logger"]
-        for _ in range(10):
-            _epoch(logger, out, values)
-    benchmark.pedantic(run, setup=setup, rounds=15)
+    def make(impl):
+        def run():
+            logger, out = made[impl]
+            for _ in range(10):
+                _epoch(logger, out, values)
+        return run
+    sides(benchmark, "cycle: 10 epochs of a fresh logger", 3, 15, make, prepare=prepare)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_log_tabular_in_cycle(benchmark, paired, impl, tmp_path):
+def test_log_tabular_in_cycle(benchmark, tmp_path):
     """The 10 log_tabular calls of an epoch alone, each round after a real store and dump."""
-    paired(benchmark, "log_tabular x10 keys in the cycle", impl, 10)
-    logger, out = _cycle_logger(impl, tmp_path)
     values = np.random.default_rng(4).normal(size=1000).tolist()
-    _epoch(logger, out, values)  # the first row is written: steady state from here
+    made = {}
+    for impl in IMPLS:
+        made[impl] = _cycle_logger(impl, tmp_path / impl)
+        _epoch(*made[impl], values)  # the first row is written: steady state from here
 
-    def setup():
+    def prepare(impl):
+        logger, out = made[impl]
         with contextlib.redirect_stdout(io.StringIO()):
             if logger.log_current_row if impl == "spinfast" else logger.row:
                 logger.dump_tabular() if out is None else logger.dump_tabular(out)
@@ -257,59 +264,63 @@ def test_log_tabular_in_cycle(benchmark, paired, impl, tmp_path):
             logger.store(Key0=v, Key1=v, Key2=v, Key3=v, Key4=v, Key5=v, Key6=v, Key7=v,
                          Key8=v, Key9=v)
 
-    def run():
-        for key in KEYS:
-            logger.log_tabular(key, with_min_and_max=True)
-    benchmark.pedantic(run, setup=setup, rounds=500, warmup_rounds=10)
+    def make(impl):
+        logger = made[impl][0]
+
+        def run():
+            for key in KEYS:
+                logger.log_tabular(key, with_min_and_max=True)
+        return run
+    sides(benchmark, "log_tabular x10 keys in the cycle", 10, 500, make, prepare=prepare,
+          warmup_rounds=10)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_first_log_tabular(benchmark, paired, impl, tmp_path):
+def test_first_log_tabular(benchmark, tmp_path):
     """The first log_tabular of a fresh logger, for a key name never logged before."""
-    paired(benchmark, "first log_tabular of a fresh logger", impl, 1)
     names = (f"Fresh{i}" for i in range(10**9))
-    state = {}
+    folders = iter(range(10**9))
+    calls = {}
 
-    def setup():
-        logger, _ = _cycle_logger(impl, tmp_path / str(len(state)))
+    def prepare(impl):
+        logger, _ = _cycle_logger(impl, tmp_path / str(next(folders)))
         key = next(names)
         logger.store(**{key: 1.0})
         logger.store(**{key: 2.0})
-        state["call"] = (logger, key)
+        calls[impl] = (logger, key)
 
-    def run():
-        logger, key = state["call"]
-        logger.log_tabular(key, with_min_and_max=True)
-    benchmark.pedantic(run, setup=setup, rounds=200)
-
-
-@pytest.mark.parametrize("impl", ["spinfast", "reference"])
-def test_store_tracked_scalar(benchmark, paired, impl, make_logger):
-    """A store of a key whose quantiles are tracked, against the same store untracked."""
-    paired(benchmark, "store x1000: quantile-tracked vs plain", impl, 1 / 1.5)
-    logger = make_logger("spinfast")
-    if impl == "spinfast":
-        logger.track_quantiles("Loss")
-    store = logger.store
-
-    def run():
-        for _ in range(CALLS):
-            store(Loss=0.5)
-    benchmark(run)
+    def make(impl):
+        def run():
+            logger, key = calls[impl]
+            logger.log_tabular(key, with_min_and_max=True)
+        return run
+    sides(benchmark, "first log_tabular of a fresh logger", 1, 200, make, prepare=prepare)
 
 
-@pytest.mark.parametrize("impl", ["spinfast", "reference"])
-def test_quantiles_of_million(benchmark, paired, impl, make_logger):
+def test_store_tracked_scalar(benchmark, make_logger):
+    """A store of a key whose quantiles are tracked (spinfast), against the same store
+    untracked (reference)."""
+    def make(impl):
+        logger = make_logger("spinfast")
+        if impl == "spinfast":
+            logger.track_quantiles("Loss")
+        store = logger.store
+
+        def run():
+            for _ in range(CALLS):
+                store(Loss=0.5)
+        return run
+    sides(benchmark, "store x1000: quantile-tracked vs plain", 1 / 1.5, 300, make)
+
+
+def test_quantiles_of_million(benchmark, make_logger):
     """1e6 float32 stored into a tracked key (20 ns a value at most: 20 ms), against numpy's
     sort-based quantiles of the same array."""
-    paired(benchmark, "quantiles of 1e6 float32 (store vs np.quantile)", impl, 1)
     x = np.random.default_rng(5).normal(size=1_000_000).astype(np.float32)
-    if impl == "spinfast":
-        logger = make_logger("spinfast")
-        logger.track_quantiles("Q")
-        benchmark(lambda: logger.store(Q=x))
-    else:
-        benchmark(lambda: np.quantile(x, (0.05, 0.5, 0.95)))
+    logger = make_logger("spinfast")
+    logger.track_quantiles("Q")
+    sides(benchmark, "quantiles of 1e6 float32 (store vs np.quantile)", 1, 30,
+          {"spinfast": lambda: logger.store(Q=x),
+           "reference": lambda: np.quantile(x, (0.05, 0.5, 0.95))}.get)
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import alternating
 from reference import stratified_bootstrap_loop, trim_mean_25
 
 from spinfast.metrics import interval_estimates
 
-IMPLS = ["spinfast", "reference"]
 REPS = 2000
 
 
@@ -36,19 +36,13 @@ def test_reference_agrees(scores):
         assert abs(ours[name].upper - ref[name][2]) < 0.05 * width
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_iqm_interval(benchmark, paired, scores, impl):
-    paired(benchmark, f"IQM interval, {REPS} reps, 3 algos x 10 runs x 5 tasks", impl, 10)
-    if impl == "spinfast":
-        benchmark(interval_estimates, scores, "iqm", reps=REPS)
-    else:
-        benchmark(stratified_bootstrap_loop, scores, trim_mean_25, REPS)
+def test_iqm_interval(benchmark, scores):
+    alternating(benchmark, f"IQM interval, {REPS} reps, 3 algos x 10 runs x 5 tasks", 10, 10,
+                lambda: interval_estimates(scores, "iqm", reps=REPS),
+                lambda: stratified_bootstrap_loop(scores, trim_mean_25, REPS))
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_mean_interval(benchmark, paired, scores, impl):
-    paired(benchmark, f"mean interval, {REPS} reps, 3 algos x 10 runs x 5 tasks", impl, 10)
-    if impl == "spinfast":
-        benchmark(interval_estimates, scores, "mean", reps=REPS)
-    else:
-        benchmark(stratified_bootstrap_loop, scores, np.mean, REPS)
+def test_mean_interval(benchmark, scores):
+    alternating(benchmark, f"mean interval, {REPS} reps, 3 algos x 10 runs x 5 tasks", 10, 10,
+                lambda: interval_estimates(scores, "mean", reps=REPS),
+                lambda: stratified_bootstrap_loop(scores, np.mean, REPS))

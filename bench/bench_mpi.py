@@ -38,7 +38,7 @@ import sys
 
 import numpy as np
 import pytest
-from mpibench import COMM, RANK, UNDER_MPI, clean_env, interleaved, select_tests, timed
+from mpibench import COMM, RANK, UNDER_MPI, clean_env, interleaved, select_tests
 from reference import reference_mpi_avg_grads, statistics_scalar
 
 from spinfast import mpi_tools
@@ -110,30 +110,29 @@ IMPORTS = {
 }
 
 
-@pytest.mark.parametrize("what", list(IMPORTS))
-def test_import_time(benchmark, what):
-    """A fresh interpreter per round; only rank 0 measures (the others wait at a barrier)."""
-    benchmark.group = "import spinfast.mpi_tools (fresh interpreter, no launch)"
+def test_import_time(benchmark):
+    """A fresh interpreter per round, the three imports in turns (spinfast against the
+    spinup-style imports, over bare Python); only rank 0 measures (the others wait at a
+    barrier)."""
     env = clean_env()
-    cmd = [sys.executable, "-c", IMPORTS[what]]
 
-    def run():
-        if RANK == 0:
-            subprocess.run(cmd, env=env, check=True)
+    def importing(what):
+        cmd = [sys.executable, "-c", IMPORTS[what]]
 
-    timed(benchmark, run, 15)
-    stats = getattr(benchmark, "stats", None)  # None with --benchmark-disable
-    _IMPORT_MEDIANS[what] = stats.stats.median if stats is not None else None
-    if RANK == 0 and len(_IMPORT_MEDIANS) == len(IMPORTS) and None not in \
-            _IMPORT_MEDIANS.values():
-        extra = _IMPORT_MEDIANS["spinfast"] - _IMPORT_MEDIANS["bare"]
+        def run():
+            if RANK == 0:
+                subprocess.run(cmd, env=env, check=True)
+        return run
+
+    interleaved(benchmark, "import spinfast.mpi_tools (fresh interpreter, no launch)", None,
+                15, importing("spinfast"), importing("spinup-style"), importing("bare"))
+    info = benchmark.extra_info  # the medians, unless under --benchmark-disable
+    if RANK == 0 and "spinfast_median" in info:
+        extra = info["spinfast_median"] - info["baseline_median"]
         print(f"\nimport spinfast.mpi_tools: {extra * 1e3:.1f} ms above bare Python "
               f"(spinup-style imports: "
-              f"{(_IMPORT_MEDIANS['spinup-style'] - _IMPORT_MEDIANS['bare']) * 1e3:.1f} ms)")
+              f"{(info['reference_median'] - info['baseline_median']) * 1e3:.1f} ms)")
         assert extra < 0.050
-
-
-_IMPORT_MEDIANS: dict[str, float] = {}
 
 
 select_tests(globals(), __file__)

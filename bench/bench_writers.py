@@ -19,13 +19,11 @@ Run: ``python -m pytest bench/bench_writers.py -p no:cacheprovider`` (add ``--ch
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from conftest import alternating
 
 from spinfast._outputs import Row, make_writers
 from spinfast._stats import Welford, sketch_quantiles
 
-IMPLS = ["spinfast", "reference"]
 HEADERS = ["Epoch"] + [f"Metric{i:02d}" for i in range(19)]
 CALLS = 1000
 
@@ -38,8 +36,11 @@ def make_row(step: int) -> Row:
     return Row(HEADERS, values, step)
 
 
-def torch_add_scalars(benchmark, tmp_path, row: Row) -> None:
-    """The reference: ``torch.utils.tensorboard``'s ``add_scalar`` for each column of ``row``."""
+def torch_add_scalars(tmp_path, row: Row):
+    """The reference: ``torch.utils.tensorboard``'s ``add_scalar`` for each column of ``row``.
+
+    Returns ``(run, writer)``: a call writes the row once; close the writer after.
+    """
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(tmp_path / "torch"))
@@ -50,42 +51,47 @@ def torch_add_scalars(benchmark, tmp_path, row: Row) -> None:
         s = next(step)
         for k, v in items:
             writer.add_scalar(k, v, s)
-    benchmark(run)
+    return run, writer
+
+
+def flushed(torch_writer):
+    """``prepare`` of :func:`conftest.alternating`: before our side's call, untimed, torch's
+    writer thread writes what the reference's calls queued, so it does not run during ours."""
+    def prepare(side):
+        if side == "spinfast":
+            torch_writer.flush()
+    return prepare
+
+
+def test_tensorboard_row_of_20_scalars(benchmark, tmp_path):
+    row = make_row(1)
+    (writer,) = make_writers(("tensorboard",), str(tmp_path))
+    values = row.values
+    step = iter(range(10**9))
+
+    def run():  # a new Row per call, built as dump_tabular builds it
+        writer.write_row(Row(HEADERS, values, next(step)))
+    torch_run, torch_writer = torch_add_scalars(tmp_path, row)
+    alternating(benchmark, "tensorboard: 20 scalars (ref: torch add_scalar)", 100, 2000, run,
+                torch_run, prepare=flushed(torch_writer), warmup_rounds=20)
     writer.close()
+    torch_writer.close()
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_tensorboard_row_of_20_scalars(benchmark, paired, tmp_path, impl):
-    paired(benchmark, "tensorboard: 20 scalars (ref: torch add_scalar)", impl, 100)
-    row = make_row(1)
-    if impl == "spinfast":
-        (writer,) = make_writers(("tensorboard",), str(tmp_path))
-        values = row.values
-        step = iter(range(10**9))
-
-        def run():  # a new Row per call, built as dump_tabular builds it
-            writer.write_row(Row(HEADERS, values, next(step)))
-        benchmark(run)
-        writer.close()
-    else:
-        torch_add_scalars(benchmark, tmp_path, row)
-
-
-@pytest.mark.parametrize("impl", IMPLS)
-def test_tensorboard_encode_20_scalars(benchmark, paired, tmp_path, impl):
+def test_tensorboard_encode_20_scalars(benchmark, tmp_path):
     # the compiled encoder alone (no file, no check): what a scalar costs before the syscalls
-    paired(benchmark, "tb encode only: 20 scalars (ref: torch)", impl, 100)
-    row = make_row(1)
-    if impl == "spinfast":
-        from spinfast._tbevent import encode_row
+    from spinfast._tbevent import encode_row
 
-        keys, tags = tuple(HEADERS), tuple(k.encode() for k in HEADERS)
-        values = row.values
-        benchmark(lambda: encode_row(keys, tags, values, 7, 1.0e9))
-        if benchmark.stats is not None:  # None under --benchmark-disable
-            benchmark.extra_info["ns_per_scalar"] = benchmark.stats.stats.median / 20 * 1e9
-    else:
-        torch_add_scalars(benchmark, tmp_path, row)
+    row = make_row(1)
+    keys, tags = tuple(HEADERS), tuple(k.encode() for k in HEADERS)
+    values = row.values
+    torch_run, torch_writer = torch_add_scalars(tmp_path, row)
+    alternating(benchmark, "tb encode only: 20 scalars (ref: torch)", 100, 2000,
+                lambda: encode_row(keys, tags, values, 7, 1.0e9), torch_run,
+                prepare=flushed(torch_writer), warmup_rounds=20)
+    torch_writer.close()
+    if "spinfast_median" in benchmark.extra_info:  # not under --benchmark-disable
+        benchmark.extra_info["ns_per_scalar"] = benchmark.extra_info["spinfast_median"] / 20 * 1e9
 
 
 def test_all_formats_vs_txt(benchmark, tmp_path):
@@ -154,34 +160,32 @@ def _tracked():
     return acc
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_sketch_million_float32(benchmark, paired, impl):
-    paired(benchmark, "quantiles of 1e6 float32 (ref: np.quantile)", impl, 1)
+def test_sketch_million_float32(benchmark):
     x = np.random.default_rng(0).standard_cauchy(1_000_000).astype(np.float32)
     qs = [0.05, 0.5, 0.95]
-    if impl == "spinfast":
-        acc = _tracked()
+    acc = _tracked()
+    results = []
 
-        def run():
-            acc.reset()
-            acc.push(x)
-            return sketch_quantiles(acc.quantile_counts, 0.01, qs)
-    else:
-        def run():
-            return np.quantile(x, qs)
-    result = benchmark(run)
-    if benchmark.stats is not None:  # None under --benchmark-disable
-        benchmark.extra_info["ns_per_value"] = benchmark.stats.stats.median / x.size * 1e9
-    assert len(result) == 3
+    def ours():
+        acc.reset()
+        acc.push(x)
+        results.append(sketch_quantiles(acc.quantile_counts, 0.01, qs))
+
+    alternating(benchmark, "quantiles of 1e6 float32 (ref: np.quantile)", 1, 30, ours,
+                lambda: results.append(np.quantile(x, qs)))
+    if "spinfast_median" in benchmark.extra_info:  # not under --benchmark-disable
+        benchmark.extra_info["ns_per_value"] = (benchmark.extra_info["spinfast_median"]
+                                                / x.size * 1e9)
+    assert all(len(result) == 3 for result in results)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_sketch_scalars(benchmark, paired, impl):
-    paired(benchmark, "push x1000 scalars: tracked (ref: untracked)", impl)
+def test_sketch_scalars(benchmark):
     values = np.random.default_rng(0).normal(size=CALLS).tolist()
-    push = _tracked().push if impl == "spinfast" else Welford().push
 
-    def run():
-        for v in values:
-            push(v)
-    benchmark(run)
+    def pushing(push):
+        def run():
+            for v in values:
+                push(v)
+        return run
+    alternating(benchmark, "push x1000 scalars: tracked (ref: untracked)", None, 300,
+                pushing(_tracked().push), pushing(Welford().push))
