@@ -48,13 +48,6 @@ def transports(*names, **extra):
     return {name: {**TRANSPORTS[name], **extra, "BENCH_TRANSPORT": name} for name in names}
 
 
-def timed(benchmark, fn, rounds, warmup_rounds=2):
-    """Time ``fn`` for a fixed number of rounds, each after an untimed barrier."""
-    fn()
-    benchmark.pedantic(fn, setup=COMM.Barrier, rounds=rounds, iterations=1,
-                       warmup_rounds=warmup_rounds)
-
-
 def interleaved(benchmark, group, target, rounds, spinfast, reference, baseline=None,
                 prepare=None, warmup_rounds=2, extra=None):
     """:func:`conftest.alternating`, each call after a barrier on every rank."""
