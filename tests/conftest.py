@@ -115,7 +115,7 @@ def early_steps(request, tmp_path_factory):
     that at most one step competes with those tests at a time; a thread per core when one
     module runs alone.
     """
-    items = request.session.items
+    items = [item for item in request.session.items if not _skipped(item)]
     modules = {getattr(item, "module", None) for item in items}
     background = Background(tmp_path_factory, 1 if len(modules) > 1 else None)
     for item in items:
@@ -123,6 +123,13 @@ def early_steps(request, tmp_path_factory):
             background.start(mark.args)
     yield background
     background.close()
+
+
+def _skipped(item) -> bool:
+    """Whether ``item`` has a ``skip`` mark or a ``skipif`` whose condition is True: its
+    steps would run for nothing (e.g. Spinning Up's tests without its source)."""
+    return any(mark.name == "skip" or (mark.name == "skipif" and mark.args[:1] == (True,))
+               for mark in item.iter_markers())
 
 
 @functools.cache
