@@ -15,7 +15,7 @@ import sys
 import time
 
 import pytest
-from conftest import rank_files
+from conftest import Step, rank_files
 from helpers import ROOT, mpi_program
 
 _spec = importlib.util.spec_from_file_location("netcluster", ROOT / "bench" / "netcluster.py")
@@ -37,16 +37,14 @@ def assert_gone(cluster):
 
 
 # The launches on a 2-node cluster, one after another on one cluster, started with the session
-# (conftest.early_steps) beside other modules' tests: name -> (program, arguments).
+# (conftest.early_steps, the step ON_TWO_NODES) beside other modules' tests: name -> (program,
+# arguments).
 COMPRESSED = [("grads", "bf16"), ("grads", "fp16"), ("flat", "bf16")]
 LAUNCHES = {
     "ddp": ("ddp_grads", ()),
     "compressed": ("compress_avg", [f"{p}:{k}" for p, k in COMPRESSED]),
     "overlap": ("overlap_grads", ()),
 }
-USERS = {"test_averaged_gradients_equal_ddp_across_nodes": ["ddp"],
-         "test_compressed_averages_identical_on_every_rank_across_nodes": ["compressed"],
-         "test_overlap_gradients_equal_those_without_across_nodes": ["overlap"]}
 
 
 def _launch_on_two_nodes(tmp_path_factory, names):
@@ -66,17 +64,13 @@ def _launch_on_two_nodes(tmp_path_factory, names):
     return out, cluster
 
 
-def start_early(items, tmp_path_factory, background):
-    names = sorted({n for item in items for n in USERS.get(item.originalname, ())})
-    if REASON is None and names:
-        background.add("netcluster", functools.partial(_launch_on_two_nodes, tmp_path_factory,
-                                                       names))
-        background.start(["netcluster"])
+ON_TWO_NODES = Step(functools.partial(_launch_on_two_nodes, names=sorted(LAUNCHES)),
+                    name="netcluster", timeout=1200)
 
 
 def launched(early_steps, name):
     """The folder of launch ``name`` on the session's 2-node cluster (gone by then)."""
-    out, cluster = early_steps.result("netcluster")
+    out, cluster = early_steps.result(ON_TWO_NODES)
     assert_gone(cluster)
     if isinstance(out[name], BaseException):
         raise out[name]
@@ -136,6 +130,7 @@ def test_link_moves_bytes_at_its_rate_not_faster():
     assert seconds >= 0.9 * (nbytes - 2**20) / 125e6, seconds
 
 
+@pytest.mark.early(ON_TWO_NODES)
 def test_averaged_gradients_equal_ddp_across_nodes(early_steps, two_nodes):
     """spinfast's mpi_avg_grads and DDP (gloo over the same links) agree bit for bit."""
     results = rank_files(launched(early_steps, "ddp"), 2)
@@ -150,6 +145,7 @@ def test_averaged_gradients_equal_ddp_across_nodes(early_steps, two_nodes):
     assert env["MPIR_CVAR_NOLOCAL"] == "1" and env["FI_PROVIDER"] == "tcp"
 
 
+@pytest.mark.early(ON_TWO_NODES)
 def test_compressed_averages_identical_on_every_rank_across_nodes(early_steps):
     from test_compress import _check_average
 
@@ -158,6 +154,7 @@ def test_compressed_averages_identical_on_every_rank_across_nodes(early_steps):
         _check_average(folder, 2, kind, path)
 
 
+@pytest.mark.early(ON_TWO_NODES)
 def test_overlap_gradients_equal_those_without_across_nodes(early_steps):
     """FlatGrads(overlap=True)'s buckets, averaged during backward over the links, give
     mpi_avg_grads's bits (three training steps; tests/test_overlap.py on one host)."""

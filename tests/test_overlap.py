@@ -5,15 +5,15 @@ buckets, and gradients equal to those of ``mpi_avg_grads`` under a real mpiexec 
 from __future__ import annotations
 
 import pytest
-from conftest import Launches, rank_files
+from conftest import launch_step, rank_files
 
 torch = pytest.importorskip("torch")
 
 from spinfast._mpi.overlap import plan  # noqa: E402
 from spinfast.mpi_pytorch import FlatGrads  # noqa: E402
 
-EARLY_LAUNCHES = {"test_overlap_gradients_equal_those_without[2]": [
-    ("overlap_grads", 2, (), 180)]}
+# Both launches start with the session (conftest.early_steps).
+LAUNCHES = {n: launch_step("overlap_grads", n, timeout=180) for n in (2, 3)}
 
 
 def _params(*shapes, dtype=torch.float32):
@@ -50,9 +50,11 @@ def test_overlap_refuses_compression():
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("size", [2, pytest.param(3, marks=pytest.mark.slow)])
-def test_overlap_gradients_equal_those_without(tmp_path_factory, early_steps, size):
-    folder, _ = Launches(tmp_path_factory, "overlap_grads", 180, early=early_steps)(size)
+@pytest.mark.parametrize("size", [pytest.param(2, marks=pytest.mark.early(LAUNCHES[2])),
+                                  pytest.param(3, marks=[pytest.mark.slow,
+                                                         pytest.mark.early(LAUNCHES[3])])])
+def test_overlap_gradients_equal_those_without(early_steps, size):
+    folder, _ = early_steps.result(LAUNCHES[size])
     for result in rank_files(folder, size):
         assert result["buckets"] == 3
         assert "a backward pass ran again" in result["twice"]
