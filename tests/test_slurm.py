@@ -57,6 +57,17 @@ def job_states(job_ids):
     return dict(line.split() for line in out.splitlines())
 
 
+def final_states(job_ids, timeout=60):
+    """:func:`job_states` once every job ended (a job's result is written before its step
+    and batch script end)."""
+    end = time.monotonic() + timeout
+    while True:
+        states = job_states(job_ids)
+        if set(states.values()) <= set(TERMINAL) or time.monotonic() > end:
+            return states
+        time.sleep(0.5)
+
+
 def submitit_job_ids(data):
     """The Slurm job ids of a grid's jobs: submitit's job folders under DATA_DIR/submitit."""
     return sorted(p.parent.name for p in (Path(data) / "submitit").glob("*/*_submitted.pkl"))
@@ -126,7 +137,7 @@ def test_grid_through_executor_slurm_runs_a_job_per_variant(tmp_path, local_runs
     # MinJobAge seconds).
     ids = submitit_job_ids(data)
     assert len(ids) == 3 and len({i.partition("_")[0] for i in ids}) == 1
-    assert job_states(ids) == {i: "COMPLETED" for i in ids}
+    assert final_states(ids) == {i: "COMPLETED" for i in ids}
     for seed in (0, 1, 2):
         assert rows(data / "cmd_train" / f"cmd_train_s{seed}") == local_runs[seed]
     assert local_runs[0] != local_runs[1]  # the seeds differ, so the comparison says something
@@ -149,7 +160,7 @@ def test_grid_through_submitit_auto_executor(tmp_path, local_runs, monkeypatch):
     results = grid.run(slurm_train.train, data_dir=str(tmp_path), executor=executor)
     assert [r.status for r in results] == ["ok"] * 3
     ids = submitit_job_ids(tmp_path)
-    assert len(ids) == 3 and set(job_states(ids).values()) == {"COMPLETED"}
+    assert len(ids) == 3 and set(final_states(ids).values()) == {"COMPLETED"}
     for seed in (0, 1, 2):
         assert rows(tmp_path / "auto" / f"auto_s{seed}") == local_runs[seed]
 

@@ -68,11 +68,17 @@ def job_states(job_ids) -> dict | None:
         return {}
     cmd = ["squeue", "--noheader", "--array", "--states=all", "--jobs=" + ",".join(job_ids),
            "--Format=JobArrayID:|,JobID:|,State:|,RestartCnt:|,Reason:|"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return None
+    for _ in range(10):
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                                  check=False, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if proc.returncode >= 0:
+            break
+        # Killed by a signal: inside a job that Slurm stops, Slurm signals every process of
+        # the job, squeue too, for a few moments. Ask again.
+        time.sleep(0.2)
     if proc.returncode != 0:
         # One job id Slurm no longer knows is an error; among others it is left out.
         return {} if "Invalid job id" in proc.stderr else None
