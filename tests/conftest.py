@@ -285,3 +285,9 @@ def pytest_collection_modifyitems(config, items):
     reason = slurm_absent() if slurm_items else None
     for item in slurm_items if reason else ():
         item.add_marker(pytest.mark.skip(reason=reason))
+    mpich_items = [item for item in items if "mpich" in item.keywords]
+    if mpich_items and mpi_family() != "MPICH":
+        reason = (f"relies on MPICH's own variables (MPIR_CVAR_*) or launch line; mpi4py "
+                  f"loads {mpi_library() or 'no MPI library'}")
+        for item in mpich_items:
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -1,14 +1,15 @@
 """A launcher of one MPI library starting programs whose mpi4py loads another.
 
 The tests marked ``mpi`` run under each MPI library that ``.ci/mpi-envs`` installs, one virtual
-environment each beside the main one (``.venv``: MPICH's wheel; ``.venv-ompi5``: Open MPI 5's
-wheel; ``.venv-ompi4``: Debian's Open MPI 4.1; ``.venv-impi``: Intel MPI's wheel). Here the
+environment each beside the main one (``.venv``: MPICH's wheel; in ``.mpi-envs/``, ``ompi5``:
+Open MPI 5's wheel, ``ompi4``: Debian's Open MPI 4.1, ``impi``: Intel MPI's wheel). Here the
 launcher is another library's, taken from those environments: measured, Open MPI's ranks
 started by a Hydra (MPICH's or Intel MPI's), and Intel MPI's started by Open MPI's launcher,
 are each a world of one, which the world check stops with one error; MPICH's started by Open
 MPI's launcher stop in ``MPI_Init`` (MPICH does not speak PMIx). MPICH's and Intel MPI's
 Hydras start each other's ranks as one right world (they speak the same PMI). No row is
-written in either failure.
+written in either failure. ``spinfast info`` names each library and its own launcher, and
+warns of a launcher that cannot start the library mpi4py loads.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 from conftest import mpi_env, mpi_family, mpi_library
 from helpers import ROOT, find_mpiexec, mpi_program
 
+from spinfast._cli.info import mismatch_note
 from spinfast._mpi import launch as _launch
 
 # The families of launchers whose ranks are each a world of one for a library (measured).
@@ -29,23 +31,14 @@ FOREIGN = {"Open MPI": ("MPICH", "Intel MPI"), "Intel MPI": ("Open MPI",),
            "MPICH": ("Open MPI",)}
 
 
-def launcher_family(path: str) -> str | None:
-    """The MPI library a launcher belongs to, from its ``--version``."""
-    text = _launch.version_text(path)
-    if _launch.is_open_mpi(path, text):
-        return "Open MPI"
-    if "intel" in text.lower():
-        return "Intel MPI"
-    return "MPICH" if "hydra" in text.lower() else None
-
-
 def foreign_launcher(family: str | None) -> str | None:
     """A launcher, of the per-library environments beside this one's or on PATH, whose ranks
     of ``family``'s library are each a world of one; None if there is none here."""
-    found = [str(p) for p in sorted(ROOT.glob(".venv*/bin/mpiexec"))]
+    found = [str(p) for p in [ROOT / ".venv" / "bin" / "mpiexec",
+                              *sorted(ROOT.glob(".mpi-envs/*/bin/mpiexec"))] if p.exists()]
     found += [p for p in (shutil.which("mpiexec"),) if p]
     for path in found:
-        if launcher_family(path) in FOREIGN.get(family or "", ()):
+        if _launch.describe_launcher(path).family in FOREIGN.get(family or "", ()):
             return path
     return None
 
@@ -89,3 +82,39 @@ def test_a_launcher_of_another_mpi_library_writes_no_row(tmp_path):
         assert "its MPI world has 1 process," in error and library in error, out
         assert "start the ranks with the mpiexec of that library" in error, out
     assert not os.path.exists(tmp_path / "progress.txt")
+
+
+@pytest.mark.mpi
+def test_info_names_the_mpi_library_and_its_own_launcher():
+    proc = subprocess.run([sys.executable, "-m", "spinfast.run", "info"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line[:11].strip(): line[13:] for line in proc.stdout.splitlines()}
+    # mpi4py's own answer, asked without spinfast
+    library = subprocess.run([sys.executable, "-c", "from mpi4py import MPI; print("
+                              "MPI.Get_library_version().replace(chr(0), '').splitlines()[0])"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    library = " ".join(library.split())
+    assert rows["MPI library"].startswith(library + " (mpi4py ")
+    if library.startswith("Open MPI v"):
+        major = int(library.removeprefix("Open MPI v").split(".")[0])
+        kind = f"Open MPI {major}, {'PRRTE' if major >= 5 else 'ORTE'}"
+    else:
+        kind = {"Intel MPI": "Intel MPI's Hydra", "MPICH": "Hydra: MPICH or a derivative"}[
+            mpi_family()]
+    assert rows["launcher"].startswith(f"{find_mpiexec()} ({kind}); "), rows["launcher"]
+    assert "WARNING" not in proc.stdout
+
+
+@pytest.mark.parametrize("launcher, library, warned", [
+    ("MPICH", "MPICH", False), ("MPICH", "Intel MPI", False), ("Intel MPI", "MPICH", False),
+    ("Open MPI", "Open MPI", False), ("MPICH", "Open MPI", True),
+    ("Intel MPI", "Open MPI", True), ("Open MPI", "MPICH", True),
+    ("Open MPI", "Intel MPI", True), (None, "MPICH", False), ("MPICH", None, False)])
+def test_info_warns_of_a_launcher_that_cannot_start_the_library(launcher, library, warned):
+    note = mismatch_note(launcher, library)
+    assert bool(note) == warned
+    if warned:
+        assert note == (f"; WARNING: mpi4py loads {library}, which this launcher does not start "
+                        f"as one world (each rank would stop at the world check): use "
+                        f"{library}'s launcher, or mpi4py built for {launcher}")

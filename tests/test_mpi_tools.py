@@ -300,6 +300,9 @@ def test_without_launch_vars_keeps_everything_else():
            "OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2", "HYDRA_CONTROL_FD": "3",
            "MPI_LOCALNRANKS": "1", "MV2_COMM_WORLD_RANK": "0", "IN_MPI": "1",
            "SPINFAST_WORLD_SIZE": "2", "SLURM_STEP_NUM_TASKS": "2",
+           # Open MPI 4's mpiexec refuses to start under these ("recursive calls")
+           "OMPI_UNIVERSE_SIZE": "2", "OMPI_MCA_orte_hnp_uri": "1.0;tcp://x", "OMPI_MCA_ess":
+           "^singleton", "OMPI_MCA_ess_base_jobid": "7", "OMPI_MCA_pmix": "^s1,s2",
            "SLURM_JOB_ID": "7", "OMPI_MCA_btl": "self", "PATH": "/bin"}
     assert _launch.without_launch_vars(env) == {"SLURM_JOB_ID": "7", "OMPI_MCA_btl": "self",
                                                 "PATH": "/bin"}

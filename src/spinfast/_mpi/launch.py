@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["LAUNCH_VARS", "LAUNCH_PREFIXES", "SIZE_VARS", "INSTALL_HINT", "WORLD_SIZE_VAR",
+__all__ = ["LAUNCH_VARS", "LAUNCH_PREFIXES", "SIZE_VARS", "OPEN_MPI_RANK_VARS",
+           "OPEN_MPI_RANK_PREFIXES", "INSTALL_HINT", "WORLD_SIZE_VAR",
            "PMI_OF_LIBRARY", "Launcher", "PmiChoice", "launched", "env_size", "srun_tasks",
            "physical_cores", "find_launcher", "version_text", "is_open_mpi", "open_mpi_major",
            "open_mpi_flags", "open_mpi_env", "library_version", "library_family",
@@ -32,6 +33,14 @@ LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_RANK",
                "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_RANK")
 LAUNCH_PREFIXES = ("HYDRA_", "OMPI_COMM_WORLD_", "PMIX_")
 SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+# What Open MPI 4's mpiexec (ORTE) also sets in its ranks: an mpiexec started where they are
+# refuses ("does not support recursive calls", for OMPI_UNIVERSE_SIZE) or fails (the orte_ and
+# ess_ settings). A user's own OMPI_MCA_ settings are none of these.
+OPEN_MPI_RANK_VARS = ("OMPI_UNIVERSE_SIZE", "OMPI_COMMAND", "OMPI_ARGV", "OMPI_NUM_APP_CTX",
+                      "OMPI_FIRST_RANKS", "OMPI_APP_CTX_NUM_PROCS", "OMPI_FILE_LOCATION",
+                      "OMPI_MCA_pmix", "OMPI_MCA_initial_wdir", "OMPI_MCA_mpi_oversubscribe",
+                      "OMPI_MCA_shmem_RUNTIME_QUERY_hint")
+OPEN_MPI_RANK_PREFIXES = ("OMPI_MCA_orte_", "OMPI_MCA_ess")
 
 INSTALL_HINT = "pip install 'spinfast[mpi]'"
 
@@ -211,7 +220,8 @@ def library_version() -> str:
             return ""
         finally:
             mpi4py.rc.initialize, mpi4py.rc.finalize = saved
-    return " ".join((mpi.Get_library_version().strip().splitlines() or [""])[0].split())
+    text = mpi.Get_library_version().replace("\0", "")  # Open MPI's ends with a NUL
+    return " ".join((text.strip().splitlines() or [""])[0].split())
 
 
 def library_family(version: str) -> str | None:
@@ -292,23 +302,27 @@ def srun_pmi() -> PmiChoice:
 
 
 class Launcher:
-    """The launcher ``mpi_fork`` uses here: ``path``, ``kind`` and ``version``.
+    """The launcher ``mpi_fork`` uses here: ``path``, ``kind``, ``version`` and ``family``.
 
     ``kind`` is ``'srun'`` (inside a Slurm job), ``'open-mpi'`` or ``'other'`` (MPICH, Intel
     MPI, MVAPICH...: an ``mpiexec`` that takes ``-n N`` and no Open MPI flags). ``version``
     is the first line of ``mpiexec --version`` with a number in it ("" for ``srun``, which
-    is not asked).
+    is not asked). ``family`` is the MPI library the launcher belongs to, a key of
+    :data:`PMI_OF_LIBRARY` (``"Open MPI"``, ``"Intel MPI"``, ``"MPICH"`` for a Hydra of MPICH
+    or a derivative), or None (``srun``, or not known).
     """
 
-    __slots__ = ("path", "kind", "version")  # a plain class: typing costs import time
+    __slots__ = ("path", "kind", "version", "family")  # a plain class: typing costs import time
 
-    def __init__(self, path: str, kind: str, version: str = ""):
+    def __init__(self, path: str, kind: str, version: str = "", family: str | None = None):
         self.path = path
         self.kind = kind
         self.version = version
+        self.family = family
 
     def __repr__(self):
-        return f"Launcher(path={self.path!r}, kind={self.kind!r}, version={self.version!r})"
+        return (f"Launcher(path={self.path!r}, kind={self.kind!r}, version={self.version!r}, "
+                f"family={self.family!r})")
 
 
 def choose_launcher() -> Launcher:
@@ -330,12 +344,17 @@ def choose_launcher() -> Launcher:
 
 def describe_launcher(path: str) -> Launcher:
     """Return the :class:`Launcher` of the ``mpiexec``/``mpirun`` at ``path`` (asked its
-    ``--version``: Open MPI or not, and the version line)."""
+    ``--version``: Open MPI or not, the version line, the library it belongs to)."""
     text = version_text(path)
     # The first line with a number: "mpiexec (Open MPI) 5.0.5", Hydra's "Version: 4.3.0".
     first = next((" ".join(line.split()) for line in text.splitlines()
                   if any(c.isdigit() for c in line)), "")
-    return Launcher(path, "open-mpi" if is_open_mpi(path, text) else "other", first)
+    if is_open_mpi(path, text):
+        return Launcher(path, "open-mpi", first, "Open MPI")
+    lower = text.lower()
+    # Intel MPI's Hydra names Intel; MPICH's (and MVAPICH's) prints "HYDRA build details".
+    family = "Intel MPI" if "intel" in lower else "MPICH" if "hydra" in lower else None
+    return Launcher(path, "other", first, family)
 
 
 def launch_command(n: int, bind_to_core: bool = False) -> list:
@@ -375,11 +394,12 @@ def without_launch_vars(env: dict) -> dict:
 
     A program started from inside a launched process (e.g. an experiment started by a submitit
     job that Slurm's ``srun`` launched with PMI) is not one of that launch's ranks; without
-    these variables (nor ``IN_MPI``, :data:`WORLD_SIZE_VAR` and the task count of the
-    ``srun`` step) it decides its own MPI world.
+    these variables (nor ``IN_MPI``, :data:`WORLD_SIZE_VAR`, the task count of the ``srun``
+    step, and what Open MPI 4's launcher sets besides, :data:`OPEN_MPI_RANK_VARS`) it decides
+    its own MPI world, and its own ``mpiexec`` starts.
     """
-    prefixes = (*LAUNCH_PREFIXES, "PMI_")
-    dropped = ("IN_MPI", WORLD_SIZE_VAR, "SLURM_STEP_NUM_TASKS")
+    prefixes = (*LAUNCH_PREFIXES, *OPEN_MPI_RANK_PREFIXES, "PMI_")
+    dropped = ("IN_MPI", WORLD_SIZE_VAR, "SLURM_STEP_NUM_TASKS", *OPEN_MPI_RANK_VARS)
     return {k: v for k, v in env.items()
             if k not in LAUNCH_VARS and k not in SIZE_VARS and k not in dropped
             and not k.startswith(prefixes)}
