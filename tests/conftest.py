@@ -132,12 +132,6 @@ def _skipped(item) -> bool:
                for mark in item.iter_markers())
 
 
-@functools.cache
-def launcher_version(launcher: str) -> str:
-    """The first line of ``launcher --version`` with a number in it ("" if none)."""
-    return _launch.describe_launcher(launcher).version
-
-
 def mpi_env(launcher: str | None = None, **extra: str) -> dict[str, str]:
     """The environment of a launch by ``launcher`` (default :func:`helpers.find_mpiexec`'s):
     :func:`helpers.program_env`, what the launcher needs as root and oversubscribed, then
