@@ -12,10 +12,11 @@ runs one torch thread (``setup_pytorch_for_mpi``); gloo is initialised from the 
 over TCP on the loopback interface.
 
 * ``step <size>``: forward + backward of an MLP of 4 hidden layers (width 512, 2048, 4096:
-  ~0.8M, ~12.7M, ~50.5M parameters) on 64 samples, then the averaging, in four sides timed in
+  ~0.8M, ~12.7M, ~50.5M parameters) on 64 samples, then the averaging, in five sides timed in
   the same rounds: ``compute`` (no averaging), ``spinfast`` (``mpi_avg_grads(model)``),
-  ``spinup`` (Spinning Up's per-tensor ``mpi_avg``) and ``ddp`` (the same model in
-  ``DistributedDataParallel``, whose autograd hooks average buckets during backward). The
+  ``spinup`` (Spinning Up's per-tensor ``mpi_avg``), ``ddp`` (the same model in
+  ``DistributedDataParallel``, whose autograd hooks average buckets during backward) and
+  ``overlap`` (``FlatGrads(overlap=True)``, spinfast's buckets averaged during backward). The
   ratio is DDP's step over spinfast's; the overhead ratio (step - compute) is printed by the
   "all sides" table's figures (see bench/README.md). Targets: step at most 0.8x DDP's at
   12.7M and 50M, 0.7x at 0.8M.
@@ -142,7 +143,7 @@ def test_memory(capsys, size):
 def test_step(benchmark, gloo, size):
     from reference import reference_module_avg_grads
 
-    from spinfast.mpi_pytorch import mpi_avg_grads
+    from spinfast.mpi_pytorch import FlatGrads, mpi_avg_grads
 
     width, rounds = WIDTHS[size]
     plain, ddp = models(width)
@@ -157,10 +158,17 @@ def test_step(benchmark, gloo, size):
         compute(plain, data)
         reference_module_avg_grads(COMM, plain)
 
+    over_model = mlp(width)  # FlatGrads(overlap=True): buckets averaged during backward
+    over = FlatGrads(over_model, overlap=True)
+
+    def overlap():
+        compute(over_model, data)
+        over.average()
+
     target = {"0.8M": 1 / 0.7}.get(size, 1 / 0.8)
     interleaved(benchmark, f"step {size} {TRANSPORT}: vs DDP (gloo)", target, rounds, ours,
                 lambda: compute(ddp, data), extra={"compute": lambda: compute(plain, data),
-                                                   "spinup": spinup},
+                                                   "spinup": spinup, "overlap": overlap},
                 warmup_rounds=2)
 
 
@@ -207,7 +215,7 @@ def _extra_peak_mb(fn):
 
 # Each transport with PyTorch's default 4 KiB pages (THP_MEM_ALLOC_ENABLE=0), and shared memory
 # also with its tensors of 2 MB or more on transparent huge pages (THP_MEM_ALLOC_ENABLE=1, what
-# mpi_fork gives its ranks): all four sides of a variant run in the same environment.
+# mpi_fork gives its ranks): all five sides of a variant run in the same environment.
 select_tests(globals(), __file__, variants={
     **transports("shm", "nolocal", "tcp-ucx", "tcp-ofi", THP_MEM_ALLOC_ENABLE="0"),
     "shm+thp": {**transports("shm")["shm"], "THP_MEM_ALLOC_ENABLE": "1"}})

@@ -80,7 +80,7 @@ def gloo():
 
 @pytest.mark.parametrize("n", sizes([1_000, 100_000, 1_000_000, 10_000_000, 50_000_000], 2),
                          ids=lambda n: f"{n:.0e}".replace("+0", "").replace("+", ""))
-def test_allreduce(benchmark, gloo, n):
+def test_allreduce(benchmark, capsys, gloo, n):
     import torch
     from mpi4py import MPI
 
@@ -105,7 +105,8 @@ def test_allreduce(benchmark, gloo, n):
                        "gloo": lambda: gloo.all_reduce(buffers["gloo"])}, prepare=prepare)
     benchmark.extra_info["paths"] = f"auto {auto.paths} engine {engine.paths}"
     if RANK == 0:
-        print(f"\npaths {n}: auto {auto.paths}, engine {engine.paths}")
+        with capsys.disabled():
+            print(f"\npaths {n}: auto {auto.paths}, engine {engine.paths}")
 
 
 @pytest.mark.parametrize("size", sizes(["0.8M", "12.7M", "50M"]))

@@ -328,7 +328,7 @@ def openmpi_launch(cluster: Cluster, ranks_per_node: int, argv, python: str,
     ``python`` is an interpreter whose mpi4py loads that Open MPI, ``launcher`` its mpirun.
     """
     cmd = [launcher, "--oversubscribe", "--mca", "btl", "tcp,self", "--mca", "pml", "ob1",
-           "--mca", "btl_tcp_if_include", "198.18.31.0/24", "--mca", "oob_tcp_if_include", "lo",
+           "--mca", "btl_tcp_if_include", f"{SUBNET}.0/24",
            *_segments(cluster, ranks_per_node, argv, python, lambda node: {})]
     env = {**_clean_env(), "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
     return cmd, env
