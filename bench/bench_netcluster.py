@@ -219,7 +219,7 @@ if not UNDER_LAUNCH:
         sys.path.insert(0, str(HERE))
         import netcluster
 
-        reason = netcluster.unavailable()
+        reason = netcluster.unavailable() or netcluster.mpich_missing()
         if reason:
             pytest.skip(f"netcluster: {reason}")
         disabled = request.config.getoption("benchmark_disable", False)

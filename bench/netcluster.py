@@ -304,6 +304,23 @@ def _segments(cluster, ranks_per_node, argv, python, node_env):
     return cmd[1:]
 
 
+def _mpiexec_beside(python: str) -> str:
+    beside = Path(python).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec") or "mpiexec"
+
+
+def mpich_missing(python: str = sys.executable) -> str | None:
+    """Why :func:`mpich_launch` cannot run ``python``'s ranks (its ``mpiexec`` is not MPICH's
+    Hydra, e.g. an Open MPI or Intel MPI virtual environment), or None."""
+    launcher = _mpiexec_beside(python)
+    text = _run([launcher, "--version"], check=False) if shutil.which(launcher) else None
+    out = "" if text is None else text.stdout + text.stderr
+    if "HYDRA build details" in out and "Intel" not in out:
+        return None
+    first = out.strip().splitlines()[0] if out.strip() else "none found"
+    return f"the mpiexec beside {python} is not MPICH's ({first})"
+
+
 def mpich_launch(cluster: Cluster, ranks_per_node: int, argv, python: str = sys.executable,
                  launcher: str | None = None) -> tuple[list[str], dict[str, str]]:
     """``(command, environment)`` that starts ``python argv`` as ``ranks_per_node`` ranks on
@@ -313,9 +330,7 @@ def mpich_launch(cluster: Cluster, ranks_per_node: int, argv, python: str = sys.
     in the caller's namespace and hands each rank its PMI connection as an inherited
     descriptor, which crosses into the node's namespace.
     """
-    if launcher is None:
-        beside = Path(python).parent / "mpiexec"
-        launcher = str(beside) if beside.exists() else shutil.which("mpiexec") or "mpiexec"
+    launcher = launcher or _mpiexec_beside(python)
     cmd = [launcher, *_segments(cluster, ranks_per_node, argv, python,
                                 lambda node: {"FI_TCP_IFACE": node.ifname})]
     return cmd, {**_clean_env(), **MPICH_ENV}
