@@ -213,6 +213,7 @@ if not UNDER_LAUNCH:
     for _name in [n for n in globals() if n.startswith("test_")]:
         del globals()[_name]
 
+    @pytest.mark.timeout(1800)
     @pytest.mark.parametrize("variant", VARIANTS)
     def test_on_cluster(request, capsys, variant):
         """Make the variant's cluster and run this file on it (one rank per node)."""
@@ -227,7 +228,7 @@ if not UNDER_LAUNCH:
             pytest.skip("with --benchmark-disable only 2n-10gbit runs (CI's single pass)")
         nodes, rate = variant.split("n-")
         argv = ["-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "--rootdir",
-                str(request.config.rootpath)]
+                str(request.config.rootpath), "--timeout", "1500"]
         for flag in ("--benchmark-disable", "--check-targets"):
             if request.config.getoption(flag.lstrip("-").replace("-", "_"), False):
                 argv.append(flag)
