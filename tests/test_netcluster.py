@@ -227,6 +227,7 @@ def test_openmpi_ranks_across_nodes(request, two_nodes, tmp_path):
     # makes this fail, so that the marker goes.
     request.applymarker(pytest.mark.xfail(strict=True, reason="Open MPI's MPI_Init fails "
                                           "across namespaces of one host"))
+    python, mpirun = found
     nc.run(nc.openmpi_launch(two_nodes, 1, [mpi_program("ddp_grads")], python, mpirun),
            tmp_path, timeout=180)
     results = rank_files(tmp_path, 2)
