@@ -30,8 +30,13 @@ cdef extern from "compress_kernels.h" nogil:
     int SFC_FP16
     Py_ssize_t sfc_encode(int kind, const float* x, float* res, uint16_t* out, Py_ssize_t n)
     void sfc_decode(int kind, const uint16_t* src, float* y, Py_ssize_t n)
-    void sfc_reduce(int kind, const uint16_t* recv, Py_ssize_t m, int p, int own,
-                    const uint16_t* own_row, float divisor, float* res, uint16_t* out)
+    ctypedef struct sfc_rows:
+        const uint16_t* recv
+        const uint16_t* own_row
+        Py_ssize_t m
+        int p
+        int own
+    void sfc_reduce(int kind, const sfc_rows* rows, float divisor, float* res, uint16_t* out)
 
 KINDS = ("bf16", "fp16")
 
@@ -184,15 +189,17 @@ def reduce(const uint16_t[::1] recv, int p, int own, uint16_t[::1] out, float[::
     """
     cdef int code = _kind(kind, "reduce()")
     cdef Py_ssize_t m = out.shape[0]
+    cdef sfc_rows rows
     if p < 1 or not 0 <= own < p or recv.shape[0] != (p - 1) * m or residual.shape[0] != m:
         raise ValueError(f"reduce(): recv has {recv.shape[0]} values, out {m}, residual "
                          f"{residual.shape[0]}, p={p}, own={own}; pass p - 1 rows of len(out) "
                          f"values, a residual of len(out) and 0 <= own < p")
     if m == 0:
         return
+    rows.recv = &recv[0] if p > 1 else NULL
+    rows.own_row, rows.m, rows.p, rows.own = &out[0], m, p, own
     with nogil:
-        sfc_reduce(code, &recv[0] if p > 1 else NULL, m, p, own, &out[0],
-                   <float>p if mean else 1.0, &residual[0], &out[0])
+        sfc_reduce(code, &rows, <float>p if mean else 1.0, &residual[0], &out[0])
 
 
 def decode(const uint16_t[::1] data, arrays, str kind):

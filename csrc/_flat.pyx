@@ -411,8 +411,10 @@ cdef class FlatBuffer:
                 Under MPI every rank raises when any rank's input is wrong.
             RuntimeError: the instance is in use by another thread.
         """
-        cdef int code = _OP_NAMES.index(op) if isinstance(op, str) and op in _OP_NAMES else -1
-        self._call(comm, arrays, code, -1, op, "FlatBuffer.allreduce()", sources)
+        cdef call_t c = _record(comm, op, "FlatBuffer.allreduce()")
+        c.code = _OP_NAMES.index(op) if isinstance(op, str) and op in _OP_NAMES else -1
+        c.ok_flag = _flag_ok(c.code)
+        self._call(&c, arrays, sources)
 
     def bcast(self, comm, arrays, int root=0):
         """Copy every array of rank ``root`` into the same array on the other ranks, in place.
@@ -427,23 +429,18 @@ cdef class FlatBuffer:
             ValueError: as for :meth:`allreduce`, or ``root`` is out of range or differs
                 between ranks.
         """
-        self._call(comm, arrays, OP_BCAST, root, None, "FlatBuffer.bcast()", None)
+        cdef call_t c = _record(comm, None, "FlatBuffer.bcast()")
+        c.code, c.root = OP_BCAST, root
+        self._call(&c, arrays, None)
 
-    cdef int _call(self, object comm, object arrays, int code, int root, object op, str where,
-                   object sources) except -1:
-        # The call record, then the call, one at a time on this instance.
-        cdef call_t c
-        c.comm, c.dup, c.op, c.where = <PyObject*>comm, NULL, <PyObject*>op, <PyObject*>where
-        c.size = comm.Get_size() if comm is not None else 1
-        c.rank = comm.Get_rank() if comm is not None else 0
-        c.code, c.root = code, root
-        c.ok_flag = 0.0 if code == OP_BCAST else _flag_ok(code)
+    cdef int _call(self, call_t* c, object arrays, object sources) except -1:
+        # The call, one at a time on this instance.
         if self._busy:
             raise RuntimeError("FlatBuffer: a call is already running on this instance; use one "
                                "FlatBuffer per thread")
         self._busy = True
         try:
-            self._run(&c, arrays, sources)
+            self._run(c, arrays, sources)
         finally:
             self._release()
             self._busy = False
@@ -864,6 +861,16 @@ cdef class FlatBuffer:
             (<object>c.comm).Allreduce(_MPI.IN_PLACE, [_writable(b.ptr, b.n * _itemsize(b.kind)),
                                                        _MPI_TYPES[b.kind]], _MPI_OPS[code])
         return 0
+
+
+cdef call_t _record(object comm, object op, str where) except *:
+    # A call's record, before its op: on ``comm`` (None: one process), named ``where``.
+    cdef call_t c
+    c.comm, c.dup, c.op, c.where = <PyObject*>comm, NULL, <PyObject*>op, <PyObject*>where
+    c.size = comm.Get_size() if comm is not None else 1
+    c.rank = comm.Get_rank() if comm is not None else 0
+    c.code, c.root, c.ok_flag = -1, -1, 0.0
+    return c
 
 
 cdef int _grow(void** p, size_t nbytes) except -1:

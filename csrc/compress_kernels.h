@@ -4,9 +4,9 @@
  *   sfc_encode(kind, x, res, out, n)      v = x + res; out = round16(v); res = v - widen(out);
  *                                         returns the first i whose finite v is beyond the
  *                                         16-bit range (float16 only: |v| >= 65520), else -1
- *   sfc_reduce(kind, recv, m, p, own,     per element i of one chunk of m values: the p rows
- *              own_row, divisor, res,     of the ranks r = 0..p-1 (row own is own_row, the
- *              out)                       owner's values where they lie; the others are the
+ *   sfc_reduce(kind, rows, divisor,       per element i of one chunk of m values: the p rows
+ *              res, out)                  of the ranks r = 0..p-1 (sfc_rows: row own is own_row,
+ *                                         the owner's values where they lie; the others are the
  *                                         p - 1 rows of recv, in rank order), widened, summed
  *                                         in rank order in float32, divided by divisor (p for a mean, 1 for a
  *                                         sum, as the float32 path: SUM, then x / size),
@@ -161,38 +161,48 @@ static SFC_CLONES void sfc_decode(int kind, const uint16_t *restrict in, float *
     }
 }
 
-static void sfc_widen_rows(int kind, const uint16_t *restrict recv, ptrdiff_t m, int p,
-                           int own, const uint16_t *restrict own_row, ptrdiff_t k,
+/* The p rows of one chunk of m values: rank `own`'s is own_row (the owner's values where they
+   lie), the others are the p - 1 rows of recv, in rank order. */
+typedef struct {
+    const uint16_t *recv;
+    const uint16_t *own_row;
+    ptrdiff_t m;
+    int p;
+    int own;
+} sfc_rows;
+
+/* acc[j] = the sum over the rows, in rank order, of element b + j (j < k), widened */
+static void sfc_widen_rows(int kind, const sfc_rows *rows, ptrdiff_t b, ptrdiff_t k,
                            float *restrict acc)
 {
     ptrdiff_t j;
     int r;
-    sfc_decode(kind, own == 0 ? own_row : recv, acc, k); /* rank 0's row */
-    for (r = 1; r < p; r++) {
+    for (r = 0; r < rows->p; r++) {
         const uint16_t *restrict row =
-            r == own ? own_row : recv + (ptrdiff_t)(r < own ? r : r - 1) * m;
-        if (kind == SFC_BF16) {
+            (r == rows->own ? rows->own_row
+                            : rows->recv + (ptrdiff_t)(r < rows->own ? r : r - 1) * rows->m) + b;
+        if (r == 0)
+            sfc_decode(kind, row, acc, k);
+        else if (kind == SFC_BF16)
             for (j = 0; j < k; j++)
                 acc[j] += sfc_bf16_widen(row[j]);
-        } else {
+        else
             for (j = 0; j < k; j++)
                 acc[j] += sfc_fp16_widen(row[j]);
-        }
     }
 }
 
-static SFC_CLONES void sfc_reduce(int kind, const uint16_t *restrict recv, ptrdiff_t m, int p, int own,
-                       const uint16_t *own_row, float divisor, float *restrict res,
-                       uint16_t *out)
+static SFC_CLONES void sfc_reduce(int kind, const sfc_rows *rows, float divisor,
+                                  float *restrict res, uint16_t *out)
 {
     float acc[SFC_BLOCK];
-    ptrdiff_t b, j;
+    ptrdiff_t b, j, m = rows->m;
     /* x / 2**k == x * 2**-k exactly: a multiplication then, a division otherwise */
     int pow2 = (sfc_bits(divisor) & 0x007fffffu) == 0 && divisor >= 1.0f;
     float inv = 1.0f / divisor;
     for (b = 0; b < m; b += SFC_BLOCK) {
         ptrdiff_t k = m - b < SFC_BLOCK ? m - b : SFC_BLOCK;
-        sfc_widen_rows(kind, recv + b, m, p, own, own_row + b, k, acc);
+        sfc_widen_rows(kind, rows, b, k, acc);
         if (pow2) {
             for (j = 0; j < k; j++)
                 acc[j] *= inv;
