@@ -22,6 +22,8 @@ beside that interpreter, and rank 0 reports::
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from mpibench import COMM, RANK, UNDER_MPI, interleaved, select_tests
@@ -32,7 +34,10 @@ from spinfast._mpi import launch as _launch
 if UNDER_MPI:
     from mpi4py import MPI
 
-LIBRARY = _launch.library_family(_launch.library_version()) or "MPI"
+# "Open MPI 4.1.4", "MPICH 5.0.2", "Intel MPI 2021.18.1": the family and its version number
+_VERSION = _launch.library_version()
+LIBRARY = " ".join([_launch.library_family(_VERSION) or "MPI",
+                    *re.findall(r"\d+\.\d+(?:\.\d+)?", _VERSION)[:1]])
 
 
 @pytest.fixture(scope="module", autouse=True)
