@@ -393,3 +393,26 @@ def test_call_experiment_of_a_cancelled_job_raises(tmp_path, monkeypatch, capsys
     canceller.join()
     assert info.value.returncode is None
     assert f"Slurm job {cancelled[0]} cancelled" in capsys.readouterr().out
+
+
+# The other MPI libraries' environments (.ci/mpi-envs makes them in .mpi-envs/).
+OTHER_VENVS = {"ompi4": "Open MPI", "ompi5": "Open MPI", "impi": "Intel MPI"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(OTHER_VENVS))
+def test_cpu_2_inside_a_job_under_another_mpi_library(tmp_path, local_runs, name):
+    """Open MPI's ranks get pmix, Intel MPI's pmi2, on Slurm's default MpiDefault=none."""
+    python = ROOT / ".mpi-envs" / name / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"no .mpi-envs/{name} here (bash .ci/mpi-envs WHEEL {name} makes it)")
+    version = run(python, "-c", "from spinfast._mpi import launch; "
+                  "print(launch.library_version())", check=True).stdout.strip()
+    assert _launch.library_family(version) == OTHER_VENVS[name], version
+    data = tmp_path / "data"
+    proc = run(python, "-m", "spinfast.run", "slurm_train:train", "--seed", "0", "--epochs",
+               "3", "--cpu", "2", "--data_dir", data, "--executor", "slurm", "--slurm_time", "5")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = (data / "cmd_train" / "cmd_train_s0.log").read_text()
+    table = rows(data / "cmd_train" / "cmd_train_s0")
+    assert table == local_runs["two ranks"], log  # one world of 2: Ranks 2, MeanRank 0.5
