@@ -45,18 +45,11 @@ def mpi_library():
         import mpi4py
     except ImportError:
         return f"none: mpi4py is not installed ({_launch.INSTALL_HINT})"
-    mpi = sys.modules.get("mpi4py.MPI")
-    if mpi is None:
-        saved = (mpi4py.rc.initialize, mpi4py.rc.finalize)
-        mpi4py.rc.initialize = mpi4py.rc.finalize = False
-        try:
-            from mpi4py import MPI as mpi
-        except ImportError as exc:  # mpi4py without a loadable libmpi
-            return f"none: mpi4py {mpi4py.__version__} cannot load its MPI library ({exc})"
-        finally:
-            mpi4py.rc.initialize, mpi4py.rc.finalize = saved
-    first = (mpi.Get_library_version().replace("\0", "").strip().splitlines() or ["?"])[0]
-    return f"{' '.join(first.split())} (mpi4py {mpi4py.__version__})"
+    try:
+        _launch.mpi_module()
+    except ImportError as exc:  # mpi4py without a loadable libmpi
+        return f"none: mpi4py {mpi4py.__version__} cannot load its MPI library ({exc})"
+    return f"{_launch.library_version() or '?'} (mpi4py {mpi4py.__version__})"
 
 
 # The libraries whose ranks a launcher of each family starts as one world (measured with the

@@ -200,28 +200,35 @@ def open_mpi_env(version: str) -> dict:
     return env
 
 
-def library_version() -> str:
-    """Return the first line of the MPI library version that mpi4py loads ("" if none loads).
+def mpi_module():
+    """Return ``mpi4py.MPI``, imported without initialising MPI unless the program did.
 
-    ``mpi4py.MPI`` is imported without initialising MPI (``mpi4py.rc.initialize`` is False
-    for the import, then restored) unless the program already imported it.
+    ``mpi4py.rc.initialize`` (and ``finalize``) are False for the import, then restored.
+
+    Raises:
+        ImportError: mpi4py is not installed, or cannot load its MPI library.
     """
-    try:
-        import mpi4py
-    except ImportError:
-        return ""
+    import mpi4py
+
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is None:
         saved = (mpi4py.rc.initialize, mpi4py.rc.finalize)
         mpi4py.rc.initialize = mpi4py.rc.finalize = False
         try:
             from mpi4py import MPI as mpi
-        except ImportError:  # mpi4py without a loadable libmpi
-            return ""
         finally:
             mpi4py.rc.initialize, mpi4py.rc.finalize = saved
-    text = mpi.Get_library_version().replace("\0", "")  # Open MPI's ends with a NUL
-    return " ".join((text.strip().splitlines() or [""])[0].split())
+    return mpi
+
+
+def library_version() -> str:
+    """Return the first line of the MPI library version that mpi4py loads ("" if none loads)."""
+    try:
+        mpi = mpi_module()
+    except ImportError:
+        return ""
+    text = mpi.Get_library_version().replace("\0", "").strip()
+    return " ".join((text.splitlines() or [""])[0].split())
 
 
 def library_family(version: str) -> str | None:
