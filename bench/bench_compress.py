@@ -66,21 +66,22 @@ def test_phases_10M(benchmark):
     import numpy as np
 
     from spinfast import _compress
-    from spinfast._mpi.compression import Compressor, _dup, _exchange
+    from spinfast._flat import engine_comm
+    from spinfast._mpi.compression import Compressor, _send_and_receive
 
     params = model()
     arrays = [p.grad.numpy().reshape(-1) for p in params]
     c = Compressor("bf16")
     c.average(COMM, arrays)  # allocates the state
-    size, dup, hdr = COMM.Get_size(), _dup(COMM), np.zeros(11)
+    size, dup, hdr = COMM.Get_size(), engine_comm(COMM), np.zeros(11)
     lo, hi, peer = c._displs[RANK], c._displs[RANK] + c._m, 1 - RANK  # (2 ranks)
     mine, theirs = c._send[lo:hi], c._send[c._displs[peer]:c._displs[peer] + c._counts[peer]]
     phases = {
         "encode": lambda: _compress.encode(arrays, c._res, c._send, "bf16"),
         "agree": lambda: c._engine.allreduce(COMM, [hdr], op="max"),
-        "scatter": lambda: _exchange(dup, [(peer, theirs)], [(peer, c._recv)]),
+        "scatter": lambda: _send_and_receive(dup, [(peer, theirs)], [(peer, c._recv)]),
         "reduce": lambda: _compress.reduce(c._recv, size, RANK, mine, c._outres, "bf16"),
-        "gather": lambda: _exchange(dup, [(peer, mine)], [(peer, theirs)]),
+        "gather": lambda: _send_and_receive(dup, [(peer, mine)], [(peer, theirs)]),
         "decode": lambda: _compress.decode(c._send, arrays, "bf16"),
     }
     # each phase after a barrier, in turns with the whole average (the "spinfast" side)
