@@ -276,31 +276,20 @@ class FlatGrads:
         self._arrays = [b.numpy() for b in self.buffers]
         self._engine = FlatBuffer(fusion_threshold=0)  # whole buffers, reduced in place
 
-    def _rebind(self):
-        for p in self.params:
-            view = self.views[p]
-            if p.grad is None:
-                view.zero_()
-            elif p.grad.data_ptr() != view.data_ptr():
-                view.copy_(p.grad)
-            else:
-                continue
-            p.grad = view
-
     def zero(self):
         """Set every gradient to zero, keeping the views."""
         if self._overlap is not None:
             return self._overlap.zero()
         for b in self.buffers:
             b.zero_()
-        self._rebind()
+        _overlap.rebind(self.params, self.views)
 
     def average(self):
         """Average the gradients over MPI ranks in place (one reduction per dtype buffer; with
         ``overlap``, wait for the buckets' reductions started during backward)."""
         if self._overlap is not None:
             return self._overlap.wait()
-        self._rebind()
+        _overlap.rebind(self.params, self.views)
         if mpi_tools.num_procs() > 1 and self._compressor:
             _compression.average_arrays(self._compressor, mpi_tools.comm_world(), self._arrays,
                                         agree=self._engine)

@@ -37,6 +37,20 @@ PROGRESS = "thread"
 POLL_S = 0.0002
 
 
+def rebind(params, views):
+    """Make each parameter's gradient its view ``views[p]`` again: a gradient that is None
+    becomes a zeroed view, one that autograd replaced by a new tensor is copied in."""
+    for p in params:
+        view = views[p]
+        if p.grad is None:
+            view.zero_()
+        elif p.grad.data_ptr() != view.data_ptr():
+            view.copy_(p.grad)
+        else:
+            continue
+        p.grad = view
+
+
 @dataclasses.dataclass
 class Bucket:
     """One bucket: its parameters, its flat tensor and that tensor's numpy view."""
@@ -159,22 +173,11 @@ class Buckets:
                 self._mpi.Request.Testall(requests)
 
     # -- after backward -------------------------------------------------------------------------
-    def _rebind(self, bucket):
-        for p in bucket.params:
-            view = self.views[p]
-            if p.grad is None:
-                view.zero_()
-            elif p.grad.data_ptr() != view.data_ptr():
-                view.copy_(p.grad)
-            else:
-                continue
-            p.grad = view
-
     def zero(self):
         """Set every gradient to zero, keeping the views."""
         for bucket in self.buckets:
             bucket.flat.zero_()
-            self._rebind(bucket)
+            rebind(bucket.params, self.views)
 
     def wait(self):
         """Start the buckets not started, wait for all, divide by the number of ranks; ready
@@ -185,7 +188,7 @@ class Buckets:
                 before one average); its bucket may have left with the first only.
         """
         while self._next < len(self.buckets):
-            self._rebind(self.buckets[self._next])
+            rebind(self.buckets[self._next].params, self.views)
             self._start(self.buckets[self._next])
         self._in_flight.clear()
         with self._lock:  # (the progress thread's last test done)
