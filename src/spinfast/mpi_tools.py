@@ -32,7 +32,6 @@ from __future__ import annotations
 import _thread
 import os
 import sys
-import time
 import warnings
 
 from spinfast._mpi import launch as _launch
@@ -43,6 +42,7 @@ from spinfast._mpi.statmerge import Merged
 from spinfast._mpi.statmerge import merge_over_ranks as _merge_over_ranks
 from spinfast._mpi.statmerge import reduce_states as _reduce_states
 from spinfast._mpi.worldcheck import check_world as _check_world
+from spinfast._mpi.worldcheck import install_abort_hook as _install_abort_hook
 
 TYPE_CHECKING = False  # typing is not imported at run time (import cost)
 if TYPE_CHECKING:
@@ -97,30 +97,6 @@ def _resolve() -> tuple:
             _install_abort_hook(comm, world[1], world[2])
         _world = world
         return _world
-
-
-def _install_abort_hook(comm, rank: int, size: int) -> None:
-    # An exception that ends one rank would leave the others blocked in their next collective
-    # (and MPI_Finalize) forever: print it, then take the whole job down.
-    previous = sys.excepthook
-
-    def abort_all_ranks(exc_type, exc, tb):
-        try:
-            note = (f"spinfast.mpi_tools: uncaught {exc_type.__name__} on rank {rank} of "
-                    f"{size}; aborting all ranks (MPI_Abort)\n")
-            sys.stdout.flush()
-            if previous is sys.__excepthook__:  # the traceback and the note in one write
-                import traceback
-                sys.stderr.write("".join(traceback.format_exception(exc_type, exc, tb)) + note)
-            else:
-                previous(exc_type, exc, tb)
-                sys.stderr.write(note)
-            sys.stderr.flush()
-            time.sleep(0.2)  # the launcher reads our pipes; MPI_Abort may drop what it has not
-        finally:
-            comm.Abort(1)
-
-    sys.excepthook = abort_all_ranks
 
 
 def comm_world():

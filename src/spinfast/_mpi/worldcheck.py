@@ -11,7 +11,8 @@ launcher, the MPI library and the fix; the other ranks exit with status 1 a mome
 silently.
 
 Private to spinfast: :mod:`spinfast.mpi_tools` calls :func:`check_world` when it makes the
-world.
+world, and :func:`install_abort_hook` where the world has several ranks, so that one rank's
+uncaught exception takes the whole job down instead of leaving the others blocked.
 """
 
 from __future__ import annotations
@@ -125,3 +126,30 @@ def check_world(actual: int) -> None:
         time.sleep(QUIET_EXIT_DELAY)
         raise SystemExit(1)
     raise RuntimeError(mismatch_message(expected, source, actual, _launch.library_version()))
+
+
+def install_abort_hook(comm, rank: int, size: int) -> None:
+    """Make an uncaught exception on this rank print its traceback, then abort every rank.
+
+    Without it, the other ranks would wait in their next collective (and ``MPI_Finalize``)
+    for ever.
+    """
+    previous = sys.excepthook
+
+    def abort_all_ranks(exc_type, exc, tb):
+        try:
+            note = (f"spinfast.mpi_tools: uncaught {exc_type.__name__} on rank {rank} of "
+                    f"{size}; aborting all ranks (MPI_Abort)\n")
+            sys.stdout.flush()
+            if previous is sys.__excepthook__:  # the traceback and the note in one write
+                import traceback
+                sys.stderr.write("".join(traceback.format_exception(exc_type, exc, tb)) + note)
+            else:
+                previous(exc_type, exc, tb)
+                sys.stderr.write(note)
+            sys.stderr.flush()
+            time.sleep(0.2)  # the launcher reads our pipes; MPI_Abort may drop what it has not
+        finally:
+            comm.Abort(1)
+
+    sys.excepthook = abort_all_ranks
