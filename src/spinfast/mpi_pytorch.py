@@ -236,7 +236,6 @@ class FlatGrads:
     """
 
     def __init__(self, module, compress=None, overlap=False, bucket_bytes=None):
-        import torch
 
         self.compress = _compression.check_compress(compress, "FlatGrads()")
         if overlap and compress is not None:
@@ -257,22 +256,8 @@ class FlatGrads:
             self.views = self._overlap.views
             self.buffers = [b.flat for b in self._overlap.buckets]
             return
-        self.buffers = []
         self.views = {}
-        for dtype, ps in by_dtype.items():
-            # numpy allocates large buffers on transparent huge pages, which MPI moves
-            # noticeably faster here than torch's default allocations.
-            n = sum(p.numel() for p in ps)
-            flat = torch.from_numpy(np.zeros(n, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
-            offset = 0
-            for p in ps:
-                view = flat[offset:offset + p.numel()].view_as(p)
-                if p.grad is not None:
-                    view.copy_(p.grad)
-                p.grad = view
-                self.views[p] = view
-                offset += p.numel()
-            self.buffers.append(flat)
+        self.buffers = [_overlap.flat_grads(ps, self.views) for ps in by_dtype.values()]
         self._arrays = [b.numpy() for b in self.buffers]
         self._engine = FlatBuffer(fusion_threshold=0)  # whole buffers, reduced in place
 

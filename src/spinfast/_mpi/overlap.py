@@ -37,6 +37,29 @@ PROGRESS = "thread"
 POLL_S = 0.0002
 
 
+def flat_grads(params, views):
+    """Return one flat tensor holding the gradients of ``params`` (all of one dtype), each
+    parameter's gradient becoming its view into it (kept in ``views[p]``).
+
+    The memory is numpy's: large buffers land on transparent huge pages, which MPI moves
+    noticeably faster here than torch's default allocations.
+    """
+    import numpy as np
+    import torch
+
+    dtype = torch.empty(0, dtype=params[0].dtype).numpy().dtype
+    flat = torch.from_numpy(np.zeros(sum(p.numel() for p in params), dtype=dtype))
+    offset = 0
+    for p in params:
+        view = flat[offset:offset + p.numel()].view_as(p)
+        if p.grad is not None:
+            view.copy_(p.grad)
+        p.grad = view
+        views[p] = view
+        offset += p.numel()
+    return flat
+
+
 def rebind(params, views):
     """Make each parameter's gradient its view ``views[p]`` again: a gradient that is None
     becomes a zeroed view, one that autograd replaced by a new tensor is copied in."""
@@ -87,8 +110,6 @@ class Buckets:
 
     def __init__(self, params, comm, bucket_bytes=DEFAULT_BUCKET_BYTES,
                  where="FlatGrads.average()", progress=None):
-        import numpy as np
-        import torch
 
         if comm is not None:
             from mpi4py import MPI
@@ -101,19 +122,9 @@ class Buckets:
         self.views: dict = {}
         self._bucket_of: dict = {}
         for group in plan(params, bucket_bytes):
-            n = sum(p.numel() for p in group)
-            # numpy's allocation (large ones on transparent huge pages, see FlatGrads)
-            dtype = torch.empty(0, dtype=group[0].dtype).numpy().dtype
-            flat = torch.from_numpy(np.zeros(n, dtype=dtype))
-            offset = 0
+            flat = flat_grads(group, self.views)
             for p in group:
-                view = flat[offset:offset + p.numel()].view_as(p)
-                if p.grad is not None:
-                    view.copy_(p.grad)
-                p.grad = view
-                self.views[p] = view
                 self._bucket_of[p] = len(self.buckets)
-                offset += p.numel()
             self.buckets.append(Bucket(group, flat, flat.numpy(), len(group)))
         self._next = 0          # the next bucket to start
         self._fired: set = set()  # the parameters whose hook ran in this backward
